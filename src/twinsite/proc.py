@@ -1,0 +1,141 @@
+"""Running external programs and keeping track of the daemons we start.
+
+One place for: running a command with a clear error when it fails, starting a daemon with its pid
+recorded in a file, asking whether it still runs, and stopping it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from twinsite.errors import CommandError
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    input_data: bytes | None = None,
+    timeout: float = 120.0,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``argv`` (never through a shell) and return the completed process.
+
+    With ``check`` a non-zero exit raises :class:`CommandError` carrying the command and its stderr.
+    """
+    try:
+        proc = subprocess.run(
+            list(argv),
+            input=input_data,
+            capture_output=True,
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise CommandError(
+            f"program not found: {argv[0]}", hint="run `make setup` (installs the Debian packages twinsite uses)"
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandError(f"timed out after {timeout:.0f} s: {shlex.join(argv)}") from exc
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip() or proc.stdout.decode(errors="replace").strip()
+        raise CommandError(f"`{shlex.join(argv)}` failed with exit code {proc.returncode}: {err}")
+    return proc
+
+
+def read_pid(pidfile: Path) -> int | None:
+    """The pid recorded in ``pidfile`` if that process is still alive, else None."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def pid_alive(pid: int) -> bool:
+    """True when ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != b"Z"
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    pidfile: Path,
+    logfile: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> int:
+    """Start a long-running program in the background, in its own session, and record its pid."""
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(logfile, "ab") as log:
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+            )
+        except FileNotFoundError as exc:
+            raise CommandError(f"program not found: {argv[0]}", hint="run `make setup`") from exc
+    pidfile.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def stop_pid(pid: int, *, timeout: float = 5.0) -> None:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL. Quiet when the process is already gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            _reap(pid)
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    while pid_alive(pid):
+        time.sleep(0.01)
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid`` if it is our child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop_pidfile(pidfile: Path, *, timeout: float = 5.0) -> bool:
+    """Stop the process recorded in ``pidfile`` and remove the file. Returns True if one was running."""
+    pid = read_pid(pidfile)
+    if pid is not None:
+        stop_pid(pid, timeout=timeout)
+    pidfile.unlink(missing_ok=True)
+    return pid is not None
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.02, what: str) -> None:
+    """Poll ``predicate()`` until it is true; raise :class:`CommandError` naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise CommandError(f"{what} did not happen within {timeout:.0f} s")
