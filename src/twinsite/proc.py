@@ -53,13 +53,25 @@ def run(
     return proc
 
 
-def read_pid(pidfile: Path) -> int | None:
-    """The pid recorded in ``pidfile`` if that process is still alive, else None."""
+def read_pid(pidfile: Path, *, comm: str | None = None) -> int | None:
+    """The pid recorded in ``pidfile`` if that process is still alive, else None.
+
+    With ``comm``, the process must also be that program: a pid left by a crash and reused by some other
+    process is not taken for ours.
+    """
     try:
         pid = int(pidfile.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if pid_alive(pid) else None
+    if not pid_alive(pid):
+        return None
+    if comm is not None:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != comm[:15]:
+                return None
+        except FileNotFoundError:
+            return None
+    return pid
 
 
 def pid_alive(pid: int) -> bool:
@@ -122,9 +134,9 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def stop_pidfile(pidfile: Path, *, timeout: float = 5.0) -> bool:
+def stop_pidfile(pidfile: Path, *, comm: str | None = None, timeout: float = 5.0) -> bool:
     """Stop the process recorded in ``pidfile`` and remove the file. Returns True if one was running."""
-    pid = read_pid(pidfile)
+    pid = read_pid(pidfile, comm=comm)
     if pid is not None:
         stop_pid(pid, timeout=timeout)
     pidfile.unlink(missing_ok=True)

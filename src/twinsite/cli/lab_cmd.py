@@ -57,7 +57,7 @@ def _status(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _build(args: argparse.Namespace) -> tuple[Any, str]:
-    exe = vcsim.build(Lab.from_env())
+    exe = vcsim.build()
     return {"vcsim": str(exe)}, f"built {exe}"
 
 
@@ -80,7 +80,7 @@ def _exec(args: argparse.Namespace) -> tuple[Any, str]:
     full = labmod.exec_argv(Lab.from_env(), args.host, argv)
     sys.stdout.flush()
     try:
-        os.execvp(full[0], full)  # stdin, stdout, stderr and the exit code pass straight through
+        os.execvp(full[0], full)  # noqa: S606 -- argv list, no shell; stdin, stdout, stderr and the exit code pass straight through
     except OSError as exc:
         raise LabError(f"cannot run {full[0]}: {exc}") from exc
     raise AssertionError("unreachable")  # pragma: no cover
@@ -92,7 +92,9 @@ def _status_text(st: dict[str, Any]) -> str:
         sshd = f"sshd pid {h['sshd_pid']}" if h["sshd_pid"] else "sshd not running"
         lines.append(f"  {h['name']:<8} {h['address']:<12} {h['site']:<7} link {h['link']:<6} {sshd}")
     d, v = st["dns"], st["vcenter"]
-    lines.append(f"  dns      {d['server']}:{d['port']} zone {d['zone']}  " + (f"pid {d['pid']}" if d["pid"] else "down"))
+    lines.append(
+        f"  dns      {d['server']}:{d['port']} zone {d['zone']}  " + (f"pid {d['pid']}" if d["pid"] else "down")
+    )
     lines.append(f"  vcenter  https://{v['hostname']}/sdk  " + (f"pid {v['pid']}" if v["pid"] else "down"))
     lines.append(f"  ssh      ssh -F {st['ssh']['config']} prod1")
     return "\n".join(lines)

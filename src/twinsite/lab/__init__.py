@@ -109,15 +109,17 @@ def status(lab: Lab) -> dict[str, Any]:
     host_rows = []
     for h in lab.hosts:
         ns_up = netns.exists(h.netns)
-        host_rows.append({
-            "name": h.name,
-            "fqdn": h.fqdn,
-            "site": h.site,
-            "address": h.address,
-            "netns": h.netns,
-            "sshd_pid": hosts.sshd_pid(h),
-            "link": ("up" if netns.link_is_up(h.veth, lab.ctl_netns) else "cut") if ctl_up and ns_up else "absent",
-        })
+        host_rows.append(
+            {
+                "name": h.name,
+                "fqdn": h.fqdn,
+                "site": h.site,
+                "address": h.address,
+                "netns": h.netns,
+                "sshd_pid": hosts.sshd_pid(h),
+                "link": ("up" if netns.link_is_up(h.veth, lab.ctl_netns) else "cut") if ctl_up and ns_up else "absent",
+            }
+        )
     dns_pid, vc_pid = dns.pid(lab), vcsim.pid(lab)
     running = ctl_up and dns_pid is not None and vc_pid is not None and all(r["sshd_pid"] for r in host_rows)
     return {

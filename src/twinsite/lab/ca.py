@@ -12,9 +12,30 @@ def ensure_ca(ca_dir: Path) -> tuple[Path, Path]:
     ca_dir.mkdir(parents=True, exist_ok=True)
     cert, key = ca_dir / "ca.pem", ca_dir / "ca.key"
     if not (cert.exists() and key.exists()):
-        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", str(key), "-out", str(cert), "-days", "3650", "-subj", "/CN=twinsite lab CA",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                "-days",
+                "3650",
+                "-subj",
+                "/CN=twinsite lab CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ]
+        )
         key.chmod(0o600)
     return cert, key
 
@@ -27,12 +48,45 @@ def ensure_server_cert(ca_dir: Path, name: str, *, dns_names: list[str], ips: li
     stamp = ca_dir / f"{name}.san"
     if cert.exists() and key.exists() and stamp.exists() and stamp.read_text() == san:
         return cert, key
-    run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={dns_names[0]}"])
+    run(
+        [
+            "openssl",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            f"/CN={dns_names[0]}",
+        ]
+    )
     ext = ca_dir / f"{name}.ext"
     ext.write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
-    run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
-         "-CAcreateserial", "-out", str(cert), "-days", "825", "-extfile", str(ext)])
+    run(
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_cert),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-out",
+            str(cert),
+            "-days",
+            "825",
+            "-extfile",
+            str(ext),
+        ]
+    )
     key.chmod(0o600)
     stamp.write_text(san)
     return cert, key

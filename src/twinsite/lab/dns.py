@@ -7,8 +7,9 @@ import json
 import os
 import shutil
 
+from twinsite.errors import LabError
 from twinsite.lab.topology import DNS_ZONE, Lab
-from twinsite.proc import read_pid, run, spawn, stop_pidfile, wait_until
+from twinsite.proc import pid_alive, read_pid, run, spawn, stop_pidfile, wait_until
 from twinsite.redirect.dns import DnsError, TsigKey, resolve_addresses
 
 KNOTD = "/usr/sbin/knotd"
@@ -45,7 +46,7 @@ def zone_text(lab: Lab) -> str:
     lines = [
         f"$ORIGIN {DNS_ZONE}.",
         "$TTL 60",
-        f"@ SOA ns1 hostmaster 1 3600 600 86400 60",
+        "@ SOA ns1 hostmaster 1 3600 600 86400 60",
         "@ NS ns1",
         f"ns1 A {lab.ctl_address}",
         f"vcenter A {lab.ctl_address}",
@@ -68,7 +69,7 @@ def ensure_key(lab: Lab) -> TsigKey:
 
 
 def pid(lab: Lab) -> int | None:
-    return read_pid(lab.dns_dir / "knotd.pid")
+    return read_pid(lab.dns_dir / "knotd.pid", comm="knotd")
 
 
 def start(lab: Lab) -> None:
@@ -85,9 +86,12 @@ def start(lab: Lab) -> None:
     conf.write_text(KNOT_CONF.format(dir=d, address=lab.ctl_address, key=key, network=lab.network, zone=DNS_ZONE))
     conf.chmod(0o600)  # holds the TSIG secret
     run(["knotc", "-c", str(conf), "conf-check"])
-    spawn(["ip", "netns", "exec", lab.ctl_netns, KNOTD, "-c", str(conf)], pidfile=d / "knotd.pid",
-          logfile=d / "knotd.log")
-    wait_until(lambda: pid(lab) is not None and _answers(lab), timeout=10, what="the lab DNS server answering")
+    started = spawn(
+        ["ip", "netns", "exec", lab.ctl_netns, KNOTD, "-c", str(conf)], pidfile=d / "knotd.pid", logfile=d / "knotd.log"
+    )
+    wait_until(lambda: _answers(lab) or not pid_alive(started), timeout=10, what="the lab DNS server answering")
+    if not _answers(lab):
+        raise LabError("the lab DNS server (knotd) exited at start", where=str(d / "knotd.log"), hint="read its log")
 
 
 def _answers(lab: Lab) -> bool:
@@ -98,4 +102,4 @@ def _answers(lab: Lab) -> bool:
 
 
 def stop(lab: Lab) -> None:
-    stop_pidfile(lab.dns_dir / "knotd.pid")
+    stop_pidfile(lab.dns_dir / "knotd.pid", comm="knotd")

@@ -94,9 +94,11 @@ def _prepare_private_files(lab: Lab, h: LabHost) -> None:
     (dot_ssh / "config").write_text(
         ssh_config_text(lab, identity="~/.ssh/id_ed25519", known_hosts="~/.ssh/known_hosts")
     )
-    hosts = "127.0.0.1 localhost\n" + "".join(
-        f"{o.address} {o.fqdn} {o.name}\n" for o in lab.hosts
-    ) + f"{lab.ctl_address} ns1.{DNS_ZONE} vcenter.{DNS_ZONE}\n"
+    hosts = (
+        "127.0.0.1 localhost\n"
+        + "".join(f"{o.address} {o.fqdn} {o.name}\n" for o in lab.hosts)
+        + f"{lab.ctl_address} ns1.{DNS_ZONE} vcenter.{DNS_ZONE}\n"
+    )
     h.private_dir("/etc/hosts").write_text(hosts)
     h.private_dir("/etc/resolv.conf").write_text(f"nameserver {lab.ctl_address}\nsearch {DNS_ZONE}\n")
     (h.dir / "authorized_keys").write_bytes(lab.ssh_key.with_suffix(".pub").read_bytes())
@@ -117,7 +119,7 @@ def _start_script(h: LabHost) -> str:
 
 
 def sshd_pid(h: LabHost) -> int | None:
-    return read_pid(h.dir / "sshd.pid")
+    return read_pid(h.dir / "sshd.pid", comm="sshd")
 
 
 def start(lab: Lab, h: LabHost) -> None:
@@ -125,8 +127,23 @@ def start(lab: Lab, h: LabHost) -> None:
     if not netns.exists(h.netns):
         netns.add(h.netns)
     if not netns.link_exists(h.veth, lab.ctl_netns):
-        run(["ip", "link", "add", h.veth, "netns", lab.ctl_netns, "type", "veth", "peer", "name", "eth0",
-             "netns", h.netns])
+        run(
+            [
+                "ip",
+                "link",
+                "add",
+                h.veth,
+                "netns",
+                lab.ctl_netns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                h.netns,
+            ]
+        )
         run(["ip", "-n", lab.ctl_netns, "link", "set", h.veth, "master", "br0", "up"])
         run(["ip", "-n", h.netns, "addr", "add", f"{h.address}/24", "dev", "eth0"])
         run(["ip", "-n", h.netns, "link", "set", "eth0", "up"])
@@ -137,8 +154,7 @@ def start(lab: Lab, h: LabHost) -> None:
     run([SSHD, "-t", "-f", str(h.dir / "sshd_config")])
     script = h.dir / "start.sh"
     script.write_text(_start_script(h))
-    run(["ip", "netns", "exec", h.netns, "unshare", "--uts", "--mount", "--propagation", "private",
-         "sh", str(script)])
+    run(["ip", "netns", "exec", h.netns, "unshare", "--uts", "--mount", "--propagation", "private", "sh", str(script)])
     wait_until(lambda: sshd_pid(h) is not None and _answers(h.address, 22), timeout=10, what=f"sshd on {h.name}")
 
 

@@ -103,7 +103,9 @@ def update_address(
     answers NOERROR with a valid signature.
     """
     rel = _relative(name, zone)
-    upd = dns.update.UpdateMessage(zone, keyring=key.keyring(), keyname=key.name, keyalgorithm=ALGORITHMS[key.algorithm])
+    upd = dns.update.UpdateMessage(
+        zone, keyring=key.keyring(), keyname=dns.name.from_text(key.name), keyalgorithm=ALGORITHMS[key.algorithm]
+    )
     upd.delete(rel, "A")
     for address in addresses:
         upd.add(rel, ttl, "A", address)
@@ -133,5 +135,7 @@ def resolve_addresses(*, server: str, name: str, port: int = 53, timeout: float 
     try:
         answer = dns.query.udp(query, server, port=port, timeout=timeout)
     except (OSError, dns.exception.DNSException) as exc:
-        raise DnsError(f"query for {name} failed: {exc or type(exc).__name__}", where=f"DNS server {server}:{port}") from exc
+        raise DnsError(
+            f"query for {name} failed: {exc or type(exc).__name__}", where=f"DNS server {server}:{port}"
+        ) from exc
     return sorted(rr.address for rrset in answer.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset)

@@ -1,0 +1,18 @@
+# Copyright: twinsite contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  twinsite_cli:
+    description:
+      - Path of the C(twinsite) command on the target host.
+      - By default it is looked up in E(PATH), then in C(/opt/twinsite/bin) (where the agent
+        role installs it), then beside the Python interpreter running the module.
+    type: path
+requirements:
+  - the C(twinsite) command on the target host (JSON api 1)
+"""

@@ -1,0 +1,47 @@
+# Copyright: twinsite contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The module base: the shared argument spec, and the one place that turns twinsite errors into fail_json."""
+
+from __future__ import annotations
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.twinsite.dr.plugins.module_utils._cli import TwinsiteError, candidate_dirs, run_json
+
+
+def cli_argument_spec():
+    """Options every host-side module takes (documented by the twinsite.dr.cli doc fragment)."""
+    return dict(twinsite_cli=dict(type="path"))
+
+
+class TwinsiteModule(AnsibleModule):
+    """AnsibleModule plus the twinsite CLI runner and error translation."""
+
+    def __init__(self, argument_spec, **kwargs):
+        spec = cli_argument_spec()
+        spec.update(argument_spec)
+        super().__init__(argument_spec=spec, **kwargs)
+
+    def cli_path(self):
+        explicit = self.params.get("twinsite_cli")
+        if explicit:
+            if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
+                self.fail_json(msg="twinsite_cli=%s is not an executable file on this host" % explicit)
+            return explicit
+        return self.get_bin_path("twinsite", required=False, opt_dirs=candidate_dirs()) or self.fail_json(
+            msg="the twinsite CLI was not found on this host (looked in PATH and %s)" % ", ".join(candidate_dirs()),
+            hint="install it with the twinsite.dr.agent role, or set twinsite_cli",
+        )
+
+    def twinsite(self, args, environ_update=None):
+        """Run one twinsite CLI command with --json and return its result."""
+        return run_json(self.run_command, self.cli_path(), args, environ_update=environ_update)
+
+    def run(self, logic):
+        """Call ``logic(self)`` and exit with its result; a TwinsiteError becomes fail_json."""
+        try:
+            result = logic(self)
+        except TwinsiteError as exc:
+            self.fail_json(msg=exc.message, error=exc.details)
+        self.exit_json(**result)

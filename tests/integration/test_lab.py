@@ -1,0 +1,149 @@
+"""The lab's hosts: real sshd per host, own hostnames and directories, cut/heal, exec, and a clean down."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ssh, twinsite_cmd
+from twinsite import lab as labmod
+from twinsite.lab import netns
+from twinsite.lab.topology import PRIVATE_DIRS, Lab
+from twinsite.proc import pid_alive
+
+pytestmark = pytest.mark.lab
+
+
+def test_up_twice_is_harmless(lab: Lab) -> None:
+    before = labmod.status(lab)
+    labmod.up(lab)
+    after = labmod.status(lab)
+    assert after["state"] == "up"
+    assert after == before  # same pids, same links: nothing was restarted
+
+
+@pytest.mark.parametrize("host", ["prod1", "dr1", "client1"])
+def test_each_host_answers_ssh_with_its_own_hostname(lab: Lab, host: str) -> None:
+    proc = ssh(lab, host, "hostname; cat /etc/hostname >/dev/null; echo $SSH_CONNECTION")
+    assert proc.returncode == 0, proc.stderr
+    name, conn = proc.stdout.split("\n", 1)
+    assert name == host
+    assert conn.split()[2] == lab.host(host).address  # the server end is the host's own address
+
+
+@pytest.mark.parametrize("path", PRIVATE_DIRS)
+def test_each_host_has_its_own_private_directories(lab: Lab, path: str) -> None:
+    marker = f"{path}/.twinsite-test-{time.monotonic_ns()}"
+    assert ssh(lab, "prod1", f"echo prod1 > {marker}").returncode == 0
+    try:
+        assert ssh(lab, "prod1", f"cat {marker}").stdout == "prod1\n"
+        for other in ("dr1", "client1"):
+            assert ssh(lab, other, f"test -e {marker}").returncode == 1, f"{marker} visible on {other}"
+        assert not Path(marker).exists(), f"{marker} visible on the controller"
+    finally:
+        ssh(lab, "prod1", f"rm -f {marker}")
+
+
+def test_host_keys_are_verified_not_added(lab: Lab, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    proc = ssh(lab, "dr1", "true", known_hosts=empty)
+    assert proc.returncode == 255
+    assert "Host key verification failed" in proc.stderr
+    assert empty.read_text() == ""  # nothing was added
+
+
+def test_hosts_reach_each_other_by_name_with_verified_keys(lab: Lab) -> None:
+    proc = ssh(lab, "prod1", "ssh -o BatchMode=yes dr1 'hostname; echo $SSH_CLIENT'")
+    assert proc.returncode == 0, proc.stderr
+    name, client = proc.stdout.split("\n", 1)
+    assert name == "dr1"
+    assert client.split()[0] == lab.host("prod1").address
+
+
+def test_cut_fails_ssh_fast_while_others_answer_and_heal_restores(healed: Lab) -> None:
+    lab = healed
+    labmod.cut(lab, "prod1")
+    assert {h["name"]: h["link"] for h in labmod.status(lab)["hosts"]}["prod1"] == "cut"
+    t0 = time.monotonic()
+    proc = ssh(lab, "prod1", "true", timeout=20)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 255
+    assert elapsed < 10, f"ssh to a cut host took {elapsed:.1f} s to fail"
+    assert ssh(lab, "dr1", "hostname").stdout == "dr1\n"
+    # prod1 is cut off from the other site too, not only from the controller
+    assert ssh(lab, "dr1", "ssh -o BatchMode=yes -o ConnectTimeout=2 prod1 true").returncode == 255
+    labmod.heal(lab, "prod1")
+    assert ssh(lab, "prod1", "hostname").stdout == "prod1\n"
+
+
+def test_cut_through_the_cli(healed: Lab) -> None:
+    proc = twinsite_cmd("lab", "cut", "client1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert ssh(healed, "client1", "true", timeout=20).returncode == 255
+    assert twinsite_cmd("lab", "heal", "client1").returncode == 0
+    assert ssh(healed, "client1", "hostname").stdout == "client1\n"
+
+
+def test_cut_of_an_unknown_host_is_refused(lab: Lab) -> None:
+    proc = twinsite_cmd("lab", "cut", "prod9")
+    assert proc.returncode == 3
+    assert "no lab host called 'prod9'" in proc.stderr
+
+
+def test_exec_passes_stdin_stdout_stderr_and_exit_code(lab: Lab) -> None:
+    proc = subprocess.run(
+        [
+            str(Path(twinsite_cmd.__globals__["VENV_BIN"]) / "twinsite"),
+            "lab",
+            "exec",
+            "dr1",
+            "--",
+            "sh",
+            "-c",
+            "hostname; cat; echo oops >&2; exit 7",
+        ],
+        input="from stdin\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 7
+    assert proc.stdout == "dr1\nfrom stdin\n"
+    assert proc.stderr == "oops\n"
+
+
+def test_exec_sees_the_hosts_network_and_mounts(lab: Lab) -> None:
+    proc = twinsite_cmd("lab", "exec", "client1", "--", "sh", "-c", "ip -4 -o addr show dev eth0; findmnt -n /srv")
+    assert proc.returncode == 0, proc.stderr
+    assert f"inet {lab.host('client1').address}/24" in proc.stdout
+    assert str(lab.host("client1").private_dir("/srv")) in proc.stdout
+
+
+def test_a_second_lab_comes_up_and_down_leaving_nothing(tmp_path: Path, lab: Lab) -> None:
+    other = Lab.create(name="twx", root=tmp_path / "lab", network="10.77.9.0/24")
+    labmod.up(other)
+    labmod.up(other)  # twice is harmless
+    st = labmod.status(other)
+    assert st["state"] == "up"
+    pids = [h["sshd_pid"] for h in st["hosts"]] + [st["dns"]["pid"], st["vcenter"]["pid"]]
+    assert ssh_other(other, "dr1") == "dr1"
+    labmod.down(other)
+    labmod.down(other)  # twice is harmless
+    assert labmod.status(other)["state"] == "down"
+    assert not [ns for ns in Path("/run/netns").iterdir() if ns.name.startswith("twx-")]
+    assert not netns.link_exists(other.uplink)
+    assert not [p for p in pids if pid_alive(p)]  # (a zombie waiting for init to reap it is not running)
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(other.root) not in mounts
+    assert not [m for m in mounts.splitlines() if "/run/netns/twx-" in m]
+    # the demo lab was not disturbed
+    assert labmod.status(lab)["state"] == "up"
+
+
+def ssh_other(lab: Lab, host: str) -> str:
+    return ssh(lab, host, "hostname").stdout.strip()
