@@ -1,0 +1,69 @@
+# twinsite's single entry point. Every target does its own setup, so each works on a fresh machine as root.
+#   make demo    set up, bring the lab up, run the drill
+#   make test    set up, lint, run every test (unit, lab integration, real ansible-playbook runs)
+#   make bench   set up, bring the lab up, run the benchmarks (bench/results/latest.{json,md})
+#   make lint    ruff, mypy --strict, ansible-lint (production), ansible-test sanity
+#   make setup   Debian packages, the .venv, the vCenter simulator build
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+# What the lab, the tests and the benchmarks run: sshd for the lab hosts, knot for DNS, Go and govmomi for the
+# vCenter simulator, openssl for the lab CA, rsync and lsyncd as benchmark peers, PostgreSQL and SQLite as
+# protected applications, nftables/iptables for partitions.
+DEB_PACKAGES := openssh-server openssh-client knot knot-dnsutils golang-go golang-github-vmware-govmomi-dev \
+	iproute2 util-linux openssl rsync lsyncd iptables nftables postgresql sqlite3 git
+
+.PHONY: setup deb venv vcsim demo test pytest lint bench lab-up lab-down clean
+
+setup: deb venv vcsim
+
+deb:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip setuptools wheel
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+vcsim: venv
+	$(BIN)/twinsite lab build
+
+lab-up: setup
+	$(BIN)/twinsite lab up
+
+lab-down: venv
+	$(BIN)/twinsite lab down
+
+demo: lab-up
+	$(BIN)/ansible-playbook playbooks/drill.yml
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/ansible-lint
+	scripts/ansible-test-sanity
+
+pytest: setup
+	$(BIN)/python -m pytest -p no:cacheprovider -ra
+
+test: setup lint pytest
+
+bench: lab-up
+	$(BIN)/python -m bench
+
+clean: lab-down
+	rm -rf $(VENV) collections/ansible_collections/twinsite/dr/tests/output

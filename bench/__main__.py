@@ -1,0 +1,65 @@
+"""Run every benchmark against the lab and write bench/results/latest.json and latest.md.
+
+Each benchmark returns comparisons: {"name", "unit", "twinsite": {...}, "peer": {"name", ...}, "ratio"}, where
+``ratio`` is twinsite's figure over the peer's for the named metric (its meaning is in ``ratio_meaning``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import ssh_channel
+from twinsite import __version__
+from twinsite.lab.topology import Lab
+
+BENCHMARKS = {"ssh_channel": ssh_channel.run}
+RESULTS = Path(__file__).parent / "results"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# twinsite benchmarks ({report['generated']})",
+        "",
+        f"twinsite {report['twinsite_version']}, {report['machine']['cpus']} CPUs, "
+        f"Python {report['machine']['python']}",
+        "",
+        "| comparison | twinsite | peer | ratio | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for c in report["comparisons"]:
+        lines.append(
+            f"| {c['name']} | {c['twinsite']['value']:.1f} {c['unit']} | {c['peer']['name']}: "
+            f"{c['peer']['value']:.1f} {c['unit']} | {c['ratio']:.2f} | {c['ratio_meaning']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {', '.join(BENCHMARKS)})")
+    parser.add_argument("--quick", action="store_true", help="smaller data, for a smoke run")
+    args = parser.parse_args()
+    lab = Lab.from_env()
+    comparisons: list[dict[str, Any]] = []
+    for name in args.names or list(BENCHMARKS):
+        comparisons.extend(BENCHMARKS[name](lab, quick=args.quick))
+    report = {
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "twinsite_version": __version__,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+        "comparisons": comparisons,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "latest.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
