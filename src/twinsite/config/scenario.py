@@ -1,0 +1,101 @@
+"""Typed, frozen scenario values, built only from documents the schema has accepted."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+
+
+def parse_size(value: int | str) -> int:
+    """512 -> 512, '20MiB' -> 20971520, '1.5GB' -> 1500000000 (the schema has checked the form)."""
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", value)
+    if not m or m.group(2).upper() not in _UNITS:
+        raise ValueError(f"not a size: {value!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+@dataclass(frozen=True)
+class Root:
+    path: str
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def selects(self, rel: str) -> bool:
+        """Whether the root-relative path ``rel`` is replicated (include first, then exclude)."""
+        if self.include and not any(fnmatch.fnmatchcase(rel, p) for p in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(rel, p) for p in self.exclude)
+
+
+@dataclass(frozen=True)
+class Replication:
+    mode: str = "continuous"
+    interval: float = 60.0
+    sync_method: str = "metadata"
+    compression: str = "zstd"
+    bandwidth_limit: int = 0
+    transport: str = "openssh"
+    ssh_options: tuple[tuple[str, str], ...] = ()
+    known_hosts: str = "~/.ssh/known_hosts"
+    batch_ms: int = 20
+    block_size: int = 4096
+
+
+@dataclass(frozen=True)
+class Journal:
+    max_size: int = 2**30
+    segment_size: int = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    master: str
+    replicas: tuple[str, ...]
+    roots: tuple[Root, ...]
+    application: str = "files"
+    replication: Replication = field(default_factory=Replication)
+    journal: Journal = field(default_factory=Journal)
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Scenario:
+        rep = dict(doc.get("replication", {}))
+        if "bandwidth_limit" in rep:
+            rep["bandwidth_limit"] = parse_size(rep["bandwidth_limit"])
+        if "interval" in rep:
+            rep["interval"] = float(rep["interval"])
+        rep["ssh_options"] = tuple(sorted((str(k), str(v)) for k, v in rep.get("ssh_options", {}).items()))
+        jr = {k: parse_size(v) for k, v in doc.get("journal", {}).items()}
+        return cls(
+            name=doc["name"],
+            master=doc["master"],
+            replicas=tuple(doc["replicas"]),
+            roots=tuple(
+                Root(
+                    path=r["path"].rstrip("/") or "/",
+                    include=tuple(r.get("include", ())),
+                    exclude=tuple(r.get("exclude", ())),
+                )
+                for r in doc["roots"]
+            ),
+            application=doc.get("application", "files"),
+            replication=Replication(**rep),
+            journal=Journal(**jr),
+        )

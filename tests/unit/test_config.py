@@ -1,0 +1,149 @@
+"""Scenario files: good ones load into typed values; bad ones give every error with file, line and key path."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import twinsite_cmd
+from twinsite.config import load_file
+from twinsite.config.scenario import Root, parse_size
+from twinsite.errors import ConfigError
+
+GOOD = """\
+scenarios:
+  - name: app
+    master: prod1
+    replicas: [dr1]
+    roots:
+      - path: /srv/app/
+        exclude: ["*.tmp", "cache/*"]
+    replication:
+      mode: periodic
+      interval: 30
+      bandwidth_limit: 10MiB
+      ssh_options: {Port: 2222}
+    journal:
+      max_size: 256MiB
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "s.yml") -> Path:
+    f = tmp_path / name
+    f.write_text(textwrap.dedent(text))
+    return f
+
+
+def test_good_file_loads_into_typed_values(tmp_path: Path) -> None:
+    [s] = load_file(write(tmp_path, GOOD))
+    assert (s.name, s.master, s.replicas, s.application) == ("app", "prod1", ("dr1",), "files")
+    assert s.roots == (Root(path="/srv/app", include=(), exclude=("*.tmp", "cache/*")),)
+    assert s.replication.mode == "periodic"
+    assert s.replication.interval == 30.0
+    assert s.replication.bandwidth_limit == 10 * 2**20
+    assert s.replication.ssh_options == (("Port", "2222"),)
+    assert s.replication.transport == "openssh"  # default
+    assert s.journal.max_size == 256 * 2**20
+    assert s.journal.segment_size == 64 * 2**20  # default
+
+
+def test_a_single_scenario_mapping_is_a_file_too(tmp_path: Path) -> None:
+    f = write(tmp_path, "name: db\nmaster: prod1\nreplicas: [dr1]\nroots: [{path: /srv/db}]\n")
+    assert [s.name for s in load_file(f)] == ["db"]
+
+
+BAD = """\
+scenarios:
+  - name: app
+    master: prod1
+    replicas: [dr1]
+    roots:
+      - path: /srv/app
+    replication:
+      mode: continous
+      bandwith_limit: 10MiB
+      batch_ms: "20"
+      ssh_options: {StrictHostKeyChecking: "no"}
+  - name: app
+    master: prod1
+    replicas: []
+    roots:
+      - path: /srv/../etc
+"""
+
+
+def test_every_problem_is_reported_at_once_with_line_and_key_path(tmp_path: Path) -> None:
+    f = write(tmp_path, BAD)
+    with pytest.raises(ConfigError) as err:
+        load_file(f)
+    text = err.value.message
+    expected = [
+        f"{f}:8: scenarios[0].replication.mode: 'continous' is not one of 'continuous', 'periodic'",
+        f"{f}:9: scenarios[0].replication.bandwith_limit: unknown key 'bandwith_limit': "
+        "did you mean 'bandwidth_limit'?",
+        f"{f}:10: scenarios[0].replication.batch_ms: '20' is not of type 'integer'",
+        f"{f}:11: scenarios[0].replication.ssh_options",
+        f"{f}:12: scenarios[1].name: scenario name 'app' is used twice (first as item 0)",
+        f"{f}:14: scenarios[1].replicas: [] should be non-empty",
+        f"{f}:16: scenarios[1].roots[0].path: '/srv/../etc' does not match",
+    ]
+    for line in expected:
+        assert line in text, f"missing: {line}\nin:\n{text}"
+    assert text.startswith("7 problem(s)")
+    assert err.value.where == str(f)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("scenarios: [\n", "not valid YAML"),
+        ("- just\n- a list\n", "expected a scenario (a mapping)"),
+        ("scenarios: {name: x}\n", "expected a list of scenarios"),
+        ("name: x\nmaster: a\nreplicas: [b]\nroots: [{path: relative/dir}]\n", "roots[0].path"),
+        (
+            "name: x\nmaster: a\nreplicas: [b]\nroots: [{path: /srv}]\nreplication: {bandwidth_limit: lots}\n",
+            "'lots' is not valid: expected A size in bytes",
+        ),
+        (
+            "name: x\nmaster: a\nreplicas: [b]\nroots: [{path: /srv}]\nreplication: {transport: telnet}\n",
+            "'telnet' is not one of 'openssh', 'paramiko'",
+        ),
+        ("name: Bad Name\nmaster: a\nreplicas: [b]\nroots: [{path: /srv}]\n", "name: 'Bad Name' does not match"),
+        ("master: a\nreplicas: [b]\nroots: [{path: /srv}]\n", "'name' is a required property"),
+    ],
+)
+def test_bad_files_are_refused_with_the_reason(tmp_path: Path, text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_file(write(tmp_path, text))
+    assert fragment in err.value.message
+
+
+def test_validate_cli_checks_every_file_and_fails_on_any_problem(tmp_path: Path) -> None:
+    good, bad = write(tmp_path, GOOD, "good.yml"), write(tmp_path, BAD, "bad.yml")
+    ok = twinsite_cmd("validate", str(good))
+    assert ok.returncode == 0, ok.stderr
+    assert "ok: 1 scenario(s) in 1 file(s): app" in ok.stdout
+    both = twinsite_cmd("validate", str(good), str(bad))
+    assert both.returncode == 3
+    assert f"{bad}:8: scenarios[0].replication.mode" in both.stderr
+    assert str(good) not in both.stderr
+    missing = twinsite_cmd("validate", str(tmp_path / "nope.yml"), "--json")
+    assert missing.returncode == 3
+    assert "cannot read: No such file or directory" in missing.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [(512, 512), ("20MiB", 20 * 2**20), ("1.5GB", 1_500_000_000), ("4 KiB", 4096)]
+)
+def test_sizes(text: int | str, value: int) -> None:
+    assert parse_size(text) == value
+
+
+def test_root_selection_include_then_exclude() -> None:
+    r = Root(path="/srv/app", include=("data/*", "*.db"), exclude=("*.tmp",))
+    assert r.selects("data/x")
+    assert r.selects("main.db")
+    assert not r.selects("data/x.tmp")
+    assert not r.selects("other/y")
