@@ -1,0 +1,1 @@
+"""The journal: ordered, checksummed change records, and the append-only segment files that hold them."""

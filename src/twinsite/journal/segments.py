@@ -1,0 +1,180 @@
+"""Append-only segment files of records, fsynced before anything depends on them (docs/formats.md).
+
+A journal directory holds ``<first seq, 20 digits>.seg`` files. Records are only ever appended; a
+segment is deleted whole once every record in it is acknowledged. On open, an incomplete record at the
+end of the newest segment (a crash mid-append) is dropped; corruption anywhere else is an error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from twinsite.errors import TwinsiteError
+from twinsite.journal.record import MAGIC, Record, RecordError, decode
+
+READ_CHUNK = 4 << 20
+
+
+class JournalError(TwinsiteError):
+    """The journal on disk is corrupt or inconsistent (not a torn tail)."""
+
+    exit_code = 8
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _scan(data: bytes) -> tuple[list[Record], int, RecordError | None]:
+    """Decode records from ``data``: (records, end of the last good one, the error that stopped it)."""
+    out: list[Record] = []
+    pos = 0
+    while pos < len(data):
+        try:
+            got = decode(data, pos)
+        except RecordError as exc:
+            return out, pos, exc
+        if got is None:
+            break
+        rec, pos = got
+        out.append(rec)
+    return out, pos, None
+
+
+def _valid_record_after(data: bytes, pos: int) -> bool:
+    """Whether any complete, valid record starts after ``pos`` (then the damage is not a torn tail)."""
+    start = data.find(MAGIC, pos + 1)
+    while start != -1:
+        try:
+            if decode(data, start) is not None:
+                return True
+        except RecordError:
+            pass
+        start = data.find(MAGIC, start + 1)
+    return False
+
+
+class Journal:
+    """One scenario's journal. Single writer; readers stream with :meth:`read_from`."""
+
+    def __init__(self, directory: Path, *, segment_size: int = 64 << 20) -> None:
+        self.dir = directory
+        self.segment_size = segment_size
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.last_seq = 0
+        self.dropped_tail = 0  # bytes of a torn tail dropped at open (reported, never silent)
+        self._fd: int | None = None
+        self._size = 0
+        self._recover()
+
+    # -- opening -------------------------------------------------------------------------------------
+    def segments(self) -> list[Path]:
+        return sorted(p for p in self.dir.iterdir() if p.suffix == ".seg" and p.stem.isdigit())
+
+    def _recover(self) -> None:
+        segs = self.segments()
+        if not segs:
+            return
+        last = segs[-1]
+        data = last.read_bytes()
+        records, end, err = _scan(data)
+        if err is not None and _valid_record_after(data, end):
+            raise JournalError(
+                f"corrupt record in the middle of the journal: {err}",
+                where=str(last),
+                hint="the journal cannot be trusted: run a verified resync (twinsite sync --verify)",
+            )
+        if end < len(data):
+            self.dropped_tail = len(data) - end
+            with open(last, "r+b") as f:
+                f.truncate(end)
+                os.fsync(f.fileno())
+        if records:
+            self.last_seq = records[-1].seq
+        elif len(segs) > 1:
+            self.last_seq = int(segs[-1].stem) - 1
+        else:
+            self.last_seq = int(last.stem) - 1
+
+    # -- writing -------------------------------------------------------------------------------------
+    def _open_segment(self, first_seq: int) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        path = self.dir / f"{first_seq:020d}.seg"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._size = os.fstat(self._fd).st_size
+        fsync_dir(self.dir)
+
+    def append(self, records: Iterable[Record]) -> int:
+        """Append records (seq must follow on), fsync, and return the last seq. Durable on return."""
+        buf: list[bytes] = []
+        expect = self.last_seq + 1
+        for rec in records:
+            if rec.seq != expect:
+                raise JournalError(f"sequence gap: expected seq {expect}, got {rec.seq}", where=str(self.dir))
+            if self._fd is None or self._size >= self.segment_size:
+                self._flush(buf)
+                buf = []
+                self._open_segment(rec.seq)
+            enc = rec.encode()
+            buf.append(enc)
+            self._size += len(enc)
+            expect += 1
+        self._flush(buf)
+        if self._fd is not None:
+            os.fsync(self._fd)
+        self.last_seq = expect - 1
+        return self.last_seq
+
+    def _flush(self, buf: list[bytes]) -> None:
+        if buf and self._fd is not None:
+            data = b"".join(buf)
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # -- reading and trimming ------------------------------------------------------------------------
+    def read_from(self, seq: int) -> Iterator[Record]:
+        """Every record with seq >= ``seq``, in order, one segment in memory at a time."""
+        segs = self.segments()
+        for i, seg in enumerate(segs):
+            nxt = int(segs[i + 1].stem) if i + 1 < len(segs) else None
+            if nxt is not None and nxt <= seq:
+                continue
+            records, _end, err = _scan(seg.read_bytes())
+            if err is not None:
+                raise JournalError(f"corrupt record: {err}", where=str(seg))
+            for rec in records:
+                if rec.seq >= seq:
+                    yield rec
+
+    def first_seq(self) -> int:
+        segs = self.segments()
+        return int(segs[0].stem) if segs else self.last_seq + 1
+
+    def trim(self, acked_seq: int) -> int:
+        """Delete segments whose every record is <= ``acked_seq``; return bytes freed."""
+        segs = self.segments()
+        freed = 0
+        for i, seg in enumerate(segs[:-1]):  # the newest segment is the one being written
+            if int(segs[i + 1].stem) - 1 <= acked_seq:
+                freed += seg.stat().st_size
+                seg.unlink()
+        if freed:
+            fsync_dir(self.dir)
+        return freed
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.segments())
