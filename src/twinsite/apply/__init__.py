@@ -1,0 +1,1 @@
+"""Applying change records to a replica root: safely (never outside the root), idempotently, durably."""

@@ -1,0 +1,320 @@
+"""Apply records to a replica root: single writer, strict seq order, idempotent on replay, durable on commit.
+
+Replay safety: after a crash, the records of the last uncommitted batch are applied again on a tree in
+which some of them already took effect. Each operation is written so that this gives the same result:
+namespace operations check whether they already happened (a rename whose source is gone and whose target
+exists is done), data operations on a missing file are skipped (the file was renamed or deleted by a later
+record of the same batch). The sender cuts batches so that no name is the subject of a namespace operation
+after any earlier operation of the same batch touched it (see :func:`twinsite.apply.batching.needs_cut`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+import stat
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xxhash
+
+from twinsite.apply.paths import DIR_FLAGS, UnsafePathError, parent_fd
+from twinsite.errors import TwinsiteError
+from twinsite.journal.record import Meta, Op, Record
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+FILE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class ApplyError(TwinsiteError):
+    """A record could not be applied (I/O error, disk full): the batch is not acknowledged."""
+
+    exit_code = 10
+
+
+def syncfs(fd: int) -> None:
+    """Flush every dirty page and inode of the filesystem holding ``fd`` (one call instead of one fsync per file)."""
+    if _libc.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@dataclass
+class ApplyStats:
+    applied: int = 0
+    skipped_missing: int = 0  # data records whose file was already renamed or deleted (normal on replay)
+    bytes_written: int = 0
+    by_op: dict[str, int] = field(default_factory=dict)
+
+
+class SeqFile:
+    """A durable counter: 8-byte seq plus its xxh3 checksum, rewritten in place and fdatasync'ed."""
+
+    FMT = struct.Struct("<QQ")
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def read(self) -> int:
+        raw = os.pread(self.fd, self.FMT.size, 0)
+        if not raw:
+            return 0
+        if len(raw) != self.FMT.size:
+            raise ApplyError("applied-seq file is truncated", where=str(self.path))
+        seq, digest = self.FMT.unpack(raw)
+        if xxhash.xxh3_64_intdigest(struct.pack("<Q", seq)) != digest:
+            raise ApplyError(
+                "applied-seq file is corrupt",
+                where=str(self.path),
+                hint="the replica's position is unknown: run a verified resync",
+            )
+        return int(seq)
+
+    def write(self, seq: int) -> None:
+        os.pwrite(self.fd, self.FMT.pack(seq, xxhash.xxh3_64_intdigest(struct.pack("<Q", seq))), 0)
+        os.fdatasync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Applier:
+    """Applies records under one root. Not thread-safe: one writer per root."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.root_fd = os.open(root, DIR_FLAGS)
+        self.stats = ApplyStats()
+        self._files: dict[bytes, int] = {}  # open descriptors of files written in this batch
+
+    def close(self) -> None:
+        self._close_files()
+        os.close(self.root_fd)
+
+    def _close_files(self) -> None:
+        for fd in self._files.values():
+            os.close(fd)
+        self._files.clear()
+
+    def commit(self) -> None:
+        """Make everything applied so far durable."""
+        self._close_files()
+        try:
+            syncfs(self.root_fd)
+        except OSError as exc:
+            raise ApplyError(f"flushing the replica failed: {exc.strerror}", where=str(self.root)) from exc
+
+    def apply(self, rec: Record) -> None:
+        handler = _HANDLERS[rec.op]
+        try:
+            handler(self, rec)
+        except UnsafePathError:
+            raise
+        except FileNotFoundError:
+            if rec.op in (Op.WRITE, Op.TRUNCATE, Op.SETATTR, Op.RENAME, Op.DELETE, Op.HARDLINK):
+                self.stats.skipped_missing += 1
+                return
+            raise ApplyError(
+                f"cannot apply {rec.op.name} seq {rec.seq}: a parent directory is missing", where=_show(rec.path)
+            ) from None
+        except OSError as exc:
+            raise ApplyError(
+                f"cannot apply {rec.op.name} seq {rec.seq}: {exc.strerror}",
+                where=_show(rec.path),
+                hint="free space on the replica" if exc.errno == errno.ENOSPC else None,
+            ) from exc
+        self.stats.applied += 1
+        self.stats.by_op[rec.op.name] = self.stats.by_op.get(rec.op.name, 0) + 1
+
+    # -- data --------------------------------------------------------------------------------------
+    def _file(self, path: bytes) -> int:
+        fd = self._files.get(path)
+        if fd is None:
+            if len(self._files) >= 256:
+                self._close_files()
+            with parent_fd(self.root_fd, path) as (pfd, name):
+                fd = os.open(name, FILE_FLAGS, dir_fd=pfd)
+            self._files[path] = fd
+        return fd
+
+    def _forget(self, path: bytes) -> None:
+        """Drop cached descriptors at or under ``path`` (before it is renamed, replaced or deleted)."""
+        prefix = path + b"/"
+        for p in [p for p in self._files if p == path or p.startswith(prefix)]:
+            os.close(self._files.pop(p))
+
+    def _write(self, rec: Record) -> None:
+        fd = self._file(rec.path)
+        view = memoryview(rec.data)
+        off = rec.offset
+        while view:
+            n = os.pwrite(fd, view, off)
+            view, off = view[n:], off + n
+        self.stats.bytes_written += len(rec.data)
+
+    def _truncate(self, rec: Record) -> None:
+        os.ftruncate(self._file(rec.path), rec.offset)
+
+    def _setattr(self, rec: Record) -> None:
+        if rec.meta is None:
+            raise ApplyError(f"SETATTR seq {rec.seq} carries no metadata", where=_show(rec.path))
+        with parent_fd(self.root_fd, rec.path) as (pfd, name):
+            _set_meta(pfd, name, rec.meta)
+
+    # -- namespace ---------------------------------------------------------------------------------
+    def _replace(self, pfd: int, name: bytes) -> None:
+        """Remove whatever is at ``name`` (a directory with everything in it)."""
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            _rmtree_at(pfd, name)
+        else:
+            os.unlink(name, dir_fd=pfd)
+
+    def _mkdir(self, rec: Record) -> None:
+        self._forget(rec.path)
+        with parent_fd(self.root_fd, rec.path, create=True) as (pfd, name):
+            try:
+                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    os.unlink(name, dir_fd=pfd)
+                    os.mkdir(name, 0o700, dir_fd=pfd)
+            except FileNotFoundError:
+                os.mkdir(name, 0o700, dir_fd=pfd)
+            if rec.meta:
+                _set_meta(pfd, name, rec.meta)
+
+    def _create(self, rec: Record) -> None:
+        self._forget(rec.path)
+        with parent_fd(self.root_fd, rec.path, create=True) as (pfd, name):
+            self._replace(pfd, name)
+            fd = os.open(name, FILE_FLAGS | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=pfd)
+            os.close(fd)
+            if rec.meta:
+                _set_meta(pfd, name, rec.meta)
+
+    def _mkfifo(self, rec: Record) -> None:
+        self._forget(rec.path)
+        with parent_fd(self.root_fd, rec.path, create=True) as (pfd, name):
+            self._replace(pfd, name)
+            os.mkfifo(name, 0o600, dir_fd=pfd)
+            if rec.meta:
+                _set_meta(pfd, name, rec.meta)
+
+    def _symlink(self, rec: Record) -> None:
+        self._forget(rec.path)
+        with parent_fd(self.root_fd, rec.path, create=True) as (pfd, name):
+            self._replace(pfd, name)
+            os.symlink(rec.path2, name, dir_fd=pfd)  # the target is data: stored as is, never followed
+            if rec.meta:
+                _set_meta(pfd, name, rec.meta)
+
+    def _hardlink(self, rec: Record) -> None:
+        self._forget(rec.path)
+        with (
+            parent_fd(self.root_fd, rec.path2) as (sfd, sname),
+            parent_fd(self.root_fd, rec.path, create=True) as (
+                dfd,
+                dname,
+            ),
+        ):
+            src = os.stat(sname, dir_fd=sfd, follow_symlinks=False)
+            with contextlib.suppress(FileNotFoundError):
+                dst = os.stat(dname, dir_fd=dfd, follow_symlinks=False)
+                if (dst.st_dev, dst.st_ino) == (src.st_dev, src.st_ino):
+                    return  # already linked (replay)
+                self._replace(dfd, dname)
+            os.link(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+
+    def _rename(self, rec: Record) -> None:
+        self._forget(rec.path)
+        self._forget(rec.path2)
+        with (
+            parent_fd(self.root_fd, rec.path) as (sfd, sname),
+            parent_fd(self.root_fd, rec.path2, create=True) as (
+                dfd,
+                dname,
+            ),
+        ):
+            os.stat(sname, dir_fd=sfd, follow_symlinks=False)  # gone: done already (FileNotFoundError -> skip)
+            try:
+                dst = os.stat(dname, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                dst = None
+            if dst is not None and stat.S_ISDIR(dst.st_mode):
+                _rmtree_at(dfd, dname)  # rename(2) only replaces an empty directory
+            os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
+
+    def _delete(self, rec: Record) -> None:
+        self._forget(rec.path)
+        with parent_fd(self.root_fd, rec.path) as (pfd, name):
+            os.stat(name, dir_fd=pfd, follow_symlinks=False)  # missing: deleted already
+            self._replace(pfd, name)
+
+
+def _set_meta(pfd: int, name: bytes, meta: Meta) -> None:
+    """Ownership, permissions, xattrs (the full set) and mtime of ``name``, never following a link."""
+    os.chown(name, meta.uid, meta.gid, dir_fd=pfd, follow_symlinks=False)
+    st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    if stat.S_ISLNK(st.st_mode):
+        os.utime(name, ns=(meta.mtime_ns, meta.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+        return
+    os.chmod(name, meta.mode & 0o7777, dir_fd=pfd)  # after chown: chown clears setuid/setgid bits
+    fd = os.open(
+        name,
+        os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_NONBLOCK if stat.S_ISFIFO(st.st_mode) else 0),
+        dir_fd=pfd,
+    )
+    try:
+        wanted = dict(meta.xattrs)
+        for key in os.listxattr(fd):
+            if os.fsencode(key) not in wanted:
+                os.removexattr(fd, key)
+        for key_b, value in wanted.items():
+            os.setxattr(fd, os.fsdecode(key_b), value)
+        os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
+    finally:
+        os.close(fd)
+
+
+def _rmtree_at(pfd: int, name: bytes) -> None:
+    """Delete directory ``name`` under ``pfd`` and everything in it, never following links."""
+    fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+    try:
+        for entry in os.listdir(fd):
+            child = os.fsencode(entry)
+            st = os.stat(child, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                _rmtree_at(fd, child)
+            else:
+                os.unlink(child, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=pfd)
+
+
+def _show(path: bytes) -> str:
+    return os.fsdecode(path)
+
+
+_HANDLERS = {
+    Op.MKDIR: Applier._mkdir,
+    Op.CREATE: Applier._create,
+    Op.WRITE: Applier._write,
+    Op.TRUNCATE: Applier._truncate,
+    Op.SYMLINK: Applier._symlink,
+    Op.HARDLINK: Applier._hardlink,
+    Op.RENAME: Applier._rename,
+    Op.DELETE: Applier._delete,
+    Op.SETATTR: Applier._setattr,
+    Op.MKFIFO: Applier._mkfifo,
+}

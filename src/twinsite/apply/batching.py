@@ -1,0 +1,43 @@
+"""Where a batch must end so that replaying it after a crash gives the same tree (see applier.py).
+
+A namespace operation (anything but WRITE, TRUNCATE, SETATTR) may not act on a name that an earlier record
+of the same batch touched, nor on a directory under which an earlier record touched something: replaying
+the batch would then apply the earlier records to what the namespace operation put there.
+"""
+
+from __future__ import annotations
+
+from twinsite.journal.record import Op, Record
+
+DATA_OPS = frozenset({Op.WRITE, Op.TRUNCATE, Op.SETATTR})
+
+
+def _names(rec: Record) -> tuple[bytes, ...]:
+    if rec.op in (Op.RENAME, Op.HARDLINK):
+        return (rec.path, rec.path2)
+    return (rec.path,)
+
+
+class BatchCutter:
+    """Tracks the names a batch has touched; ``conflicts`` says when a record must start a new batch."""
+
+    def __init__(self) -> None:
+        self.touched: set[bytes] = set()
+        self.ancestors: set[bytes] = set()
+
+    def reset(self) -> None:
+        self.touched.clear()
+        self.ancestors.clear()
+
+    def conflicts(self, rec: Record) -> bool:
+        if rec.op in DATA_OPS:
+            return False
+        names = (rec.path, rec.path2) if rec.op == Op.RENAME else (rec.path,)
+        return any(n in self.touched or n in self.ancestors for n in names)
+
+    def add(self, rec: Record) -> None:
+        for n in _names(rec):
+            self.touched.add(n)
+            parts = n.split(b"/")
+            for i in range(1, len(parts)):
+                self.ancestors.add(b"/".join(parts[:i]))

@@ -1,0 +1,1 @@
+"""Initial sync, resync and the per-change delta: comparing a source tree with what the replica holds."""

@@ -1,0 +1,321 @@
+"""Turn "these paths may have changed" into the records that make the replica equal to the source.
+
+The planner keeps what it knows the replica holds (``remote``: metadata per path, block signatures per
+file) and compares the source's current state with it, path by path. It serves the initial sync and resync
+(every path, with the replica's manifest as ``remote``), periodic scans and continuous capture (the dirty
+paths inotify reported). Records come out in an order the receiver can apply: parents before children,
+renames before the changes that follow them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from twinsite.journal.record import MAX_DATA, Meta, Op, Record
+from twinsite.sync.signatures import changed_ranges, data_segments, signatures
+
+WRITE_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteEntry:
+    kind: str  # dir, file, link, fifo
+    mode: int
+    uid: int
+    gid: int
+    size: int = 0
+    mtime_ns: int = 0
+    target: bytes = b""
+    xattrs: tuple[tuple[bytes, bytes], ...] = ()
+
+    def meta(self) -> Meta:
+        return Meta(self.mode, self.uid, self.gid, self.mtime_ns, self.xattrs)
+
+
+def read_xattrs(fd_or_path: int | bytes) -> tuple[tuple[bytes, bytes], ...]:
+    try:
+        if isinstance(fd_or_path, int):
+            keys = os.listxattr(fd_or_path)
+            return tuple(sorted((os.fsencode(k), os.getxattr(fd_or_path, k)) for k in keys))
+        keys = os.listxattr(fd_or_path, follow_symlinks=False)
+        return tuple(sorted((os.fsencode(k), os.getxattr(fd_or_path, k, follow_symlinks=False)) for k in keys))
+    except OSError:
+        return ()
+
+
+def local_entry(full: bytes, st: os.stat_result) -> RemoteEntry | None:
+    """What the replica should hold for a source path, or None for a kind twinsite does not replicate."""
+    mode = st.st_mode
+    perm = stat.S_IMODE(mode)
+    if stat.S_ISDIR(mode):
+        return RemoteEntry("dir", perm, st.st_uid, st.st_gid, xattrs=read_xattrs(full))
+    if stat.S_ISREG(mode):
+        return RemoteEntry("file", perm, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, xattrs=read_xattrs(full))
+    if stat.S_ISLNK(mode):
+        return RemoteEntry("link", perm, st.st_uid, st.st_gid, target=os.readlink(full))
+    if stat.S_ISFIFO(mode):
+        return RemoteEntry("fifo", perm, st.st_uid, st.st_gid, xattrs=read_xattrs(full))
+    return None  # sockets and device nodes: not replicated (documented policy), counted in stats
+
+
+@dataclass
+class PlanStats:
+    files: int = 0
+    bytes_sent: int = 0
+    skipped_special: int = 0
+    vanished: int = 0
+
+
+class Planner:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        block_size: int,
+        next_seq: Callable[[], int],
+        now: Callable[[], float],
+        fetch_sigs: Callable[[list[bytes]], dict[bytes, bytes]],
+        select: Callable[[bytes], bool] | None = None,
+    ) -> None:
+        self.root = root
+        self.base = os.fsencode(root)
+        self.block = block_size
+        self.next_seq = next_seq
+        self.now = now
+        self.fetch_sigs = fetch_sigs
+        self.select = select or (lambda _p: True)
+        self.remote: dict[bytes, RemoteEntry] = {}
+        self.sigs: dict[bytes, bytes] = {}
+        self.links: dict[tuple[int, int], bytes] = {}  # source inode -> a path the replica has it at
+        self.key_of: dict[bytes, tuple[int, int]] = {}  # hard-linked paths shipped -> their source inode
+        self._regroup: set[tuple[int, int]] = set()  # link groups that lost a name: compare the others
+        self.stats = PlanStats()
+
+    def _rec(self, op: Op, path: bytes, **kw: object) -> Record:
+        return Record(seq=self.next_seq(), ts=self.now(), op=op, path=path, **kw)  # type: ignore[arg-type]
+
+    # -- the replica's side of the picture -------------------------------------------------------------
+    def forget(self, path: bytes) -> None:
+        prefix = path + b"/"
+        for p in [p for p in self.remote if p == path or p.startswith(prefix)]:
+            del self.remote[p]
+            self.sigs.pop(p, None)
+            key = self.key_of.pop(p, None)
+            if key is not None:
+                self._regroup.add(key)
+        for k in [k for k, v in self.links.items() if v == path or v.startswith(prefix)]:
+            del self.links[k]
+
+    def move(self, old: bytes, new: bytes) -> None:
+        self.forget(new)
+        prefix = old + b"/"
+        for p in [p for p in self.remote if p == old or p.startswith(prefix)]:
+            q = new + p[len(old) :]
+            self.remote[q] = self.remote.pop(p)
+            if p in self.sigs:
+                self.sigs[q] = self.sigs.pop(p)
+            if p in self.key_of:
+                self.key_of[q] = self.key_of.pop(p)
+        for k, v in list(self.links.items()):
+            if v == old or v.startswith(prefix):
+                self.links[k] = new + v[len(old) :]
+
+    # -- planning --------------------------------------------------------------------------------------
+    def _remote_has(self, rel: bytes) -> bool:
+        """Whether the replica has ``rel`` or anything under it (a rename may have created its parents)."""
+        if rel in self.remote:
+            return True
+        prefix = rel + b"/"
+        return any(p.startswith(prefix) for p in self.remote)
+
+    def plan_deletions(self) -> Iterator[Record]:
+        """DELETE for what the replica has and the source no longer has (topmost paths only)."""
+        for p in sorted(self.remote):
+            if p not in self.remote:
+                continue  # removed with a parent
+            try:
+                os.lstat(self.base + b"/" + p)
+                if self.select(p):
+                    continue
+            except FileNotFoundError:
+                pass
+            yield self._rec(Op.DELETE, p)
+            self.forget(p)
+
+    def plan_rename(self, old: bytes, new: bytes) -> Iterator[Record]:
+        """A rename seen at the source: shipped as a rename when the replica has the old path."""
+        if self._remote_has(old) and self.select(new):
+            yield from self._ensure_parents(new)
+            yield self._rec(Op.RENAME, old, path2=new)
+            self.move(old, new)
+            self._implicit_parents(new)
+        else:
+            yield from self.plan_path(new, recursive=True)
+
+    def plan_path(self, rel: bytes, *, recursive: bool = False) -> Iterator[Record]:
+        """Records that bring ``rel`` (and with ``recursive``, everything under it) to the source's state."""
+        key = self.key_of.get(rel)
+        if key is not None:
+            self._regroup.add(key)
+        yield from self._plan_path(rel, recursive=recursive)
+        # A change through one name of a hard-linked file (its attributes, or the name going away) is
+        # reported for that name only: compare the group's other names too.
+        seen: set[tuple[int, int]] = set()
+        while self._regroup - seen:
+            group = (self._regroup - seen).pop()
+            seen.add(group)
+            self._regroup.discard(group)
+            for other in [p for p, k in self.key_of.items() if k == group and p != rel]:
+                yield from self._plan_path(other, recursive=False)
+
+    def _plan_path(self, rel: bytes, *, recursive: bool) -> Iterator[Record]:
+        if not self.select(rel):
+            return
+        full = self.base + b"/" + rel
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            if self._remote_has(rel):
+                yield self._rec(Op.DELETE, rel)
+                self.forget(rel)
+            return
+        yield from self._ensure_parents(rel)
+        yield from self._plan_one(rel, full, st)
+        if recursive and stat.S_ISDIR(st.st_mode):
+            try:
+                names = sorted(os.listdir(full))
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            for name in names:
+                yield from self._plan_path(rel + b"/" + name, recursive=True)
+
+    def plan_all(self) -> Iterator[Record]:
+        """Everything under the root (initial sync and resync), deletions first."""
+        yield from self.plan_deletions()
+        try:
+            names = sorted(os.listdir(self.base))
+        except FileNotFoundError:
+            return
+        for name in names:
+            yield from self.plan_path(name, recursive=True)
+
+    def _implicit_parents(self, rel: bytes) -> None:
+        """The receiver creates missing parents of a rename target (mode 0755, root): remember them, so that
+        a later comparison corrects or deletes them."""
+        parts = rel.split(b"/")[:-1]
+        for i in range(1, len(parts) + 1):
+            self.remote.setdefault(b"/".join(parts[:i]), RemoteEntry("dir", 0o755, 0, 0))
+
+    def _ensure_parents(self, rel: bytes) -> Iterator[Record]:
+        parts = rel.split(b"/")[:-1]
+        for i in range(1, len(parts) + 1):
+            parent = b"/".join(parts[:i])
+            got = self.remote.get(parent)
+            if got is None or got.kind != "dir":
+                try:
+                    st = os.lstat(self.base + b"/" + parent)
+                except FileNotFoundError:
+                    return
+                yield from self._plan_one(parent, self.base + b"/" + parent, st)
+
+    def _plan_one(self, rel: bytes, full: bytes, st: os.stat_result) -> Iterator[Record]:
+        want = local_entry(full, st)
+        if want is None:
+            self.stats.skipped_special += 1
+            return
+        have = self.remote.get(rel)
+        if want.kind == "dir":
+            if have is None or have.kind != "dir":
+                self.forget(rel)
+                yield self._rec(Op.MKDIR, rel, meta=want.meta())
+            elif have != want:
+                yield self._rec(Op.SETATTR, rel, meta=want.meta())
+            self.remote[rel] = want
+        elif want.kind == "file":
+            yield from self._plan_file(rel, full, st, want, have)
+        elif want.kind == "link":
+            if have != want:
+                self.forget(rel)
+                yield self._rec(Op.SYMLINK, rel, path2=want.target, meta=want.meta())
+                self.remote[rel] = want
+        elif have != want:
+            self.forget(rel)
+            yield self._rec(Op.MKFIFO, rel, meta=want.meta())
+            self.remote[rel] = want
+
+    def _plan_file(
+        self, rel: bytes, full: bytes, st: os.stat_result, want: RemoteEntry, have: RemoteEntry | None
+    ) -> Iterator[Record]:
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and self._linked_elsewhere(key, rel, st.st_ino):
+            other = self.links[key]
+            if self.remote.get(rel) is not self.remote[other]:
+                self.forget(rel)
+                yield self._rec(Op.HARDLINK, rel, path2=other)
+                self.remote[rel] = self.remote[other]
+                self.sigs[rel] = self.sigs.get(other, b"")
+            self.key_of[rel] = key
+            return
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            self.stats.vanished += 1  # gone or replaced since the event: a later event says what it is now
+            return
+        try:
+            st = os.fstat(fd)
+            want = replace(want, size=st.st_size, mtime_ns=st.st_mtime_ns)
+            if not (have is not None and have.kind == "file" and have == want):
+                yield from self._plan_content(rel, fd, st.st_size, want, have)
+        finally:
+            os.close(fd)
+        if st.st_nlink > 1:
+            self.links.setdefault(key, rel)
+            self.key_of[rel] = key
+
+    def _linked_elsewhere(self, key: tuple[int, int], rel: bytes, ino: int) -> bool:
+        """Whether the replica already has this inode at another path that still is this inode at the source."""
+        other = self.links.get(key)
+        if other is None or other == rel or other not in self.remote:
+            return False
+        try:
+            return os.lstat(self.base + b"/" + other).st_ino == ino
+        except FileNotFoundError:
+            return False
+
+    def _plan_content(
+        self, rel: bytes, fd: int, size: int, want: RemoteEntry, have: RemoteEntry | None
+    ) -> Iterator[Record]:
+        self.stats.files += 1
+        if have is None or have.kind != "file":
+            self.forget(rel)
+            yield self._rec(Op.CREATE, rel, meta=replace(want, mtime_ns=0).meta())
+            ranges = data_segments(fd, size)
+        elif have.size == want.size and have.mtime_ns == want.mtime_ns:
+            ranges = []  # content unchanged (metadata compare); only attributes differ
+        else:
+            remote_sigs = self.sigs.get(rel)
+            if remote_sigs is None:
+                remote_sigs = self.fetch_sigs([rel]).get(rel, b"")
+            ranges = changed_ranges(fd, size, self.block, remote_sigs)
+        for off, length in ranges:
+            yield from self._writes(rel, fd, off, length)
+        if have is None or have.kind != "file" or have.size != size:
+            yield self._rec(Op.TRUNCATE, rel, offset=size)  # exact size: shrinks, or extends a sparse tail
+        yield self._rec(Op.SETATTR, rel, meta=want.meta())
+        self.remote[rel] = want
+        self.sigs[rel] = signatures(fd, size, self.block)
+
+    def _writes(self, rel: bytes, fd: int, off: int, length: int) -> Iterator[Record]:
+        end = off + length
+        step = min(WRITE_CHUNK, MAX_DATA)
+        while off < end:
+            data = os.pread(fd, min(step, end - off), off)
+            if not data:
+                break
+            yield self._rec(Op.WRITE, rel, offset=off, data=data)
+            self.stats.bytes_sent += len(data)
+            off += len(data)

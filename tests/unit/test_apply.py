@@ -1,0 +1,242 @@
+"""Applying records: the replica equals the source byte for byte; hostile records are refused; replays are safe."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.fsops import mutate, populate
+from twinsite.apply.applier import Applier, ApplyError
+from twinsite.apply.batching import BatchCutter
+from twinsite.apply.paths import UnsafePathError
+from twinsite.journal.record import Meta, Op, Record
+from twinsite.sync.changes import ChangeSet
+from twinsite.sync.planner import Planner
+from twinsite.tree import differences, digest, entries
+
+
+def rec(op: Op, path: bytes, **kw: object) -> Record:
+    return Record(seq=1, ts=0.0, op=op, path=path, **kw)  # type: ignore[arg-type]
+
+
+class Pipe:
+    """Planner -> records -> applier, in one process (the transport is tested elsewhere)."""
+
+    def __init__(self, src: Path, dst: Path) -> None:
+        self.seq = 0
+        self.src, self.dst = src, dst
+        self.applier = Applier(dst)
+        self.planner = Planner(src, block_size=4096, next_seq=self._next, now=lambda: 0.0, fetch_sigs=self._sigs)
+        self.records: list[Record] = []
+
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _sigs(self, paths: list[bytes]) -> dict[bytes, bytes]:
+        raise AssertionError("the planner should know every signature it shipped")
+
+    def ship(self, records: list[Record]) -> None:
+        for r in records:
+            self.applier.apply(r)
+        self.records += records
+        self.applier.commit()
+
+
+def captured(events: list[tuple[str, bytes, bytes]]) -> ChangeSet:
+    """The events as a capture reports them (a created directory is compared with everything in it)."""
+    changes = ChangeSet()
+    for kind, a, b in events:
+        if kind == "rename":
+            changes.rename(a, b)
+        else:
+            changes.path(a, recursive=True)
+    return changes
+
+
+def same(src: Path, dst: Path) -> None:
+    a, b = entries(src), entries(dst)
+    assert differences(a, b) == []
+    assert digest(src) == digest(dst)
+
+
+def test_initial_sync_then_changes_replicate_byte_exact(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    rng = random.Random(1)
+    populate(src, rng, files=150)
+    pipe = Pipe(src, dst)
+    pipe.ship(list(pipe.planner.plan_all()))
+    same(src, dst)
+    for _ in range(20):
+        pipe.ship(list(captured(mutate(src, rng, ops=25)).plan(pipe.planner)))
+        same(src, dst)
+
+
+def test_replaying_any_batch_from_any_point_gives_the_same_tree(tmp_path: Path) -> None:
+    src, dst, ref = tmp_path / "src", tmp_path / "dst", tmp_path / "ref"
+    rng = random.Random(7)
+    populate(src, rng, files=40)
+    pipe = Pipe(src, ref)
+    pipe.ship(list(pipe.planner.plan_all()))
+    start = len(pipe.records)
+    for _ in range(5):
+        pipe.ship(list(captured(mutate(src, rng, ops=30)).plan(pipe.planner)))
+    all_recs = pipe.records
+    # cut the stream into batches the way the sender does
+    batches: list[list[Record]] = [[]]
+    cutter = BatchCutter()
+    for r in all_recs[start:]:
+        if cutter.conflicts(r):
+            batches.append([])
+            cutter.reset()
+        batches[-1].append(r)
+        cutter.add(r)
+    assert len(batches) > 3
+    # crash at every point of every batch, then replay that whole batch and go on
+    for bi, batch in enumerate(batches):
+        for crash in range(1, len(batch) + 1):
+            rep = _fresh(dst, all_recs[:start] + [r for b in batches[:bi] for r in b])
+            for r in batch[:crash]:
+                rep.apply(r)
+            for r in [r for b in batches[bi:] for r in b]:
+                rep.apply(r)
+            rep.close()
+            same(ref, dst)
+
+
+def _meta() -> Meta:
+    return Meta(0o644, 0, 0, 1_000_000_000)
+
+
+HAZARDS = {
+    "write then rename onto it": [
+        rec(Op.WRITE, b"a", data=b"new-a"),
+        rec(Op.RENAME, b"b", path2=b"a"),
+    ],
+    "rename away then create the name again": [
+        rec(Op.RENAME, b"a", path2=b"c"),
+        rec(Op.CREATE, b"a", meta=_meta()),
+        rec(Op.WRITE, b"a", data=b"fresh"),
+    ],
+    "write under a directory that a rename then replaces": [
+        rec(Op.WRITE, b"d/f", data=b"new-d"),
+        rec(Op.RENAME, b"e", path2=b"d"),
+    ],
+}
+
+
+def _hazard_start(root: Path) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "d").mkdir(parents=True)
+    (root / "e").mkdir()
+    for name, text in (("a", "old-a"), ("b", "old-b"), ("d/f", "old-d"), ("e/f", "old-e")):
+        (root / name).write_text(text)
+
+
+@pytest.mark.parametrize("name", sorted(HAZARDS))
+def test_batch_cuts_make_replay_safe_where_a_single_batch_is_not(tmp_path: Path, name: str) -> None:
+    records = HAZARDS[name]
+    ref, dst = tmp_path / "ref", tmp_path / "dst"
+    _hazard_start(ref)
+    ap = Applier(ref)
+    for r in records:
+        ap.apply(r)
+    ap.close()
+    cutter = BatchCutter()
+    cut_at = next(i for i, r in enumerate(records) if cutter.conflicts(r) or cutter.add(r))
+    assert cut_at > 0  # the cutter splits this sequence
+    for batch_start, batch_end in ((0, len(records)), (0, cut_at)):  # unsplit (wrong), then split (right)
+        _hazard_start(dst)
+        ap = Applier(dst)
+        for r in records[batch_start:batch_end]:  # applied, then the crash before applied_seq was stored
+            ap.apply(r)
+        for r in records[batch_start:]:  # replay from the start of the uncommitted batch
+            ap.apply(r)
+        ap.close()
+        # these hand-made records carry no SETATTR, so mtimes are the apply times: compare the rest
+        diffs = [d for d in differences(entries(ref), entries(dst)) if d[1] != "differs: mtime_ns"]
+        if batch_end == len(records):
+            assert diffs, "replaying an unsplit batch should have gone wrong here"
+        else:
+            assert diffs == []
+
+
+def _fresh(dst: Path, records: list[Record]) -> Applier:
+    shutil.rmtree(dst, ignore_errors=True)
+    ap = Applier(dst)
+    for r in records:
+        ap.apply(r)
+    return ap
+
+
+HOSTILE = [
+    b"../escape",
+    b"a/../../escape",
+    b"/etc/passwd",
+    b"a\0b",
+    b"",
+    b"./x",
+    b"a//b",
+    b"x" * 256,
+    b"a/" * 2100,
+]
+
+
+@pytest.mark.parametrize("path", HOSTILE, ids=lambda p: repr(p[:20]))
+@pytest.mark.parametrize("op", [Op.CREATE, Op.WRITE, Op.MKDIR, Op.DELETE, Op.SYMLINK])
+def test_hostile_paths_are_refused_and_the_canary_is_untouched(tmp_path: Path, path: bytes, op: Op) -> None:
+    root, canary = tmp_path / "root", tmp_path / "canary"
+    canary.mkdir()
+    (canary / "keep").write_text("keep")
+    ap = Applier(root)
+    with pytest.raises(UnsafePathError):
+        ap.apply(rec(op, path, path2=b"t", data=b"x", meta=Meta(0o600, 0, 0, 0)))
+    assert sorted(os.listdir(canary)) == ["keep"]
+    assert (canary / "keep").read_text() == "keep"
+    assert os.listdir(root) == []
+
+
+@pytest.mark.parametrize("op", [Op.CREATE, Op.WRITE, Op.MKDIR, Op.DELETE, Op.SYMLINK, Op.RENAME])
+def test_a_symlink_planted_in_a_parent_is_never_followed(tmp_path: Path, op: Op) -> None:
+    root, canary = tmp_path / "root", tmp_path / "canary"
+    canary.mkdir()
+    (canary / "victim").write_text("keep")
+    root.mkdir()
+    (root / "sub").symlink_to(canary)  # a parent swapped for a link to outside the root
+    ap = Applier(root)
+    with pytest.raises(UnsafePathError):
+        ap.apply(rec(op, b"sub/victim", path2=b"sub/other", data=b"evil", meta=Meta(0o600, 0, 0, 0)))
+    assert sorted(os.listdir(canary)) == ["victim"]
+    assert (canary / "victim").read_text() == "keep"
+
+
+def test_a_symlink_is_replicated_as_a_link_and_writes_do_not_follow_it(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.write_text("keep")
+    ap = Applier(root)
+    ap.apply(rec(Op.SYMLINK, b"link", path2=str(outside).encode()))
+    assert os.readlink(root / "link") == str(outside)
+    with pytest.raises(ApplyError):
+        ap.apply(rec(Op.WRITE, b"link", data=b"evil"))  # O_NOFOLLOW: ELOOP
+    assert outside.read_text() == "keep"
+
+
+def test_disk_full_is_an_error_not_a_silent_skip(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    os.system(f"mount -t tmpfs -o size=1m twinsite-test {small}")  # noqa: S605
+    try:
+        ap = Applier(small / "root")
+        ap.apply(rec(Op.CREATE, b"big", meta=Meta(0o600, 0, 0, 0)))
+        with pytest.raises(ApplyError) as err:
+            for i in range(4):
+                ap.apply(rec(Op.WRITE, b"big", offset=i << 20, data=b"x" * (1 << 20)))
+        assert "No space left on device" in err.value.message
+        assert err.value.hint == "free space on the replica"
+        ap.close()
+    finally:
+        os.system(f"umount {small}")  # noqa: S605
