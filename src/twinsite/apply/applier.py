@@ -112,7 +112,9 @@ class Applier:
             raise ApplyError(f"flushing the replica failed: {exc.strerror}", where=str(self.root)) from exc
 
     def apply(self, rec: Record) -> None:
-        handler = _HANDLERS[rec.op]
+        handler = _HANDLERS.get(rec.op)
+        if handler is None:
+            raise ApplyError(f"record seq {rec.seq} has operation {rec.op.name}, which a replica never applies")
         try:
             handler(self, rec)
         except UnsafePathError:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from twinsite import JSON_API, __version__
-from twinsite.cli import lab_cmd, validate_cmd
+from twinsite.cli import lab_cmd, replication_cmd, validate_cmd
 from twinsite.cli.output import envelope, print_json
 from twinsite.errors import TwinsiteError
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     lab_cmd.register(sub)
     validate_cmd.register(sub)
+    replication_cmd.register(sub)
     return parser
 
 

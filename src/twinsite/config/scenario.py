@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,10 @@ class Root:
             return False
         return not any(fnmatch.fnmatchcase(rel, p) for p in self.exclude)
 
+    def selects_bytes(self, rel: bytes) -> bool:
+        """:meth:`selects` for a path as the file system gives it (bytes; undecodable bytes kept as escapes)."""
+        return self.selects(os.fsdecode(rel))
+
 
 @dataclass(frozen=True)
 class Replication:
@@ -56,6 +61,7 @@ class Replication:
     known_hosts: str = "~/.ssh/known_hosts"
     batch_ms: int = 20
     block_size: int = 4096
+    remote_twinsite: str = "/opt/twinsite/bin/twinsite"
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,13 @@ class Journal:
                 n = os.write(self._fd, view)
                 view = view[n:]
 
+    def skip_to(self, seq: int) -> None:
+        """Continue numbering at ``seq`` (records below it were acknowledged without passing through here)."""
+        if seq <= self.last_seq:
+            return
+        self.close()
+        self.last_seq = seq - 1
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from twinsite.journal.record import MAX_DATA, Meta, Op, Record
 from twinsite.sync.signatures import changed_ranges, data_segments, signatures
 
 WRITE_CHUNK = 1 << 20
+REF = struct.Struct("<Q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,7 @@ class Planner:
         now: Callable[[], float],
         fetch_sigs: Callable[[list[bytes]], dict[bytes, bytes]],
         select: Callable[[bytes], bool] | None = None,
+        by_reference: bool = False,
     ) -> None:
         self.root = root
         self.base = os.fsencode(root)
@@ -94,6 +97,9 @@ class Planner:
         self.key_of: dict[bytes, tuple[int, int]] = {}  # hard-linked paths shipped -> their source inode
         self._regroup: set[tuple[int, int]] = set()  # link groups that lost a name: compare the others
         self.stats = PlanStats()
+        #: Write records name a range of the source file instead of carrying its bytes (WRITE_REF): the
+        #: sender reads them when it ships. Used for the initial sync, so the journal stays small.
+        self.by_reference = by_reference
 
     def _rec(self, op: Op, path: bytes, **kw: object) -> Record:
         return Record(seq=self.next_seq(), ts=self.now(), op=op, path=path, **kw)  # type: ignore[arg-type]
@@ -312,6 +318,13 @@ class Planner:
     def _writes(self, rel: bytes, fd: int, off: int, length: int) -> Iterator[Record]:
         end = off + length
         step = min(WRITE_CHUNK, MAX_DATA)
+        if self.by_reference:
+            while off < end:
+                n = min(step, end - off)
+                yield self._rec(Op.WRITE_REF, rel, offset=off, data=REF.pack(n))
+                self.stats.bytes_sent += n
+                off += n
+            return
         while off < end:
             data = os.pread(fd, min(step, end - off), off)
             if not data:

@@ -1,0 +1,1 @@
+"""Continuous capture on the active host: which paths changed, from the kernel's inotify events."""

@@ -1,0 +1,192 @@
+"""inotify over a scenario root: every directory watched, renames paired, overflow turned into a rescan.
+
+Events become a :class:`~twinsite.sync.changes.ChangeSet` (renames in order, dirty paths). What inotify
+cannot see (writes through a shared mmap that are never msync'ed, changes made while the agent was down)
+is covered by the rescan at start and by ``twinsite verify``; see docs/replication.md.
+A queue overflow sets ``changes.full`` (a verified rescan) and ``overflows``; running out of watches
+raises :class:`CaptureError`: a scenario that cannot watch its data must not look healthy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from pathlib import Path
+
+from inotify_simple import INotify
+from inotify_simple import flags as F
+
+from twinsite.errors import TwinsiteError
+from twinsite.sync.changes import ChangeSet
+
+MASK = (
+    F.CREATE
+    | F.DELETE
+    | F.MODIFY
+    | F.ATTRIB
+    | F.CLOSE_WRITE
+    | F.MOVED_FROM
+    | F.MOVED_TO
+    | F.DELETE_SELF
+    | F.MOVE_SELF
+    | F.DONT_FOLLOW
+    | F.EXCL_UNLINK
+)
+
+
+class CaptureError(TwinsiteError):
+    """Capture cannot watch the data (watch limit reached, root missing)."""
+
+    exit_code = 13
+
+
+class Watcher:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.base = os.fsencode(root)
+        self.ino = INotify()
+        self.wd_path: dict[int, bytes] = {}
+        self.path_wd: dict[bytes, int] = {}
+        self.changes = ChangeSet()
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.overflows = 0
+        self.events = 0
+        self._stop = False
+        self.add_tree(b"")
+
+    def fileno(self) -> int:
+        return int(self.ino.fileno())
+
+    def add_tree(self, rel: bytes) -> None:
+        """Watch ``rel`` and every directory under it (parents first, never through links)."""
+        stack = [rel]
+        while stack:
+            d = stack.pop()
+            self._add(d)
+            full = self.base + b"/" + d if d else self.base
+            try:
+                with os.scandir(full) as it:
+                    for e in it:
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(d + b"/" + e.name if d else e.name)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+
+    def _add(self, rel: bytes) -> None:
+        full = self.base + b"/" + rel if rel else self.base
+        try:
+            wd = self.ino.add_watch(full, MASK)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise CaptureError(
+                    "out of inotify watches",
+                    where=os.fsdecode(full),
+                    hint="raise fs.inotify.max_user_watches, or use replication.mode: periodic for this scenario",
+                ) from exc
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return  # gone already; its parent's event covers it
+            raise
+        old = self.wd_path.get(wd)
+        if old is not None and old != rel:
+            self.path_wd.pop(old, None)
+        self.wd_path[wd] = rel
+        self.path_wd[rel] = wd
+
+    def _unwatch(self, rel: bytes) -> None:
+        """Stop watching a directory tree that left the root (the kernel would go on reporting it)."""
+        prefix = rel + b"/"
+        for wd, p in list(self.wd_path.items()):
+            if p == rel or p.startswith(prefix):
+                del self.wd_path[wd]
+                self.path_wd.pop(p, None)
+                with contextlib.suppress(OSError):
+                    self.ino.rm_watch(wd)
+
+    def _moved_dir(self, old: bytes, new: bytes) -> None:
+        prefix = old + b"/"
+        for wd, p in list(self.wd_path.items()):
+            if p == old or p.startswith(prefix):
+                q = new + p[len(old) :]
+                self.wd_path[wd] = q
+                self.path_wd.pop(p, None)
+                self.path_wd[q] = wd
+
+    def read(self, timeout_ms: int | None = 1000) -> int:
+        """Read pending events into ``changes``; returns how many were read."""
+        events = self.ino.read(timeout=timeout_ms)
+        if not events:
+            return 0
+        moved_from: dict[int, tuple[bytes, bool]] = {}
+        with self.lock:
+            for ev in events:
+                self._one(ev, moved_from)
+            for old, is_dir in moved_from.values():  # moved out of the root: gone
+                self.changes.path(old)
+                if is_dir:
+                    self._unwatch(old)
+            self.events += len(events)
+        self.wake.set()
+        return len(events)
+
+    def _one(self, ev: object, moved_from: dict[int, tuple[bytes, bool]]) -> None:
+        mask, wd, cookie, name = ev.mask, ev.wd, ev.cookie, ev.name  # type: ignore[attr-defined]
+        if mask & F.Q_OVERFLOW:
+            self.overflows += 1
+            self.changes.everything()
+            return
+        if mask & F.IGNORED:
+            p = self.wd_path.pop(wd, None)
+            if p is not None and self.path_wd.get(p) == wd:
+                del self.path_wd[p]
+            return
+        parent = self.wd_path.get(wd)
+        if parent is None:
+            return
+        if not name:  # an event about the watched directory itself (DELETE_SELF, MOVE_SELF, ATTRIB)
+            if parent and mask & F.ATTRIB:
+                self.changes.path(parent)
+            return
+        raw = os.fsencode(name) if isinstance(name, str) else name
+        rel = parent + b"/" + raw if parent else raw
+        is_dir = bool(mask & F.ISDIR)
+        if mask & F.MOVED_FROM:
+            moved_from[cookie] = (rel, is_dir)
+        elif mask & F.MOVED_TO:
+            self._moved_to(rel, is_dir, moved_from.pop(cookie, None))
+        elif mask & F.CREATE and is_dir:
+            self.add_tree(rel)  # watch first, then compare everything in it: nothing created meanwhile is missed
+            self.changes.path(rel, recursive=True)
+        else:
+            self.changes.path(rel)
+
+    def _moved_to(self, rel: bytes, is_dir: bool, src: tuple[bytes, bool] | None) -> None:
+        if src is not None:
+            self.changes.rename(src[0], rel)
+            if is_dir:
+                self._moved_dir(src[0], rel)
+            return
+        self.changes.path(rel, recursive=is_dir)  # moved in from outside the root
+        if is_dir:
+            self.add_tree(rel)
+
+    def take(self) -> ChangeSet:
+        """The changes seen so far; capture goes on into a fresh set."""
+        with self.lock:
+            got, self.changes = self.changes, ChangeSet()
+            self.wake.clear()
+        return got
+
+    def run(self) -> None:
+        """Read events until :meth:`stop` (run in a thread)."""
+        while not self._stop:
+            self.read(timeout_ms=200)
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def close(self) -> None:
+        self._stop = True
+        self.ino.close()

@@ -1,0 +1,392 @@
+"""One root of one scenario, replicated to one standby: capture -> plan -> journal -> ship -> acknowledge.
+
+Two threads share the journal:
+
+* the **planner** turns captured changes (and, at start, the whole tree) into records and appends them to
+  the journal, fsynced, whether or not the standby is reachable. Past the journal's cap it stops and lets
+  capture accumulate dirty paths instead (never blocking production); they are planned when the standby
+  has caught up.
+* the **shipper** keeps a connection to ``twinsite receive`` on the standby, sends every journal record
+  above the acknowledged seq, and trims the journal as acknowledgements arrive. A cut link is retried with
+  backoff and jitter and resumes from the last acknowledged seq.
+
+Status (state, positions, lag, backlog, errors) is written atomically to ``status.json`` for the CLI.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import stat as st
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twinsite.apply.batching import BatchCutter
+from twinsite.capture.inotify import Watcher
+from twinsite.config.scenario import Root, Scenario
+from twinsite.errors import TwinsiteError
+from twinsite.journal.record import Op, Record
+from twinsite.journal.segments import Journal
+from twinsite.sync.changes import ChangeSet
+from twinsite.sync.planner import Planner, RemoteEntry
+from twinsite.transport.channels import Endpoint, open_channel
+from twinsite.transport.frames import Kind
+from twinsite.transport.link import Link
+
+BATCH_BYTES = 4 << 20
+BATCH_RECORDS = 2000
+WINDOW_BYTES = 64 << 20
+
+
+@dataclass
+class SenderStatus:
+    scenario: str
+    root: str
+    replica: str
+    state: str = "starting"  # starting, syncing, replicating, disconnected, degraded, stopped
+    planned_seq: int = 0
+    sent_seq: int = 0
+    acked_seq: int = 0
+    lag_seconds: float = 0.0
+    backlog_bytes: int = 0
+    bytes_sent: int = 0
+    connects: int = 0
+    resyncs: int = 0
+    overflows: int = 0
+    journal_overflow: bool = False
+    last_error: str | None = None
+    last_error_at: float | None = None
+    updated_at: float = field(default_factory=time.time)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def remote_from_manifest(entries: list[dict[str, Any]]) -> dict[bytes, RemoteEntry]:
+    out: dict[bytes, RemoteEntry] = {}
+    for e in entries:
+        mode = int(e["m"])
+        if st.S_ISDIR(mode):
+            kind = "dir"
+        elif st.S_ISREG(mode):
+            kind = "file"
+        elif st.S_ISLNK(mode):
+            kind = "link"
+        elif st.S_ISFIFO(mode):
+            kind = "fifo"
+        else:
+            continue
+        xattrs = tuple((bytes.fromhex(k), bytes.fromhex(v)) for k, v in e.get("x", []))
+        out[bytes.fromhex(e["p"])] = RemoteEntry(
+            kind,
+            st.S_IMODE(mode),
+            int(e["u"]),
+            int(e["g"]),
+            int(e.get("s", 0)) if kind == "file" else 0,
+            int(e.get("mt", 0)) if kind == "file" else 0,
+            bytes.fromhex(e.get("t", "")),
+            xattrs if kind != "link" else (),
+        )
+    return out
+
+
+class Sender:
+    def __init__(
+        self,
+        scenario: Scenario,
+        root: Root,
+        endpoint: Endpoint,
+        state_dir: Path,
+        *,
+        replica: str,
+        on_status: Callable[[SenderStatus], None] | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.root = root
+        self.rep = scenario.replication
+        self.endpoint = endpoint
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(state_dir / "journal", segment_size=scenario.journal.segment_size)
+        self.status = SenderStatus(scenario=scenario.name, root=root.path, replica=replica)
+        self.on_status = on_status
+        self.stop_event = threading.Event()
+        self.jlock = threading.Lock()  # journal appends vs reads/trims
+        self.planned = threading.Condition()
+        self.link: Link | None = None
+        self.link_ready = threading.Event()
+        self.synced = False
+        self.base = os.fsencode(root.path)
+        self.watcher: Watcher | None = None
+        self.planner: Planner | None = None
+        self._threads: list[threading.Thread] = []
+        self._ts: dict[int, float] = {}  # seq -> source time of the newest unacknowledged batches (for lag)
+
+    # -- status --------------------------------------------------------------------------------------------
+    def publish(self, **changes: Any) -> None:
+        for k, v in changes.items():
+            setattr(self.status, k, v)
+        self.status.updated_at = time.time()
+        self.status.planned_seq = self.journal.last_seq
+        write_json_atomic(self.state_dir / "status.json", asdict(self.status))
+        if self.on_status:
+            self.on_status(self.status)
+
+    def error(self, exc: BaseException, state: str) -> None:
+        self.publish(state=state, last_error=str(exc), last_error_at=time.time())
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.rep.mode == "continuous":
+            self.watcher = Watcher(Path(self.root.path))  # capture starts before the scan: nothing is missed
+            self._spawn(self.watcher.run, "capture")
+        self._spawn(self._ship_loop, "ship")
+        self._spawn(self._plan_loop, "plan")
+
+    def _spawn(self, fn: Callable[[], None], name: str) -> None:
+        t = threading.Thread(target=fn, name=f"{self.scenario.name}-{name}", daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        with self.planned:
+            self.planned.notify_all()
+        if self.watcher:
+            self.watcher.stop()
+            self.watcher.wake.set()
+        if self.link:
+            self.link.close()
+        for t in self._threads:
+            t.join(timeout=10)
+        if self.watcher:
+            self.watcher.close()
+        self.journal.close()
+        self.publish(state="stopped")
+
+    # -- planning ------------------------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _fetch_sigs(self, paths: list[bytes]) -> dict[bytes, bytes]:
+        link = self._wait_link()
+        reply = link.request(
+            Kind.SIGS_REQ, {"paths": [p.hex() for p in paths], "block_size": self.rep.block_size}, Kind.SIGS
+        )
+        return {bytes.fromhex(k): bytes.fromhex(v) for k, v in reply["sigs"].items()}
+
+    def _wait_link(self) -> Link:
+        while not self.stop_event.is_set():
+            if self.link_ready.wait(0.5) and self.link is not None:
+                return self.link
+        raise TwinsiteError("stopping")
+
+    def _new_planner(self, remote: dict[bytes, RemoteEntry]) -> Planner:
+        p = Planner(
+            Path(self.root.path),
+            block_size=self.rep.block_size,
+            next_seq=self._next_seq,
+            now=time.time,
+            fetch_sigs=self._fetch_sigs,
+            select=self.root.selects_bytes,
+            by_reference=True,
+        )
+        p.remote = remote
+        return p
+
+    def _plan_loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self._plan_forever()
+            except TwinsiteError as exc:
+                if self.stop_event.is_set():
+                    return
+                self.error(exc, "degraded")
+                time.sleep(1)
+
+    def _plan_forever(self) -> None:
+        # Initial sync / resync: the replica's manifest says what it has; everything else is planned. The
+        # journal's records go first, so the manifest describes the replica with all of them applied.
+        link = self._wait_link()
+        self._wait_shipped(self.journal.last_seq)
+        manifest = link.request(Kind.MANIFEST_REQ, {}, Kind.MANIFEST, timeout=600)
+        self.publish(state="syncing", resyncs=self.status.resyncs + 1)
+        with self.jlock:
+            self._seq = max(self.journal.last_seq, self._acked_floor())
+        self.planner = self._new_planner(remote_from_manifest(manifest["entries"]))
+        self._journal_records(self.planner.plan_all())
+        self._wait_shipped(self.journal.last_seq)
+        self.synced = True
+        self.publish(state="replicating")
+        interval = self.rep.interval if self.rep.mode == "periodic" else 0.2
+        while not self.stop_event.is_set():
+            changes = self._wait_changes(interval)
+            if changes:
+                self._journal_records(changes.plan(self.planner))
+
+    def _acked_floor(self) -> int:
+        return self.status.acked_seq
+
+    def _wait_changes(self, interval: float) -> ChangeSet:
+        if self.watcher is None:
+            self.stop_event.wait(interval)
+            full = ChangeSet()
+            full.everything()
+            return full
+        self.watcher.wake.wait(interval)
+        if self.rep.batch_ms:
+            time.sleep(self.rep.batch_ms / 1000)  # let a burst of writes settle into one batch
+        if self.watcher.overflows != self.status.overflows:
+            self.publish(overflows=self.watcher.overflows)  # loud: a rescan follows
+        return self.watcher.take()
+
+    def _journal_records(self, records: Iterator[Record]) -> None:
+        """Append planned records to the journal in fsynced groups; the shipper is told after each."""
+        group: list[Record] = []
+        size = 0
+        for rec in records:
+            group.append(rec)
+            size += rec.size
+            if size >= BATCH_BYTES or len(group) >= BATCH_RECORDS:
+                self._append(group)
+                group, size = [], 0
+        if group:
+            self._append(group)
+
+    def _append(self, group: list[Record]) -> None:
+        while self.journal.disk_bytes() > self.scenario.journal.max_size and not self.stop_event.is_set():
+            # Journal full while the standby is behind: production is never blocked. Wait for the
+            # shipper to trim; the dirty paths keep accumulating in capture meanwhile.
+            self.publish(journal_overflow=True, state="degraded")
+            self.stop_event.wait(0.5)
+        with self.jlock:
+            if self.journal.last_seq + 1 < group[0].seq:
+                self.journal.skip_to(group[0].seq)
+            self.journal.append(group)
+        self._ts[group[-1].seq] = group[-1].ts
+        with self.planned:
+            self.planned.notify_all()
+        if self.status.journal_overflow:
+            self.publish(journal_overflow=False, state="replicating" if self.synced else "syncing")
+
+    def _wait_shipped(self, seq: int) -> None:
+        while self.status.acked_seq < seq and not self.stop_event.is_set():
+            time.sleep(0.01)
+
+    # -- shipping ------------------------------------------------------------------------------------------
+    def _ship_loop(self) -> None:
+        delay = 0.2
+        while not self.stop_event.is_set():
+            link = None
+            try:
+                channel = open_channel(self.rep.transport, self.endpoint)
+                link = Link(channel, where=self.endpoint.host, bandwidth_limit=self.rep.bandwidth_limit)
+                ready = link.request(
+                    Kind.HELLO, {"scenario": self.scenario.name, "root": self.root.path}, Kind.READY, timeout=30
+                )
+                applied = int(ready["applied_seq"])
+                link.acked_seq = applied
+                self.link = link
+                self.publish(connects=self.status.connects + 1, acked_seq=applied, last_error=None)
+                self.link_ready.set()
+                delay = 0.2
+                self._ship(link, applied)
+            except (TwinsiteError, OSError) as exc:
+                if self.stop_event.is_set():
+                    break
+                self.error(exc, "disconnected")
+            finally:
+                self.link_ready.clear()
+                if link is not None:
+                    link.close(bye=self.stop_event.is_set())
+            if self.stop_event.wait(delay * random.uniform(0.5, 1.5)):  # noqa: S311 -- jitter, not a secret
+                break
+            delay = min(delay * 2, 10.0)
+
+    def _ship(self, link: Link, applied: int) -> None:
+        if self.journal.last_seq > applied and self.journal.first_seq() > applied + 1:
+            # Records the standby never got were trimmed or lost: only a resync can say what it lacks.
+            raise TwinsiteError(f"journal starts at {self.journal.first_seq()} but the standby has {applied}")
+        sent = applied
+        inflight: collections.deque[tuple[int, int]] = collections.deque()  # (last seq, frame bytes) not yet acked
+        while not self.stop_event.is_set():
+            with self.planned:
+                if self.journal.last_seq <= sent:
+                    self.planned.wait(1.0)
+            link.check()
+            with self.jlock:
+                records = list(self.journal.read_from(sent + 1)) if self.journal.last_seq > sent else []
+            for batch in self._batches(records):
+                while inflight and sum(n for _, n in inflight) > WINDOW_BYTES:
+                    link.wait_acked(inflight[0][0], timeout=1.0)
+                    while inflight and inflight[0][0] <= link.acked_seq:
+                        inflight.popleft()
+                before = link.bytes_sent
+                blob = b"".join(self._resolve(r).encode() for r in batch)
+                link.send_batch(blob, batch[-1].seq, compress=self.rep.compression == "zstd")
+                inflight.append((batch[-1].seq, link.bytes_sent - before))
+                sent = batch[-1].seq
+                self._note_acks(link)
+            if not records:
+                link.ping()
+            self._note_acks(link)
+
+    def _batches(self, records: list[Record]) -> Iterator[list[Record]]:
+        cutter = BatchCutter()
+        batch: list[Record] = []
+        size = 0
+        for rec in records:
+            if batch and (cutter.conflicts(rec) or size >= BATCH_BYTES):
+                yield batch
+                batch, size = [], 0
+                cutter.reset()
+            batch.append(rec)
+            cutter.add(rec)
+            size += rec.size + (struct.unpack("<Q", rec.data)[0] if rec.op == Op.WRITE_REF else 0)
+        if batch:
+            yield batch
+
+    def _resolve(self, rec: Record) -> Record:
+        """WRITE_REF -> WRITE with the source file's bytes at that range now (fewer if it shrank since)."""
+        if rec.op != Op.WRITE_REF:
+            return rec
+        (length,) = struct.unpack("<Q", rec.data)
+        try:
+            fd = os.open(self.base + b"/" + rec.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            data = b""  # gone since: a later record says so
+        else:
+            try:
+                data = os.pread(fd, length, rec.offset)
+            finally:
+                os.close(fd)
+        return Record(seq=rec.seq, ts=rec.ts, op=Op.WRITE, path=rec.path, offset=rec.offset, data=data)
+
+    def _note_acks(self, link: Link) -> None:
+        acked = link.acked_seq
+        if acked > self.status.acked_seq:
+            with self.jlock:
+                self.journal.trim(acked)
+            for s in [s for s in self._ts if s <= acked]:
+                del self._ts[s]
+            oldest = min(self._ts.values(), default=None)  # the oldest change not yet durable on the standby
+            lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
+            self.publish(
+                acked_seq=acked,
+                sent_seq=link.sent_seq,
+                lag_seconds=round(lag, 3),
+                backlog_bytes=self.journal.disk_bytes(),
+                bytes_sent=link.bytes_sent,
+                state=self.status.state if self.status.state != "disconnected" else "replicating",
+            )

@@ -1,0 +1,162 @@
+"""The standby's end of replication: ``twinsite receive`` reads frames on stdin and answers on stdout.
+
+It applies records strictly in seq order (single writer), makes them durable (syncfs), stores the applied
+seq durably, and only then acknowledges. Records at or below the applied seq (a replayed batch) are
+ignored; a gap is refused. Every error is sent to the sender as an ERROR frame and ends the session.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from twinsite import __version__
+from twinsite.apply.applier import Applier, SeqFile
+from twinsite.apply.paths import parent_fd
+from twinsite.errors import ConfigError, TwinsiteError
+from twinsite.journal.record import decode
+from twinsite.sync.signatures import signatures
+from twinsite.transport.frames import (
+    Kind,
+    PeerClosed,
+    ProtocolError,
+    batch_payload,
+    pack_json,
+    parse_json,
+    read_frame,
+)
+from twinsite.tree import walk
+
+
+def check_root(root: Path) -> Path:
+    if not root.is_absolute() or str(root) in ("/", "") or ".." in root.parts:
+        raise ConfigError(f"refusing to replicate into {root!s}: an absolute directory other than / is needed")
+    return root
+
+
+def manifest(root: Path) -> list[dict[str, Any]]:
+    """The replica's listing for the sender's comparison (paths and bytes as hex)."""
+    out: list[dict[str, Any]] = []
+    if not root.exists():
+        return out
+    base = os.fsencode(root)
+    for rel, st in walk(root):
+        full = base + b"/" + rel
+        item: dict[str, Any] = {"p": rel.hex(), "m": st.st_mode, "u": st.st_uid, "g": st.st_gid}
+        if os.path.islink(full):
+            item["t"] = os.readlink(full).hex()
+        else:
+            item["s"], item["mt"] = st.st_size, st.st_mtime_ns
+            try:
+                item["x"] = [
+                    [os.fsencode(k).hex(), os.getxattr(full, k, follow_symlinks=False).hex()]
+                    for k in sorted(os.listxattr(full, follow_symlinks=False))
+                ]
+            except OSError:
+                item["x"] = []
+        out.append(item)
+    return out
+
+
+def file_signatures(root_fd: int, rel: bytes, block: int) -> str:
+    try:
+        with parent_fd(root_fd, rel) as (pfd, name):
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    except OSError:
+        return ""
+    try:
+        return signatures(fd, os.fstat(fd).st_size, block).hex()
+    finally:
+        os.close(fd)
+
+
+class Receiver:
+    def __init__(self, root: Path, state: Path, inp: BinaryIO, out: BinaryIO) -> None:
+        self.root = check_root(root)
+        self.state = state
+        state.mkdir(parents=True, exist_ok=True)
+        self.inp, self.out = inp, out
+        self.applied = SeqFile(state / "applied_seq")
+        self.applier = Applier(self.root)
+
+    def send(self, kind: Kind, obj: dict[str, Any]) -> None:
+        self.out.write(pack_json(kind, obj))
+        self.out.flush()
+
+    def serve(self) -> None:
+        applied_seq = self.applied.read()
+        while True:
+            try:
+                kind, flags, payload = read_frame(self.inp)
+            except PeerClosed:
+                return
+            if kind == Kind.HELLO:
+                hello = parse_json(payload)
+                if str(hello.get("root")) != str(self.root):
+                    raise ProtocolError(f"sender replicates {hello.get('root')}, this receiver serves {self.root}")
+                self.send(Kind.READY, {"applied_seq": applied_seq, "version": __version__})
+            elif kind == Kind.MANIFEST_REQ:
+                self.send(Kind.MANIFEST, {"entries": manifest(self.root)})
+            elif kind == Kind.SIGS_REQ:
+                req = parse_json(payload)
+                block = int(req["block_size"])
+                sigs = {p: file_signatures(self.applier.root_fd, bytes.fromhex(p), block) for p in req["paths"]}
+                self.send(Kind.SIGS, {"sigs": sigs})
+            elif kind == Kind.BATCH:
+                applied_seq = self._batch(batch_payload(flags, payload), applied_seq)
+                self.send(Kind.ACK, {"seq": applied_seq})
+            elif kind == Kind.PING:
+                self.send(Kind.PONG, {"applied_seq": applied_seq})
+            elif kind == Kind.BYE:
+                return
+            else:
+                raise ProtocolError(f"unexpected {kind.name} frame")
+
+    def _batch(self, blob: bytes, applied_seq: int) -> int:
+        pos, last = 0, applied_seq
+        changed = False
+        while pos < len(blob):
+            got = decode(blob, pos)
+            if got is None:
+                raise ProtocolError("batch ends inside a record")
+            rec, pos = got
+            if rec.seq <= last:
+                continue  # already applied: a replayed batch
+            if rec.seq != last + 1:
+                raise ProtocolError(f"sequence gap: applied up to {last}, got {rec.seq}")
+            self.applier.apply(rec)
+            last, changed = rec.seq, True
+        if changed:
+            self.applier.commit()  # data and names durable ...
+            self.applied.write(last)  # ... before the position that acknowledges them
+        return last
+
+    def close(self) -> None:
+        self.applier.close()
+        self.applied.close()
+
+
+def run(root: Path, state: Path) -> int:
+    """Entry point of ``twinsite receive``: serve until the sender says BYE or the stream ends."""
+    out = sys.stdout.buffer
+    inp = sys.stdin.buffer
+    sys.stdout = sys.stderr  # nothing but frames may ever reach the sender
+    receiver = None
+    try:
+        receiver = Receiver(root, state, inp, out)
+        receiver.serve()
+        return 0
+    except TwinsiteError as exc:
+        out.write(pack_json(Kind.ERROR, exc.to_json()))
+        out.flush()
+        return exc.exit_code
+    except OSError as exc:
+        err = TwinsiteError(f"receiver I/O error: {exc.strerror}", where=str(root))
+        out.write(pack_json(Kind.ERROR, err.to_json()))
+        out.flush()
+        return 2
+    finally:
+        if receiver is not None:
+            receiver.close()
