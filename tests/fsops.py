@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 from pathlib import Path
+from typing import BinaryIO
 
 ODD_NAMES = [
     b"new\nline",
@@ -38,6 +39,16 @@ def _all(root: Path) -> tuple[list[bytes], list[bytes]]:
     return files, dirs
 
 
+def _open_nofollow(path: bytes) -> int:
+    """Open a file for writing, never through a symlink (a workload must not write outside its tree)."""
+    return os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+
+
+def _create(path: bytes) -> BinaryIO:
+    """A new file; never an existing name, never through a symlink."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb")
+
+
 def populate(root: Path, rng: random.Random, files: int) -> None:
     root.mkdir(parents=True, exist_ok=True)
     b = os.fsencode(root)
@@ -50,8 +61,11 @@ def populate(root: Path, rng: random.Random, files: int) -> None:
     for _ in range(files):
         parent = rng.choice(dirs)
         p = os.path.join(b, parent, _name(rng))
-        with open(p, "wb") as f:
-            f.write(rng.randbytes(rng.choice([0, 10, 4096, 5000, 70000])))
+        try:
+            with _create(p) as f:
+                f.write(rng.randbytes(rng.choice([0, 10, 4096, 5000, 70000])))
+        except FileExistsError:
+            continue
 
 
 def mutate(root: Path, rng: random.Random, ops: int) -> list[tuple[str, bytes, bytes]]:
@@ -82,14 +96,14 @@ def mutate(root: Path, rng: random.Random, ops: int) -> list[tuple[str, bytes, b
         new = os.path.join(parent, _name(rng)) if parent else _name(rng)
         try:
             if kind == "create":
-                with open(os.path.join(b, new), "wb") as f:
+                with _create(os.path.join(b, new)) as f:
                     f.write(rng.randbytes(rng.randrange(0, 9000)))
                 out.append(("path", new, b""))
             elif kind == "mkdir":
                 os.mkdir(os.path.join(b, new))
                 out.append(("path", new, b""))
             elif kind == "sparse":
-                with open(os.path.join(b, new), "wb") as f:
+                with _create(os.path.join(b, new)) as f:
                     f.seek(rng.randrange(1 << 16, 1 << 20))
                     f.write(b"tail")
                     f.truncate(f.tell() + rng.randrange(0, 1 << 16))
@@ -98,14 +112,20 @@ def mutate(root: Path, rng: random.Random, ops: int) -> list[tuple[str, bytes, b
                 continue
             elif kind == "write":
                 p = rng.choice(files)
-                with open(os.path.join(b, p), "r+b") as f:
-                    size = os.fstat(f.fileno()).st_size
-                    f.seek(rng.randrange(0, size + 1))
-                    f.write(rng.randbytes(rng.randrange(1, 6000)))
+                fd = _open_nofollow(os.path.join(b, p))
+                try:
+                    size = os.fstat(fd).st_size
+                    os.pwrite(fd, rng.randbytes(rng.randrange(1, 6000)), rng.randrange(0, size + 1))
+                finally:
+                    os.close(fd)
                 out.append(("path", p, b""))
             elif kind == "truncate":
                 p = rng.choice(files)
-                os.truncate(os.path.join(b, p), rng.randrange(0, 8000))
+                fd = _open_nofollow(os.path.join(b, p))
+                try:
+                    os.ftruncate(fd, rng.randrange(0, 8000))
+                finally:
+                    os.close(fd)
                 out.append(("path", p, b""))
             elif kind == "rename":
                 p = rng.choice(files)
@@ -129,11 +149,15 @@ def mutate(root: Path, rng: random.Random, ops: int) -> list[tuple[str, bytes, b
                 p = rng.choice(files)
                 if os.path.islink(os.path.join(b, p)):
                     continue
-                os.link(os.path.join(b, p), os.path.join(b, new))
+                os.link(os.path.join(b, p), os.path.join(b, new), follow_symlinks=False)
                 out.append(("path", new, b""))
                 out.append(("path", p, b""))
             elif kind == "symlink":
-                os.symlink(rng.choice([b"../nowhere", b"/etc/passwd", rng.choice(files)]), os.path.join(b, new))
+                # targets that exist nowhere, or inside the tree: a test workload never reaches outside its tree
+                os.symlink(
+                    rng.choice([b"../nowhere", b"/nonexistent/twinsite-target", rng.choice(files)]),
+                    os.path.join(b, new),
+                )
                 out.append(("path", new, b""))
             elif kind == "chmod":
                 p = rng.choice(files)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from twinsite import JSON_API, __version__
-from twinsite.cli import lab_cmd, replication_cmd, validate_cmd
+from twinsite.cli import bundle_cmd, lab_cmd, replication_cmd, validate_cmd
 from twinsite.cli.output import envelope, print_json
 from twinsite.errors import TwinsiteError
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab_cmd.register(sub)
     validate_cmd.register(sub)
     replication_cmd.register(sub)
+    bundle_cmd.register(sub)
     return parser
 
 
