@@ -130,15 +130,17 @@ class Sender:
         self.watcher: Watcher | None = None
         self.planner: Planner | None = None
         self._threads: list[threading.Thread] = []
+        self._status_lock = threading.Lock()
         self._ts: dict[int, float] = {}  # seq -> source time of the newest unacknowledged batches (for lag)
 
     # -- status --------------------------------------------------------------------------------------------
     def publish(self, **changes: Any) -> None:
-        for k, v in changes.items():
-            setattr(self.status, k, v)
-        self.status.updated_at = time.time()
-        self.status.planned_seq = self.journal.last_seq
-        write_json_atomic(self.state_dir / "status.json", asdict(self.status))
+        with self._status_lock:
+            for k, v in changes.items():
+                setattr(self.status, k, v)
+            self.status.updated_at = time.time()
+            self.status.planned_seq = self.journal.last_seq
+            write_json_atomic(self.state_dir / "status.json", asdict(self.status))
         if self.on_status:
             self.on_status(self.status)
 
