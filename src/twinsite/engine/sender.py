@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import random
 import stat as st
@@ -39,6 +40,8 @@ from twinsite.sync.planner import Planner, RemoteEntry
 from twinsite.transport.channels import Endpoint, open_channel
 from twinsite.transport.frames import Kind
 from twinsite.transport.link import Link
+
+log = logging.getLogger(__name__)
 
 BATCH_BYTES = 4 << 20
 BATCH_RECORDS = 2000
@@ -211,10 +214,13 @@ class Sender:
         while not self.stop_event.is_set():
             try:
                 self._plan_forever()
-            except TwinsiteError as exc:
+            except Exception as exc:  # any failure: report it loudly, then resync
                 if self.stop_event.is_set():
                     return
-                self.error(exc, "degraded")
+                self.error(
+                    exc if isinstance(exc, TwinsiteError) else TwinsiteError(f"planner failed: {exc!r}"), "degraded"
+                )
+                log.exception("planner failed; resyncing")
                 time.sleep(1)
 
     def _plan_forever(self) -> None:
@@ -304,9 +310,11 @@ class Sender:
                 self.link_ready.set()
                 delay = 0.2
                 self._ship(link, applied)
-            except (TwinsiteError, OSError) as exc:
+            except Exception as exc:  # any failure: report it, reconnect with backoff
                 if self.stop_event.is_set():
                     break
+                if not isinstance(exc, (TwinsiteError, OSError)):
+                    log.exception("shipper failed")
                 self.error(exc, "disconnected")
             finally:
                 self.link_ready.clear()

@@ -6,7 +6,6 @@ coalesced, so the records written carry exactly the changed blocks.
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 
@@ -16,16 +15,23 @@ DIGEST = struct.Struct("<Q")
 
 
 def signatures(fd: int, size: int, block: int) -> bytes:
-    """Concatenated little-endian xxh3-64 of each block of the first ``size`` bytes of ``fd``."""
-    if size == 0:
-        return b""
+    """Concatenated little-endian xxh3-64 of each block of the first ``size`` bytes of ``fd``.
+
+    Read with pread, never mmap: a file truncated by the application while it is hashed would turn an
+    mmap access into SIGBUS. A file that shrank meanwhile gives fewer blocks (a later event re-plans it).
+    """
     h = xxhash.xxh3_64_intdigest
-    with mmap.mmap(fd, size, prot=mmap.PROT_READ) as m:
-        view = memoryview(m)
-        try:
-            return b"".join(DIGEST.pack(h(view[i : i + block])) for i in range(0, size, block))
-        finally:
-            view.release()
+    out: list[bytes] = []
+    chunk = max(block, (1 << 20) // block * block)
+    pos = 0
+    while pos < size:
+        buf = os.pread(fd, min(chunk, size - pos), pos)
+        if not buf:
+            break
+        view = memoryview(buf)
+        out.extend(DIGEST.pack(h(view[i : i + block])) for i in range(0, len(buf), block))
+        pos += len(buf)
+    return b"".join(out)
 
 
 def changed_ranges(fd: int, size: int, block: int, remote: bytes) -> list[tuple[int, int]]:

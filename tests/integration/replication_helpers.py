@@ -1,0 +1,130 @@
+"""Running real agents on the lab hosts for the replication tests: install, configure, start, kill, wait."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import VENV_BIN
+from twinsite import bundle
+from twinsite.lab import netns
+from twinsite.lab.topology import Lab
+from twinsite.tree import differences, digest, entries
+
+BUNDLES = Path("/var/cache/twinsite/bundles")
+
+
+def install(lab: Lab) -> None:
+    """What the agent role does, done directly: unpack the controller-built bundle into each host's /opt/twinsite."""
+    b = bundle.build(BUNDLES)
+    for h in lab.hosts:
+        bundle.extract(b, h.private_dir("/opt/twinsite"))
+
+
+class Scenario:
+    """One scenario on prod1 -> dr1 with its own root /srv/<name>, and the agent process that runs it."""
+
+    def __init__(self, lab: Lab, name: str, **replication: Any) -> None:
+        self.lab, self.name = lab, name
+        self.src = lab.host("prod1").private_dir("/srv") / name
+        self.dst = lab.host("dr1").private_dir("/srv") / name
+        self.state = lab.host("prod1").private_dir("/var/lib/twinsite") / name
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = lab.host("prod1").private_dir("/var/lib/twinsite") / f"{name}-agent.log"
+        for p in (self.src, self.dst, self.state, lab.host("dr1").private_dir("/var/lib/twinsite") / name):
+            shutil.rmtree(p, ignore_errors=True)
+        self.src.mkdir(parents=True)
+        doc = {"name": name, "master": "prod1", "replicas": ["dr1"], "roots": [{"path": f"/srv/{name}"}]}
+        if replication:
+            doc["replication"] = replication
+        for h in ("prod1", "dr1"):
+            d = lab.host(h).private_dir("/etc/twinsite") / "scenarios"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{name}.yml").write_text(json.dumps(doc))  # JSON is YAML
+        self.config_dir = "/etc/twinsite/scenarios"
+
+    @property
+    def status_file(self) -> Path:
+        return self.state / "root-0" / "dr1" / "status.json"
+
+    def status(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.status_file.read_text())
+            return data
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def start(self) -> None:
+        # only this scenario's file: other tests' scenarios must not run in this agent
+        cfg = self.lab.host("prod1").private_dir("/etc/twinsite") / f"only-{self.name}"
+        cfg.mkdir(exist_ok=True)
+        (cfg / f"{self.name}.yml").write_bytes(
+            (self.lab.host("prod1").private_dir("/etc/twinsite") / "scenarios" / f"{self.name}.yml").read_bytes()
+        )
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    str(VENV_BIN / "twinsite"),
+                    "lab",
+                    "exec",
+                    "prod1",
+                    "--",
+                    "/opt/twinsite/bin/twinsite",
+                    "agent",
+                    "--config-dir",
+                    f"/etc/twinsite/only-{self.name}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def kill_receiver(self) -> int:
+        """kill -9 every `twinsite receive` of this scenario on dr1; returns how many."""
+        n = 0
+        for pid in netns.pids(self.lab.host("dr1").netns):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"receive" in cmd and f"/srv/{self.name}".encode() in cmd:
+                os.kill(pid, signal.SIGKILL)
+                n += 1
+        return n
+
+    def wait_synced(self, timeout: float = 120, settle: float = 1.0) -> dict[str, Any]:
+        """Until everything planned is acknowledged and nothing new was planned for ``settle`` seconds."""
+        deadline = time.monotonic() + timeout
+        stable_since, last = None, None
+        while time.monotonic() < deadline:
+            st = self.status()
+            key = (st.get("planned_seq"), st.get("acked_seq"))
+            done = st.get("state") == "replicating" and key[0] == key[1] and key[0]
+            if done and key == last:
+                if stable_since and time.monotonic() - stable_since >= settle:
+                    return st
+                stable_since = stable_since or time.monotonic()
+            else:
+                stable_since = None
+            last = key
+            time.sleep(0.05)
+        raise AssertionError(f"not in sync after {timeout} s: {self.status()}\n{self.log.read_text()[-3000:]}")
+
+    def assert_equal(self) -> None:
+        diffs = differences(entries(self.src), entries(self.dst))
+        assert diffs == [], f"{len(diffs)} differences, first: {diffs[:10]}"
+        assert digest(self.src) == digest(self.dst)
