@@ -153,8 +153,7 @@ def mutate(root: Path, rng: random.Random, ops: int) -> list[tuple[str, bytes, b
                 if os.path.islink(os.path.join(b, p)):
                     continue
                 os.link(os.path.join(b, p), os.path.join(b, new), follow_symlinks=False)
-                out.append(("path", new, b""))
-                out.append(("path", p, b""))
+                out.append(("path", new, b""))  # as inotify reports it: nothing for the old name
             elif kind == "symlink":
                 # targets that exist nowhere, or inside the tree: a test workload never reaches outside its tree
                 os.symlink(

@@ -64,9 +64,10 @@ def same(src: Path, dst: Path) -> None:
     assert digest(src) == digest(dst)
 
 
-def test_initial_sync_then_changes_replicate_byte_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_initial_sync_then_changes_replicate_byte_exact(tmp_path: Path, seed: int) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
-    rng = random.Random(1)
+    rng = random.Random(seed)
     populate(src, rng, files=150)
     pipe = Pipe(src, dst)
     pipe.ship(list(pipe.planner.plan_all()))

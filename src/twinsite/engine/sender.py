@@ -21,7 +21,6 @@ import logging
 import os
 import random
 import stat as st
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +32,7 @@ from twinsite.apply.batching import BatchCutter
 from twinsite.capture.inotify import Watcher
 from twinsite.config.scenario import Root, Scenario
 from twinsite.errors import TwinsiteError
-from twinsite.journal.record import Op, Record
+from twinsite.journal.record import Record
 from twinsite.journal.segments import Journal
 from twinsite.sync.changes import ChangeSet
 from twinsite.sync.planner import Planner, RemoteEntry
@@ -205,7 +204,6 @@ class Sender:
             now=time.time,
             fetch_sigs=self._fetch_sigs,
             select=self.root.selects_bytes,
-            by_reference=True,
         )
         p.remote = remote
         return p
@@ -343,7 +341,7 @@ class Sender:
                     while inflight and inflight[0][0] <= link.acked_seq:
                         inflight.popleft()
                 before = link.bytes_sent
-                blob = b"".join(self._resolve(r).encode() for r in batch)
+                blob = b"".join(r.encode() for r in batch)
                 link.send_batch(blob, batch[-1].seq, compress=self.rep.compression == "zstd")
                 inflight.append((batch[-1].seq, link.bytes_sent - before))
                 sent = batch[-1].seq
@@ -363,25 +361,9 @@ class Sender:
                 cutter.reset()
             batch.append(rec)
             cutter.add(rec)
-            size += rec.size + (struct.unpack("<Q", rec.data)[0] if rec.op == Op.WRITE_REF else 0)
+            size += rec.size
         if batch:
             yield batch
-
-    def _resolve(self, rec: Record) -> Record:
-        """WRITE_REF -> WRITE with the source file's bytes at that range now (fewer if it shrank since)."""
-        if rec.op != Op.WRITE_REF:
-            return rec
-        (length,) = struct.unpack("<Q", rec.data)
-        try:
-            fd = os.open(self.base + b"/" + rec.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            data = b""  # gone since: a later record says so
-        else:
-            try:
-                data = os.pread(fd, length, rec.offset)
-            finally:
-                os.close(fd)
-        return Record(seq=rec.seq, ts=rec.ts, op=Op.WRITE, path=rec.path, offset=rec.offset, data=data)
 
     def _note_acks(self, link: Link) -> None:
         acked = link.acked_seq

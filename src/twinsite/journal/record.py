@@ -49,7 +49,6 @@ class Op(enum.IntEnum):
     DELETE = 8  # path (a directory with everything under it)
     SETATTR = 9  # path, meta (mode, uid, gid, mtime, xattrs)
     MKFIFO = 10  # path, meta
-    WRITE_REF = 11  # path, offset, data = <Q length>: sender-side only, resolved to WRITE from the source file
 
 
 class RecordError(ValueError):

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import os
 import stat
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from twinsite.journal.record import MAX_DATA, Meta, Op, Record
-from twinsite.sync.signatures import changed_ranges, data_segments, signatures
+from twinsite.journal.record import Meta, Op, Record
+from twinsite.sync.signatures import DIGEST, block_signatures
 
-WRITE_CHUNK = 1 << 20
-REF = struct.Struct("<Q")
+READ_CHUNK = 1 << 20  # a multiple of every supported block size
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +80,6 @@ class Planner:
         now: Callable[[], float],
         fetch_sigs: Callable[[list[bytes]], dict[bytes, bytes]],
         select: Callable[[bytes], bool] | None = None,
-        by_reference: bool = False,
     ) -> None:
         self.root = root
         self.base = os.fsencode(root)
@@ -93,13 +90,10 @@ class Planner:
         self.select = select or (lambda _p: True)
         self.remote: dict[bytes, RemoteEntry] = {}
         self.sigs: dict[bytes, bytes] = {}
-        self.links: dict[tuple[int, int], bytes] = {}  # source inode -> a path the replica has it at
+        self.links: dict[tuple[int, int], bytes] = {}  # source inode of every shipped file -> a path the replica has it at
         self.key_of: dict[bytes, tuple[int, int]] = {}  # hard-linked paths shipped -> their source inode
         self._regroup: set[tuple[int, int]] = set()  # link groups that lost a name: compare the others
         self.stats = PlanStats()
-        #: Write records name a range of the source file instead of carrying its bytes (WRITE_REF): the
-        #: sender reads them when it ships. Used for the initial sync, so the journal stays small.
-        self.by_reference = by_reference
 
     def _rec(self, op: Op, path: bytes, **kw: object) -> Record:
         return Record(seq=self.next_seq(), ts=self.now(), op=op, path=path, **kw)  # type: ignore[arg-type]
@@ -278,8 +272,13 @@ class Planner:
                 yield from self._plan_content(rel, fd, st.st_size, want, have)
         finally:
             os.close(fd)
+        # Every file's inode is indexed, not only linked ones: linking a new name to a file changes no
+        # event-visible property of the old name (IN_ATTRIB for the link count goes to the inode only), so the
+        # new name must find the old one by inode.
+        cur = self.links.get(key)
+        if cur is None or cur == rel or cur not in self.remote or not self._is_inode(cur, key[1]):
+            self.links[key] = rel  # (a stale entry: that inode number now belongs to this file)
         if st.st_nlink > 1:
-            self.links.setdefault(key, rel)
             self.key_of[rel] = key
 
     def _linked_elsewhere(self, key: tuple[int, int], rel: bytes, ino: int) -> bool:
@@ -287,48 +286,65 @@ class Planner:
         other = self.links.get(key)
         if other is None or other == rel or other not in self.remote:
             return False
+        return self._is_inode(other, ino)
+
+    def _is_inode(self, rel: bytes, ino: int) -> bool:
         try:
-            return os.lstat(self.base + b"/" + other).st_ino == ino
+            return os.lstat(self.base + b"/" + rel).st_ino == ino
         except FileNotFoundError:
             return False
 
     def _plan_content(
         self, rel: bytes, fd: int, size: int, want: RemoteEntry, have: RemoteEntry | None
     ) -> Iterator[Record]:
+        """Ship what differs, reading the file once: the signatures kept are those of exactly the bytes
+        shipped, so a file changing while it is read never leaves the planner believing the replica holds
+        bytes it does not (a later event re-plans it against what was really sent)."""
         self.stats.files += 1
-        if have is None or have.kind != "file":
+        new = have is None or have.kind != "file"
+        if new:
             self.forget(rel)
             yield self._rec(Op.CREATE, rel, meta=replace(want, mtime_ns=0).meta())
-            ranges = data_segments(fd, size)
-        elif have.size == want.size and have.mtime_ns == want.mtime_ns:
-            ranges = []  # content unchanged (metadata compare); only attributes differ
+            remote_sigs = b""
+        elif have is not None and have.size == want.size and have.mtime_ns == want.mtime_ns:
+            yield self._rec(Op.SETATTR, rel, meta=want.meta())  # same content by metadata; attributes differ
+            self.remote[rel] = want
+            return
         else:
-            remote_sigs = self.sigs.get(rel)
-            if remote_sigs is None:
-                remote_sigs = self.fetch_sigs([rel]).get(rel, b"")
-            ranges = changed_ranges(fd, size, self.block, remote_sigs)
-        for off, length in ranges:
-            yield from self._writes(rel, fd, off, length)
-        if have is None or have.kind != "file" or have.size != size:
-            yield self._rec(Op.TRUNCATE, rel, offset=size)  # exact size: shrinks, or extends a sparse tail
+            known = self.sigs.get(rel)
+            remote_sigs = known if known is not None else self.fetch_sigs([rel]).get(rel, b"")
+        sigs: list[bytes] = []
+        pos = 0
+        while pos < size:
+            buf = os.pread(fd, min(READ_CHUNK, size - pos), pos)
+            if not buf:
+                break  # shrank while being read: ship what is there now
+            local = block_signatures(buf, self.block)
+            first = pos // self.block * DIGEST.size
+            sigs.append(local)
+            remote = remote_sigs[first : first + len(local)]
+            zeros = new and buf.count(0) == len(buf)  # a new file's hole (or zeros): TRUNCATE gives the same bytes
+            if not zeros and local != remote:
+                yield from self._changed_blocks(rel, pos, buf, local, remote)
+            pos += len(buf)
+        if new or have is None or have.size != pos:
+            yield self._rec(Op.TRUNCATE, rel, offset=pos)  # exact size: shrinks, or extends a sparse tail
+        want = replace(want, size=pos)
         yield self._rec(Op.SETATTR, rel, meta=want.meta())
         self.remote[rel] = want
-        self.sigs[rel] = signatures(fd, size, self.block)
+        self.sigs[rel] = b"".join(sigs)
 
-    def _writes(self, rel: bytes, fd: int, off: int, length: int) -> Iterator[Record]:
-        end = off + length
-        step = min(WRITE_CHUNK, MAX_DATA)
-        if self.by_reference:
-            while off < end:
-                n = min(step, end - off)
-                yield self._rec(Op.WRITE_REF, rel, offset=off, data=REF.pack(n))
-                self.stats.bytes_sent += n
-                off += n
-            return
-        while off < end:
-            data = os.pread(fd, min(step, end - off), off)
-            if not data:
-                break
-            yield self._rec(Op.WRITE, rel, offset=off, data=data)
-            self.stats.bytes_sent += len(data)
-            off += len(data)
+    def _changed_blocks(self, rel: bytes, pos: int, buf: bytes, local: bytes, remote: bytes) -> Iterator[Record]:
+        """WRITE records for the runs of blocks of ``buf`` whose signature differs from the replica's."""
+        n = len(local) // DIGEST.size
+        view = memoryview(buf)
+        start = -1
+        for i in range(n + 1):
+            same = i == n or local[i * 8 : i * 8 + 8] == remote[i * 8 : i * 8 + 8]
+            if not same and start < 0:
+                start = i
+            elif same and start >= 0:
+                data = bytes(view[start * self.block : i * self.block])
+                yield self._rec(Op.WRITE, rel, offset=pos + start * self.block, data=data)
+                self.stats.bytes_sent += len(data)
+                start = -1
