@@ -90,7 +90,9 @@ class Planner:
         self.select = select or (lambda _p: True)
         self.remote: dict[bytes, RemoteEntry] = {}
         self.sigs: dict[bytes, bytes] = {}
-        self.links: dict[tuple[int, int], bytes] = {}  # source inode of every shipped file -> a path the replica has it at
+        self.links: dict[
+            tuple[int, int], bytes
+        ] = {}  # source inode of every shipped file -> a path the replica has it at
         self.key_of: dict[bytes, tuple[int, int]] = {}  # hard-linked paths shipped -> their source inode
         self._regroup: set[tuple[int, int]] = set()  # link groups that lost a name: compare the others
         self.stats = PlanStats()
@@ -253,11 +255,19 @@ class Planner:
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and self._linked_elsewhere(key, rel, st.st_ino):
             other = self.links[key]
+            self.key_of[other] = key
+            # the content and attributes of the shared inode are compared through its first name
+            try:
+                other_st = os.lstat(self.base + b"/" + other)
+            except FileNotFoundError:
+                other_st = None  # raced with a delete: that name's own event plans it
+            if other_st is not None:
+                yield from self._plan_one(other, self.base + b"/" + other, other_st)
             if self.remote.get(rel) is not self.remote[other]:
                 self.forget(rel)
                 yield self._rec(Op.HARDLINK, rel, path2=other)
-                self.remote[rel] = self.remote[other]
-                self.sigs[rel] = self.sigs.get(other, b"")
+            self.remote[rel] = self.remote[other]
+            self.sigs[rel] = self.sigs.get(other, b"")
             self.key_of[rel] = key
             return
         try:
