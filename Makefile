@@ -48,6 +48,7 @@ lab-down: venv
 	$(BIN)/twinsite lab down
 
 demo: lab-up
+	$(BIN)/ansible-playbook playbooks/configure.yml
 	$(BIN)/ansible-playbook playbooks/drill.yml
 
 lint: venv

@@ -53,7 +53,7 @@ def run(
     return proc
 
 
-def read_pid(pidfile: Path, *, comm: str | None = None) -> int | None:
+def read_pid(pidfile: Path, *, comm: str | None = None, argv_has: str | None = None) -> int | None:
     """The pid recorded in ``pidfile`` if that process is still alive, else None.
 
     With ``comm``, the process must also be that program: a pid left by a crash and reused by some other
@@ -65,12 +65,13 @@ def read_pid(pidfile: Path, *, comm: str | None = None) -> int | None:
         return None
     if not pid_alive(pid):
         return None
-    if comm is not None:
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() != comm[:15]:
-                return None
-        except FileNotFoundError:
+    try:
+        if comm is not None and Path(f"/proc/{pid}/comm").read_text().strip() != comm[:15]:
             return None
+        if argv_has is not None and argv_has.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+            return None
+    except FileNotFoundError:
+        return None
     return pid
 
 
@@ -134,9 +135,9 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def stop_pidfile(pidfile: Path, *, comm: str | None = None, timeout: float = 5.0) -> bool:
+def stop_pidfile(pidfile: Path, *, comm: str | None = None, argv_has: str | None = None, timeout: float = 5.0) -> bool:
     """Stop the process recorded in ``pidfile`` and remove the file. Returns True if one was running."""
-    pid = read_pid(pidfile, comm=comm)
+    pid = read_pid(pidfile, comm=comm, argv_has=argv_has)
     if pid is not None:
         stop_pid(pid, timeout=timeout)
     pidfile.unlink(missing_ok=True)

@@ -57,11 +57,17 @@ def hello(root: Path) -> bytes:
 
 
 def test_batches_are_acknowledged_after_they_are_durable(tmp_path: Path) -> None:
-    frames = [hello(tmp_path / "root"), pack_batch(blob(recs(1, 3)), compress=True),
-              pack_batch(blob(recs(4, 2)), compress=False)]
+    frames = [
+        hello(tmp_path / "root"),
+        pack_batch(blob(recs(1, 3)), compress=True),
+        pack_batch(blob(recs(4, 2)), compress=False),
+    ]
     answers, root = serve(tmp_path, frames)
-    assert answers == [(Kind.READY, {"applied_seq": 0, "version": "0.1.0"}), (Kind.ACK, {"seq": 3}),
-                       (Kind.ACK, {"seq": 5})]
+    assert answers == [
+        (Kind.READY, {"applied_seq": 0, "version": "0.1.0"}),
+        (Kind.ACK, {"seq": 3}),
+        (Kind.ACK, {"seq": 5}),
+    ]
     assert sorted(p.name for p in root.iterdir()) == ["f1", "f2", "f3", "f4", "f5"]
     seqfile = SeqFile(tmp_path / "state" / "applied_seq")
     assert seqfile.read() == 5

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from twinsite import JSON_API, __version__
-from twinsite.cli import bundle_cmd, lab_cmd, replication_cmd, validate_cmd
+from twinsite.cli import bundle_cmd, lab_cmd, replication_cmd, scenario_cmd, service_cmd, validate_cmd
 from twinsite.cli.output import envelope, print_json
 from twinsite.errors import TwinsiteError
 
@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate_cmd.register(sub)
     replication_cmd.register(sub)
     bundle_cmd.register(sub)
+    scenario_cmd.register(sub)
+    service_cmd.register(sub)
     return parser
 
 

@@ -72,7 +72,9 @@ def read_status(config_dir: Path, state_dir: Path) -> list[dict[str, Any]]:
                     f = agent.sender_state(state_dir, s.name, i, replica) / "status.json"
                     st: dict[str, Any] = json.loads(f.read_text()) if f.exists() else {"state": "stopped"}
                     st.update(scenario=s.name, role=role, root=root.path, replica=replica)
-                    if st.get("updated_at") and st["state"] not in ("stopped",) and time.time() - st["updated_at"] > 30:
+                    if agent.is_stopped(config_dir, s.name):
+                        st["state"] = "stopped"
+                    elif st.get("updated_at") and st["state"] != "stopped" and time.time() - st["updated_at"] > 30:
                         st["state"] = "stale"  # the agent stopped writing: it is not running
                     rows.append(st)
             else:

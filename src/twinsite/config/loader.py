@@ -149,6 +149,11 @@ def validate_file(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
         text = path.read_text()
     except OSError as exc:
         return [], [Problem(file, None, "", f"cannot read: {exc.strerror}")]
+    return validate_text(text, file)
+
+
+def validate_text(text: str, file: str) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """Validate YAML (or JSON) text; ``file`` names it in the problems."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

@@ -69,29 +69,38 @@ def endpoint(s: Scenario, root: Root, index: int, replica: str, state_dir: Path)
     )
 
 
-def senders_for(scenarios: list[Scenario], host: str, state_dir: Path) -> list[Sender]:
-    out = []
+def is_stopped(config_dir: Path, name: str) -> bool:
+    return (config_dir / f"{name}.stopped").exists()
+
+
+def wanted(
+    scenarios: list[Scenario], host: str, config_dir: Path, state_dir: Path
+) -> dict[str, tuple[Scenario, int, str]]:
+    """The senders this host should run, keyed by what identifies their configuration."""
+    out: dict[str, tuple[Scenario, int, str]] = {}
     for s in scenarios:
-        if s.master != host:
+        if s.master != host or is_stopped(config_dir, s.name):
             continue
-        for i, root in enumerate(s.roots):
+        for i, _root in enumerate(s.roots):
             for replica in s.replicas:
-                out.append(
-                    Sender(
-                        s,
-                        root,
-                        endpoint(s, root, i, replica, state_dir),
-                        sender_state(state_dir, s.name, i, replica),
-                        replica=replica,
-                    )
-                )
+                out[f"{s.name}/{i}/{replica}/{hash(s)}"] = (s, i, replica)
     return out
 
 
-def run(config_dir: Path, state_dir: Path, host: str) -> int:
-    """Run until SIGTERM/SIGINT."""
-    scenarios = load_dir(config_dir)
-    senders = senders_for(scenarios, host, state_dir)
+def make_sender(s: Scenario, index: int, replica: str, state_dir: Path) -> Sender:
+    root = s.roots[index]
+    return Sender(
+        s,
+        root,
+        endpoint(s, root, index, replica, state_dir),
+        sender_state(state_dir, s.name, index, replica),
+        replica=replica,
+    )
+
+
+def run(config_dir: Path, state_dir: Path, host: str, *, reload_every: float = 2.0) -> int:
+    """Run until SIGTERM/SIGINT, following changes to the config directory (scenarios added, changed,
+    stopped or removed) within ``reload_every`` seconds."""
     done = threading.Event()
 
     def _stop(_sig: int, _frame: FrameType | None) -> None:
@@ -99,14 +108,24 @@ def run(config_dir: Path, state_dir: Path, host: str) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    for snd in senders:
-        snd.start()
-    print(
-        f"twinsite agent on {host}: {len(senders)} sender(s) for "
-        f"{len({s.name for s in scenarios if s.master == host})} scenario(s)",
-        flush=True,
-    )
-    done.wait()
-    for snd in senders:
+    running: dict[str, Sender] = {}
+    print(f"twinsite agent on {host}: watching {config_dir}", flush=True)
+    while not done.is_set():
+        try:
+            want = wanted(load_dir(config_dir), host, config_dir, state_dir)
+        except ConfigError as exc:
+            print(f"twinsite agent: configuration not reloaded: {exc}", flush=True)
+            want = {k: (snd.scenario, 0, "") for k, snd in running.items()}
+        for key in [k for k in running if k not in want]:
+            running.pop(key).stop()
+            print(f"twinsite agent: stopped {key.rsplit('/', 1)[0]}", flush=True)
+        for key, (s, i, replica) in want.items():
+            if key not in running:
+                snd = make_sender(s, i, replica, state_dir)
+                snd.start()
+                running[key] = snd
+                print(f"twinsite agent: started {key.rsplit('/', 1)[0]}", flush=True)
+        done.wait(reload_every)
+    for snd in running.values():
         snd.stop()
     return 0

@@ -349,6 +349,8 @@ class Sender:
             if not records:
                 link.ping()
             self._note_acks(link)
+            if time.time() - self.status.updated_at > 5:
+                self.publish()  # heartbeat: `twinsite status` tells a running agent from a dead one
 
     def _batches(self, records: list[Record]) -> Iterator[list[Record]]:
         cutter = BatchCutter()

@@ -34,9 +34,9 @@ class TwinsiteModule(AnsibleModule):
             hint="install it with the twinsite.dr.agent role, or set twinsite_cli",
         )
 
-    def twinsite(self, args, environ_update=None):
+    def twinsite(self, args, environ_update=None, data=None):
         """Run one twinsite CLI command with --json and return its result."""
-        return run_json(self.run_command, self.cli_path(), args, environ_update=environ_update)
+        return run_json(self.run_command, self.cli_path(), args, environ_update=environ_update, data=data)
 
     def run(self, logic):
         """Call ``logic(self)`` and exit with its result; a TwinsiteError becomes fail_json."""

@@ -58,8 +58,11 @@ def parse_answer(stdout, rc, stderr, command):
     return body.get("result")
 
 
-def run_json(run_command, cli, args, environ_update=None):
-    """Run ``cli args --json`` through ``run_command`` (AnsibleModule.run_command) and return its result."""
+def run_json(run_command, cli, args, environ_update=None, data=None):
+    """Run ``cli args --json`` through ``run_command`` (AnsibleModule.run_command) and return its result.
+
+    ``data`` is written to the command's standard input (definitions travel there, never in argv).
+    """
     command = " ".join(args)
-    rc, out, err = run_command([cli, *args, "--json"], environ_update=environ_update or {})
+    rc, out, err = run_command([cli, *args, "--json"], environ_update=environ_update or {}, data=data)
     return parse_answer(out, rc, err, command)

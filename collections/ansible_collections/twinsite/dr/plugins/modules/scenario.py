@@ -1,0 +1,122 @@
+#!/usr/bin/python
+# Copyright: twinsite contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: scenario
+short_description: Declare a protected application (a replication scenario) on a host
+version_added: 0.1.0
+description:
+  - Creates, changes, stops, starts or removes one scenario in the host's scenario directory, where the
+    twinsite agent picks it up within seconds. Run it on the scenario's active host and on its standbys.
+  - The definition is validated against the scenario schema before anything changes; an invalid one fails
+    with every problem listed and changes nothing.
+  - Idempotent. The definition travels on the CLI's standard input, never on its command line.
+author:
+  - twinsite developers (@twinsite)
+options:
+  name:
+    description: The scenario's name (also its state directory under C(/var/lib/twinsite)).
+    type: str
+    required: true
+  definition:
+    description:
+      - The scenario (see docs/scenario-reference in the project), without or with its C(name).
+      - Required to create a scenario; when omitted for an existing one, only its state changes.
+    type: dict
+  state:
+    description:
+      - V(present) makes the definition current and keeps the running state (new scenarios start).
+      - V(started) and V(stopped) also set whether the agent replicates it.
+      - V(absent) removes it (replicated data stays where it is).
+    type: str
+    choices: [present, started, stopped, absent]
+    default: present
+  config_dir:
+    description: The host's scenario directory.
+    type: path
+    default: /etc/twinsite/scenarios
+extends_documentation_fragment:
+  - twinsite.dr.cli
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change and changes nothing.
+  diff_mode:
+    support: full
+    description: Shows the scenario's state and definition before and after.
+seealso:
+  - module: twinsite.dr.scenario_info
+"""
+
+EXAMPLES = r"""
+- name: Protect /srv/app, replicated from prod1 to dr1
+  twinsite.dr.scenario:
+    name: app
+    state: started
+    definition:
+      master: prod1
+      replicas: [dr1]
+      roots:
+        - path: /srv/app
+          exclude: ["*.tmp"]
+      replication:
+        mode: continuous
+
+- name: Pause replication of app during maintenance
+  twinsite.dr.scenario:
+    name: app
+    state: stopped
+"""
+
+RETURN = r"""
+before:
+  description: The scenario's state and definition before the task.
+  returned: success
+  type: dict
+  sample: {state: absent}
+after:
+  description: The scenario's state and definition after the task (or what it would be, in check mode).
+  returned: success
+  type: dict
+  sample: {state: started, definition: {name: app, master: prod1, replicas: [dr1], roots: [{path: /srv/app}]}}
+"""
+
+import json
+
+from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule
+
+
+def logic(module):
+    p = module.params
+    args = ["scenario", p["name"], "--state", p["state"], "--config-dir", p["config_dir"]]
+    data = None
+    if p["definition"] is not None:
+        args.append("--definition-stdin")
+        data = json.dumps(p["definition"])
+    if module.check_mode:
+        args.append("--check")
+    result = module.twinsite(args, data=data)
+    out = dict(changed=result["changed"], before=result["before"], after=result["after"])
+    if module._diff:
+        out["diff"] = dict(before=result["before"], after=result["after"])
+    return out
+
+
+def main():
+    module = TwinsiteModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            definition=dict(type="dict"),
+            state=dict(type="str", default="present", choices=["present", "started", "stopped", "absent"]),
+            config_dir=dict(type="path", default="/etc/twinsite/scenarios"),
+        ),
+        supports_check_mode=True,
+    )
+    module.run(logic)
+
+
+if __name__ == "__main__":
+    main()

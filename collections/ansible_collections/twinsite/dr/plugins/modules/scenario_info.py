@@ -1,0 +1,95 @@
+#!/usr/bin/python
+# Copyright: twinsite contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: scenario_info
+short_description: Report the replication state of every scenario on a host
+version_added: 0.1.0
+description:
+  - Runs C(twinsite status --json) on the host, giving per scenario and standby the role, the state
+    (syncing, replicating, disconnected, degraded, stopped, stale), the acknowledged seq, the lag, the
+    journal backlog and the last error.
+author:
+  - twinsite developers (@twinsite)
+options:
+  name:
+    description: Only this scenario.
+    type: str
+  config_dir:
+    description: The host's scenario directory.
+    type: path
+    default: /etc/twinsite/scenarios
+  state_dir:
+    description: The host's state directory.
+    type: path
+    default: /var/lib/twinsite
+extends_documentation_fragment:
+  - twinsite.dr.cli
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Reads only, there is nothing to diff.
+seealso:
+  - module: twinsite.dr.scenario
+"""
+
+EXAMPLES = r"""
+- name: Where does replication stand on prod1
+  twinsite.dr.scenario_info:
+  register: repl
+
+- name: Fail unless app replicates with less than 5 s of lag
+  ansible.builtin.assert:
+    that:
+      - repl.scenarios | selectattr('scenario', 'eq', 'app') | map(attribute='state') | first == 'replicating'
+      - repl.scenarios | selectattr('scenario', 'eq', 'app') | map(attribute='lag_seconds') | first < 5
+"""
+
+RETURN = r"""
+scenarios:
+  description: One entry per scenario, root and standby (on an active host) or per scenario and root (on a standby).
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - scenario: app
+      role: active
+      replica: dr1
+      root: /srv/app
+      state: replicating
+      acked_seq: 1005
+      lag_seconds: 0.04
+      backlog_bytes: 74463
+      last_error: null
+"""
+
+from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule
+
+
+def logic(module):
+    p = module.params
+    result = module.twinsite(["status", "--config-dir", p["config_dir"], "--state-dir", p["state_dir"]])
+    rows = [r for r in result["scenarios"] if p["name"] is None or r["scenario"] == p["name"]]
+    return dict(changed=False, scenarios=rows)
+
+
+def main():
+    module = TwinsiteModule(
+        argument_spec=dict(
+            name=dict(type="str"),
+            config_dir=dict(type="path", default="/etc/twinsite/scenarios"),
+            state_dir=dict(type="path", default="/var/lib/twinsite"),
+        ),
+        supports_check_mode=True,
+    )
+    module.run(logic)
+
+
+if __name__ == "__main__":
+    main()

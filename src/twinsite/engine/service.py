@@ -1,0 +1,101 @@
+"""Keeping the agent running where there is no systemd (the lab, containers): a small supervisor.
+
+``start`` launches ``twinsite service supervise`` in its own session; the supervisor runs the agent and
+starts it again (after 1 s, doubling up to 30 s) whenever it exits unexpectedly. ``stop`` ends both.
+Where systemd runs, the agent role installs a unit instead and this is not used.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from twinsite.proc import read_pid, spawn, stop_pidfile
+
+SUPERVISOR_MARK = "supervise"
+
+
+def pidfile(state_dir: Path) -> Path:
+    return state_dir / "supervisor.pid"
+
+
+def status(state_dir: Path) -> dict[str, object]:
+    pid = read_pid(pidfile(state_dir), argv_has=SUPERVISOR_MARK)
+    agent = read_pid(state_dir / "agent.pid", argv_has="agent")
+    return {"running": pid is not None, "supervisor_pid": pid, "agent_pid": agent}
+
+
+def agent_argv(config_dir: Path, state_dir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "twinsite.cli.main",
+        "agent",
+        "--config-dir",
+        str(config_dir),
+        "--state-dir",
+        str(state_dir),
+    ]
+
+
+def start(config_dir: Path, state_dir: Path) -> bool:
+    """Start the supervisor unless it runs. Returns True when it was started (changed)."""
+    if status(state_dir)["running"]:
+        return False
+    state_dir.mkdir(parents=True, exist_ok=True)
+    spawn(
+        [
+            sys.executable,
+            "-m",
+            "twinsite.cli.main",
+            "service",
+            SUPERVISOR_MARK,
+            "--config-dir",
+            str(config_dir),
+            "--state-dir",
+            str(state_dir),
+        ],
+        pidfile=pidfile(state_dir),
+        logfile=state_dir / "agent.log",
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and status(state_dir)["agent_pid"] is None:
+        time.sleep(0.05)
+    return True
+
+
+def stop(state_dir: Path) -> bool:
+    return stop_pidfile(pidfile(state_dir), argv_has=SUPERVISOR_MARK, timeout=20)
+
+
+def supervise(config_dir: Path, state_dir: Path) -> int:
+    done = threading.Event()
+    proc: subprocess.Popen[bytes] | None = None
+
+    def _stop(_sig: int, _frame: FrameType | None) -> None:
+        done.set()
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    delay = 1.0
+    while not done.is_set():
+        started = time.monotonic()
+        proc = subprocess.Popen(agent_argv(config_dir, state_dir))
+        (state_dir / "agent.pid").write_text(f"{proc.pid}\n")
+        rc = proc.wait()
+        if done.is_set():
+            break
+        print(f"twinsite supervisor: agent exited with {rc}; starting it again in {delay:.0f} s", flush=True)
+        if time.monotonic() - started > 60:
+            delay = 1.0
+        done.wait(delay)
+        delay = min(delay * 2, 30.0)
+    (state_dir / "agent.pid").unlink(missing_ok=True)
+    return 0
