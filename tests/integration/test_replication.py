@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import threading
@@ -162,3 +163,71 @@ def test_replica_disk_full_stops_clearly_and_resumes_when_space_is_freed(scenari
     finally:
         subprocess.run(["ip", "netns", "exec", scenario.lab.host("dr1").netns, "true"], check=False)
         twinsite_cmd("lab", "exec", "dr1", "--", "umount", f"/srv/{scenario.name}")
+
+
+def test_the_paramiko_transport_replicates_too(installed: Lab) -> None:
+    sc = Scenario(installed, "tparamiko", transport="paramiko")
+    try:
+        rng = random.Random(5)
+        populate(sc.src, rng, files=100)
+        sc.start()
+        sc.wait_synced()
+        mutate(sc.src, rng, ops=300)
+        sc.wait_synced()
+        sc.assert_equal()
+    finally:
+        sc.kill()
+
+
+def test_an_unknown_host_key_is_refused_loudly(installed: Lab) -> None:
+    sc = Scenario(installed, "thostkey", known_hosts="/etc/twinsite/empty_known_hosts")
+    (installed.host("prod1").private_dir("/etc/twinsite") / "empty_known_hosts").write_text("")
+    try:
+        (sc.src / "f").write_text("x")
+        sc.start()
+        deadline = time.monotonic() + 30
+        while (
+            "Host key verification failed" not in (sc.status().get("last_error") or "") and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        st = sc.status()
+        assert st["state"] == "disconnected", st
+        assert "Host key verification failed" in st["last_error"]
+        assert not sc.dst.exists() or not list(sc.dst.iterdir())
+    finally:
+        sc.kill()
+
+
+def test_the_journal_cap_holds_during_an_outage_and_nothing_is_lost(installed: Lab) -> None:
+    cap = 1 << 20
+    sc = Scenario(installed, "tjournalcap")
+    doc_dir = installed.host("prod1").private_dir("/etc/twinsite") / "scenarios"
+    doc = json.loads((doc_dir / "tjournalcap.yml").read_text())
+    doc["journal"] = {"max_size": cap, "segment_size": cap // 8}
+    (doc_dir / "tjournalcap.yml").write_text(json.dumps(doc))
+    journal = sc.state / "root-0" / "dr1" / "journal"
+    try:
+        (sc.src / "seed").write_text("seed")
+        sc.start()
+        sc.wait_synced()
+        labmod.cut(installed, "dr1")
+        rng = random.Random(3)
+        peak = 0
+        for i in range(40):
+            (sc.src / f"chunk{i}").write_bytes(rng.randbytes(200_000))
+            time.sleep(0.05)
+            peak = max(peak, sum(f.stat().st_size for f in journal.glob("*.seg")))
+        deadline = time.monotonic() + 20
+        while not sc.status().get("journal_overflow") and time.monotonic() < deadline:
+            peak = max(peak, sum(f.stat().st_size for f in journal.glob("*.seg")))
+            time.sleep(0.1)
+        st = sc.status()
+        assert st["journal_overflow"] is True and st["state"] == "degraded", st
+        assert peak <= cap, f"journal reached {peak} bytes, cap {cap}"
+        labmod.heal(installed, "dr1")
+        sc.wait_synced(timeout=90)
+        sc.assert_equal()
+        assert sc.status()["journal_overflow"] is False
+    finally:
+        labmod.heal(installed, "dr1")
+        sc.kill()

@@ -241,3 +241,38 @@ def test_disk_full_is_an_error_not_a_silent_skip(tmp_path: Path) -> None:
         ap.close()
     finally:
         os.system(f"umount {small}")  # noqa: S605
+
+
+@pytest.mark.parametrize("method", ["metadata", "checksum"])
+def test_sync_methods_metadata_trusts_size_and_mtime_checksum_does_not(tmp_path: Path, method: str) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "same-meta").write_bytes(b"A" * 10000)
+    shutil.copytree(src, dst)
+    (dst / "same-meta").write_bytes(b"B" * 10000)  # a silent difference: same size ...
+    st = os.stat(src / "same-meta")
+    os.utime(dst / "same-meta", ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and same mtime
+    from twinsite.engine.sender import remote_from_manifest
+    from twinsite.receiver import file_signatures, manifest
+
+    ap = Applier(dst)
+    seq = iter(range(1, 1000))
+    planner = Planner(
+        src,
+        block_size=4096,
+        next_seq=lambda: next(seq),
+        now=lambda: 0.0,
+        fetch_sigs=lambda paths: {p: bytes.fromhex(file_signatures(ap.root_fd, p, 4096)) for p in paths},
+        checksum=method == "checksum",
+    )
+    planner.remote = remote_from_manifest(manifest(dst))
+    records = list(planner.plan_all())
+    for r in records:
+        ap.apply(r)
+    ap.close()
+    if method == "metadata":
+        assert (dst / "same-meta").read_bytes() == b"B" * 10000
+        assert not [r for r in records if r.op == Op.WRITE]
+    else:
+        assert (dst / "same-meta").read_bytes() == b"A" * 10000
+        assert sum(len(r.data) for r in records if r.op == Op.WRITE) == 10000  # only the differing blocks: all

@@ -140,6 +140,8 @@ class Sender:
         with self._status_lock:
             for k, v in changes.items():
                 setattr(self.status, k, v)
+            if self.status.journal_overflow and self.status.state != "stopped":
+                self.status.state = "degraded"  # loud until the standby has caught up, whatever else happens
             self.status.updated_at = time.time()
             self.status.planned_seq = self.journal.last_seq
             write_json_atomic(self.state_dir / "status.json", asdict(self.status))
@@ -204,6 +206,7 @@ class Sender:
             now=time.time,
             fetch_sigs=self._fetch_sigs,
             select=self.root.selects_bytes,
+            checksum=self.rep.sync_method == "checksum",
         )
         p.remote = remote
         return p
@@ -261,17 +264,23 @@ class Sender:
         """Append planned records to the journal in fsynced groups; the shipper is told after each."""
         group: list[Record] = []
         size = 0
+        limit = min(BATCH_BYTES, self.scenario.journal.max_size // 4)  # so the cap holds with a group waiting
         for rec in records:
             group.append(rec)
             size += rec.size
-            if size >= BATCH_BYTES or len(group) >= BATCH_RECORDS:
+            if size >= limit or len(group) >= BATCH_RECORDS:
                 self._append(group)
                 group, size = [], 0
         if group:
             self._append(group)
 
     def _append(self, group: list[Record]) -> None:
-        while self.journal.disk_bytes() > self.scenario.journal.max_size and not self.stop_event.is_set():
+        size = sum(r.size for r in group)
+        while (
+            self.journal.disk_bytes() + size > self.scenario.journal.max_size
+            and self.journal.disk_bytes() > 0
+            and not self.stop_event.is_set()
+        ):
             # Journal full while the standby is behind: production is never blocked. Wait for the
             # shipper to trim; the dirty paths keep accumulating in capture meanwhile.
             self.publish(journal_overflow=True, state="degraded")

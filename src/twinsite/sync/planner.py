@@ -80,6 +80,7 @@ class Planner:
         now: Callable[[], float],
         fetch_sigs: Callable[[list[bytes]], dict[bytes, bytes]],
         select: Callable[[bytes], bool] | None = None,
+        checksum: bool = False,
     ) -> None:
         self.root = root
         self.base = os.fsencode(root)
@@ -96,6 +97,9 @@ class Planner:
         self.key_of: dict[bytes, tuple[int, int]] = {}  # hard-linked paths shipped -> their source inode
         self._regroup: set[tuple[int, int]] = set()  # link groups that lost a name: compare the others
         self.stats = PlanStats()
+        #: sync_method checksum: a file the planner has not shipped itself is compared by block signatures
+        #: even when its size and mtime match (metadata mode trusts them).
+        self.checksum = checksum
 
     def _rec(self, op: Op, path: bytes, **kw: object) -> Record:
         return Record(seq=self.next_seq(), ts=self.now(), op=op, path=path, **kw)  # type: ignore[arg-type]
@@ -278,7 +282,8 @@ class Planner:
         try:
             st = os.fstat(fd)
             want = replace(want, size=st.st_size, mtime_ns=st.st_mtime_ns)
-            if not (have is not None and have.kind == "file" and have == want):
+            unchanged = have is not None and have.kind == "file" and have == want
+            if not unchanged or (self.checksum and rel not in self.sigs):
                 yield from self._plan_content(rel, fd, st.st_size, want, have)
         finally:
             os.close(fd)
@@ -316,7 +321,12 @@ class Planner:
             self.forget(rel)
             yield self._rec(Op.CREATE, rel, meta=replace(want, mtime_ns=0).meta())
             remote_sigs = b""
-        elif have is not None and have.size == want.size and have.mtime_ns == want.mtime_ns:
+        elif (
+            have is not None
+            and have.size == want.size
+            and have.mtime_ns == want.mtime_ns
+            and not (self.checksum and rel not in self.sigs)
+        ):
             yield self._rec(Op.SETATTR, rel, meta=want.meta())  # same content by metadata; attributes differ
             self.remote[rel] = want
             return

@@ -1,0 +1,269 @@
+"""twinsite against rsync (over ssh) and lsyncd on the same data in the same run, between the lab's hosts.
+
+* initial sync of ~1 GiB: one large file plus 10,000 small files (time; ratio = twinsite / rsync);
+* resync after 1% scattered 4 KiB changes in the large file (time and wire bytes; rsync with its defaults);
+* continuous replication at a steady write rate: lag p50/p99 of marker files (lsyncd at its default delay).
+
+Everything runs inside the lab hosts (`twinsite lab exec`), prod1 -> dr1, over real SSH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.integration.replication_helpers import Scenario, install
+from twinsite.lab.topology import Lab
+
+TW = str(Path(sys.executable).parent / "twinsite")
+
+
+def sh(host: str, script: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TW, "lab", "exec", host, "--", "bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def make_data(root: Path, *, big_mib: int, small: int, seed: int = 1) -> int:
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    block = rng.randbytes(1 << 20)
+    with open(root / "big.db", "wb") as f:
+        for i in range(big_mib):
+            f.write(block[i % 7 :] + block[: i % 7])  # distinct blocks, no long repeats for the delta
+    total = big_mib << 20
+    for i in range(small):
+        d = root / f"d{i % 100:02d}"
+        d.mkdir(exist_ok=True)
+        data = rng.randbytes(rng.randrange(1024, 24 * 1024))
+        (d / f"f{i:05d}").write_bytes(data)
+        total += len(data)
+    return total
+
+
+def scatter(path: Path, fraction: float, seed: int) -> int:
+    """Overwrite ``fraction`` of a file's 4 KiB blocks at random places; returns the bytes changed."""
+    rng = random.Random(seed)
+    size = path.stat().st_size
+    blocks = rng.sample(range(size // 4096), int(size // 4096 * fraction))
+    with open(path, "r+b") as f:
+        for b in blocks:
+            f.seek(b * 4096)
+            f.write(rng.randbytes(4096))
+    return len(blocks) * 4096
+
+
+def rsync(src: str, dst: str, *extra: str) -> tuple[float, int]:
+    t0 = time.monotonic()
+    proc = sh("prod1", f"rsync -a --stats {' '.join(extra)} -e 'ssh -o BatchMode=yes' {src}/ dr1:{dst}/")
+    elapsed = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"rsync failed: {proc.stderr}")
+    sent = int(re.search(r"Total bytes sent: ([\d,]+)", proc.stdout).group(1).replace(",", ""))  # type: ignore[union-attr]
+    return elapsed, sent
+
+
+def twinsite_sync(sc: Scenario) -> tuple[float, int]:
+    t0 = time.monotonic()
+    sc.start()
+    st = sc.wait_synced(timeout=1800, settle=0.5)
+    return time.monotonic() - t0 - 0.5, int(st["bytes_sent"])
+
+
+def drop_caches() -> None:
+    subprocess.run(["sync"], check=False)
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def initial_and_resync(lab: Lab, quick: bool) -> list[dict[str, Any]]:
+    big, small = (64, 1000) if quick else (896, 10_000)
+    sc = Scenario(lab, "benchsync")
+    total = make_data(sc.src, big_mib=big, small=small)
+    rs_dst = lab.host("dr1").private_dir("/srv") / "benchrsync"
+    shutil.rmtree(rs_dst, ignore_errors=True)
+    drop_caches()
+    rs_t, rs_bytes = rsync("/srv/benchsync", "/srv/benchrsync")
+    drop_caches()
+    tw_t, tw_bytes = twinsite_sync(sc)
+    sc.assert_equal()
+    out = [
+        {
+            "name": f"initial sync, {total / 2**20:.0f} MiB ({big} MiB file + {small} small files)",
+            "unit": "s",
+            "twinsite": {"value": tw_t, "wire_bytes": tw_bytes},
+            "peer": {"name": "rsync -a over ssh", "value": rs_t, "wire_bytes": rs_bytes},
+            "ratio": tw_t / rs_t,
+            "ratio_meaning": "time, lower is better for twinsite (target <= 1.0)",
+        }
+    ]
+    sc.kill()
+    changed = scatter(sc.src / "big.db", 0.01, seed=2)
+    rs_t, rs_bytes = rsync("/srv/benchsync", "/srv/benchrsync")
+    tw_t, tw_bytes = twinsite_sync(sc)
+    sc.assert_equal()
+    sc.kill()
+    out.append(
+        {
+            "name": f"resync after 1% scattered 4 KiB changes ({changed / 2**20:.1f} MiB) in the {big} MiB file",
+            "unit": "s",
+            "twinsite": {"value": tw_t, "wire_bytes": tw_bytes, "wire_over_changed": tw_bytes / changed},
+            "peer": {
+                "name": "rsync -a (defaults)",
+                "value": rs_t,
+                "wire_bytes": rs_bytes,
+                "wire_over_changed": rs_bytes / changed,
+            },
+            "ratio": tw_t / rs_t,
+            "ratio_meaning": "time, lower is better (target <= 1.0; wire bytes target <= 1.2x the changed bytes)",
+        }
+    )
+    shutil.rmtree(sc.src, ignore_errors=True)
+    shutil.rmtree(sc.dst, ignore_errors=True)
+    shutil.rmtree(rs_dst, ignore_errors=True)
+    return out
+
+
+def write_load(root: Path, rate: float, seconds: float, stop: threading.Event, lags: list[float], dst: Path) -> None:
+    """Write ``rate`` bytes/s as 256 KiB appends to 64 rotating files of up to 4 MiB (a log- or
+    spool-like load), and a marker file every 0.25 s whose arrival on ``dst`` is timed."""
+    chunk = os.urandom(256 * 1024)
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    written, n = 0, 0
+    pending: dict[str, tuple[float, bytes]] = {}
+    next_marker = t0
+    while time.monotonic() - t0 < seconds and not stop.is_set():
+        now = time.monotonic()
+        if written < rate * (now - t0):
+            k = written // len(chunk)
+            with open(root / f"load{k % 64}", "ab" if (k // 64) % 16 else "wb") as f:
+                f.write(chunk)
+            written += len(chunk)
+        if now >= next_marker:
+            token = os.urandom(16)
+            name = f"marker{n}"
+            (root / name).write_bytes(token)
+            pending[name] = (time.monotonic(), token)
+            next_marker = now + 0.25
+            n += 1
+        _arrivals(pending, dst, lags)
+        time.sleep(0.001)
+    deadline = time.monotonic() + 60
+    while pending and time.monotonic() < deadline:
+        _arrivals(pending, dst, lags)
+        time.sleep(0.002)
+
+
+def _arrivals(pending: dict[str, tuple[float, bytes]], dst: Path, lags: list[float]) -> None:
+    """Time the markers that have arrived on the replica with the right content."""
+    for name, (t, token) in list(pending.items()):
+        try:
+            if (dst / name).read_bytes() == token:
+                lags.append(time.monotonic() - t)
+                del pending[name]
+        except FileNotFoundError:
+            pass
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(len(s) * p))] if s else float("nan")
+
+
+def continuous(lab: Lab, quick: bool) -> list[dict[str, Any]]:
+    seconds = 10 if quick else 20
+    rate = 20 * 2**20
+    sc = Scenario(lab, "benchlive")
+    sc.start()
+    sc.wait_synced()
+    lags: list[float] = []
+    cpu0 = _cpu_of_agent()
+    write_load(sc.src, rate, seconds, threading.Event(), lags, sc.dst)
+    cpu = _cpu_of_agent() - cpu0
+    sc.kill()
+    tw = {
+        "p50": pct(lags, 0.5),
+        "p99": pct(lags, 0.99),
+        "markers": len(lags),
+        "agent_cpu_s_per_gib": cpu / (rate * seconds / 2**30),
+    }
+    # lsyncd at its default settings, replicating the same kind of load between the same hosts
+    ls_src, ls_dst = (
+        lab.host("prod1").private_dir("/srv") / "benchlsync",
+        lab.host("dr1").private_dir("/srv") / "benchlsync",
+    )
+    for p in (ls_src, ls_dst):
+        shutil.rmtree(p, ignore_errors=True)
+        p.mkdir(parents=True)
+    conf = lab.host("prod1").private_dir("/etc/twinsite") / "lsyncd.lua"
+    conf.write_text(
+        'settings { nodaemon = true, logfile = "/var/lib/twinsite/lsyncd.log" }\n'
+        'sync { default.rsyncssh, source = "/srv/benchlsync", host = "dr1", targetdir = "/srv/benchlsync" }\n'
+    )
+    lsyncd = subprocess.Popen(
+        [TW, "lab", "exec", "prod1", "--", "lsyncd", "/etc/twinsite/lsyncd.lua"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(3)
+        ls_lags: list[float] = []
+        write_load(ls_src, rate, seconds, threading.Event(), ls_lags, ls_dst)
+    finally:
+        lsyncd.terminate()
+        lsyncd.wait(timeout=30)
+    for p in (sc.src, sc.dst, ls_src, ls_dst):
+        shutil.rmtree(p, ignore_errors=True)
+    ls = {"p50": pct(ls_lags, 0.5), "p99": pct(ls_lags, 0.99), "markers": len(ls_lags)}
+    return [
+        {
+            "name": f"continuous, {rate / 2**20:.0f} MiB/s of writes for {seconds} s: replication lag p50",
+            "unit": "s",
+            "twinsite": {"value": tw["p50"], **tw},
+            "peer": {
+                "name": "lsyncd (default delay, rsyncssh)",
+                "value": ls["p50"],
+                **ls,
+            },
+            "ratio": tw["p50"] / ls["p50"] if ls["p50"] == ls["p50"] and ls["p50"] else float("nan"),
+            "ratio_meaning": "lag, lower is better (targets: p50 <= 0.1 s, p99 <= 1 s)",
+        }
+    ]
+
+
+def _cpu_of_agent() -> float:
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"agent" in cmd and b"twinsite" in cmd:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+        except (FileNotFoundError, IndexError, ValueError):
+            continue
+    return total
+
+
+def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
+    install(lab)
+    return initial_and_resync(lab, quick) + continuous(lab, quick)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(Lab.from_env(), quick="--quick" in sys.argv), indent=2))
