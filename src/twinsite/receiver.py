@@ -80,6 +80,7 @@ class Receiver:
         self.inp, self.out = inp, out
         self.applied = SeqFile(state / "applied_seq")
         self.applier = Applier(self.root)
+        self.batches = 0
 
     def send(self, kind: Kind, obj: dict[str, Any]) -> None:
         self.out.write(pack_json(kind, obj))
@@ -105,8 +106,14 @@ class Receiver:
                 sigs = {p: file_signatures(self.applier.root_fd, bytes.fromhex(p), block) for p in req["paths"]}
                 self.send(Kind.SIGS, {"sigs": sigs})
             elif kind == Kind.BATCH:
+                skipped = self.applier.stats.skipped_missing
                 applied_seq = self._batch(batch_payload(flags, payload), applied_seq)
-                self.send(Kind.ACK, {"seq": applied_seq})
+                # The first batch of a session may replay records already applied before a crash: skipping
+                # them is expected. Later, a record whose file is missing means the replica is not what the
+                # sender believes: say so, so that the sender compares everything again (a verified resync).
+                diverged = self.applier.stats.skipped_missing - skipped if self.batches else 0
+                self.batches += 1
+                self.send(Kind.ACK, {"seq": applied_seq, "diverged": diverged})
             elif kind == Kind.PING:
                 self.send(Kind.PONG, {"applied_seq": applied_seq})
             elif kind == Kind.BYE:

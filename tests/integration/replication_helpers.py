@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import VENV_BIN
+from tests.conftest import REPO, VENV_BIN
 from twinsite import bundle
 from twinsite.lab import netns
 from twinsite.lab.topology import Lab
 from twinsite.tree import differences, digest, entries
 
-BUNDLES = Path("/var/cache/twinsite/bundles")
+BUNDLES = REPO / "build"  # the same place configure.yml's agent role builds it: one build per source version
 
 
 def install(lab: Lab) -> None:
@@ -43,11 +43,19 @@ class Scenario:
         doc = {"name": name, "master": "prod1", "replicas": ["dr1"], "roots": [{"path": f"/srv/{name}"}]}
         if replication:
             doc["replication"] = replication
-        for h in ("prod1", "dr1"):
-            d = lab.host(h).private_dir("/etc/twinsite") / "scenarios"
-            d.mkdir(parents=True, exist_ok=True)
-            (d / f"{name}.yml").write_text(json.dumps(doc))  # JSON is YAML
-        self.config_dir = "/etc/twinsite/scenarios"
+        # Its own config directory: an agent configured elsewhere (configure.yml's) must not pick it up.
+        self.config_dir = f"/etc/twinsite/only-{name}"
+        self.config = lab.host("prod1").private_dir("/etc/twinsite") / f"only-{name}"
+        shutil.rmtree(self.config, ignore_errors=True)
+        self.config.mkdir(parents=True)
+        self.write_definition(doc)
+
+    def write_definition(self, doc: dict[str, Any]) -> None:
+        (self.config / f"{self.name}.yml").write_text(json.dumps(doc))  # JSON is YAML
+
+    def definition(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.config / f"{self.name}.yml").read_text())
+        return data
 
     @property
     def status_file(self) -> Path:
@@ -61,12 +69,6 @@ class Scenario:
             return {}
 
     def start(self) -> None:
-        # only this scenario's file: other tests' scenarios must not run in this agent
-        cfg = self.lab.host("prod1").private_dir("/etc/twinsite") / f"only-{self.name}"
-        cfg.mkdir(exist_ok=True)
-        (cfg / f"{self.name}.yml").write_bytes(
-            (self.lab.host("prod1").private_dir("/etc/twinsite") / "scenarios" / f"{self.name}.yml").read_bytes()
-        )
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -78,7 +80,7 @@ class Scenario:
                     "/opt/twinsite/bin/twinsite",
                     "agent",
                     "--config-dir",
-                    f"/etc/twinsite/only-{self.name}",
+                    self.config_dir,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

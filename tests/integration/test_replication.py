@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 import threading
@@ -56,7 +55,7 @@ def test_initial_sync_then_10000_mixed_operations_byte_exact(scenario: Scenario)
         "verify",
         scenario.name,
         "--config-dir",
-        f"/etc/twinsite/only-{scenario.name}",
+        scenario.config_dir,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"/srv/{scenario.name} -> dr1: equal"
@@ -201,10 +200,7 @@ def test_an_unknown_host_key_is_refused_loudly(installed: Lab) -> None:
 def test_the_journal_cap_holds_during_an_outage_and_nothing_is_lost(installed: Lab) -> None:
     cap = 1 << 20
     sc = Scenario(installed, "tjournalcap")
-    doc_dir = installed.host("prod1").private_dir("/etc/twinsite") / "scenarios"
-    doc = json.loads((doc_dir / "tjournalcap.yml").read_text())
-    doc["journal"] = {"max_size": cap, "segment_size": cap // 8}
-    (doc_dir / "tjournalcap.yml").write_text(json.dumps(doc))
+    sc.write_definition({**sc.definition(), "journal": {"max_size": cap, "segment_size": cap // 8}})
     journal = sc.state / "root-0" / "dr1" / "journal"
     try:
         (sc.src / "seed").write_text("seed")

@@ -65,8 +65,8 @@ def test_batches_are_acknowledged_after_they_are_durable(tmp_path: Path) -> None
     answers, root = serve(tmp_path, frames)
     assert answers == [
         (Kind.READY, {"applied_seq": 0, "version": "0.1.0"}),
-        (Kind.ACK, {"seq": 3}),
-        (Kind.ACK, {"seq": 5}),
+        (Kind.ACK, {"seq": 3, "diverged": 0}),
+        (Kind.ACK, {"seq": 5, "diverged": 0}),
     ]
     assert sorted(p.name for p in root.iterdir()) == ["f1", "f2", "f3", "f4", "f5"]
     seqfile = SeqFile(tmp_path / "state" / "applied_seq")
@@ -79,7 +79,7 @@ def test_a_replayed_batch_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "root" / "f2").write_text("changed on the replica by someone")
     answers, root = serve(tmp_path, [hello(tmp_path / "root"), pack_batch(blob(recs(1, 3)), compress=True)])
     assert answers[0] == (Kind.READY, {"applied_seq": 3, "version": "0.1.0"})
-    assert answers[1] == (Kind.ACK, {"seq": 3})
+    assert answers[1] == (Kind.ACK, {"seq": 3, "diverged": 0})
     assert (root / "f2").read_text() == "changed on the replica by someone"  # not re-applied
 
 
@@ -119,3 +119,15 @@ def test_a_torn_frame_ends_the_session_without_applying_it(tmp_path: Path) -> No
 def test_a_sender_for_another_root_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ProtocolError, match="this receiver serves"):
         serve(tmp_path, [pack_json(Kind.HELLO, {"scenario": "t", "root": "/srv/other"})])
+
+
+def test_a_record_with_nothing_to_act_on_after_the_first_batch_is_reported_as_divergence(tmp_path: Path) -> None:
+    write_missing = Record(seq=4, ts=0.0, op=Op.WRITE, path=b"not-there", data=b"x")
+    frames = [
+        hello(tmp_path / "root"),
+        pack_batch(blob(recs(1, 3)), compress=True),
+        pack_batch(write_missing.encode(), compress=True),
+    ]
+    answers, _root = serve(tmp_path, frames)
+    assert answers[1] == (Kind.ACK, {"seq": 3, "diverged": 0})
+    assert answers[2] == (Kind.ACK, {"seq": 4, "diverged": 1})  # the sender then compares everything again

@@ -247,11 +247,16 @@ class Applier:
                 dname,
             ),
         ):
-            os.stat(sname, dir_fd=sfd, follow_symlinks=False)  # gone: done already (FileNotFoundError -> skip)
+            src = os.stat(sname, dir_fd=sfd, follow_symlinks=False)  # gone: done already (-> skipped)
             try:
                 dst = os.stat(dname, dir_fd=dfd, follow_symlinks=False)
             except FileNotFoundError:
                 dst = None
+            if dst is not None and (dst.st_dev, dst.st_ino) == (src.st_dev, src.st_ino):
+                # rename(2) between two names of one file does nothing; the source did move the name
+                # (its target was another file there), so the old name must go
+                os.unlink(sname, dir_fd=sfd)
+                return
             if dst is not None and stat.S_ISDIR(dst.st_mode):
                 _rmtree_at(dfd, dname)  # rename(2) only replaces an empty directory
             os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)

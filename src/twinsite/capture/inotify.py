@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import threading
+import time
 from pathlib import Path
 
 from inotify_simple import INotify
@@ -55,6 +56,7 @@ class Watcher:
         self.overflows = 0
         self.events = 0
         self._stop = False
+        self._running = threading.Event()
         self.add_tree(b"")
 
     def fileno(self) -> int:
@@ -181,12 +183,20 @@ class Watcher:
 
     def run(self) -> None:
         """Read events until :meth:`stop` (run in a thread)."""
-        while not self._stop:
-            self.read(timeout_ms=200)
+        self._running.set()
+        try:
+            while not self._stop:
+                self.read(timeout_ms=200)
+        finally:
+            self._running.clear()
 
     def stop(self) -> None:
         self._stop = True
 
     def close(self) -> None:
+        """Stop reading (waiting for a :meth:`run` loop to notice) and release the inotify descriptor."""
         self._stop = True
+        deadline = time.monotonic() + 2
+        while self._running.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.ino.close()

@@ -62,6 +62,7 @@ class Replication:
     batch_ms: int = 20
     block_size: int = 4096
     remote_twinsite: str = "/opt/twinsite/bin/twinsite"
+    rescan_interval: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,9 @@ class Scenario:
         rep = dict(doc.get("replication", {}))
         if "bandwidth_limit" in rep:
             rep["bandwidth_limit"] = parse_size(rep["bandwidth_limit"])
-        if "interval" in rep:
-            rep["interval"] = float(rep["interval"])
+        for key in ("interval", "rescan_interval"):
+            if key in rep:
+                rep[key] = float(rep[key])
         rep["ssh_options"] = tuple(sorted((str(k), str(v)) for k, v in rep.get("ssh_options", {}).items()))
         jr = {k: parse_size(v) for k, v in doc.get("journal", {}).items()}
         return cls(

@@ -62,6 +62,9 @@ class SenderStatus:
     connects: int = 0
     resyncs: int = 0
     overflows: int = 0
+    divergences: int = 0
+    rescans: int = 0
+    rescan_records: int = 0  # records a rescan found necessary: changes capture did not report
     journal_overflow: bool = False
     last_error: str | None = None
     last_error_at: float | None = None
@@ -133,6 +136,8 @@ class Sender:
         self.planner: Planner | None = None
         self._threads: list[threading.Thread] = []
         self._status_lock = threading.Lock()
+        self.resync_needed = threading.Event()
+        self.divergences = 0
         self._ts: dict[int, float] = {}  # seq -> source time of the newest unacknowledged batches (for lag)
 
     # -- status --------------------------------------------------------------------------------------------
@@ -239,8 +244,25 @@ class Sender:
         self.synced = True
         self.publish(state="replicating")
         interval = self.rep.interval if self.rep.mode == "periodic" else 0.2
+        last_rescan = time.monotonic()
         while not self.stop_event.is_set():
             changes = self._wait_changes(interval)
+            if self.rep.rescan_interval and time.monotonic() - last_rescan >= self.rep.rescan_interval:
+                changes.everything()  # the safety net for what capture cannot see; counted when it finds some
+                last_rescan = time.monotonic()
+                before = self._seq
+                self._journal_records(changes.plan(self.planner))
+                self.publish(
+                    rescans=self.status.rescans + 1, rescan_records=self.status.rescan_records + self._seq - before
+                )
+                continue
+            if self.resync_needed.is_set():
+                self.resync_needed.clear()
+                self.publish(divergences=self.divergences)
+                raise TwinsiteError(
+                    f"the replica diverged ({self.divergences} record(s) found nothing to act on): "
+                    "comparing everything again"
+                )
             if changes:
                 self._journal_records(changes.plan(self.planner))
 
@@ -377,6 +399,11 @@ class Sender:
             yield batch
 
     def _note_acks(self, link: Link) -> None:
+        if link.diverged:
+            # the replica is not what the planner believes: compare everything again, loudly
+            self.divergences += link.diverged
+            link.diverged = 0
+            self.resync_needed.set()
         acked = link.acked_seq
         if acked > self.status.acked_seq:
             with self.jlock:

@@ -29,6 +29,9 @@ class ChangeSet:
         for p in [p for p in self.dirty if p == old or p.startswith(prefix)]:
             self.path(new + p[len(old) :], recursive=self.dirty.pop(p))
         self.renames.append((old, new))
+        # and what arrived is compared as it is now: a change made through another name of the file, or
+        # inside a moved directory while its watch was being moved, is not lost
+        self.path(new, recursive=True)
 
     def everything(self) -> None:
         self.full = True

@@ -115,6 +115,10 @@ class Planner:
                 self._regroup.add(key)
         for k in [k for k, v in self.links.items() if v == path or v.startswith(prefix)]:
             del self.links[k]
+            # the inode may live on under another name the replica has: keep finding it by that name
+            alt = next((p for p, kk in self.key_of.items() if kk == k and p in self.remote), None)
+            if alt is not None:
+                self.links[k] = alt
 
     def move(self, old: bytes, new: bytes) -> None:
         self.forget(new)
@@ -160,6 +164,7 @@ class Planner:
             self.move(old, new)
             self._implicit_parents(new)
         else:
+            yield from self.plan_path(old)  # moved out of what is replicated: deleted on the replica
             yield from self.plan_path(new, recursive=True)
 
     def plan_path(self, rel: bytes, *, recursive: bool = False) -> Iterator[Record]:
@@ -190,7 +195,12 @@ class Planner:
                 self.forget(rel)
             return
         yield from self._ensure_parents(rel)
-        yield from self._plan_one(rel, full, st)
+        try:
+            yield from self._plan_one(rel, full, st)
+        except (FileNotFoundError, NotADirectoryError):
+            # changed under our feet (deleted, replaced): its own event comes next and plans what is there
+            self.stats.vanished += 1
+            return
         if recursive and stat.S_ISDIR(st.st_mode):
             try:
                 names = sorted(os.listdir(full))
@@ -257,6 +267,8 @@ class Planner:
         self, rel: bytes, full: bytes, st: os.stat_result, want: RemoteEntry, have: RemoteEntry | None
     ) -> Iterator[Record]:
         key = (st.st_dev, st.st_ino)
+        other_st: os.stat_result | None = None
+        other = b""
         if st.st_nlink > 1 and self._linked_elsewhere(key, rel, st.st_ino):
             other = self.links[key]
             self.key_of[other] = key
@@ -264,9 +276,10 @@ class Planner:
             try:
                 other_st = os.lstat(self.base + b"/" + other)
             except FileNotFoundError:
-                other_st = None  # raced with a delete: that name's own event plans it
+                other_st = None  # raced with a rename or delete of that name: compare this one by itself
             if other_st is not None:
                 yield from self._plan_one(other, self.base + b"/" + other, other_st)
+        if other_st is not None and other in self.remote:
             if self.remote.get(rel) is not self.remote[other]:
                 self.forget(rel)
                 yield self._rec(Op.HARDLINK, rel, path2=other)

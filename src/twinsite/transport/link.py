@@ -39,6 +39,7 @@ class Link:
         self.acked_seq = -1
         self.sent_seq = -1
         self.bytes_sent = 0
+        self.diverged = 0  # records the receiver found nothing to apply to, outside a replay
         self.error: TwinsiteError | None = None
         self.idle_timeout = idle_timeout
         self.bandwidth_limit = bandwidth_limit
@@ -59,8 +60,10 @@ class Link:
                 kind, _flags, payload = read_frame(self.channel.reader)
                 self._last_heard = time.monotonic()
                 if kind == Kind.ACK:
+                    ack = parse_json(payload)
                     with self._cond:
-                        self.acked_seq = max(self.acked_seq, int(parse_json(payload)["seq"]))
+                        self.acked_seq = max(self.acked_seq, int(ack["seq"]))
+                        self.diverged += int(ack.get("diverged", 0))
                         self._cond.notify_all()
                 elif kind == Kind.PONG:
                     continue  # keep-alive answer: hearing it is all that matters
