@@ -40,10 +40,9 @@ def sh(host: str, script: str, timeout: float = 1800) -> subprocess.CompletedPro
 def make_data(root: Path, *, big_mib: int, small: int, seed: int = 1) -> int:
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
-    block = rng.randbytes(1 << 20)
     with open(root / "big.db", "wb") as f:
-        for i in range(big_mib):
-            f.write(block[i % 7 :] + block[: i % 7])  # distinct blocks, no long repeats for the delta
+        for _ in range(big_mib):
+            f.write(rng.randbytes(1 << 20))  # incompressible: compression must not flatter either tool
     total = big_mib << 20
     for i in range(small):
         d = root / f"d{i % 100:02d}"

@@ -398,6 +398,12 @@ class Sender:
         if batch:
             yield batch
 
+    def _connected_state(self) -> str:
+        """What a working link means for the state: back to syncing or replicating after a disconnection."""
+        if self.status.state != "disconnected":
+            return self.status.state
+        return "replicating" if self.synced else "syncing"
+
     def _note_acks(self, link: Link) -> None:
         if link.diverged:
             # the replica is not what the planner believes: compare everything again, loudly
@@ -418,5 +424,5 @@ class Sender:
                 lag_seconds=round(lag, 3),
                 backlog_bytes=self.journal.disk_bytes(),
                 bytes_sent=link.bytes_sent,
-                state=self.status.state if self.status.state != "disconnected" else "replicating",
+                state=self._connected_state(),
             )
