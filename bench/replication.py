@@ -96,8 +96,11 @@ def initial_and_resync(lab: Lab, quick: bool) -> list[dict[str, Any]]:
     drop_caches()
     rs_t, rs_bytes = rsync("/srv/benchsync", "/srv/benchrsync")
     drop_caches()
-    tw_t, tw_bytes = twinsite_sync(sc)
-    sc.assert_equal()
+    try:
+        tw_t, tw_bytes = twinsite_sync(sc)
+        sc.assert_equal()
+    finally:
+        sc.kill()
     out = [
         {
             "name": f"initial sync, {total / 2**20:.0f} MiB ({big} MiB file + {small} small files)",
@@ -108,12 +111,13 @@ def initial_and_resync(lab: Lab, quick: bool) -> list[dict[str, Any]]:
             "ratio_meaning": "time, lower is better for twinsite (target <= 1.0)",
         }
     ]
-    sc.kill()
     changed = scatter(sc.src / "big.db", 0.01, seed=2)
     rs_t, rs_bytes = rsync("/srv/benchsync", "/srv/benchrsync")
-    tw_t, tw_bytes = twinsite_sync(sc)
-    sc.assert_equal()
-    sc.kill()
+    try:
+        tw_t, tw_bytes = twinsite_sync(sc)
+        sc.assert_equal()
+    finally:
+        sc.kill()
     out.append(
         {
             "name": f"resync after 1% scattered 4 KiB changes ({changed / 2**20:.1f} MiB) in the {big} MiB file",

@@ -36,7 +36,9 @@ class Scenario:
         self.dst = lab.host("dr1").private_dir("/srv") / name
         self.state = lab.host("prod1").private_dir("/var/lib/twinsite") / name
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
         self.log = lab.host("prod1").private_dir("/var/lib/twinsite") / f"{name}-agent.log"
+        self.kill_strays()
         for p in (self.src, self.dst, self.state, lab.host("dr1").private_dir("/var/lib/twinsite") / name):
             shutil.rmtree(p, ignore_errors=True)
         self.src.mkdir(parents=True)
@@ -69,6 +71,7 @@ class Scenario:
             return {}
 
     def start(self) -> None:
+        self.started_at = time.time()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -95,6 +98,17 @@ class Scenario:
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
 
+    def kill_strays(self) -> None:
+        """An agent for this scenario left by an interrupted run would share its journal: stop it first."""
+        mark = f"/etc/twinsite/only-{self.name}".encode()
+        for pid in netns.pids(self.lab.host("prod1").netns):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except FileNotFoundError:
+                continue
+            if b"agent" in argv and mark in argv:
+                os.kill(pid, signal.SIGKILL)
+
     def kill_receiver(self) -> int:
         """kill -9 every `twinsite receive` of this scenario on dr1; returns how many."""
         n = 0
@@ -115,7 +129,8 @@ class Scenario:
         while time.monotonic() < deadline:
             st = self.status()
             key = (st.get("planned_seq"), st.get("acked_seq"))
-            done = st.get("state") == "replicating" and key[0] == key[1] and key[0]
+            fresh = st.get("updated_at", 0) >= self.started_at  # written by this run of the agent
+            done = fresh and st.get("state") == "replicating" and key[0] == key[1]
             if done and key == last:
                 if stable_since and time.monotonic() - stable_since >= settle:
                     return st

@@ -158,6 +158,7 @@ class Sender:
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
+        self.publish(state="starting")  # replaces what a previous run left: never report its positions as ours
         if self.rep.mode == "continuous":
             self.watcher = Watcher(Path(self.root.path))  # capture starts before the scan: nothing is missed
             self._spawn(self.watcher.run, "capture")
