@@ -7,36 +7,46 @@ from pathlib import Path
 from twinsite.proc import run
 
 
+def _new_key(key: Path, out: Path, subject: str, *extra: str) -> None:
+    """A new P-256 key in ``key`` and, per ``extra``, a request or a self-signed certificate in ``out``."""
+    run(
+        [
+            "openssl",
+            "req",
+            *extra,
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(out),
+            "-subj",
+            subject,
+        ]
+    )
+    key.chmod(0o600)
+
+
 def ensure_ca(ca_dir: Path) -> tuple[Path, Path]:
     """Create (once) a CA key and certificate under ``ca_dir``; return (cert, key)."""
     ca_dir.mkdir(parents=True, exist_ok=True)
     cert, key = ca_dir / "ca.pem", ca_dir / "ca.key"
     if not (cert.exists() and key.exists()):
-        run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                str(key),
-                "-out",
-                str(cert),
-                "-days",
-                "3650",
-                "-subj",
-                "/CN=twinsite lab CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ]
+        _new_key(
+            key,
+            cert,
+            "/CN=twinsite lab CA",
+            "-x509",
+            "-days",
+            "3650",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         )
-        key.chmod(0o600)
     return cert, key
 
 
@@ -48,23 +58,7 @@ def ensure_server_cert(ca_dir: Path, name: str, *, dns_names: list[str], ips: li
     stamp = ca_dir / f"{name}.san"
     if cert.exists() and key.exists() and stamp.exists() and stamp.read_text() == san:
         return cert, key
-    run(
-        [
-            "openssl",
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(csr),
-            "-subj",
-            f"/CN={dns_names[0]}",
-        ]
-    )
+    _new_key(key, csr, f"/CN={dns_names[0]}")
     ext = ca_dir / f"{name}.ext"
     ext.write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
     run(
@@ -87,6 +81,5 @@ def ensure_server_cert(ca_dir: Path, name: str, *, dns_names: list[str], ips: li
             str(ext),
         ]
     )
-    key.chmod(0o600)
     stamp.write_text(san)
     return cert, key
