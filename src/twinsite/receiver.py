@@ -106,12 +106,15 @@ class Receiver:
                 sigs = {p: file_signatures(self.applier.root_fd, bytes.fromhex(p), block) for p in req["paths"]}
                 self.send(Kind.SIGS, {"sigs": sigs})
             elif kind == Kind.BATCH:
-                skipped = self.applier.stats.skipped_missing
+                skipped = self.applier.stats.skipped_missing - self.applier.stats.refused_parents
+                refused = self.applier.stats.refused_parents
                 applied_seq = self._batch(batch_payload(flags, payload), applied_seq)
                 # The first batch of a session may replay records already applied before a crash: skipping
                 # them is expected. Later, a record whose file is missing means the replica is not what the
                 # sender believes: say so, so that the sender compares everything again (a verified resync).
-                diverged = self.applier.stats.skipped_missing - skipped if self.batches else 0
+                stats = self.applier.stats
+                diverged = stats.skipped_missing - stats.refused_parents - skipped if self.batches else 0
+                diverged += stats.refused_parents - refused  # a file or link where a directory was: never a replay
                 self.batches += 1
                 self.send(Kind.ACK, {"seq": applied_seq, "diverged": diverged})
             elif kind == Kind.PING:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import xxhash
 
-from twinsite.apply.paths import DIR_FLAGS, UnsafePathError, parent_fd
+from twinsite.apply.paths import DIR_FLAGS, ParentNotDirectoryError, UnsafePathError, parent_fd
 from twinsite.errors import TwinsiteError
 from twinsite.journal.record import Meta, Op, Record
 
@@ -48,6 +48,7 @@ class ApplyStats:
     applied: int = 0
     skipped_missing: int = 0  # data records whose file was already renamed or deleted (normal on replay)
     bytes_written: int = 0
+    refused_parents: int = 0  # records under a parent that is a symlink or a file here: never followed
     by_op: dict[str, int] = field(default_factory=dict)
 
 
@@ -117,6 +118,12 @@ class Applier:
             raise ApplyError(f"record seq {rec.seq} has operation {rec.op.name}, which a replica never applies")
         try:
             handler(self, rec)
+        except ParentNotDirectoryError:
+            # never followed, nothing written; the sender's picture of the replica is stale: counted as
+            # divergence (the sender then compares everything again) rather than stopping replication
+            self.stats.skipped_missing += 1
+            self.stats.refused_parents += 1
+            return
         except UnsafePathError:
             raise
         except FileNotFoundError:

@@ -26,6 +26,11 @@ class UnsafePathError(TwinsiteError):
     exit_code = 9
 
 
+class ParentNotDirectoryError(UnsafePathError):
+    """A parent of the path is a symlink or a file on the replica. Nothing is followed or written; the
+    replica is not what the sender believes (it replaced a directory), so this counts as a divergence."""
+
+
 def split(path: bytes) -> list[bytes]:
     """Validate a root-relative path and return its components."""
     if not path:
@@ -83,5 +88,5 @@ def _open_dir(fd: int, comp: bytes, path: bytes) -> int:
 def _unsafe_or(exc: OSError, path: bytes) -> Exception:
     """A link or a file where a parent directory should be is an unsafe path; other errors stay what they are."""
     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-        return UnsafePathError(f"a parent of {path!r} is a symlink or a file, not a directory; refused")
+        return ParentNotDirectoryError(f"a parent of {path!r} is a symlink or a file, not a directory; refused")
     return exc

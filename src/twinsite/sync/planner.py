@@ -189,7 +189,7 @@ class Planner:
         full = self.base + b"/" + rel
         try:
             st = os.lstat(full)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # gone, or a parent is no longer a directory
             if self._remote_has(rel):
                 yield self._rec(Op.DELETE, rel)
                 self.forget(rel)
