@@ -36,6 +36,9 @@ def scenario(installed: Lab, request: pytest.FixtureRequest) -> Iterator[Scenari
 
 
 def test_initial_sync_then_10000_mixed_operations_byte_exact(scenario: Scenario) -> None:
+    # continuous mode is inotify capture plus the periodic rescan that covers what capture cannot see;
+    # a short interval makes the rescan part of this test
+    scenario.write_definition({**scenario.definition(), "replication": {"rescan_interval": 3}})
     rng = random.Random(20261124)
     populate(scenario.src, rng, files=400)
     scenario.start()
@@ -44,6 +47,10 @@ def test_initial_sync_then_10000_mixed_operations_byte_exact(scenario: Scenario)
     done = 0
     while done < 10_000:
         done += len(mutate(scenario.src, rng, ops=200))
+    rescans = scenario.status()["rescans"]
+    deadline = time.monotonic() + 60
+    while scenario.status()["rescans"] < rescans + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
     scenario.wait_synced()
     scenario.assert_equal()
     proc = twinsite_cmd(
