@@ -14,7 +14,7 @@ from twinsite import receiver
 from twinsite.apply.applier import SeqFile
 from twinsite.engine import agent
 from twinsite.errors import ConfigError, HostUnreachableError
-from twinsite.transport.channels import FIXED_OPTIONS
+from twinsite.transport.channels import Endpoint, openssh_argv
 from twinsite.tree import Entry, differences, digest, entries
 
 
@@ -187,13 +187,12 @@ def _verify(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _remote_entries(remote_twinsite: str, host: str, root: str, known_hosts: str) -> dict[bytes, Entry]:
-    argv = ["ssh", "-T"] + [a for k, v in FIXED_OPTIONS for a in ("-o", f"{k}={v}")]
-    argv += [
-        "-o",
-        f"UserKnownHostsFile={os.path.expanduser(known_hosts)}",
-        host,
-        f"{remote_twinsite} digest --entries --json {root}",
-    ]
+    ep = Endpoint(
+        host=host,
+        command=[remote_twinsite, "digest", "--entries", "--json", root],
+        known_hosts=os.path.expanduser(known_hosts),
+    )
+    argv = openssh_argv(ep)
     proc = subprocess.run(argv, capture_output=True, timeout=600, check=False)
     try:
         body = json.loads(proc.stdout.decode().strip().splitlines()[-1])

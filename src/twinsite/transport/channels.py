@@ -40,6 +40,24 @@ class Endpoint:
     config: str | None = None  # an ssh config file (-F), e.g. the lab's
 
 
+def openssh_argv(ep: Endpoint) -> list[str]:
+    """The OpenSSH client command that runs ``ep.command`` on ``ep.host`` with twinsite's fixed options."""
+    argv = ["ssh", "-T", "-e", "none"]
+    if ep.config:
+        argv += ["-F", ep.config]
+    for key, value in (*FIXED_OPTIONS, *ep.options):
+        argv += ["-o", f"{key}={value}"]
+    if ep.known_hosts:
+        argv += ["-o", f"UserKnownHostsFile={ep.known_hosts}"]
+    if ep.identity:
+        argv += ["-i", ep.identity, "-o", "IdentitiesOnly=yes"]
+    if ep.user:
+        argv += ["-l", ep.user]
+    if ep.port:
+        argv += ["-p", str(ep.port)]
+    return [*argv, ep.host, shlex.join(ep.command)]
+
+
 class Channel(Protocol):
     reader: BinaryIO
     writer: BinaryIO
@@ -53,23 +71,9 @@ class OpenSSHChannel:
     """``ssh HOST twinsite receive ...`` as a subprocess; the user's ~/.ssh/config applies."""
 
     def __init__(self, ep: Endpoint) -> None:
-        argv = ["ssh", "-T", "-e", "none"]
-        if ep.config:
-            argv += ["-F", ep.config]
-        for key, value in (*FIXED_OPTIONS, *ep.options):
-            argv += ["-o", f"{key}={value}"]
-        if ep.known_hosts:
-            argv += ["-o", f"UserKnownHostsFile={ep.known_hosts}"]
-        if ep.identity:
-            argv += ["-i", ep.identity, "-o", "IdentitiesOnly=yes"]
-        if ep.user:
-            argv += ["-l", ep.user]
-        if ep.port:
-            argv += ["-p", str(ep.port)]
-        argv += [ep.host, shlex.join(ep.command)]
-        self.argv = argv
+        self.argv = openssh_argv(ep)
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None  # noqa: S101 (Popen with PIPE)
         self.writer: BinaryIO = self.proc.stdin  # type: ignore[assignment]
