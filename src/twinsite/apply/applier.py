@@ -17,6 +17,7 @@ import errno
 import os
 import stat
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,30 +203,27 @@ class Applier:
             if rec.meta:
                 _set_meta(pfd, name, rec.meta)
 
-    def _create(self, rec: Record) -> None:
+    def _put(self, rec: Record, make: Callable[[int, bytes], None]) -> None:
+        """Replace whatever is at the record's path by what ``make(parent_fd, name)`` creates, then set its
+        attributes (CREATE, MKFIFO and SYMLINK differ only in what they make)."""
         self._forget(rec.path)
         with parent_fd(self.root_fd, rec.path, create=True) as (pfd, name):
             self._replace(pfd, name)
-            fd = os.open(name, FILE_FLAGS | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=pfd)
-            os.close(fd)
+            make(pfd, name)
             if rec.meta:
                 _set_meta(pfd, name, rec.meta)
+
+    def _create(self, rec: Record) -> None:
+        self._put(
+            rec, lambda pfd, name: os.close(os.open(name, FILE_FLAGS | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=pfd))
+        )
 
     def _mkfifo(self, rec: Record) -> None:
-        self._forget(rec.path)
-        with parent_fd(self.root_fd, rec.path, create=True) as (pfd, name):
-            self._replace(pfd, name)
-            os.mkfifo(name, 0o600, dir_fd=pfd)
-            if rec.meta:
-                _set_meta(pfd, name, rec.meta)
+        self._put(rec, lambda pfd, name: os.mkfifo(name, 0o600, dir_fd=pfd))
 
     def _symlink(self, rec: Record) -> None:
-        self._forget(rec.path)
-        with parent_fd(self.root_fd, rec.path, create=True) as (pfd, name):
-            self._replace(pfd, name)
-            os.symlink(rec.path2, name, dir_fd=pfd)  # the target is data: stored as is, never followed
-            if rec.meta:
-                _set_meta(pfd, name, rec.meta)
+        # the target is data: stored as is, never followed
+        self._put(rec, lambda pfd, name: os.symlink(rec.path2, name, dir_fd=pfd))
 
     def _hardlink(self, rec: Record) -> None:
         self._forget(rec.path)
