@@ -2,8 +2,8 @@
 
 Lab hosts and many DR sites reach no package index, so hosts never run pip. The controller builds
 ``twinsite-<version>-<hash>.tar.gz`` holding ``lib/`` (twinsite and its dependencies, installed with
-``pip install --target``) and ``bin/twinsite`` (a wrapper running the host's python3 on ``lib/``). The
-agent role unpacks it to /opt/twinsite. Built wheels are for the controller's Python version and
+``pip install --target``, with their bytecode) and ``bin/twinsite`` (a wrapper running the host's python3
+on ``lib/``). The agent role unpacks it to /opt/twinsite. Built wheels are for the controller's Python version and
 architecture; hosts must run the same Python minor version (checked by the wrapper at start).
 """
 
@@ -76,6 +76,7 @@ def build(out_dir: Path, src: Path | None = None) -> Path:
         if proc.returncode != 0:
             raise CommandError(f"building the host bundle failed: {proc.stderr.strip()[-2000:]}")
         shutil.rmtree(stage / "lib" / "bin", ignore_errors=True)
+        _compile(stage / "lib")
         (stage / "bin").mkdir()
         wrapper = stage / "bin" / "twinsite"
         major, minor = sys.version_info[:2]
@@ -87,6 +88,15 @@ def build(out_dir: Path, src: Path | None = None) -> Path:
             tar.add(stage, arcname=".")
         partial.rename(target)
     return target
+
+
+def _compile(lib: Path) -> None:
+    """Bytecode for every module, checked by source hash (not mtime, which unpacking may change): every
+    `twinsite receive` the sender starts would otherwise compile the library from source first."""
+    cmd = [sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "checked-hash", str(lib)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900)
+    if proc.returncode != 0:
+        raise CommandError(f"compiling the host bundle failed: {(proc.stdout + proc.stderr).strip()[-2000:]}")
 
 
 def extract(bundle: Path, dest: Path) -> bool:

@@ -124,7 +124,7 @@ class Receiver:
             else:
                 raise ProtocolError(f"unexpected {kind.name} frame")
 
-    def _batch(self, blob: bytes, applied_seq: int) -> int:
+    def _batch(self, blob: bytes | bytearray, applied_seq: int) -> int:
         pos, last = 0, applied_seq
         changed = False
         while pos < len(blob):

@@ -10,6 +10,7 @@ after any earlier operation of the same batch touched it (see :func:`twinsite.ap
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import ctypes.util
@@ -95,6 +96,7 @@ class Applier:
         self.root_fd = os.open(root, DIR_FLAGS)
         self.stats = ApplyStats()
         self._files: dict[bytes, int] = {}  # open descriptors of files written in this batch
+        self._file_dirs: collections.Counter[bytes] = collections.Counter()  # directories holding them
 
     def close(self) -> None:
         self._close_files()
@@ -104,6 +106,7 @@ class Applier:
         for fd in self._files.values():
             os.close(fd)
         self._files.clear()
+        self._file_dirs.clear()
 
     def commit(self) -> None:
         """Make everything applied so far durable."""
@@ -152,13 +155,18 @@ class Applier:
             with parent_fd(self.root_fd, path) as (pfd, name):
                 fd = os.open(name, FILE_FLAGS, dir_fd=pfd)
             self._files[path] = fd
+            self._file_dirs.update(_ancestors(path))
         return fd
 
     def _forget(self, path: bytes) -> None:
         """Drop cached descriptors at or under ``path`` (before it is renamed, replaced or deleted)."""
-        prefix = path + b"/"
-        for p in [p for p in self._files if p == path or p.startswith(prefix)]:
+        gone = [path] if path in self._files else []
+        if self._file_dirs[path] > 0:  # a directory holding open files: they go with it
+            prefix = path + b"/"
+            gone += [p for p in self._files if p.startswith(prefix)]
+        for p in gone:
             os.close(self._files.pop(p))
+            self._file_dirs.subtract(_ancestors(p))
 
     def _write(self, rec: Record) -> None:
         fd = self._file(rec.path)
@@ -271,6 +279,11 @@ class Applier:
         with parent_fd(self.root_fd, rec.path) as (pfd, name):
             os.stat(name, dir_fd=pfd, follow_symlinks=False)  # missing: deleted already
             self._replace(pfd, name)
+
+
+def _ancestors(path: bytes) -> list[bytes]:
+    parts = path.split(b"/")
+    return [b"/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _set_meta(pfd: int, name: bytes, meta: Meta) -> None:

@@ -3,25 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from twinsite import JSON_API, __version__
-from twinsite.cli import bundle_cmd, lab_cmd, replication_cmd, scenario_cmd, service_cmd, validate_cmd
 from twinsite.cli.output import envelope, print_json
 from twinsite.errors import TwinsiteError
 
+#: command -> the module (in twinsite.cli) that registers it, in the order of ``twinsite --help``.
+COMMANDS = {
+    "lab": "lab_cmd",
+    "validate": "validate_cmd",
+    "receive": "receive_cmd",
+    "agent": "replication_cmd",
+    "status": "replication_cmd",
+    "verify": "replication_cmd",
+    "digest": "replication_cmd",
+    "bundle": "bundle_cmd",
+    "scenario": "scenario_cmd",
+    "service": "service_cmd",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every command, or with ``command`` only the module that defines it is imported: `twinsite
+    receive` starts on every connection and must not wait for the lab's or the configuration's libraries."""
     parser = argparse.ArgumentParser(prog="twinsite", description="Host-based disaster recovery for applications.")
     parser.add_argument("--version", action="version", version=f"twinsite {__version__} (json api {JSON_API})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    lab_cmd.register(sub)
-    validate_cmd.register(sub)
-    replication_cmd.register(sub)
-    bundle_cmd.register(sub)
-    scenario_cmd.register(sub)
-    service_cmd.register(sub)
+    wanted = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in wanted:
+        importlib.import_module(f"twinsite.cli.{name}").register(sub)
     return parser
 
 
@@ -30,7 +43,8 @@ def _command_name(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     as_json = bool(getattr(args, "json", False))
     name = _command_name(args)
     try:

@@ -1,4 +1,4 @@
-"""``twinsite receive | agent | status | verify | digest``: the replication engine's commands."""
+"""``twinsite agent | status | verify | digest``: the replication engine's commands (``receive`` is in receive_cmd)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twinsite import receiver
 from twinsite.apply.applier import SeqFile
 from twinsite.engine import agent
 from twinsite.errors import ConfigError, HostUnreachableError
@@ -19,11 +18,6 @@ from twinsite.tree import Entry, differences, digest, entries
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("receive", help="(run by the sender over SSH) apply a replication stream on stdin")
-    p.add_argument("--root", type=Path, required=True)
-    p.add_argument("--state", type=Path, required=True)
-    p.set_defaults(handler=_receive, raw=True)
-
     p = sub.add_parser("agent", help="run every scenario this host is active for, until stopped")
     _dirs(p)
     p.add_argument("--host", default=None, help="this host's name in the scenarios (default: hostname)")
@@ -51,10 +45,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _dirs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config-dir", type=Path, default=agent.DEFAULT_CONFIG_DIR)
     p.add_argument("--state-dir", type=Path, default=agent.DEFAULT_STATE_DIR)
-
-
-def _receive(args: argparse.Namespace) -> tuple[Any, str]:
-    raise SystemExit(receiver.run(args.root, args.state))
 
 
 def _agent(args: argparse.Namespace) -> tuple[Any, str]:

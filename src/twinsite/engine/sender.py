@@ -127,7 +127,7 @@ class Sender:
         self.on_status = on_status
         self.stop_event = threading.Event()
         self.jlock = threading.Lock()  # journal appends vs reads/trims
-        self.planned = threading.Condition()
+        self.planned = threading.Condition()  # the shipper waits on it: new records, an acknowledgement, a failure
         self.link: Link | None = None
         self.link_ready = threading.Event()
         self.synced = False
@@ -329,7 +329,12 @@ class Sender:
             link = None
             try:
                 channel = open_channel(self.rep.transport, self.endpoint)
-                link = Link(channel, where=self.endpoint.host, bandwidth_limit=self.rep.bandwidth_limit)
+                link = Link(
+                    channel,
+                    where=self.endpoint.host,
+                    bandwidth_limit=self.rep.bandwidth_limit,
+                    on_event=self._wake_shipper,
+                )
                 ready = link.request(
                     Kind.HELLO, {"scenario": self.scenario.name, "root": self.root.path}, Kind.READY, timeout=30
                 )
@@ -354,50 +359,56 @@ class Sender:
                 break
             delay = min(delay * 2, 10.0)
 
+    def _wake_shipper(self) -> None:
+        with self.planned:
+            self.planned.notify_all()
+
     def _ship(self, link: Link, applied: int) -> None:
         if self.journal.last_seq > applied and self.journal.first_seq() > applied + 1:
             # Records the standby never got were trimmed or lost: only a resync can say what it lacks.
             raise TwinsiteError(f"journal starts at {self.journal.first_seq()} but the standby has {applied}")
-        sent = applied
+        reader = self.journal.reader(applied + 1)
         inflight: collections.deque[tuple[int, int]] = collections.deque()  # (last seq, frame bytes) not yet acked
         while not self.stop_event.is_set():
             with self.planned:
-                if self.journal.last_seq <= sent:
+                if self.journal.last_seq < reader.next_seq and link.acked_seq <= self.status.acked_seq:
                     self.planned.wait(1.0)
             link.check()
-            with self.jlock:
-                records = list(self.journal.read_from(sent + 1)) if self.journal.last_seq > sent else []
-            for batch in self._batches(records):
+            items = reader.read(2 * BATCH_BYTES)
+            for batch, blob in self._batches(items):
                 while inflight and sum(n for _, n in inflight) > WINDOW_BYTES:
                     link.wait_acked(inflight[0][0], timeout=1.0)
                     while inflight and inflight[0][0] <= link.acked_seq:
                         inflight.popleft()
                 before = link.bytes_sent
-                blob = b"".join(r.encode() for r in batch)
                 link.send_batch(blob, batch[-1].seq, compress=self.rep.compression == "zstd")
                 inflight.append((batch[-1].seq, link.bytes_sent - before))
-                sent = batch[-1].seq
                 self._note_acks(link)
-            if not records:
+            if not items:
                 link.ping()
             self._note_acks(link)
             if time.time() - self.status.updated_at > 5:
                 self.publish()  # heartbeat: `twinsite status` tells a running agent from a dead one
 
-    def _batches(self, records: list[Record]) -> Iterator[list[Record]]:
+    @staticmethod
+    def _batches(items: list[tuple[Record, memoryview]]) -> Iterator[tuple[list[Record], bytes]]:
+        """Cut records into batches (at most BATCH_BYTES, and where replaying would conflict), each with the
+        journal's own encoding of its records: the wire carries the bytes that were made durable."""
         cutter = BatchCutter()
         batch: list[Record] = []
+        raws: list[memoryview] = []
         size = 0
-        for rec in records:
+        for rec, raw in items:
             if batch and (cutter.conflicts(rec) or size >= BATCH_BYTES):
-                yield batch
-                batch, size = [], 0
+                yield batch, b"".join(raws)
+                batch, raws, size = [], [], 0
                 cutter.reset()
             batch.append(rec)
+            raws.append(raw)
             cutter.add(rec)
-            size += rec.size
+            size += len(raw)
         if batch:
-            yield batch
+            yield batch, b"".join(raws)
 
     def _connected_state(self) -> str:
         """What a working link means for the state: back to syncing or replicating after a disconnection."""

@@ -143,7 +143,7 @@ def _header(view: memoryview, pos: int) -> tuple[tuple[int, ...], tuple[int, ...
     return tuple(fields), meta, end + META.size
 
 
-def decode(buf: bytes | memoryview, pos: int = 0) -> tuple[Record, int] | None:
+def decode(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[Record, int] | None:
     """Decode the record at ``buf[pos:]``; return it and the position after it.
 
     Returns None when the buffer ends before the record does (a torn tail, or more bytes to come);

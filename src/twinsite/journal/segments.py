@@ -167,6 +167,10 @@ class Journal:
                 if rec.seq >= seq:
                     yield rec
 
+    def reader(self, seq: int) -> JournalReader:
+        """A cursor that streams the records from ``seq`` on as they are appended (the shipper's)."""
+        return JournalReader(self, seq)
+
     def first_seq(self) -> int:
         segs = self.segments()
         return int(segs[0].stem) if segs else self.last_seq + 1
@@ -185,3 +189,79 @@ class Journal:
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.segments())
+
+
+class JournalReader:
+    """Streams a journal's records in order from a given seq, remembering where it stopped.
+
+    Each call reads only what was appended since the last one (never the segment from its start again),
+    and returns only records the journal has made durable (``seq <= last_seq``): a record being appended is
+    left for the next call. Each record comes with its encoded bytes, which are what the wire carries.
+    """
+
+    def __init__(self, journal: Journal, seq: int) -> None:
+        self.journal = journal
+        self.next_seq = seq
+        self._seg: Path | None = None
+        self._offset = 0
+
+    def _segment_for(self, seq: int) -> Path | None:
+        found = None
+        for seg in self.journal.segments():
+            if int(seg.stem) <= seq:
+                found = seg
+            elif found is None:
+                found = seg  # records below the oldest segment were trimmed: start at what there is
+        return found
+
+    def read(self, max_bytes: int = READ_CHUNK) -> list[tuple[Record, memoryview]]:
+        """The next durable records (about ``max_bytes`` of them, at least one if any is there)."""
+        upto = self.journal.last_seq
+        out: list[tuple[Record, memoryview]] = []
+        size = 0
+        while self.next_seq <= upto and size < max_bytes:
+            if self._seg is None:
+                self._seg = self._segment_for(self.next_seq)
+                self._offset = 0
+                if self._seg is None:
+                    break
+            got = self._read_segment(self._seg, upto, max_bytes - size)
+            if got:
+                out += got
+                size += sum(len(raw) for _, raw in got)
+                continue
+            newer = [s for s in self.journal.segments() if int(s.stem) > int(self._seg.stem)]
+            if not newer:
+                break  # the rest is still being written
+            self._seg, self._offset = newer[0], 0  # this segment is complete: the writer moved on
+        return out
+
+    def _read_segment(self, seg: Path, upto: int, max_bytes: int) -> list[tuple[Record, memoryview]]:
+        try:
+            with open(seg, "rb") as f:
+                f.seek(self._offset)
+                data = f.read(max(max_bytes, 1 << 16))
+                while data and decode(data, 0) is None and len(data) >= max(max_bytes, 1 << 16):
+                    more = f.read(len(data))  # a record longer than what was read: read on until it ends
+                    if not more:
+                        break
+                    data += more
+        except FileNotFoundError:
+            return []  # trimmed under us: everything in it was acknowledged
+        view = memoryview(data)
+        out: list[tuple[Record, memoryview]] = []
+        pos = 0
+        while pos < len(data):
+            try:
+                got = decode(view, pos)
+            except RecordError as exc:
+                raise JournalError(f"corrupt record: {exc}", where=f"{seg} at byte {self._offset + pos}") from exc
+            if got is None or got[0].seq > upto:
+                break  # incomplete (being appended) or not yet durable
+            rec, end = got
+            if rec.seq >= self.next_seq:
+                out.append((rec, view[pos:end]))
+                self.next_seq = rec.seq + 1
+            pos = end
+        self._offset += pos
+        return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,6 +19,14 @@ from twinsite.journal.record import Meta, Op, Record
 from twinsite.sync.signatures import DIGEST, block_signatures
 
 READ_CHUNK = 1 << 20  # a multiple of every supported block size
+_ZEROS = bytes(READ_CHUNK)
+
+
+def all_zero(buf: bytes) -> bool:
+    """Whether ``buf`` is all zero bytes (one memcmp; most data fails at its first byte)."""
+    if not buf or buf[0] or buf[-1]:
+        return not buf
+    return buf == (_ZEROS if len(buf) == READ_CHUNK else bytes(len(buf)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +70,62 @@ def local_entry(full: bytes, st: os.stat_result) -> RemoteEntry | None:
     return None  # sockets and device nodes: not replicated (documented policy), counted in stats
 
 
+class RemoteTree(MutableMapping[bytes, RemoteEntry]):
+    """What the replica holds, by relative path, with an index of each directory's children so that a
+    subtree is found in time proportional to its size (forgetting or moving one file must not scan every
+    path: an initial sync of N files would be quadratic)."""
+
+    def __init__(self, entries: Mapping[bytes, RemoteEntry] | None = None) -> None:
+        self._entries: dict[bytes, RemoteEntry] = {}
+        self._kids: dict[bytes, set[bytes]] = {}
+        for k, v in (entries or {}).items():
+            self[k] = v
+
+    def __getitem__(self, key: bytes) -> RemoteEntry:
+        return self._entries[key]
+
+    def get(self, key: bytes, default: RemoteEntry | None = None) -> RemoteEntry | None:  # type: ignore[override]
+        return self._entries.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __setitem__(self, key: bytes, value: RemoteEntry) -> None:
+        if key not in self._entries:
+            parent, _, _ = key.rpartition(b"/")
+            self._kids.setdefault(parent, set()).add(key)
+        self._entries[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        del self._entries[key]
+        parent, _, _ = key.rpartition(b"/")
+        kids = self._kids.get(parent)
+        if kids is not None:
+            kids.discard(key)
+            if not kids:
+                del self._kids[parent]
+
+    def has_under(self, path: bytes) -> bool:
+        """Whether anything is held below ``path``."""
+        return bool(self._kids.get(path))
+
+    def subtree(self, path: bytes) -> list[bytes]:
+        """``path`` (if held) and every path below it, parents before children."""
+        out = [path] if path in self else []
+        todo = [path]
+        while todo:
+            kids = sorted(self._kids.get(todo.pop(), ()))
+            out.extend(kids)
+            todo.extend(kids)
+        return out
+
+
 @dataclass
 class PlanStats:
     files: int = 0
@@ -89,12 +153,13 @@ class Planner:
         self.now = now
         self.fetch_sigs = fetch_sigs
         self.select = select or (lambda _p: True)
-        self.remote: dict[bytes, RemoteEntry] = {}
+        self._remote = RemoteTree()
         self.sigs: dict[bytes, bytes] = {}
         self.links: dict[
             tuple[int, int], bytes
         ] = {}  # source inode of every shipped file -> a path the replica has it at
         self.key_of: dict[bytes, tuple[int, int]] = {}  # hard-linked paths shipped -> their source inode
+        self._last_key: dict[bytes, tuple[int, int]] = {}  # every path ``links`` names -> that inode
         self._regroup: set[tuple[int, int]] = set()  # link groups that lost a name: compare the others
         self.stats = PlanStats()
         #: sync_method checksum: a file the planner has not shipped itself is compared by block signatures
@@ -105,15 +170,36 @@ class Planner:
         return Record(seq=self.next_seq(), ts=self.now(), op=op, path=path, **kw)  # type: ignore[arg-type]
 
     # -- the replica's side of the picture -------------------------------------------------------------
+    @property
+    def remote(self) -> RemoteTree:
+        return self._remote
+
+    @remote.setter
+    def remote(self, entries: Mapping[bytes, RemoteEntry]) -> None:
+        self._remote = entries if isinstance(entries, RemoteTree) else RemoteTree(entries)
+
+    def _inode_at(self, paths: list[bytes]) -> list[tuple[tuple[int, int], bytes]]:
+        """The inodes ``links`` finds at any of ``paths``."""
+        wanted = set(paths)
+        if len(wanted) == 1:  # the common case (one file): by its recorded inode, not a scan
+            p = paths[0]
+            for key in (self.key_of.get(p), self._last_key.get(p)):
+                if key is not None and self.links.get(key) == p:
+                    return [(key, p)]
+            return []
+        return [(k, v) for k, v in self.links.items() if v in wanted]
+
     def forget(self, path: bytes) -> None:
-        prefix = path + b"/"
-        for p in [p for p in self.remote if p == path or p.startswith(prefix)]:
+        gone = self.remote.subtree(path)
+        found = self._inode_at(gone) if gone else []
+        for p in gone:
             del self.remote[p]
             self.sigs.pop(p, None)
+            self._last_key.pop(p, None)
             key = self.key_of.pop(p, None)
             if key is not None:
                 self._regroup.add(key)
-        for k in [k for k, v in self.links.items() if v == path or v.startswith(prefix)]:
+        for k, _ in found:
             del self.links[k]
             # the inode may live on under another name the replica has: keep finding it by that name
             alt = next((p for p, kk in self.key_of.items() if kk == k and p in self.remote), None)
@@ -122,25 +208,25 @@ class Planner:
 
     def move(self, old: bytes, new: bytes) -> None:
         self.forget(new)
-        prefix = old + b"/"
-        for p in [p for p in self.remote if p == old or p.startswith(prefix)]:
+        moving = self.remote.subtree(old)
+        found = self._inode_at(moving) if moving else []
+        for p in moving:
             q = new + p[len(old) :]
-            self.remote[q] = self.remote.pop(p)
+            self.remote[q] = self.remote[p]
+            del self.remote[p]
             if p in self.sigs:
                 self.sigs[q] = self.sigs.pop(p)
             if p in self.key_of:
                 self.key_of[q] = self.key_of.pop(p)
-        for k, v in list(self.links.items()):
-            if v == old or v.startswith(prefix):
-                self.links[k] = new + v[len(old) :]
+            if p in self._last_key:
+                self._last_key[q] = self._last_key.pop(p)
+        for k, v in found:
+            self.links[k] = new + v[len(old) :]
 
     # -- planning --------------------------------------------------------------------------------------
     def _remote_has(self, rel: bytes) -> bool:
         """Whether the replica has ``rel`` or anything under it (a rename may have created its parents)."""
-        if rel in self.remote:
-            return True
-        prefix = rel + b"/"
-        return any(p.startswith(prefix) for p in self.remote)
+        return rel in self.remote or self.remote.has_under(rel)
 
     def plan_deletions(self) -> Iterator[Record]:
         """DELETE for what the replica has and the source no longer has (topmost paths only)."""
@@ -306,6 +392,7 @@ class Planner:
         cur = self.links.get(key)
         if cur is None or cur == rel or cur not in self.remote or not self._is_inode(cur, key[1]):
             self.links[key] = rel  # (a stale entry: that inode number now belongs to this file)
+            self._last_key[rel] = key
         if st.st_nlink > 1:
             self.key_of[rel] = key
 
@@ -356,7 +443,7 @@ class Planner:
             first = pos // self.block * DIGEST.size
             sigs.append(local)
             remote = remote_sigs[first : first + len(local)]
-            zeros = new and buf.count(0) == len(buf)  # a new file's hole (or zeros): TRUNCATE gives the same bytes
+            zeros = new and all_zero(buf)  # a new file's hole (or zeros): TRUNCATE gives the same bytes
             if not zeros and local != remote:
                 yield from self._changed_blocks(rel, pos, buf, local, remote)
             pos += len(buf)

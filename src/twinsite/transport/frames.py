@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import struct
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol, cast
 
 import xxhash
 import zstandard
@@ -49,33 +49,68 @@ class PeerClosed(ProtocolError):
     """The stream ended (the peer exited or the link was cut)."""
 
 
-def pack(kind: Kind, payload: bytes, flags: int = 0) -> bytes:
+def frame_head(kind: Kind, payload: bytes, flags: int = 0) -> bytes:
+    """The header of a frame carrying ``payload`` (written before it, without copying the payload)."""
     if len(payload) > MAX_FRAME:
         raise ProtocolError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME}")
-    return HEAD.pack(MAGIC, kind, flags, len(payload), xxhash.xxh3_64_intdigest(payload)) + payload
+    return HEAD.pack(MAGIC, kind, flags, len(payload), xxhash.xxh3_64_intdigest(payload))
+
+
+def pack(kind: Kind, payload: bytes, flags: int = 0) -> bytes:
+    return frame_head(kind, payload, flags) + payload
 
 
 def pack_json(kind: Kind, obj: dict[str, Any]) -> bytes:
     return pack(kind, json.dumps(obj, separators=(",", ":")).encode())
 
 
+SAMPLE = 16 << 10  # bytes compressed from each of three places to decide whether a batch compresses
+
+
+def compressible(blob: bytes, level: int = 1) -> bool:
+    """Whether zstd shrinks ``blob`` by at least 1/16, judged from three samples (start, middle, end):
+    already-compressed or random data (database pages of compressed tables, media, archives) then costs
+    three small trial compressions instead of a full one that gains nothing."""
+    if len(blob) <= 3 * SAMPLE:
+        return True
+    c = zstandard.ZstdCompressor(level=level)
+    mid = len(blob) // 2
+    parts = (blob[:SAMPLE], blob[mid : mid + SAMPLE], blob[-SAMPLE:])
+    return sum(len(c.compress(x)) for x in parts) < 3 * SAMPLE * 15 // 16
+
+
+def batch_frame(records_blob: bytes, *, compress: bool, level: int = 1) -> tuple[bytes, bytes]:
+    """(header, payload) of a BATCH frame; compressed when asked to and when it pays."""
+    if compress and compressible(records_blob, level):
+        z = zstandard.ZstdCompressor(level=level).compress(records_blob)
+        if len(z) < len(records_blob):
+            return frame_head(Kind.BATCH, z, COMPRESSED), z
+    return frame_head(Kind.BATCH, records_blob), records_blob
+
+
 def pack_batch(records_blob: bytes, *, compress: bool, level: int = 1) -> bytes:
-    if compress:
-        return pack(Kind.BATCH, zstandard.ZstdCompressor(level=level).compress(records_blob), COMPRESSED)
-    return pack(Kind.BATCH, records_blob)
+    return b"".join(batch_frame(records_blob, compress=compress, level=level))
 
 
-def _read_exact(stream: BinaryIO, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = stream.read(n - len(buf))
-        if not chunk:
-            raise PeerClosed(f"stream ended after {len(buf)} of {n} bytes")
-        buf += chunk
-    return bytes(buf)
+class Readable(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
-def read_frame(stream: BinaryIO) -> tuple[Kind, int, bytes]:
+def _read_exact(stream: BinaryIO, n: int) -> bytearray:
+    # every stream read here (a pipe's BufferedReader, paramiko's ChannelFile, BytesIO) has readinto
+    reader = cast(Readable, stream)
+    buf = bytearray(n)  # read in place: a batch is not copied chunk by chunk
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = reader.readinto(view[got:])
+        if not k:
+            raise PeerClosed(f"stream ended after {got} of {n} bytes")
+        got += k
+    return buf
+
+
+def read_frame(stream: BinaryIO) -> tuple[Kind, int, bytearray]:
     head = _read_exact(stream, HEAD.size)
     magic, kind, flags, length, digest = HEAD.unpack(head)
     if magic != MAGIC:
@@ -91,7 +126,7 @@ def read_frame(stream: BinaryIO) -> tuple[Kind, int, bytes]:
         raise ProtocolError(f"unknown frame kind {kind}") from exc
 
 
-def batch_payload(flags: int, payload: bytes) -> bytes:
+def batch_payload(flags: int, payload: bytearray) -> bytes | bytearray:
     """The encoded records of a BATCH frame, decompressed with a hard output cap."""
     if not flags & COMPRESSED:
         return payload
@@ -102,7 +137,7 @@ def batch_payload(flags: int, payload: bytes) -> bytes:
     return out
 
 
-def parse_json(payload: bytes) -> dict[str, Any]:
+def parse_json(payload: bytes | bytearray) -> dict[str, Any]:
     try:
         obj = json.loads(payload)
     except ValueError as exc:

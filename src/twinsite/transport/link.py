@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from twinsite.errors import HostUnreachableError, TwinsiteError
@@ -18,8 +19,8 @@ from twinsite.transport.frames import (
     Kind,
     PeerClosed,
     ProtocolError,
+    batch_frame,
     pack,
-    pack_batch,
     pack_json,
     parse_json,
     read_frame,
@@ -33,8 +34,17 @@ class LinkError(TwinsiteError):
 
 
 class Link:
-    def __init__(self, channel: Channel, *, where: str, bandwidth_limit: int = 0, idle_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        where: str,
+        bandwidth_limit: int = 0,
+        idle_timeout: float = 15.0,
+        on_event: Callable[[], None] | None = None,
+    ) -> None:
         self.channel = channel
+        self.on_event = on_event  # called (from the reader thread) after an acknowledgement or a failure
         self.where = where
         self.acked_seq = -1
         self.sent_seq = -1
@@ -45,7 +55,7 @@ class Link:
         self.bandwidth_limit = bandwidth_limit
         self._bucket_t = time.monotonic()
         self._bucket_bytes = 0.0
-        self._replies: queue.Queue[tuple[Kind, bytes]] = queue.Queue()
+        self._replies: queue.Queue[tuple[Kind, bytes | bytearray]] = queue.Queue()
         self._cond = threading.Condition()
         self._last_heard = time.monotonic()
         self._closed = False
@@ -65,6 +75,8 @@ class Link:
                         self.acked_seq = max(self.acked_seq, int(ack["seq"]))
                         self.diverged += int(ack.get("diverged", 0))
                         self._cond.notify_all()
+                    if self.on_event:
+                        self.on_event()
                 elif kind == Kind.PONG:
                     continue  # keep-alive answer: hearing it is all that matters
                 elif kind == Kind.ERROR:
@@ -95,22 +107,26 @@ class Link:
                 self.error = err
             self._cond.notify_all()
         self._replies.put((Kind.ERROR, b""))
+        if self.on_event:
+            self.on_event()
 
     def check(self) -> None:
         if self.error is not None:
             raise self.error
 
     # -- writing ------------------------------------------------------------------------------------------
-    def _write(self, frame: bytes) -> None:
+    def _write(self, *parts: bytes) -> None:
         self.check()
-        self._throttle(len(frame))
+        size = sum(len(p) for p in parts)
+        self._throttle(size)
         with self._wlock:
             try:
-                self.channel.writer.write(frame)
+                for part in parts:
+                    self.channel.writer.write(part)
                 self.channel.writer.flush()
             except (OSError, ValueError) as exc:
                 self._fail(HostUnreachableError(f"cannot send to {self.where}: {exc}", where=self.where))
-            self.bytes_sent += len(frame)
+            self.bytes_sent += size
         self.check()
 
     def _throttle(self, n: int) -> None:
@@ -139,7 +155,7 @@ class Link:
         return parse_json(payload)
 
     def send_batch(self, blob: bytes, last_seq: int, *, compress: bool) -> None:
-        self._write(pack_batch(blob, compress=compress))
+        self._write(*batch_frame(blob, compress=compress))
         self.sent_seq = last_seq
 
     def ping(self) -> None:
