@@ -181,3 +181,41 @@ def test_reader_starts_mid_journal_and_leaves_records_not_yet_durable(tmp_path: 
         f.write(sample(101).encode()[:40])
     assert reader.read() == []
     assert Journal(tmp_path / "j").last_seq == 100  # and reopening drops the torn tail
+
+
+def test_reader_never_skips_records_appended_after_its_snapshot_when_the_segment_rotates(tmp_path: Path) -> None:
+    """A read sees the journal's last_seq as it was when the read began; records appended since then to the
+    current segment, followed by a new segment, must still be read before the new one (not skipped)."""
+    j = Journal(tmp_path / "j", segment_size=3000)
+    j.append([sample(i) for i in range(1, 3)])
+    reader = j.reader(1)
+    assert [r.seq for r, _ in reader.read()] == [1, 2]
+    j.append([sample(i) for i in range(3, 30)])  # fills the segment and rotates into new ones
+    assert len(j.segments()) > 2
+    real = j.last_seq
+    j.last_seq = 2  # what a read that began before those appends sees
+    assert reader.read() == []
+    j.last_seq = real
+    seen = []
+    while got := reader.read(max_bytes=2000):
+        seen += [r.seq for r, _ in got]
+    assert seen == list(range(3, 30))
+
+
+def test_reader_started_deep_inside_a_big_segment_reads_on_to_its_records(tmp_path: Path) -> None:
+    """After a reconnect the cursor starts at the acknowledged seq, which may lie megabytes into a segment,
+    with newer segments beside it: the records before it are passed over, never the segment's rest."""
+    j = Journal(tmp_path / "j", segment_size=200_000)
+    j.append([sample(i) for i in range(1, 400)])
+    assert len(j.segments()) > 2
+    first = j.segments()[0]
+    inside = [r.seq for r in j.read_from(1) if r.seq < int(j.segments()[1].stem)]
+    start = inside[-3]  # near the end of the first segment
+    reader = j.reader(start)
+    got = reader.read(max_bytes=1)  # smaller than what lies before the start
+    assert got and got[0][0].seq == start
+    rest = [r.seq for r, _ in got]
+    while more := reader.read(max_bytes=1):
+        rest += [r.seq for r, _ in more]
+    assert rest == list(range(start, 400))
+    assert first.exists()

@@ -13,6 +13,7 @@ from typing import Any
 from twinsite.apply.applier import SeqFile
 from twinsite.engine import agent
 from twinsite.errors import ConfigError, HostUnreachableError
+from twinsite.sync.progress import describe
 from twinsite.transport.channels import Endpoint, openssh_argv
 from twinsite.tree import Entry, differences, digest, entries
 
@@ -91,6 +92,8 @@ def _status(args: argparse.Namespace) -> tuple[Any, str]:
             f"{r.get('acked_seq', r.get('applied_seq', 0)):>9}{r.get('lag_seconds', 0):>8.2f}"
             f"{r.get('backlog_bytes', 0):>10}  {r.get('last_error') or ''}"
         )
+        if r.get("state") == "syncing" and r.get("sync"):
+            lines.append(f"{'':<14}sync: {describe(r['sync'])}")
     if not rows:
         lines.append(f"(no scenarios in {args.config_dir})")
     return {"scenarios": rows}, "\n".join(lines)

@@ -2,10 +2,13 @@
 
 Two threads share the journal:
 
-* the **planner** turns captured changes (and, at start, the whole tree) into records and appends them to
-  the journal, fsynced, whether or not the standby is reachable. Past the journal's cap it stops and lets
-  capture accumulate dirty paths instead (never blocking production); they are planned when the standby
-  has caught up.
+* the **planner** turns captured changes into records and appends them to the journal, fsynced, whether
+  or not the standby is reachable. Past the journal's cap it stops and lets capture accumulate dirty
+  paths instead (never blocking production); they are planned when the standby has caught up.
+  The records of an initial sync or resync (the whole tree compared with the replica's manifest) are not
+  journaled: they are copies of source files, which stay their own durable copy. They go to the shipper
+  through a short in-memory queue; if the link or the process fails mid-sync, the next attempt asks the
+  replica what it has again and sends only what is still missing.
 * the **shipper** keeps a connection to ``twinsite receive`` on the standby, sends every journal record
   above the acknowledged seq, and trims the journal as acknowledgements arrive. A cut link is retried with
   backoff and jitter and resumes from the last acknowledged seq.
@@ -23,7 +26,7 @@ import random
 import stat as st
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ from twinsite.journal.record import Record
 from twinsite.journal.segments import Journal
 from twinsite.sync.changes import ChangeSet
 from twinsite.sync.planner import Planner, RemoteEntry
+from twinsite.sync.progress import SyncProgress, measure
 from twinsite.transport.channels import Endpoint, open_channel
 from twinsite.transport.frames import Kind
 from twinsite.transport.link import Link
@@ -45,6 +49,13 @@ log = logging.getLogger(__name__)
 BATCH_BYTES = 4 << 20
 BATCH_RECORDS = 2000
 WINDOW_BYTES = 64 << 20
+PROGRESS_EVERY = 0.5  # seconds between status updates during a sync
+STATUS_EVERY = 0.2  # at most this often is status.json rewritten for acknowledgements
+DIRECT_DEPTH = 4  # sync batches waiting for the shipper (memory: DIRECT_DEPTH x BATCH_BYTES)
+
+
+class SyncInterrupted(TwinsiteError):
+    """The link was lost (or replaced) during a sync: the next attempt compares again from the manifest."""
 
 
 @dataclass
@@ -66,6 +77,7 @@ class SenderStatus:
     rescans: int = 0
     rescan_records: int = 0  # records a rescan found necessary: changes capture did not report
     journal_overflow: bool = False
+    sync: dict[str, Any] | None = None  # progress of the current (or the last) initial sync / resync
     last_error: str | None = None
     last_error_at: float | None = None
     updated_at: float = field(default_factory=time.time)
@@ -130,25 +142,39 @@ class Sender:
         self.planned = threading.Condition()  # the shipper waits on it: new records, an acknowledgement, a failure
         self.link: Link | None = None
         self.link_ready = threading.Event()
+        self.link_gen = 0  # one per connection: sync batches queued for an earlier one are dropped
+        self.direct: collections.deque[tuple[int, list[Record], bytes]] = collections.deque()  # (gen, batch, blob)
         self.synced = False
         self.base = os.fsencode(root.path)
         self.watcher: Watcher | None = None
         self.planner: Planner | None = None
         self._threads: list[threading.Thread] = []
         self._status_lock = threading.Lock()
+        self._status_dirty = False  # changes not yet written (throttled)
         self.resync_needed = threading.Event()
         self.divergences = 0
+        self._seq = 0  # the last seq the planner gave out
         self._ts: dict[int, float] = {}  # seq -> source time of the newest unacknowledged batches (for lag)
 
     # -- status --------------------------------------------------------------------------------------------
-    def publish(self, **changes: Any) -> None:
+    def publish(self, *, throttle: bool = False, **changes: Any) -> None:
+        """Update the status and write status.json; with ``throttle`` (acknowledgements, which can come hundreds
+        of times a second) at most every STATUS_EVERY seconds, the shipper writing what is left when idle."""
         with self._status_lock:
             for k, v in changes.items():
                 setattr(self.status, k, v)
             if self.status.journal_overflow and self.status.state != "stopped":
                 self.status.state = "degraded"  # loud until the standby has caught up, whatever else happens
-            self.status.updated_at = time.time()
-            self.status.planned_seq = self.journal.last_seq
+            self.status.planned_seq = max(self.journal.last_seq, self._seq)  # journaled or sent directly
+            progress = self.planner.progress if self.planner else None
+            if progress is not None:
+                self.status.sync = progress.as_dict()
+            now = time.time()
+            if throttle and now - self.status.updated_at < STATUS_EVERY:
+                self._status_dirty = True
+                return
+            self.status.updated_at = now
+            self._status_dirty = False
             write_json_atomic(self.state_dir / "status.json", asdict(self.status))
         if self.on_status:
             self.on_status(self.status)
@@ -199,9 +225,15 @@ class Sender:
         return {bytes.fromhex(k): bytes.fromhex(v) for k, v in reply["sigs"].items()}
 
     def _wait_link(self) -> Link:
+        return self._wait_link_gen()[0]
+
+    def _wait_link_gen(self) -> tuple[Link, int]:
+        """The current connection and its generation (read together)."""
         while not self.stop_event.is_set():
-            if self.link_ready.wait(0.5) and self.link is not None:
-                return self.link
+            if self.link_ready.wait(0.5):
+                with self.planned:
+                    if self.link is not None:
+                        return self.link, self.link_gen
         raise TwinsiteError("stopping")
 
     def _new_planner(self, remote: dict[bytes, RemoteEntry]) -> Planner:
@@ -221,6 +253,8 @@ class Sender:
         while not self.stop_event.is_set():
             try:
                 self._plan_forever()
+            except SyncInterrupted:
+                continue  # the shipper reports the lost link; the sync resumes when it is back
             except Exception as exc:  # any failure: report it loudly, then resync
                 if self.stop_event.is_set():
                     return
@@ -233,15 +267,21 @@ class Sender:
     def _plan_forever(self) -> None:
         # Initial sync / resync: the replica's manifest says what it has; everything else is planned. The
         # journal's records go first, so the manifest describes the replica with all of them applied.
-        link = self._wait_link()
+        link, gen = self._wait_link_gen()
         self._wait_shipped(self.journal.last_seq)
         manifest = link.request(Kind.MANIFEST_REQ, {}, Kind.MANIFEST, timeout=600)
         self.publish(state="syncing", resyncs=self.status.resyncs + 1)
         with self.jlock:
             self._seq = max(self.journal.last_seq, self._acked_floor())
         self.planner = self._new_planner(remote_from_manifest(manifest["entries"]))
-        self._journal_records(self.planner.plan_all())
-        self._wait_shipped(self.journal.last_seq)
+        files, size = measure(Path(self.root.path), self.root.selects_bytes)
+        self.planner.progress = progress = SyncProgress(files_total=files, bytes_total=size)
+        self.publish()
+        self._send_direct(self.planner.plan_all(), gen)
+        self._wait_shipped(self._seq, gen)
+        progress.finished_at = time.time()
+        self.planner.progress = None
+        self.publish(sync=progress.as_dict())
         self.synced = True
         self.publish(state="replicating")
         interval = self.rep.interval if self.rep.mode == "periodic" else 0.2
@@ -297,6 +337,20 @@ class Sender:
         if group:
             self._append(group)
 
+    def _send_direct(self, records: Iterator[Record], gen: int) -> None:
+        """Hand sync records to the shipper in batches, bypassing the journal (see the module's docstring)."""
+        for batch, blob in self._batches((rec, rec.encode()) for rec in records):
+            with self.planned:
+                while len(self.direct) >= DIRECT_DEPTH and gen == self.link_gen and not self.stop_event.is_set():
+                    self.planned.wait(0.5)
+                if gen != self.link_gen or self.stop_event.is_set():
+                    raise SyncInterrupted("the link to the standby was lost during the sync")
+                self.direct.append((gen, batch, blob))
+                self._ts[batch[-1].seq] = batch[-1].ts
+                self.planned.notify_all()
+            if time.time() - self.status.updated_at >= PROGRESS_EVERY:
+                self.publish()  # with the sync's progress
+
     def _append(self, group: list[Record]) -> None:
         size = sum(r.size for r in group)
         while (
@@ -312,14 +366,18 @@ class Sender:
             if self.journal.last_seq + 1 < group[0].seq:
                 self.journal.skip_to(group[0].seq)
             self.journal.append(group)
-        self._ts[group[-1].seq] = group[-1].ts
         with self.planned:
+            self._ts[group[-1].seq] = group[-1].ts
             self.planned.notify_all()
         if self.status.journal_overflow:
             self.publish(journal_overflow=False, state="replicating" if self.synced else "syncing")
 
-    def _wait_shipped(self, seq: int) -> None:
+    def _wait_shipped(self, seq: int, gen: int | None = None) -> None:
+        """Until the standby has acknowledged ``seq``; with ``gen``, sync records that a lost link took with it
+        are never acknowledged: give up then."""
         while self.status.acked_seq < seq and not self.stop_event.is_set():
+            if gen is not None and gen != self.link_gen:
+                raise SyncInterrupted("the link to the standby was lost during the sync")
             time.sleep(0.01)
 
     # -- shipping ------------------------------------------------------------------------------------------
@@ -340,7 +398,11 @@ class Sender:
                 )
                 applied = int(ready["applied_seq"])
                 link.acked_seq = applied
-                self.link = link
+                with self.planned:
+                    self.link_gen += 1
+                    self.direct.clear()  # queued for the previous connection: the planner compares again
+                    self.link = link
+                    self.planned.notify_all()
                 self.publish(connects=self.status.connects + 1, acked_seq=applied, last_error=None)
                 self.link_ready.set()
                 delay = 0.2
@@ -370,33 +432,48 @@ class Sender:
         reader = self.journal.reader(applied + 1)
         inflight: collections.deque[tuple[int, int]] = collections.deque()  # (last seq, frame bytes) not yet acked
         while not self.stop_event.is_set():
+            gen = self.link_gen
             with self.planned:
-                if self.journal.last_seq < reader.next_seq and link.acked_seq <= self.status.acked_seq:
-                    self.planned.wait(1.0)
+                idle = self.journal.last_seq < reader.next_seq and link.acked_seq <= self.status.acked_seq
+                if idle and not self.direct:
+                    self.planned.wait(STATUS_EVERY if self._status_dirty else 1.0)
+                direct = self.direct.popleft() if self.direct else None
+                self.planned.notify_all()  # room in the sync queue
             link.check()
+            if direct is not None:
+                if direct[0] == gen:  # (else queued for an earlier connection)
+                    self._send(link, direct[1], direct[2], inflight)
+                    reader.next_seq = max(reader.next_seq, direct[1][-1].seq + 1)
+                continue
             items = reader.read(2 * BATCH_BYTES)
             for batch, blob in self._batches(items):
-                while inflight and sum(n for _, n in inflight) > WINDOW_BYTES:
-                    link.wait_acked(inflight[0][0], timeout=1.0)
-                    while inflight and inflight[0][0] <= link.acked_seq:
-                        inflight.popleft()
-                before = link.bytes_sent
-                link.send_batch(blob, batch[-1].seq, compress=self.rep.compression == "zstd")
-                inflight.append((batch[-1].seq, link.bytes_sent - before))
-                self._note_acks(link)
+                self._send(link, batch, blob, inflight)
             if not items:
                 link.ping()
             self._note_acks(link)
+            if self._status_dirty:
+                self.publish(throttle=True)  # what throttling held back
             if time.time() - self.status.updated_at > 5:
                 self.publish()  # heartbeat: `twinsite status` tells a running agent from a dead one
 
+    def _send(self, link: Link, batch: list[Record], blob: bytes, inflight: collections.deque[tuple[int, int]]) -> None:
+        """Send one batch, keeping at most WINDOW_BYTES unacknowledged on the wire."""
+        while inflight and sum(n for _, n in inflight) > WINDOW_BYTES:
+            link.wait_acked(inflight[0][0], timeout=1.0)
+            while inflight and inflight[0][0] <= link.acked_seq:
+                inflight.popleft()
+        before = link.bytes_sent
+        link.send_batch(blob, batch[-1].seq, compress=self.rep.compression == "zstd")
+        inflight.append((batch[-1].seq, link.bytes_sent - before))
+        self._note_acks(link)
+
     @staticmethod
-    def _batches(items: list[tuple[Record, memoryview]]) -> Iterator[tuple[list[Record], bytes]]:
+    def _batches(items: Iterable[tuple[Record, bytes | memoryview]]) -> Iterator[tuple[list[Record], bytes]]:
         """Cut records into batches (at most BATCH_BYTES, and where replaying would conflict), each with the
         journal's own encoding of its records: the wire carries the bytes that were made durable."""
         cutter = BatchCutter()
         batch: list[Record] = []
-        raws: list[memoryview] = []
+        raws: list[bytes | memoryview] = []
         size = 0
         for rec, raw in items:
             if batch and (cutter.conflicts(rec) or size >= BATCH_BYTES):
@@ -426,9 +503,10 @@ class Sender:
         if acked > self.status.acked_seq:
             with self.jlock:
                 self.journal.trim(acked)
-            for s in [s for s in self._ts if s <= acked]:
-                del self._ts[s]
-            oldest = min(self._ts.values(), default=None)  # the oldest change not yet durable on the standby
+            with self.planned:
+                for s in [s for s in self._ts if s <= acked]:
+                    del self._ts[s]
+                oldest = min(self._ts.values(), default=None)  # the oldest change not yet durable on the standby
             lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
             self.publish(
                 acked_seq=acked,
@@ -437,4 +515,5 @@ class Sender:
                 backlog_bytes=self.journal.disk_bytes(),
                 bytes_sent=link.bytes_sent,
                 state=self._connected_state(),
+                throttle=True,
             )

@@ -7,6 +7,7 @@ end of the newest segment (a crash mid-append) is dropped; corruption anywhere e
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -188,7 +189,11 @@ class Journal:
         return freed
 
     def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.segments())
+        total = 0
+        for seg in self.segments():
+            with contextlib.suppress(FileNotFoundError):  # trimmed meanwhile
+                total += seg.stat().st_size
+        return total
 
 
 class JournalReader:
@@ -225,29 +230,34 @@ class JournalReader:
                 self._offset = 0
                 if self._seg is None:
                     break
-            got = self._read_segment(self._seg, upto, max_bytes - size)
-            if got:
+            # Listed before reading: a segment with a newer one beside it was complete when read (the writer
+            # finishes a segment before it starts the next), so reading it to its end means it is done.
+            newer = [s for s in self.journal.segments() if int(s.stem) > int(self._seg.stem)]
+            before = self._offset
+            got, exhausted = self._read_segment(self._seg, upto, max_bytes - size)
+            if got or self._offset > before:  # records, or records below next_seq passed over: read on
                 out += got
                 size += sum(len(raw) for _, raw in got)
                 continue
-            newer = [s for s in self.journal.segments() if int(s.stem) > int(self._seg.stem)]
-            if not newer:
-                break  # the rest is still being written
-            self._seg, self._offset = newer[0], 0  # this segment is complete: the writer moved on
+            if not (exhausted and newer):
+                break  # the rest is not durable yet, or still being written
+            self._seg, self._offset = newer[0], 0
         return out
 
-    def _read_segment(self, seg: Path, upto: int, max_bytes: int) -> list[tuple[Record, memoryview]]:
+    def _read_segment(self, seg: Path, upto: int, max_bytes: int) -> tuple[list[tuple[Record, memoryview]], bool]:
+        """Records from the cursor's offset, and whether the segment's end was reached (nothing left in it)."""
         try:
             with open(seg, "rb") as f:
                 f.seek(self._offset)
-                data = f.read(max(max_bytes, 1 << 16))
-                while data and decode(data, 0) is None and len(data) >= max(max_bytes, 1 << 16):
+                want = max(max_bytes, 1 << 16)
+                data = f.read(want)
+                short = len(data) < want  # the file ended within this read
+                while data and decode(data, 0) is None and not short:
                     more = f.read(len(data))  # a record longer than what was read: read on until it ends
-                    if not more:
-                        break
+                    short = len(more) < len(data)
                     data += more
         except FileNotFoundError:
-            return []  # trimmed under us: everything in it was acknowledged
+            return [], True  # trimmed under us: everything in it was acknowledged
         view = memoryview(data)
         out: list[tuple[Record, memoryview]] = []
         pos = 0
@@ -264,4 +274,4 @@ class JournalReader:
                 self.next_seq = rec.seq + 1
             pos = end
         self._offset += pos
-        return out
+        return out, short and pos == len(data)

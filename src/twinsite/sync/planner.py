@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from twinsite.journal.record import Meta, Op, Record
+from twinsite.sync.progress import SyncProgress
 from twinsite.sync.signatures import DIGEST, block_signatures
 
 READ_CHUNK = 1 << 20  # a multiple of every supported block size
@@ -162,6 +163,7 @@ class Planner:
         self._last_key: dict[bytes, tuple[int, int]] = {}  # every path ``links`` names -> that inode
         self._regroup: set[tuple[int, int]] = set()  # link groups that lost a name: compare the others
         self.stats = PlanStats()
+        self.progress: SyncProgress | None = None  # during plan_all: files and bytes compared so far
         #: sync_method checksum: a file the planner has not shipped itself is compared by block signatures
         #: even when its size and mtime match (metadata mode trusts them).
         self.checksum = checksum
@@ -339,6 +341,8 @@ class Planner:
             self.remote[rel] = want
         elif want.kind == "file":
             yield from self._plan_file(rel, full, st, want, have)
+            if self.progress is not None:
+                self.progress.file_done(st.st_size)
         elif want.kind == "link":
             if have != want:
                 self.forget(rel)
@@ -467,4 +471,6 @@ class Planner:
                 data = bytes(view[start * self.block : i * self.block])
                 yield self._rec(Op.WRITE, rel, offset=pos + start * self.block, data=data)
                 self.stats.bytes_sent += len(data)
+                if self.progress is not None:
+                    self.progress.bytes_sent += len(data)
                 start = -1
