@@ -37,6 +37,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {c['name']} | {c['twinsite']['value']:.1f} {c['unit']} | {c['peer']['name']}: "
             f"{c['peer']['value']:.1f} {c['unit']} | {c['ratio']:.2f} | {c['ratio_meaning']} |"
         )
+        if "peer_durable" in c:  # context: the peer made durable too (not the target's peer)
+            d = c["peer_durable"]
+            lines.append(
+                f"| (same, peer made durable) | {c['twinsite']['value']:.1f} {c['unit']} | {d['name']}: "
+                f"{d['value']:.1f} {c['unit']} | {c['ratio_durable']:.2f} | for context: both on disk at the end |"
+            )
     return "\n".join(lines) + "\n"
 
 

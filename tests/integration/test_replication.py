@@ -185,6 +185,46 @@ def test_the_paramiko_transport_replicates_too(installed: Lab) -> None:
         sc.kill()
 
 
+def test_the_bandwidth_limit_holds_and_sync_progress_is_reported(installed: Lab) -> None:
+    limit = 2 << 20
+    sc = Scenario(installed, "tbwlimit", bandwidth_limit="2MiB")
+    try:
+        rng = random.Random(9)
+        (sc.src / "big").write_bytes(rng.randbytes(8 << 20))  # incompressible: the wire carries all of it
+        for i in range(50):
+            (sc.src / f"small{i}").write_bytes(rng.randbytes(rng.randrange(1, 20_000)))
+        total = sum(f.stat().st_size for f in sc.src.iterdir())
+        sc.start()
+        seen: list[dict[str, object]] = []
+        began = ended = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            st = sc.status()
+            if st.get("updated_at", 0) >= sc.started_at and st.get("state") == "syncing" and st.get("sync"):
+                began = began or time.monotonic()
+                seen.append(st["sync"])
+            if began and st.get("state") == "replicating" and st.get("acked_seq") == st.get("planned_seq"):
+                ended = time.monotonic()
+                break
+            time.sleep(0.1)
+        assert began and ended, f"the sync did not finish: {sc.status()}"
+        final = sc.wait_synced()
+        sc.assert_equal()
+        # the limit: a token bucket allows one second's burst, then at most `limit` bytes per second
+        assert ended - began >= (total - limit) / limit * 0.9, f"{total} bytes in {ended - began:.1f} s"
+        # progress while it ran: totals of the tree, a rising percentage, a rate and an ETA
+        running = [p for p in seen if not p.get("finished_at")]
+        assert len({p["percent"] for p in running}) >= 3, running
+        assert all(p["bytes_total"] == total and p["files_total"] == 51 for p in running)
+        assert [p["bytes_done"] for p in running] == sorted(p["bytes_done"] for p in running)  # type: ignore[type-var]
+        assert any(p["eta_seconds"] and 0 < p["percent"] < 100 for p in running), running  # type: ignore[operator]
+        done = final["sync"]
+        assert done["finished_at"] and done["files_done"] == 51 and done["bytes_done"] == total
+        assert total <= done["bytes_sent"] <= total * 1.01
+    finally:
+        sc.kill()
+
+
 def test_an_unknown_host_key_is_refused_loudly(installed: Lab) -> None:
     sc = Scenario(installed, "thostkey", known_hosts="/etc/twinsite/empty_known_hosts")
     (installed.host("prod1").private_dir("/etc/twinsite") / "empty_known_hosts").write_text("")

@@ -57,6 +57,13 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _run_state(wanted: str, current_state: str) -> str:
+    """started/stopped as asked; ``present`` keeps a defined scenario's run state and starts a new one."""
+    if wanted in ("started", "stopped"):
+        return wanted
+    return current_state if current_state != "absent" else "started"
+
+
 def apply(config_dir: Path, name: str, definition: dict[str, Any] | None, state: str, *, check: bool) -> ApplyResult:
     if state not in STATES:
         raise ConfigError(f"state must be one of {', '.join(STATES)}, not {state!r}")
@@ -76,12 +83,7 @@ def apply(config_dir: Path, name: str, definition: dict[str, Any] | None, state:
             raise ConfigError(
                 "invalid scenario definition:\n" + "\n".join(f"  {p}" for p in problems), hint="nothing was changed"
             )
-        run_state = (
-            "stopped"
-            if state == "stopped"
-            else ("started" if state == "started" else (before["state"] if before["state"] != "absent" else "started"))
-        )
-        after = {"state": run_state, "definition": definition}
+        after = {"state": _run_state(state, before["state"]), "definition": definition}
     changed = before != after
     if changed and not check:
         f = _file(config_dir, name)

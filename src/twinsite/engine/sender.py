@@ -136,6 +136,10 @@ class Sender:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(state_dir / "journal", segment_size=scenario.journal.segment_size)
         self.status = SenderStatus(scenario=scenario.name, root=root.path, replica=replica)
+        # Under a bandwidth limit a batch takes at most about a quarter of a second on the wire, so that
+        # acknowledgements (lag, progress) keep coming.
+        limit = self.rep.bandwidth_limit
+        self.batch_bytes = min(BATCH_BYTES, max(64 << 10, limit // 4)) if limit else BATCH_BYTES
         self.on_status = on_status
         self.stop_event = threading.Event()
         self.jlock = threading.Lock()  # journal appends vs reads/trims
@@ -279,6 +283,7 @@ class Sender:
         self.publish()
         self._send_direct(self.planner.plan_all(), gen)
         self._wait_shipped(self._seq, gen)
+        progress.acked(self._seq)  # (files needing no record at all are done too)
         progress.finished_at = time.time()
         self.planner.progress = None
         self.publish(sync=progress.as_dict())
@@ -445,7 +450,7 @@ class Sender:
                     self._send(link, direct[1], direct[2], inflight)
                     reader.next_seq = max(reader.next_seq, direct[1][-1].seq + 1)
                 continue
-            items = reader.read(2 * BATCH_BYTES)
+            items = reader.read(2 * self.batch_bytes)
             for batch, blob in self._batches(items):
                 self._send(link, batch, blob, inflight)
             if not items:
@@ -467,16 +472,15 @@ class Sender:
         inflight.append((batch[-1].seq, link.bytes_sent - before))
         self._note_acks(link)
 
-    @staticmethod
-    def _batches(items: Iterable[tuple[Record, bytes | memoryview]]) -> Iterator[tuple[list[Record], bytes]]:
-        """Cut records into batches (at most BATCH_BYTES, and where replaying would conflict), each with the
+    def _batches(self, items: Iterable[tuple[Record, bytes | memoryview]]) -> Iterator[tuple[list[Record], bytes]]:
+        """Cut records into batches (about batch_bytes, and where replaying would conflict), each with the
         journal's own encoding of its records: the wire carries the bytes that were made durable."""
         cutter = BatchCutter()
         batch: list[Record] = []
         raws: list[bytes | memoryview] = []
         size = 0
         for rec, raw in items:
-            if batch and (cutter.conflicts(rec) or size >= BATCH_BYTES):
+            if batch and (cutter.conflicts(rec) or size >= self.batch_bytes):
                 yield batch, b"".join(raws)
                 batch, raws, size = [], [], 0
                 cutter.reset()
@@ -508,6 +512,9 @@ class Sender:
                     del self._ts[s]
                 oldest = min(self._ts.values(), default=None)  # the oldest change not yet durable on the standby
             lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
+            progress = self.planner.progress if self.planner else None
+            if progress is not None:
+                progress.acked(acked)
             self.publish(
                 acked_seq=acked,
                 sent_seq=link.sent_seq,

@@ -163,13 +163,16 @@ class Planner:
         self._last_key: dict[bytes, tuple[int, int]] = {}  # every path ``links`` names -> that inode
         self._regroup: set[tuple[int, int]] = set()  # link groups that lost a name: compare the others
         self.stats = PlanStats()
-        self.progress: SyncProgress | None = None  # during plan_all: files and bytes compared so far
+        self.progress: SyncProgress | None = None  # during plan_all: what is planned, and acknowledged
+        self.last_seq = 0  # of the newest record made
+        self._counted = 0  # bytes of the file being planned already counted in progress
         #: sync_method checksum: a file the planner has not shipped itself is compared by block signatures
         #: even when its size and mtime match (metadata mode trusts them).
         self.checksum = checksum
 
     def _rec(self, op: Op, path: bytes, **kw: object) -> Record:
-        return Record(seq=self.next_seq(), ts=self.now(), op=op, path=path, **kw)  # type: ignore[arg-type]
+        self.last_seq = self.next_seq()
+        return Record(seq=self.last_seq, ts=self.now(), op=op, path=path, **kw)  # type: ignore[arg-type]
 
     # -- the replica's side of the picture -------------------------------------------------------------
     @property
@@ -340,9 +343,10 @@ class Planner:
                 yield self._rec(Op.SETATTR, rel, meta=want.meta())
             self.remote[rel] = want
         elif want.kind == "file":
+            self._counted = 0
             yield from self._plan_file(rel, full, st, want, have)
             if self.progress is not None:
-                self.progress.file_done(st.st_size)
+                self.progress.planned(self.last_seq, max(0, st.st_size - self._counted), files=1)
         elif want.kind == "link":
             if have != want:
                 self.forget(rel)
@@ -451,6 +455,9 @@ class Planner:
             if not zeros and local != remote:
                 yield from self._changed_blocks(rel, pos, buf, local, remote)
             pos += len(buf)
+            if self.progress is not None:
+                self.progress.planned(self.last_seq, len(buf))
+                self._counted += len(buf)
         if new or have is None or have.size != pos:
             yield self._rec(Op.TRUNCATE, rel, offset=pos)  # exact size: shrinks, or extends a sparse tail
         want = replace(want, size=pos)

@@ -1,12 +1,15 @@
 """Progress of an initial sync or resync: files and bytes compared out of the tree's total, rate, ETA.
 
-The totals come from a quick walk (metadata only) before the comparison starts; "done" counts the source
-files the planner has compared (read, in checksum or changed-file cases) and "sent" the data it found the
-replica lacks. The rate is of comparison, which is what the ETA depends on.
+The totals come from a quick walk (metadata only) before the comparison starts. Bytes are "done" when the
+standby has acknowledged (durably applied) the records planned for them, a megabyte at a time within a big
+file; a file is done with its last record (an unchanged file with the records before it). "sent" counts
+the data the planner found the replica lacks. Rate and ETA are of done
+bytes, so they reflect whichever is slower: reading, the wire (or its bandwidth limit), or the standby.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import stat
 import time
@@ -53,10 +56,18 @@ class SyncProgress:
     bytes_sent: int = 0
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
+    # (last seq planned for them, bytes, files), oldest first: appended by the planner, taken by acknowledgements
+    _pending: collections.deque[tuple[int, int, int]] = field(default_factory=collections.deque, repr=False)
 
-    def file_done(self, size: int) -> None:
-        self.files_done += 1
-        self.bytes_done += size
+    def planned(self, seq: int, nbytes: int, files: int = 0) -> None:
+        """``nbytes`` of source data (and ``files`` files) are on the replica once ``seq`` is acknowledged."""
+        self._pending.append((seq, nbytes, files))
+
+    def acked(self, seq: int) -> None:
+        while self._pending and self._pending[0][0] <= seq:
+            _, nbytes, files = self._pending.popleft()
+            self.files_done += files
+            self.bytes_done += nbytes
 
     def as_dict(self, now: float | None = None) -> dict[str, Any]:
         now = now if now is not None else time.time()

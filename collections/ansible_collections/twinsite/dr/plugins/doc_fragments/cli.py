@@ -16,3 +16,14 @@ options:
 requirements:
   - the C(twinsite) command on the target host (JSON api 1)
 """
+
+    # Read-only (_info) modules: how they behave in check and diff mode.
+    INFO = r"""
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Reads only, there is nothing to diff.
+"""

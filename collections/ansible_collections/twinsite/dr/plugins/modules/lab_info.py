@@ -27,13 +27,7 @@ options:
     default: false
 extends_documentation_fragment:
   - twinsite.dr.cli
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Reads only, there is nothing to diff.
+  - twinsite.dr.cli.info
 seealso:
   - name: The twinsite lab
     description: How the lab is built, and the C(twinsite lab) commands.

@@ -28,13 +28,7 @@ options:
     default: /var/lib/twinsite
 extends_documentation_fragment:
   - twinsite.dr.cli
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Reads only, there is nothing to diff.
+  - twinsite.dr.cli.info
 seealso:
   - module: twinsite.dr.scenario
 """
