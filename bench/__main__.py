@@ -43,6 +43,12 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| (same, peer made durable) | {c['twinsite']['value']:.1f} {c['unit']} | {d['name']}: "
                 f"{d['value']:.1f} {c['unit']} | {c['ratio_durable']:.2f} | for context: both on disk at the end |"
             )
+    lines += ["", "Further figures of twinsite:", ""]
+    for c in report["comparisons"]:
+        extra = {k: v for k, v in c["twinsite"].items() if k != "value"}
+        if extra:
+            shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in extra.items())
+            lines.append(f"- {c['name']}: {shown}")
     return "\n".join(lines) + "\n"
 
 

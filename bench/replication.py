@@ -202,15 +202,19 @@ def continuous(lab: Lab, quick: bool) -> list[dict[str, Any]]:
     sc.start()
     sc.wait_synced()
     lags: list[float] = []
-    cpu0 = _cpu_of_agent()
+    cpu0 = _cpu_of(b"agent")
     write_load(sc.src, rate, seconds, threading.Event(), lags, sc.dst)
-    cpu = _cpu_of_agent() - cpu0
+    cpu = _cpu_of(b"agent") - cpu0
+    peak = {"agent_peak_rss_mib": _peak_rss_mib(b"agent"), "receiver_peak_rss_mib": _peak_rss_mib(b"receive")}
+    highest = _highest_bounded_rate(sc, quick)
     sc.kill()
     tw = {
         "p50": pct(lags, 0.5),
         "p99": pct(lags, 0.99),
         "markers": len(lags),
         "agent_cpu_s_per_gib": cpu / (rate * seconds / 2**30),
+        **peak,
+        "highest_bounded_rate_mib_s": highest,
     }
     # lsyncd at its default settings, replicating the same kind of load between the same hosts
     ls_src, ls_dst = (
@@ -256,7 +260,47 @@ def continuous(lab: Lab, quick: bool) -> list[dict[str, Any]]:
     ]
 
 
-def _cpu_of_agent() -> float:
+def _highest_bounded_rate(sc: Scenario, quick: bool) -> float:
+    """The highest write rate (doubling from 20 MiB/s) at which marker lag p99 stays within 1 s."""
+    best = 0.0
+    rate = 20.0
+    while rate <= 320:
+        lags: list[float] = []
+        write_load(sc.src, rate * 2**20, 4 if quick else 8, threading.Event(), lags, sc.dst)
+        if not lags or pct(lags, 0.99) > 1.0:
+            break
+        best = rate
+        rate *= 2
+    return best
+
+
+def _twinsite_pids(word: bytes) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except FileNotFoundError:
+                continue
+            if word in argv and any(b"twinsite" in a for a in argv):
+                out.append(int(pid))
+    return out
+
+
+def _peak_rss_mib(word: bytes) -> float:
+    """The largest peak resident memory (VmHWM) among running twinsite processes running ``word``."""
+    peak = 0
+    for pid in _twinsite_pids(word):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except FileNotFoundError:
+            continue
+    return round(peak / 1024, 1)
+
+
+def _cpu_of(word: bytes) -> float:
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
     for pid in os.listdir("/proc"):
@@ -264,7 +308,7 @@ def _cpu_of_agent() -> float:
             continue
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"agent" in cmd and b"twinsite" in cmd:
+            if word in cmd and b"twinsite" in cmd:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 total += (int(fields[11]) + int(fields[12])) / tick
         except (FileNotFoundError, IndexError, ValueError):
