@@ -47,7 +47,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 scenarios:
-  description: One entry per scenario, root and standby (on an active host) or per scenario and root (on a standby).
+  description:
+    - One entry per scenario, root and standby (on an active host) or per scenario and root (on a standby).
+    - On an active host, C(sync) has the progress of the current initial sync or resync (or of the last
+      one): files and bytes acknowledged by the standby out of the tree's total, rate and ETA.
   returned: success
   type: list
   elements: dict
@@ -61,6 +64,16 @@ scenarios:
       lag_seconds: 0.04
       backlog_bytes: 74463
       last_error: null
+      sync:
+        percent: 100.0
+        files_total: 10001
+        files_done: 10001
+        bytes_total: 1067547812
+        bytes_done: 1067547812
+        bytes_sent: 1067547812
+        rate_bytes_per_s: 71650000
+        eta_seconds: 0.0
+        elapsed_seconds: 14.9
 """
 
 from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule
