@@ -49,8 +49,8 @@ RETURN = r"""
 scenarios:
   description:
     - One entry per scenario, root and standby (on an active host) or per scenario and root (on a standby).
-    - On an active host, C(sync) has the progress of the current initial sync or resync (or of the last
-      one): files and bytes acknowledged by the standby out of the tree's total, rate and ETA.
+    - On an active host, C(sync) has the progress of the current (or the last) initial sync or resync, that is
+      the files and bytes acknowledged by the standby out of the tree's total, the rate and the ETA.
   returned: success
   type: list
   elements: dict
