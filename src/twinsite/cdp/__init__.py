@@ -1,0 +1,1 @@
+"""Continuous data protection on the standby: the rewind log, rewind points, bookmarks, rewind."""
