@@ -1,0 +1,175 @@
+"""Rewind a replica to an earlier point, and forward again, with the rewind log (see log.py).
+
+The points a replica can be at are the ends of the batches it applied: the seq before the oldest group
+in the log, and each group's last seq, up to the head (the last applied seq). A time maps to the last
+point whose source time is not after it.
+
+Moving is done group by group: undo records newest first going back, the groups' own records oldest first
+going forward. Each group is applied in sub-batches cut like the sender's (so replaying one after a crash
+is safe), each made durable (syncfs) before the position is stored. The position lives in ``rewind.json``
+beside the log; while it exists the replica is *rewound* and the receiver applies nothing. A move that a
+crash interrupted continues from the stored position and ends in the same state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from twinsite.apply.applier import Applier
+from twinsite.apply.batching import BatchCutter
+from twinsite.cdp.log import Group, RewindLog
+from twinsite.errors import TwinsiteError
+from twinsite.journal.record import Record
+
+
+class RewindError(TwinsiteError):
+    """A rewind was refused (outside the window, unknown point) or cannot continue."""
+
+    exit_code = 14
+
+
+@dataclass
+class Position:
+    head: int  # the last applied seq: where forward ends
+    at: int  # the replica is the state after this seq ...
+    sub: int = 0  # ... plus this many sub-batches of the group being moved through
+    direction: int = 0  # -1 undoing that group, +1 redoing it
+    target: int = 0
+
+    @property
+    def rewound(self) -> bool:
+        return self.at != self.head or self.sub != 0
+
+
+def state_file(log_dir: Path) -> Path:
+    return log_dir.parent / "rewind.json"
+
+
+def read_position(log_dir: Path) -> Position | None:
+    try:
+        data = json.loads(state_file(log_dir).read_text())
+    except FileNotFoundError:
+        return None
+    return Position(**data)
+
+
+def _store(log_dir: Path, pos: Position | None) -> None:
+    path = state_file(log_dir)
+    if pos is None or not pos.rewound:
+        path.unlink(missing_ok=True)
+    else:
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(asdict(pos), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def points(log: RewindLog, head: int) -> list[tuple[int, float]]:
+    """(seq, source time) of every reachable point, oldest first; the oldest has the time of its first change."""
+    out: list[tuple[int, float]] = []
+    for g in log.groups():
+        if g.last_seq > head:
+            break
+        if not out:
+            out.append((g.first_seq - 1, g.ts_first))
+        out.append((g.last_seq, g.ts_last))
+    return out or [(head, 0.0)]
+
+
+def resolve_seq(log: RewindLog, head: int, seq: int) -> int:
+    """The point for a seq: the last point at or before it."""
+    pts = points(log, head)
+    ok = [s for s, _ in pts if s <= seq]
+    if not ok or seq > head:
+        raise _outside(pts, f"seq {seq}")
+    return ok[-1]
+
+
+def resolve_time(log: RewindLog, head: int, when: float) -> int:
+    """The point for a source time: the last point not after it."""
+    pts = points(log, head)
+    ok = [s for s, t in pts if t <= when]
+    if not ok:
+        raise _outside(pts, "that time")
+    return ok[-1]
+
+
+def _outside(pts: list[tuple[int, float]], what: str) -> RewindError:
+    (s0, t0), (s1, t1) = pts[0], pts[-1]
+    return RewindError(
+        f"{what} is outside the rewind window: the replica can go back to seq {s0} and forward to seq {s1}",
+        hint=f"reachable from source time {t0:.3f} to {t1:.3f} (`twinsite rewind-points` lists them)",
+    )
+
+
+def _sub_batches(records: list[Record]) -> list[list[Record]]:
+    out: list[list[Record]] = [[]]
+    cutter = BatchCutter()
+    for r in records:
+        if out[-1] and cutter.conflicts(r):
+            out.append([])
+            cutter.reset()
+        out[-1].append(r)
+        cutter.add(r)
+    return [b for b in out if b]
+
+
+def move(
+    root: Path,
+    log: RewindLog,
+    head: int,
+    target: int,
+    *,
+    on_step: Callable[[Position], None] | None = None,
+) -> Position:
+    """Bring the replica under ``root`` to point ``target`` (back or forward), resuming an interrupted move.
+    Returns the final position; at the head the rewound state is cleared."""
+    pos = read_position(log.dir) or Position(head=head, at=head)
+    pos.target = target
+    if target < points(log, head)[0][0] or target > head:
+        raise _outside(points(log, head), f"seq {target}")
+    applier = Applier(root)
+    try:
+        while pos.sub or pos.at != target:
+            if not pos.sub:  # (a group half done is finished the way it was going first)
+                pos.direction = -1 if target < pos.at else 1
+            back = pos.direction < 0
+            group = _next_group(log, pos, back)
+            records = group.undo_records() if back else group.forward_records()
+            subs = _sub_batches(records)
+            for i in range(pos.sub, len(subs)):
+                for r in subs[i]:
+                    applier.apply(r)
+                applier.commit()  # durable before the position says so
+                pos.sub = i + 1
+                _store(log.dir, pos)
+                if on_step:
+                    on_step(pos)
+            pos.at, pos.sub = (group.first_seq - 1 if back else group.last_seq), 0
+            _store(log.dir, pos)
+    finally:
+        applier.close()
+    return pos
+
+
+def _next_group(log: RewindLog, pos: Position, back: bool) -> Group:
+    if back:
+        for g in log.newest_first(above=pos.at - 1):
+            if g.last_seq == pos.at:
+                return g
+    else:
+        for g in log.groups():
+            if g.first_seq == pos.at + 1:
+                return g
+    raise RewindError(f"the rewind log has no group {'ending' if back else 'starting'} at seq {pos.at}")
