@@ -3,20 +3,30 @@
 It applies records strictly in seq order (single writer), makes them durable (syncfs), stores the applied
 seq durably, and only then acknowledges. Records at or below the applied seq (a replayed batch) are
 ignored; a gap is refused. Every error is sent to the sender as an ERROR frame and ends the session.
+
+With continuous data protection (the scenario's ``cdp``, sent in HELLO) every batch is first appended to the
+rewind log with its undo, fsynced, then applied (cdp/log.py). A replica that is rewound (``rewind.json``)
+applies nothing: the receiver refuses the session until ``twinsite rewind --resume``. Each batch is applied
+holding ``apply.lock``, which a rewind takes to wait for the batch in progress.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from twinsite import __version__
 from twinsite.apply.applier import Applier, SeqFile
 from twinsite.apply.paths import parent_fd
+from twinsite.cdp.log import RewindLog, make_group
+from twinsite.cdp.rewind import RewindError, apply_lock, read_position
+from twinsite.cdp.undo import capture
 from twinsite.errors import ConfigError, TwinsiteError
-from twinsite.journal.record import decode
+from twinsite.journal.record import Record, decode
 from twinsite.sync.signatures import signatures
 from twinsite.transport.frames import (
     Kind,
@@ -81,6 +91,24 @@ class Receiver:
         self.applied = SeqFile(state / "applied_seq")
         self.applier = Applier(self.root)
         self.batches = 0
+        self.rewind_log: RewindLog | None = None
+        self.cdp: dict[str, Any] = {}
+        self._pruned_at = 0.0
+
+    def _setup_cdp(self, cdp: dict[str, Any], applied_seq: int) -> None:
+        """Open the rewind log when the scenario asks for it. A log that does not reach the applied seq (CDP
+        was off meanwhile) cannot rewind from here: it is removed, as it is when CDP is turned off."""
+        log_dir = self.state / "rewind"
+        self.cdp = cdp
+        if not cdp.get("enabled"):
+            shutil.rmtree(log_dir, ignore_errors=True)
+            return
+        log = RewindLog(log_dir)
+        if log.last_seq and log.last_seq != applied_seq:
+            log.close()
+            shutil.rmtree(log_dir)
+            log = RewindLog(log_dir)
+        self.rewind_log = log
 
     def send(self, kind: Kind, obj: dict[str, Any]) -> None:
         self.out.write(pack_json(kind, obj))
@@ -97,6 +125,8 @@ class Receiver:
                 hello = parse_json(payload)
                 if str(hello.get("root")) != str(self.root):
                     raise ProtocolError(f"sender replicates {hello.get('root')}, this receiver serves {self.root}")
+                self._refuse_if_rewound()
+                self._setup_cdp(dict(hello.get("cdp") or {}), applied_seq)
                 self.send(Kind.READY, {"applied_seq": applied_seq, "version": __version__})
             elif kind == Kind.MANIFEST_REQ:
                 self.send(Kind.MANIFEST, {"entries": manifest(self.root)})
@@ -108,7 +138,9 @@ class Receiver:
             elif kind == Kind.BATCH:
                 skipped = self.applier.stats.skipped_missing - self.applier.stats.refused_parents
                 refused = self.applier.stats.refused_parents
-                applied_seq = self._batch(batch_payload(flags, payload), applied_seq)
+                with apply_lock(self.state):
+                    self._refuse_if_rewound()
+                    applied_seq = self._batch(batch_payload(flags, payload), applied_seq)
                 # The first batch of a session may replay records already applied before a crash: skipping
                 # them is expected. Later, a record whose file is missing means the replica is not what the
                 # sender believes: say so, so that the sender compares everything again (a verified resync).
@@ -124,9 +156,19 @@ class Receiver:
             else:
                 raise ProtocolError(f"unexpected {kind.name} frame")
 
+    def _refuse_if_rewound(self) -> None:
+        pos = read_position(self.state / "rewind")
+        if pos is not None:
+            raise RewindError(
+                f"the replica is rewound to seq {pos.at} (replication stopped at {pos.head}); "
+                "nothing is applied until it is brought forward",
+                where=str(self.root),
+                hint="twinsite rewind SCENARIO --resume (or switch over to the rewound data)",
+            )
+
     def _batch(self, blob: bytes | bytearray, applied_seq: int) -> int:
         pos, last = 0, applied_seq
-        changed = False
+        new: list[Record] = []
         while pos < len(blob):
             got = decode(blob, pos)
             if got is None:
@@ -136,16 +178,31 @@ class Receiver:
                 continue  # already applied: a replayed batch
             if rec.seq != last + 1:
                 raise ProtocolError(f"sequence gap: applied up to {last}, got {rec.seq}")
+            new.append(rec)
+            last = rec.seq
+        if not new:
+            return last
+        log = self.rewind_log
+        logged = [r for r in new if log is not None and r.seq <= log.last_seq]  # logged before a crash
+        for rec in logged:
             self.applier.apply(rec)
-            last, changed = rec.seq, True
-        if changed:
-            self.applier.commit()  # data and names durable ...
-            self.applied.write(last)  # ... before the position that acknowledges them
+        fresh = new[len(logged) :]
+        if log is not None and fresh:
+            log.append(make_group(fresh, capture(self.applier.root_fd, fresh)))  # fsynced before applying
+        for rec in fresh:
+            self.applier.apply(rec)
+        self.applier.commit()  # data and names durable ...
+        self.applied.write(last)  # ... before the position that acknowledges them
+        if log is not None and time.monotonic() - self._pruned_at > 10:
+            self._pruned_at = time.monotonic()
+            log.prune(max_age=float(self.cdp.get("retention", 86400)), max_size=int(self.cdp.get("max_size", 10 << 30)))
         return last
 
     def close(self) -> None:
         self.applier.close()
         self.applied.close()
+        if self.rewind_log is not None:
+            self.rewind_log.close()
 
 
 def run(root: Path, state: Path) -> int:

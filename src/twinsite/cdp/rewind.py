@@ -13,9 +13,11 @@ crash interrupted continues from the stored position and ends in the same state.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,7 +44,8 @@ class Position:
 
     @property
     def rewound(self) -> bool:
-        return self.at != self.head or self.sub != 0
+        """Not at the head, or on the way away from it: the receiver applies nothing meanwhile."""
+        return self.at != self.head or self.sub != 0 or self.target != self.head
 
 
 def state_file(log_dir: Path) -> Path:
@@ -73,6 +76,25 @@ def _store(log_dir: Path, pos: Position | None) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def apply_lock(state_dir: Path) -> Iterator[None]:
+    """Held by the receiver while it applies a batch, and by a rewind while it moves the replica."""
+    fd = os.open(state_dir / "apply.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def pause(log_dir: Path, head: int, target: int) -> Position:
+    """Mark the replica as leaving the head for ``target`` (the receiver stops applying), before moving."""
+    pos = read_position(log_dir) or Position(head=head, at=head)
+    pos.target = target
+    _store(log_dir, pos)
+    return pos
 
 
 def points(log: RewindLog, head: int) -> list[tuple[int, float]]:
@@ -135,10 +157,9 @@ def move(
 ) -> Position:
     """Bring the replica under ``root`` to point ``target`` (back or forward), resuming an interrupted move.
     Returns the final position; at the head the rewound state is cleared."""
-    pos = read_position(log.dir) or Position(head=head, at=head)
-    pos.target = target
     if target < points(log, head)[0][0] or target > head:
         raise _outside(points(log, head), f"seq {target}")
+    pos = pause(log.dir, head, target)
     applier = Applier(root)
     try:
         while pos.sub or pos.at != target:
@@ -158,6 +179,7 @@ def move(
                     on_step(pos)
             pos.at, pos.sub = (group.first_seq - 1 if back else group.last_seq), 0
             _store(log.dir, pos)
+        _store(log.dir, pos)  # (at the head: the rewound mark goes)
     finally:
         applier.close()
     return pos

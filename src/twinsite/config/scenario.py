@@ -32,6 +32,19 @@ def parse_size(value: int | str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: float | str) -> float:
+    """90 -> 90.0, '15m' -> 900.0, '24h' -> 86400.0 (the schema has checked the form)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd])\s*", value)
+    if not m:
+        raise ValueError(f"not a duration: {value!r}")
+    return float(m.group(1)) * _SECONDS[m.group(2)]
+
+
 @dataclass(frozen=True)
 class Root:
     path: str
@@ -72,6 +85,13 @@ class Journal:
 
 
 @dataclass(frozen=True)
+class Cdp:
+    enabled: bool = False
+    retention: float = 86400.0
+    max_size: int = 10 * 2**30
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     master: str
@@ -80,6 +100,7 @@ class Scenario:
     application: str = "files"
     replication: Replication = field(default_factory=Replication)
     journal: Journal = field(default_factory=Journal)
+    cdp: Cdp = field(default_factory=Cdp)
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Scenario:
@@ -91,6 +112,11 @@ class Scenario:
                 rep[key] = float(rep[key])
         rep["ssh_options"] = tuple(sorted((str(k), str(v)) for k, v in rep.get("ssh_options", {}).items()))
         jr = {k: parse_size(v) for k, v in doc.get("journal", {}).items()}
+        cdp = dict(doc.get("cdp", {}))
+        if "retention" in cdp:
+            cdp["retention"] = parse_duration(cdp["retention"])
+        if "max_size" in cdp:
+            cdp["max_size"] = parse_size(cdp["max_size"])
         return cls(
             name=doc["name"],
             master=doc["master"],
@@ -106,4 +132,5 @@ class Scenario:
             application=doc.get("application", "files"),
             replication=Replication(**rep),
             journal=Journal(**jr),
+            cdp=Cdp(**cdp),
         )

@@ -398,9 +398,8 @@ class Sender:
                     bandwidth_limit=self.rep.bandwidth_limit,
                     on_event=self._wake_shipper,
                 )
-                ready = link.request(
-                    Kind.HELLO, {"scenario": self.scenario.name, "root": self.root.path}, Kind.READY, timeout=30
-                )
+                hello = {"scenario": self.scenario.name, "root": self.root.path, "cdp": asdict(self.scenario.cdp)}
+                ready = link.request(Kind.HELLO, hello, Kind.READY, timeout=30)
                 applied = int(ready["applied_seq"])
                 link.acked_seq = applied
                 with self.planned:

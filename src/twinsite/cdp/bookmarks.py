@@ -1,0 +1,56 @@
+"""Bookmarks: names for points of a replica ("before upgrade 4.2"), kept beside its rewind log.
+
+``bookmarks.json`` in the receiver's state directory maps each name to the point it marks (the applied seq
+when it was made, and that point's source time) and when it was made. A bookmark whose point has been
+pruned from the rewind log is still listed, marked unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from twinsite.errors import ConfigError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
+
+
+def _file(state_dir: Path) -> Path:
+    return state_dir / "bookmarks.json"
+
+
+def load(state_dir: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data: dict[str, dict[str, Any]] = json.loads(_file(state_dir).read_text())
+    except FileNotFoundError:
+        return {}
+    return data
+
+
+def check_name(name: str) -> None:
+    if not NAME.match(name) or name.isdigit():
+        raise ConfigError(
+            f"bad bookmark name {name!r}",
+            hint="1-128 characters: letters, digits and . _ : @ + -, starting with a letter or digit, not all digits "
+            "(a number is a seq)",
+        )
+
+
+def add(state_dir: Path, name: str, seq: int, ts: float) -> tuple[bool, dict[str, Any]]:
+    """Mark point ``seq`` as ``name``. Returns (created, bookmark); an existing name is left as it is."""
+    check_name(name)
+    marks = load(state_dir)
+    if name in marks:
+        return False, marks[name]
+    marks[name] = {"seq": seq, "ts": ts, "created_at": time.time()}
+    tmp = _file(state_dir).with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        json.dump(marks, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, _file(state_dir))
+    return True, marks[name]

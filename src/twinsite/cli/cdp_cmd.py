@@ -1,0 +1,210 @@
+"""``twinsite rewind-points | bookmark | rewind``: continuous data protection on the standby (docs/cdp.md)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twinsite.apply.applier import SeqFile
+from twinsite.cdp import bookmarks
+from twinsite.cdp.log import RewindLog
+from twinsite.cdp.rewind import (
+    RewindError,
+    apply_lock,
+    move,
+    pause,
+    points,
+    read_position,
+    resolve_seq,
+    resolve_time,
+)
+from twinsite.config.scenario import Scenario
+from twinsite.engine import agent
+from twinsite.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("rewind-points", help="the rewind window of a replica, its bookmarks, the seq for a time")
+    _common(p)
+    p.add_argument("--at", metavar="TIME", help="also say which point a time maps to")
+    p.set_defaults(handler=_points)
+
+    p = sub.add_parser("bookmark", help="name the replica's current point (to rewind to it later)")
+    _common(p)
+    p.add_argument("name")
+    p.set_defaults(handler=_bookmark)
+
+    p = sub.add_parser("rewind", help="rewind the replica to a time, bookmark or seq; or bring it forward again")
+    _common(p)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--to", metavar="TIME|BOOKMARK|SEQ")
+    what.add_argument("--resume", action="store_true", help="forward again to the head, then replication goes on")
+    p.add_argument("--dry-run", action="store_true", help="list what would change, change nothing")
+    p.set_defaults(handler=_rewind)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario")
+    p.add_argument("--root", type=int, default=0, help="which root of the scenario (default 0, the first)")
+    p.add_argument("--config-dir", type=Path, default=agent.DEFAULT_CONFIG_DIR)
+    p.add_argument("--state-dir", type=Path, default=agent.DEFAULT_STATE_DIR)
+    p.add_argument("--json", action="store_true")
+
+
+@dataclass
+class Replica:
+    scenario: Scenario
+    root: Path
+    state: Path
+    log: RewindLog
+    head: int
+
+
+def _replica(args: argparse.Namespace) -> Replica:
+    found = {s.name: s for s in agent.load_dir(args.config_dir)}
+    s = found.get(args.scenario)
+    if s is None:
+        raise ConfigError(f"no scenario {args.scenario!r} in {args.config_dir}", hint=f"known: {', '.join(found)}")
+    if not 0 <= args.root < len(s.roots):
+        raise ConfigError(f"scenario {s.name} has {len(s.roots)} root(s); --root {args.root} is not one of them")
+    state = agent.receiver_state(args.state_dir, s.name, args.root)
+    if not (state / "rewind").is_dir():
+        raise RewindError(
+            f"no rewind log for {s.name} on this host ({state / 'rewind'})",
+            hint="rewinding needs `cdp: {enabled: true}` in the scenario, on its standby, and points recorded since",
+        )
+    seqf = SeqFile(state / "applied_seq")
+    head = seqf.read()
+    seqf.close()
+    return Replica(s, Path(s.roots[args.root].path), state, RewindLog(state / "rewind"), head)
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> float:
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{text!r} is neither a bookmark, a seq nor a time",
+            hint="give a bookmark name (twinsite rewind-points lists them), a seq number, "
+            "or an ISO 8601 time such as 2026-11-25T03:00:00Z (without a zone: this host's local time)",
+        ) from exc
+    return when.timestamp()
+
+
+def _target(r: Replica, text: str) -> int:
+    marks = bookmarks.load(r.state)
+    if text in marks:
+        return resolve_seq(r.log, r.head, int(marks[text]["seq"]))
+    if text.isdigit():
+        return resolve_seq(r.log, r.head, int(text))
+    try:
+        when = parse_time(text)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{text!r} is not a bookmark of {r.scenario.name}, a seq or a time",
+            hint=f"bookmarks: {', '.join(sorted(marks)) or 'none'}; {exc.hint}",
+        ) from exc
+    return resolve_time(r.log, r.head, when)
+
+
+def _points(args: argparse.Namespace) -> tuple[Any, str]:
+    r = _replica(args)
+    pts = points(r.log, r.head)
+    reachable = {s for s, _ in pts}
+    marks = [
+        {"name": n, **m, "time": _when(m["ts"]), "reachable": m["seq"] in reachable}
+        for n, m in sorted(bookmarks.load(r.state).items(), key=lambda kv: kv[1]["seq"])
+    ]
+    pos = read_position(r.log.dir)
+    result: dict[str, Any] = {
+        "scenario": r.scenario.name,
+        "root": str(r.root),
+        "head": r.head,
+        "rewound_to": pos.at if pos else None,
+        "oldest": {"seq": pts[0][0], "ts": pts[0][1], "time": _when(pts[0][1])},
+        "newest": {"seq": pts[-1][0], "ts": pts[-1][1], "time": _when(pts[-1][1])},
+        "points": len(pts),
+        "log_bytes": r.log.disk_bytes(),
+        "bookmarks": marks,
+    }
+    lines = [
+        f"{r.scenario.name} {r.root}: {len(pts)} points, {result['log_bytes']} bytes of rewind log",
+        f"  oldest  seq {pts[0][0]:>10}  {result['oldest']['time']}",
+        f"  newest  seq {pts[-1][0]:>10}  {result['newest']['time']}",
+    ]
+    if pos:
+        lines.append(f"  REWOUND to seq {pos.at} (head {pos.head}): `twinsite rewind {r.scenario.name} --resume`")
+    for m in marks:
+        lines.append(f"  bookmark {m['name']}: seq {m['seq']} {m['time']}" + ("" if m["reachable"] else " (pruned)"))
+    if args.at:
+        seq = resolve_time(r.log, r.head, parse_time(args.at))
+        result["at"] = {"time": args.at, "seq": seq}
+        lines.append(f"  {args.at} -> seq {seq}")
+    return result, "\n".join(lines)
+
+
+def _bookmark(args: argparse.Namespace) -> tuple[Any, str]:
+    r = _replica(args)
+    ts = points(r.log, r.head)[-1][1]
+    created, mark = bookmarks.add(r.state, args.name, r.head, ts)
+    result = {"scenario": r.scenario.name, "name": args.name, "changed": created, **mark, "time": _when(mark["ts"])}
+    verb = "bookmarked" if created else "already bookmarked"
+    return result, f"{r.scenario.name}: {verb} {args.name!r} at seq {mark['seq']} ({result['time']})"
+
+
+def _changes(r: Replica, start: int, target: int) -> dict[str, Any]:
+    """What moving from ``start`` to ``target`` touches: paths (as the records name them), bytes, records."""
+    paths: set[bytes] = set()
+    nbytes = nrecs = 0
+    groups = list(r.log.groups())
+    if target < start:
+        chosen = [(g, g.undo_records()) for g in reversed(groups) if target < g.last_seq <= start]
+    else:
+        chosen = [(g, g.forward_records()) for g in groups if start < g.last_seq <= target]
+    for _g, recs in chosen:
+        for rec in recs:
+            paths.add(rec.path)
+            nbytes += len(rec.data)
+            nrecs += 1
+    return {"files": sorted(os.fsdecode(p) for p in paths), "bytes": nbytes, "records": nrecs}
+
+
+def _rewind(args: argparse.Namespace) -> tuple[Any, str]:
+    r = _replica(args)
+    pos = read_position(r.log.dir)
+    head = pos.head if pos else r.head
+    start = pos.at if pos else head
+    target = head if args.resume else _target(r, args.to)
+    changes = _changes(r, start, target)
+    result: dict[str, Any] = {
+        "scenario": r.scenario.name,
+        "root": str(r.root),
+        "from": start,
+        "to": target,
+        "head": head,
+        "dry_run": bool(args.dry_run),
+        "changed": start != target or bool(pos and pos.sub),
+        **changes,
+    }
+    what = f"{len(changes['files'])} path(s), {changes['bytes']} bytes of data"
+    if args.dry_run:
+        return result, f"{r.scenario.name}: would move from seq {start} to seq {target}: {what}"
+    if result["changed"]:
+        pause(r.log.dir, head, target)  # the receiver stops applying ...
+        with apply_lock(r.state):  # ... after the batch it may be in the middle of
+            move(r.root, r.log, head, target)
+    result["state"] = "rewound" if target != head else "replicating"
+    if target == head:
+        return result, f"{r.scenario.name}: forward again at seq {head}; replication goes on ({what} re-applied)"
+    return result, (
+        f"{r.scenario.name}: REWOUND to seq {target} ({what} undone). Replication is paused: switch over to "
+        f"this data, or `twinsite rewind {r.scenario.name} --resume` to bring it forward again."
+    )
