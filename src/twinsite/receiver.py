@@ -95,20 +95,35 @@ class Receiver:
         self.cdp: dict[str, Any] = {}
         self._pruned_at = 0.0
 
-    def _setup_cdp(self, cdp: dict[str, Any], applied_seq: int) -> None:
-        """Open the rewind log when the scenario asks for it. A log that does not reach the applied seq (CDP
-        was off meanwhile) cannot rewind from here: it is removed, as it is when CDP is turned off."""
+    def _setup_cdp(self, cdp: dict[str, Any], applied_seq: int) -> int:
+        """Open the rewind log when the scenario asks for it; returns the applied seq.
+
+        A group logged but not yet acknowledged (a crash between the log's fsync and the applied seq) is
+        finished here from the log: its records are durable, and the sender, whatever it resends, numbers
+        from the seq this returns. A log that does not reach the applied seq (CDP was off meanwhile) cannot
+        rewind from here: it is removed, as it is when CDP is turned off."""
         log_dir = self.state / "rewind"
         self.cdp = cdp
         if not cdp.get("enabled"):
             shutil.rmtree(log_dir, ignore_errors=True)
-            return
-        log = RewindLog(log_dir)
-        if log.last_seq and log.last_seq != applied_seq:
+            return applied_seq
+        max_size = int(cdp.get("max_size", 10 << 30))
+        segment = max(1 << 20, min(64 << 20, max_size // 8))  # the cap then holds within an eighth
+        log = RewindLog(log_dir, segment_size=segment)
+        if log.last_seq > applied_seq:
+            for group in reversed(list(log.newest_first(above=applied_seq))):
+                for rec in group.forward_records():
+                    if rec.seq > applied_seq:
+                        self.applier.apply(rec)
+            self.applier.commit()
+            applied_seq = log.last_seq
+            self.applied.write(applied_seq)
+        elif log.last_seq and log.last_seq < applied_seq:
             log.close()
             shutil.rmtree(log_dir)
-            log = RewindLog(log_dir)
+            log = RewindLog(log_dir, segment_size=segment)
         self.rewind_log = log
+        return applied_seq
 
     def send(self, kind: Kind, obj: dict[str, Any]) -> None:
         self.out.write(pack_json(kind, obj))
@@ -126,7 +141,8 @@ class Receiver:
                 if str(hello.get("root")) != str(self.root):
                     raise ProtocolError(f"sender replicates {hello.get('root')}, this receiver serves {self.root}")
                 self._refuse_if_rewound()
-                self._setup_cdp(dict(hello.get("cdp") or {}), applied_seq)
+                with apply_lock(self.state):
+                    applied_seq = self._setup_cdp(dict(hello.get("cdp") or {}), applied_seq)
                 self.send(Kind.READY, {"applied_seq": applied_seq, "version": __version__})
             elif kind == Kind.MANIFEST_REQ:
                 self.send(Kind.MANIFEST, {"entries": manifest(self.root)})
@@ -183,20 +199,22 @@ class Receiver:
         if not new:
             return last
         log = self.rewind_log
-        logged = [r for r in new if log is not None and r.seq <= log.last_seq]  # logged before a crash
-        for rec in logged:
-            self.applier.apply(rec)
-        fresh = new[len(logged) :]
-        if log is not None and fresh:
-            log.append(make_group(fresh, capture(self.applier.root_fd, fresh)))  # fsynced before applying
-        for rec in fresh:
+        if log is not None:
+            log.append(make_group(new, capture(self.applier.root_fd, new)))  # fsynced before applying
+        for rec in new:
             self.applier.apply(rec)
         self.applier.commit()  # data and names durable ...
         self.applied.write(last)  # ... before the position that acknowledges them
-        if log is not None and time.monotonic() - self._pruned_at > 10:
-            self._pruned_at = time.monotonic()
-            log.prune(max_age=float(self.cdp.get("retention", 86400)), max_size=int(self.cdp.get("max_size", 10 << 30)))
+        if log is not None:
+            self._prune(log)
         return last
+
+    def _prune(self, log: RewindLog) -> None:
+        """Retention: every 10 s, and whenever the log is past its cap."""
+        max_size = int(self.cdp.get("max_size", 10 << 30))
+        if time.monotonic() - self._pruned_at > 10 or log.disk_bytes() > max_size:
+            self._pruned_at = time.monotonic()
+            log.prune(max_age=float(self.cdp.get("retention", 86400)), max_size=max_size)
 
     def close(self) -> None:
         self.applier.close()

@@ -131,3 +131,45 @@ def test_a_record_with_nothing_to_act_on_after_the_first_batch_is_reported_as_di
     answers, _root = serve(tmp_path, frames)
     assert answers[1] == (Kind.ACK, {"seq": 3, "diverged": 0})
     assert answers[2] == (Kind.ACK, {"seq": 4, "diverged": 1})  # the sender then compares everything again
+
+
+CDP = {"enabled": True, "retention": 3600, "max_size": 1 << 30}
+
+
+def cdp_hello(root: Path) -> bytes:
+    return pack_json(Kind.HELLO, {"scenario": "t", "root": str(root), "cdp": CDP})
+
+
+def test_with_cdp_every_batch_is_logged_before_it_is_applied_and_a_rewound_replica_applies_nothing(
+    tmp_path: Path,
+) -> None:
+    from twinsite.cdp.log import RewindLog
+    from twinsite.cdp.rewind import RewindError, move
+
+    answers, root = serve(tmp_path, [cdp_hello(tmp_path / "root"), pack_batch(blob(recs(1, 3)), compress=False)])
+    assert answers[-1] == (Kind.ACK, {"seq": 3, "diverged": 0})
+    log = RewindLog(tmp_path / "state" / "rewind")
+    assert [(g.first_seq, g.last_seq) for g in log.groups()] == [(1, 3)]
+    move(root, log, 3, 0)  # rewound: the three files are gone again ...
+    assert sorted(p.name for p in root.iterdir()) == []
+    with pytest.raises(RewindError, match="rewound to seq 0"):  # (sent as an ERROR frame by `receive`)
+        serve(tmp_path, [cdp_hello(root), pack_batch(blob(recs(4, 1)), compress=False)])
+    assert sorted(p.name for p in root.iterdir()) == []  # ... and nothing was applied
+    move(root, log, 3, 3)
+    answers, _ = serve(tmp_path, [cdp_hello(root), pack_batch(blob(recs(4, 1)), compress=False)])
+    assert answers[-1][1]["seq"] == 4 and sorted(p.name for p in root.iterdir()) == ["f1", "f2", "f3", "f4"]
+
+
+def test_a_group_logged_but_not_applied_before_a_crash_is_finished_from_the_log(tmp_path: Path) -> None:
+    from twinsite.cdp.log import RewindLog, make_group
+
+    answers, root = serve(tmp_path, [cdp_hello(tmp_path / "root"), pack_batch(blob(recs(1, 3)), compress=False)])
+    log = RewindLog(tmp_path / "state" / "rewind")
+    log.append(make_group(recs(4, 2), []))  # the crash: logged (fsynced), never applied nor acknowledged
+    log.close()
+    answers, _ = serve(tmp_path, [cdp_hello(root)])
+    assert answers == [(Kind.READY, {"applied_seq": 5, "version": answers[0][1]["version"]})]
+    assert sorted(p.name for p in root.iterdir()) == ["f1", "f2", "f3", "f4", "f5"]
+    assert SeqFile(tmp_path / "state" / "applied_seq").read() == 5
+    answers, _ = serve(tmp_path, [pack_json(Kind.HELLO, {"scenario": "t", "root": str(root)})])  # CDP turned off
+    assert not (tmp_path / "state" / "rewind").exists()  # a log with a gap could not rewind: it goes
