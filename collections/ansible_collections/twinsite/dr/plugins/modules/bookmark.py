@@ -22,7 +22,8 @@ options:
     type: str
     required: true
   name:
-    description: The bookmark's name (letters, digits and C(. _ : @ + -); not all digits).
+    description:
+      - The bookmark's name, of letters, digits and the characters C(._:@+-), not all digits.
     type: str
     required: true
   root:
