@@ -407,7 +407,12 @@ class Sender:
                     self.direct.clear()  # queued for the previous connection: the planner compares again
                     self.link = link
                     self.planned.notify_all()
-                self.publish(connects=self.status.connects + 1, acked_seq=applied, last_error=None)
+                self.publish(
+                    connects=self.status.connects + 1,
+                    acked_seq=applied,
+                    last_error=None,
+                    state=self._connected_state(),  # (nothing may be left to acknowledge to say so later)
+                )
                 self.link_ready.set()
                 delay = 0.2
                 self._ship(link, applied)
