@@ -166,32 +166,44 @@ def move(
             if not pos.sub:  # (a group half done is finished the way it was going first)
                 pos.direction = -1 if target < pos.at else 1
             back = pos.direction < 0
-            group = _next_group(log, pos, back)
-            records = group.undo_records() if back else group.forward_records()
-            subs = _sub_batches(records)
-            for i in range(pos.sub, len(subs)):
-                for r in subs[i]:
-                    applier.apply(r)
-                applier.commit()  # durable before the position says so
-                pos.sub = i + 1
+            # one pass over the log in the direction of travel (looking each group up anew would read the
+            # log once per group)
+            for group in _groups(log, pos, back, target):
+                records = group.undo_records() if back else group.forward_records()
+                subs = _sub_batches(records)
+                for i in range(pos.sub, len(subs)):
+                    for r in subs[i]:
+                        applier.apply(r)
+                    applier.commit()  # durable before the position says so
+                    pos.sub = i + 1
+                    _store(log.dir, pos)
+                    if on_step:
+                        on_step(pos)
+                pos.at, pos.sub = (group.first_seq - 1 if back else group.last_seq), 0
                 _store(log.dir, pos)
-                if on_step:
-                    on_step(pos)
-            pos.at, pos.sub = (group.first_seq - 1 if back else group.last_seq), 0
-            _store(log.dir, pos)
+                if (back and pos.at <= target) or (not back and pos.at >= target):
+                    break
+            else:
+                if pos.at != target:
+                    raise RewindError(f"the rewind log ends at seq {pos.at} on the way to seq {target}")
         _store(log.dir, pos)  # (at the head: the rewound mark goes)
     finally:
         applier.close()
     return pos
 
 
-def _next_group(log: RewindLog, pos: Position, back: bool) -> Group:
+def _groups(log: RewindLog, pos: Position, back: bool, target: int) -> Iterator[Group]:
+    """The groups to pass, in order, from the replica's position (checked to follow on one another)."""
+    expect = pos.at
     if back:
-        for g in log.newest_first(above=pos.at - 1):
-            if g.last_seq == pos.at:
-                return g
+        source = (g for g in log.newest_first(above=min(target, pos.at - 1)) if g.last_seq <= pos.at)
     else:
-        for g in log.groups():
-            if g.first_seq == pos.at + 1:
-                return g
-    raise RewindError(f"the rewind log has no group {'ending' if back else 'starting'} at seq {pos.at}")
+        source = (g for g in log.groups() if g.last_seq > pos.at)
+    for g in source:
+        if (back and g.last_seq != expect) or (not back and g.first_seq != expect + 1):
+            break
+        yield g
+        expect = g.first_seq - 1 if back else g.last_seq
+    else:
+        return
+    raise RewindError(f"the rewind log has no group {'ending' if back else 'starting'} at seq {expect}")
