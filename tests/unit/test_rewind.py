@@ -9,8 +9,9 @@ import pytest
 
 from tests.fsops import mutate, populate
 from tests.unit.test_apply import Pipe, captured
-from tests.unit.test_undo import apply_all, cut
+from tests.unit.test_undo import apply_all
 from twinsite.apply.applier import Applier
+from twinsite.apply.batching import cut
 from twinsite.cdp.log import RewindLog, make_group
 from twinsite.cdp.rewind import RewindError, move, points, read_position, resolve_seq, resolve_time
 from twinsite.cdp.undo import capture

@@ -17,22 +17,10 @@ import pytest
 from tests.fsops import mutate, populate
 from tests.unit.test_apply import Pipe, captured
 from twinsite.apply.applier import Applier
-from twinsite.apply.batching import BatchCutter
+from twinsite.apply.batching import cut
 from twinsite.cdp.undo import capture
 from twinsite.journal.record import Meta, Op, Record
 from twinsite.tree import differences, digest, entries
-
-
-def cut(records: list[Record], limit: int = 64) -> list[list[Record]]:
-    batches: list[list[Record]] = [[]]
-    cutter = BatchCutter()
-    for r in records:
-        if batches[-1] and (cutter.conflicts(r) or len(batches[-1]) >= limit):
-            batches.append([])
-            cutter.reset()
-        batches[-1].append(r)
-        cutter.add(r)
-    return [b for b in batches if b]
 
 
 def apply_all(ap: Applier, records: list[Record]) -> None:

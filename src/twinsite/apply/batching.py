@@ -41,3 +41,17 @@ class BatchCutter:
             parts = n.split(b"/")
             for i in range(1, len(parts)):
                 self.ancestors.add(b"/".join(parts[:i]))
+
+
+def cut(records: list[Record], limit: int | None = None) -> list[list[Record]]:
+    """``records`` in order, cut into batches that are each safe to replay (and of at most ``limit`` records)."""
+    batches: list[list[Record]] = []
+    cutter = BatchCutter()
+    for rec in records:
+        full = limit is not None and bool(batches) and len(batches[-1]) >= limit
+        if not batches or cutter.conflicts(rec) or full:
+            batches.append([])
+            cutter.reset()
+        batches[-1].append(rec)
+        cutter.add(rec)
+    return batches

@@ -22,10 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from twinsite.apply.applier import Applier
-from twinsite.apply.batching import BatchCutter
+from twinsite.apply.batching import cut
 from twinsite.cdp.log import Group, RewindLog
 from twinsite.errors import TwinsiteError
-from twinsite.journal.record import Record
 
 
 class RewindError(TwinsiteError):
@@ -135,18 +134,6 @@ def _outside(pts: list[tuple[int, float]], what: str) -> RewindError:
     )
 
 
-def _sub_batches(records: list[Record]) -> list[list[Record]]:
-    out: list[list[Record]] = [[]]
-    cutter = BatchCutter()
-    for r in records:
-        if out[-1] and cutter.conflicts(r):
-            out.append([])
-            cutter.reset()
-        out[-1].append(r)
-        cutter.add(r)
-    return [b for b in out if b]
-
-
 def move(
     root: Path,
     log: RewindLog,
@@ -157,8 +144,9 @@ def move(
 ) -> Position:
     """Bring the replica under ``root`` to point ``target`` (back or forward), resuming an interrupted move.
     Returns the final position; at the head the rewound state is cleared."""
-    if target < points(log, head)[0][0] or target > head:
-        raise _outside(points(log, head), f"seq {target}")
+    pts = points(log, head)
+    if target < pts[0][0] or target > head:
+        raise _outside(pts, f"seq {target}")
     pos = pause(log.dir, head, target)
     applier = Applier(root)
     try:
@@ -170,7 +158,7 @@ def move(
             # log once per group)
             for group in _groups(log, pos, back, target):
                 records = group.undo_records() if back else group.forward_records()
-                subs = _sub_batches(records)
+                subs = cut(records)
                 for i in range(pos.sub, len(subs)):
                     for r in subs[i]:
                         applier.apply(r)

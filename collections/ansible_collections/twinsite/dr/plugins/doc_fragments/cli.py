@@ -27,3 +27,16 @@ attributes:
     support: none
     description: Reads only, there is nothing to diff.
 """
+
+    # Modules that read a host's scenarios and state: where they are.
+    DIRS = r"""
+options:
+  config_dir:
+    description: The host's scenario directory.
+    type: path
+    default: /etc/twinsite/scenarios
+  state_dir:
+    description: The host's state directory.
+    type: path
+    default: /var/lib/twinsite
+"""

@@ -15,6 +15,19 @@ def cli_argument_spec():
     return dict(twinsite_cli=dict(type="path"))
 
 
+def dirs_argument_spec():
+    """config_dir and state_dir (documented by the twinsite.dr.cli.dirs doc fragment)."""
+    return dict(
+        config_dir=dict(type="path", default="/etc/twinsite/scenarios"),
+        state_dir=dict(type="path", default="/var/lib/twinsite"),
+    )
+
+
+def dirs_args(params):
+    """The CLI options that point it at the host's scenarios and state."""
+    return ["--config-dir", params["config_dir"], "--state-dir", params["state_dir"]]
+
+
 class TwinsiteModule(AnsibleModule):
     """AnsibleModule plus the twinsite CLI runner and error translation."""
 

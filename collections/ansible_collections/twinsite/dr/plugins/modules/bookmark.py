@@ -30,16 +30,9 @@ options:
     description: Which root of the scenario (0 is the first).
     type: int
     default: 0
-  config_dir:
-    description: The host's scenario directory.
-    type: path
-    default: /etc/twinsite/scenarios
-  state_dir:
-    description: The host's state directory.
-    type: path
-    default: /var/lib/twinsite
 extends_documentation_fragment:
   - twinsite.dr.cli
+  - twinsite.dr.cli.dirs
 attributes:
   check_mode:
     support: full
@@ -74,12 +67,12 @@ bookmark:
     time: "2026-11-25T03:40:16.390Z"
 """
 
-from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule
+from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule, dirs_args, dirs_argument_spec
 
 
 def logic(module):
     p = module.params
-    where = ["--root", str(p["root"]), "--config-dir", p["config_dir"], "--state-dir", p["state_dir"]]
+    where = ["--root", str(p["root"]), *dirs_args(p)]
     points = module.twinsite(["rewind-points", p["scenario"], *where])
     found = [b for b in points["bookmarks"] if b["name"] == p["name"]]
     if found:
@@ -96,8 +89,7 @@ def main():
             scenario=dict(type="str", required=True),
             name=dict(type="str", required=True),
             root=dict(type="int", default=0),
-            config_dir=dict(type="path", default="/etc/twinsite/scenarios"),
-            state_dir=dict(type="path", default="/var/lib/twinsite"),
+            **dirs_argument_spec(),
         ),
         supports_check_mode=True,
     )

@@ -35,16 +35,9 @@ options:
     description: Which root of the scenario (0 is the first).
     type: int
     default: 0
-  config_dir:
-    description: The host's scenario directory.
-    type: path
-    default: /etc/twinsite/scenarios
-  state_dir:
-    description: The host's state directory.
-    type: path
-    default: /var/lib/twinsite
 extends_documentation_fragment:
   - twinsite.dr.cli
+  - twinsite.dr.cli.dirs
 attributes:
   check_mode:
     support: full
@@ -112,14 +105,14 @@ state:
   sample: rewound
 """
 
-from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule
+from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule, dirs_args, dirs_argument_spec
 
 
 def logic(module):
     p = module.params
     if bool(p["resume"]) == bool(p["to"]):
         module.fail_json(msg="give either to (a time, bookmark or seq) or resume=true")
-    where = ["--root", str(p["root"]), "--config-dir", p["config_dir"], "--state-dir", p["state_dir"]]
+    where = ["--root", str(p["root"]), *dirs_args(p)]
     how = ["--resume"] if p["resume"] else ["--to", p["to"]]
     plan = module.twinsite(["rewind", p["scenario"], *how, "--dry-run", *where])
     changed = plan["from"] != plan["to"] or plan["changed"]
@@ -145,8 +138,7 @@ def main():
             to=dict(type="str"),
             resume=dict(type="bool", default=False),
             root=dict(type="int", default=0),
-            config_dir=dict(type="path", default="/etc/twinsite/scenarios"),
-            state_dir=dict(type="path", default="/var/lib/twinsite"),
+            **dirs_argument_spec(),
         ),
         supports_check_mode=True,
     )

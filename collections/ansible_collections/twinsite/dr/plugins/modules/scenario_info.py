@@ -18,16 +18,9 @@ options:
   name:
     description: Only this scenario.
     type: str
-  config_dir:
-    description: The host's scenario directory.
-    type: path
-    default: /etc/twinsite/scenarios
-  state_dir:
-    description: The host's state directory.
-    type: path
-    default: /var/lib/twinsite
 extends_documentation_fragment:
   - twinsite.dr.cli
+  - twinsite.dr.cli.dirs
   - twinsite.dr.cli.info
 seealso:
   - module: twinsite.dr.scenario
@@ -76,12 +69,12 @@ scenarios:
         elapsed_seconds: 14.9
 """
 
-from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule
+from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule, dirs_args, dirs_argument_spec
 
 
 def logic(module):
     p = module.params
-    result = module.twinsite(["status", "--config-dir", p["config_dir"], "--state-dir", p["state_dir"]])
+    result = module.twinsite(["status", *dirs_args(p)])
     rows = [r for r in result["scenarios"] if p["name"] is None or r["scenario"] == p["name"]]
     return dict(changed=False, scenarios=rows)
 
@@ -90,8 +83,7 @@ def main():
     module = TwinsiteModule(
         argument_spec=dict(
             name=dict(type="str"),
-            config_dir=dict(type="path", default="/etc/twinsite/scenarios"),
-            state_dir=dict(type="path", default="/var/lib/twinsite"),
+            **dirs_argument_spec(),
         ),
         supports_check_mode=True,
     )
