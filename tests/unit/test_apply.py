@@ -11,7 +11,7 @@ import pytest
 
 from tests.fsops import mutate, populate
 from twinsite.apply.applier import Applier, ApplyError
-from twinsite.apply.batching import BatchCutter
+from twinsite.apply.batching import BatchCutter, cut
 from twinsite.apply.paths import UnsafePathError
 from twinsite.journal.record import Meta, Op, Record
 from twinsite.sync.changes import ChangeSet
@@ -103,7 +103,8 @@ def test_initial_sync_then_changes_replicate_byte_exact(tmp_path: Path, seed: in
         same(src, dst)
 
 
-def test_replaying_any_batch_from_any_point_gives_the_same_tree(tmp_path: Path) -> None:
+@pytest.mark.parametrize("deletes_free", [False, True], ids=["sender", "rewind"])
+def test_replaying_any_batch_from_any_point_gives_the_same_tree(tmp_path: Path, deletes_free: bool) -> None:
     src, dst, ref = tmp_path / "src", tmp_path / "dst", tmp_path / "ref"
     rng = random.Random(7)
     populate(src, rng, files=40)
@@ -113,16 +114,11 @@ def test_replaying_any_batch_from_any_point_gives_the_same_tree(tmp_path: Path) 
     for _ in range(5):
         pipe.ship(list(captured(mutate(src, rng, ops=30)).plan(pipe.planner)))
     all_recs = pipe.records
-    # cut the stream into batches the way the sender does
-    batches: list[list[Record]] = [[]]
-    cutter = BatchCutter()
-    for r in all_recs[start:]:
-        if cutter.conflicts(r):
-            batches.append([])
-            cutter.reset()
-        batches[-1].append(r)
-        cutter.add(r)
+    # cut the stream into batches the way the sender does, or the way a rewind does (fewer cuts)
+    batches = cut(all_recs[start:], deletes_free=deletes_free)
     assert len(batches) > 3
+    if deletes_free:
+        assert len(batches) < len(cut(all_recs[start:]))
     # crash at every point of every batch, then replay that whole batch and go on
     for bi, batch in enumerate(batches):
         for crash in range(1, len(batch) + 1):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,9 @@ from tests.unit.test_undo import apply_all
 from twinsite.apply.applier import Applier
 from twinsite.apply.batching import cut
 from twinsite.cdp.log import RewindLog, make_group
-from twinsite.cdp.rewind import RewindError, move, points, read_position, resolve_seq, resolve_time
+from twinsite.cdp.rewind import RUN_BYTES, RewindError, move, points, read_position, resolve_seq, resolve_time
 from twinsite.cdp.undo import capture
+from twinsite.journal.record import Op
 from twinsite.journal.segments import JournalError
 from twinsite.tree import digest
 
@@ -40,13 +43,20 @@ def replicate_with_log(tmp_path: Path, seed: int, rounds: int) -> tuple[Path, Pa
     return src, dst, log, at_points
 
 
-def test_moving_to_20_random_points_back_and_forth_reproduces_each_and_ends_at_the_head(tmp_path: Path) -> None:
+# runs of whole groups: everything in one run, or a few groups per run (runs end between groups)
+RUNS = pytest.mark.parametrize("run_bytes", [RUN_BYTES, 4000], ids=["one-run", "small-runs"])
+
+
+@RUNS
+def test_moving_to_20_random_points_back_and_forth_reproduces_each_and_ends_at_the_head(
+    tmp_path: Path, run_bytes: int
+) -> None:
     src, dst, log, at_points = replicate_with_log(tmp_path, seed=11, rounds=20)
     head = log.last_seq
     assert len(log.segments()) > 1
     rng = random.Random(3)
     for target in rng.sample(sorted(at_points), 20):
-        pos = move(dst, log, head, target)
+        pos = move(dst, log, head, target, run_bytes=run_bytes)
         assert digest(dst) == at_points[target], f"at seq {target}"
         assert (read_position(log.dir) is not None) == (target != head)  # marked rewound until back at the head
         assert pos.at == target
@@ -55,7 +65,8 @@ def test_moving_to_20_random_points_back_and_forth_reproduces_each_and_ends_at_t
     assert read_position(log.dir) is None
 
 
-def test_an_interrupted_move_resumes_and_ends_in_the_same_state(tmp_path: Path) -> None:
+@RUNS
+def test_an_interrupted_move_resumes_and_ends_in_the_same_state(tmp_path: Path, run_bytes: int) -> None:
     _src, dst, log, at_points = replicate_with_log(tmp_path, seed=5, rounds=8)
     head = log.last_seq
     rng = random.Random(9)
@@ -71,16 +82,51 @@ def test_an_interrupted_move_resumes_and_ends_in_the_same_state(tmp_path: Path) 
                 raise KeyboardInterrupt  # stands for kill -9: the position on disk is all that is left
 
         try:
-            move(dst, log, head, target, on_step=crash)
+            move(dst, log, head, target, on_step=crash, run_bytes=run_bytes)
         except KeyboardInterrupt:
             crashes += 1
             other = rng.choice(seqs)  # the operator may even change their mind before running it again
-            move(dst, log, head, other)
+            move(dst, log, head, other, run_bytes=run_bytes)
             assert digest(dst) == at_points[other]
-            move(dst, log, head, target)
+            move(dst, log, head, target, run_bytes=run_bytes)
         assert digest(dst) == at_points[target]
         at = target
     assert crashes >= 4
+
+
+def test_replaying_any_sub_batch_of_a_rewind_from_any_point_gives_the_same_tree(tmp_path: Path) -> None:
+    """A rewind's sub-batches (undo records of many groups, cut with DELETE free) survive a crash anywhere:
+    replaying the sub-batch from its start on whatever part of it took effect ends in the same tree."""
+    _src, dst, log, at_points = replicate_with_log(tmp_path, seed=8, rounds=4)
+    oldest = points(log, log.last_seq)[0][0]
+    undo = [r for g in log.newest_first(above=oldest) for r in g.undo_records()]
+    batches = cut(undo, deletes_free=True)
+    assert len(batches) < len(cut(undo)) and any(r.op == Op.DELETE for r in undo)
+
+    def copy(a: Path, b: Path) -> Path:
+        shutil.rmtree(b, ignore_errors=True)
+        subprocess.run(["cp", "-a", str(a), str(b)], check=True)  # keeps hard links, xattrs, times
+        return b
+
+    ref = copy(dst, tmp_path / "ref")
+    apply_all(ap := Applier(ref), undo)
+    ap.close()
+    assert digest(ref) == at_points[oldest]
+    before = copy(dst, tmp_path / "before")  # the tree at the start of sub-batch bi
+    replays = 0
+    for bi, batch in enumerate(batches):
+        for crash in range(1, len(batch) + 1):
+            work = copy(before, tmp_path / "work")
+            ap = Applier(work)
+            for r in batch[:crash]:
+                ap.apply(r)  # then the crash, before the position was stored
+            apply_all(ap, [r for b in batches[bi:] for r in b])
+            ap.close()
+            assert digest(work) == digest(ref), f"sub-batch {bi}, crash after {crash} records"
+            replays += 1
+        apply_all(ap := Applier(before), batch)
+        ap.close()
+    assert replays == len(undo)
 
 
 def test_points_times_and_the_window(tmp_path: Path) -> None:
@@ -130,3 +176,24 @@ def test_a_torn_append_is_dropped_and_corruption_inside_is_refused(tmp_path: Pat
     last.write_bytes(bytes(damaged))
     with pytest.raises(JournalError, match="corrupt rewind log"):
         RewindLog(log.dir)
+
+
+def test_headers_are_read_without_the_blobs_and_a_damaged_older_segment_is_refused(tmp_path: Path) -> None:
+    _src, _dst, log, _ = replicate_with_log(tmp_path, seed=12, rounds=4)
+    log.close()
+    groups = list(log.groups())
+    assert [(h.first_seq, h.last_seq, h.ts_first, h.ts_last) for h in log.heads()] == [
+        (g.first_seq, g.last_seq, g.ts_first, g.ts_last) for g in groups
+    ]
+    segs = log.segments()
+    assert len(segs) >= 2
+    newest = segs[-1].read_bytes()
+    segs[-1].write_bytes(newest + groups[-1].encode()[:90])  # a group being appended: the list ends before it
+    assert list(log.heads())[-1].last_seq == groups[-1].last_seq
+    oldest = segs[0].read_bytes()
+    segs[0].write_bytes(oldest[:-7])  # an older segment cut inside its last group
+    with pytest.raises(JournalError, match="ends inside a group"):
+        list(log.heads())
+    segs[0].write_bytes(oldest[:4] + b"\xff" * 8 + oldest[12:])  # a header's seq overwritten: first > last
+    with pytest.raises(JournalError, match="bad group header at byte 0"):
+        points(log, log.last_seq)

@@ -3,6 +3,12 @@
 A namespace operation (anything but WRITE, TRUNCATE, SETATTR) may not act on a name that an earlier record
 of the same batch touched, nor on a directory under which an earlier record touched something: replaying
 the batch would then apply the earlier records to what the namespace operation put there.
+
+A DELETE puts nothing there. Replayed after it, earlier records on or under the name it removed find
+nothing (data records are skipped) or make something that the replayed DELETE removes again, so with
+``deletes_free`` a DELETE never starts a new batch. Rewinding cuts that way (cdp/rewind.py: undoing
+creations is mostly deletes, each cut costs a syncfs). The sender does not: what a batch destroys is
+captured (cdp/undo.py) on the rule that a name is the subject of at most one namespace record per batch.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ def _names(rec: Record) -> tuple[bytes, ...]:
 class BatchCutter:
     """Tracks the names a batch has touched; ``conflicts`` says when a record must start a new batch."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, deletes_free: bool = False) -> None:
+        self.deletes_free = deletes_free
         self.touched: set[bytes] = set()
         self.ancestors: set[bytes] = set()
 
@@ -30,7 +37,7 @@ class BatchCutter:
         self.ancestors.clear()
 
     def conflicts(self, rec: Record) -> bool:
-        if rec.op in DATA_OPS:
+        if rec.op in DATA_OPS or (self.deletes_free and rec.op == Op.DELETE):
             return False
         names = (rec.path, rec.path2) if rec.op == Op.RENAME else (rec.path,)
         return any(n in self.touched or n in self.ancestors for n in names)
@@ -43,10 +50,10 @@ class BatchCutter:
                 self.ancestors.add(b"/".join(parts[:i]))
 
 
-def cut(records: list[Record], limit: int | None = None) -> list[list[Record]]:
+def cut(records: list[Record], limit: int | None = None, *, deletes_free: bool = False) -> list[list[Record]]:
     """``records`` in order, cut into batches that are each safe to replay (and of at most ``limit`` records)."""
     batches: list[list[Record]] = []
-    cutter = BatchCutter()
+    cutter = BatchCutter(deletes_free=deletes_free)
     for rec in records:
         full = limit is not None and bool(batches) and len(batches[-1]) >= limit
         if not batches or cutter.conflicts(rec) or full:

@@ -62,6 +62,16 @@ class Group:
         return _records(self.undo)
 
 
+@dataclass(frozen=True)
+class Head:
+    """A group's header: what listing points and retention need, read without the blobs."""
+
+    first_seq: int
+    last_seq: int
+    ts_first: float
+    ts_last: float
+
+
 def _records(blob: bytes) -> list[Record]:
     out: list[Record] = []
     pos = 0
@@ -153,7 +163,7 @@ class RewindLog:
         if groups:
             self.last_seq = groups[-1].last_seq
         else:
-            older = [g for s in segs[:-1] for g in self._scan(s)[0]]
+            older = list(self.heads(segs[:-1]))
             self.last_seq = older[-1].last_seq if older else 0
 
     def append(self, group: Group) -> None:
@@ -194,6 +204,27 @@ class RewindLog:
         for seg in self.segments():
             yield from self._scan(seg)[0]
 
+    def heads(self, segments: list[Path] | None = None) -> Iterator[Head]:
+        """The groups' headers, oldest first, reading only headers (a group's checksum covers its blobs and
+        is checked when the group itself is read). A group still being appended at the end ends the list."""
+        every = self.segments()
+        newest = every[-1] if every else None
+        for seg in every if segments is None else segments:
+            with open(seg, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                pos = 0
+                while pos + HEAD.size <= size:
+                    magic, first, last, ts0, ts1, flen, ulen = HEAD.unpack(os.pread(f.fileno(), HEAD.size, pos))
+                    end = pos + HEAD.size + TAIL.size + flen + ulen
+                    if magic != MAGIC or flen > MAX_BLOB or ulen > MAX_BLOB or last < first:
+                        raise JournalError(f"corrupt rewind log: bad group header at byte {pos}", where=str(seg))
+                    if end > size:
+                        break
+                    yield Head(first, last, ts0, ts1)
+                    pos = end
+                if pos != size and seg != newest:
+                    raise JournalError(f"corrupt rewind log: it ends inside a group at byte {pos}", where=str(seg))
+
     def newest_first(self, above: int) -> Iterator[Group]:
         """The groups with ``last_seq > above``, newest first (one segment in memory at a time)."""
         for seg in reversed(self.segments()):
@@ -215,8 +246,8 @@ class RewindLog:
         freed = 0
         now = time.time()
         for seg in segs[:-1]:
-            groups = self._scan(seg)[0]
-            newest = groups[-1] if groups else None
+            heads = list(self.heads([seg]))
+            newest = heads[-1] if heads else None
             too_old = max_age is not None and newest is not None and now - newest.ts_last > max_age
             too_big = max_size is not None and total - freed > max_size
             pinned = keep_above is not None and newest is not None and newest.last_seq > keep_above

@@ -4,11 +4,13 @@ The points a replica can be at are the ends of the batches it applied: the seq b
 in the log, and each group's last seq, up to the head (the last applied seq). A time maps to the last
 point whose source time is not after it.
 
-Moving is done group by group: undo records newest first going back, the groups' own records oldest first
-going forward. Each group is applied in sub-batches cut like the sender's (so replaying one after a crash
-is safe), each made durable (syncfs) before the position is stored. The position lives in ``rewind.json``
-beside the log; while it exists the replica is *rewound* and the receiver applies nothing. A move that a
-crash interrupted continues from the stored position and ends in the same state.
+Moving is done in *runs*: whole groups in the direction of travel (their undo records newest group first
+going back, their own records oldest first going forward), about ``RUN_BYTES`` of records at a time. A run
+is applied in sub-batches cut so that replaying one after a crash is safe (apply/batching.py), each made durable
+(syncfs) before the position is stored; the position names the run's end, so that a move a crash
+interrupted rebuilds the same run and skips the sub-batches already done. The position lives in
+``rewind.json`` beside the log; while it exists the replica is *rewound* and the receiver applies nothing.
+A move that a crash interrupted continues from the stored position and ends in the same state.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from twinsite.apply.applier import Applier
 from twinsite.apply.batching import cut
 from twinsite.cdp.log import Group, RewindLog
 from twinsite.errors import TwinsiteError
+from twinsite.journal.record import Record
+
+RUN_BYTES = 32 << 20  # records of whole groups held in memory and moved through together
 
 
 class RewindError(TwinsiteError):
@@ -37,9 +42,10 @@ class RewindError(TwinsiteError):
 class Position:
     head: int  # the last applied seq: where forward ends
     at: int  # the replica is the state after this seq ...
-    sub: int = 0  # ... plus this many sub-batches of the group being moved through
-    direction: int = 0  # -1 undoing that group, +1 redoing it
+    sub: int = 0  # ... plus this many sub-batches of the run being moved through
+    direction: int = 0  # -1 undoing that run, +1 redoing it
     target: int = 0
+    run_end: int = 0  # where that run ends (the point after its last group)
 
     @property
     def rewound(self) -> bool:
@@ -99,7 +105,7 @@ def pause(log_dir: Path, head: int, target: int) -> Position:
 def points(log: RewindLog, head: int) -> list[tuple[int, float]]:
     """(seq, source time) of every reachable point, oldest first; the oldest has the time of its first change."""
     out: list[tuple[int, float]] = []
-    for g in log.groups():
+    for g in log.heads():
         if g.last_seq > head:
             break
         if not out:
@@ -141,9 +147,12 @@ def move(
     target: int,
     *,
     on_step: Callable[[Position], None] | None = None,
+    on_run: Callable[[list[Record]], None] | None = None,
+    run_bytes: int = RUN_BYTES,
 ) -> Position:
     """Bring the replica under ``root`` to point ``target`` (back or forward), resuming an interrupted move.
-    Returns the final position; at the head the rewound state is cleared."""
+    Returns the final position; at the head the rewound state is cleared. ``on_run`` sees each run's
+    records before they are applied, ``on_step`` the position after each durable sub-batch."""
     pts = points(log, head)
     if target < pts[0][0] or target > head:
         raise _outside(pts, f"seq {target}")
@@ -151,14 +160,14 @@ def move(
     applier = Applier(root)
     try:
         while pos.sub or pos.at != target:
-            if not pos.sub:  # (a group half done is finished the way it was going first)
+            if not pos.sub:  # (a run half done is finished the way it was going first)
                 pos.direction = -1 if target < pos.at else 1
-            back = pos.direction < 0
-            # one pass over the log in the direction of travel (looking each group up anew would read the
-            # log once per group)
-            for group in _groups(log, pos, back, target):
-                records = group.undo_records() if back else group.forward_records()
-                subs = cut(records)
+                pos.run_end = 0
+            for run_end, records in _runs(log, pos, target, run_bytes):
+                if on_run:
+                    on_run(records)
+                subs = cut(records, deletes_free=True)
+                pos.run_end = run_end
                 for i in range(pos.sub, len(subs)):
                     for r in subs[i]:
                         applier.apply(r)
@@ -167,17 +176,40 @@ def move(
                     _store(log.dir, pos)
                     if on_step:
                         on_step(pos)
-                pos.at, pos.sub = (group.first_seq - 1 if back else group.last_seq), 0
-                _store(log.dir, pos)
-                if (back and pos.at <= target) or (not back and pos.at >= target):
-                    break
-            else:
-                if pos.at != target:
-                    raise RewindError(f"the rewind log ends at seq {pos.at} on the way to seq {target}")
+                pos.at, pos.sub, pos.run_end = run_end, 0, 0
         _store(log.dir, pos)  # (at the head: the rewound mark goes)
     finally:
         applier.close()
     return pos
+
+
+def planned(log: RewindLog, head: int, start: int, target: int) -> Iterator[list[Record]]:
+    """The records a move from point ``start`` to point ``target`` applies, run by run (a dry run)."""
+    if start != target:
+        pos = Position(head=head, at=start, direction=-1 if target < start else 1, target=target)
+        for _end, records in _runs(log, pos, target, RUN_BYTES):
+            yield records
+
+
+def _runs(log: RewindLog, pos: Position, target: int, run_bytes: int) -> Iterator[tuple[int, list[Record]]]:
+    """(end, records) of the runs from the replica's position towards ``target``: whole groups, about
+    ``run_bytes`` of records each. A run begun before a crash is rebuilt alone, up to where it was stored
+    to end, whatever the target is now (the caller then sets out again)."""
+    back, resumed = pos.direction < 0, bool(pos.run_end)
+    goal = pos.run_end or target
+    records: list[Record] = []
+    size, end = 0, pos.at
+    for g in _groups(log, pos, back, goal):
+        records += g.undo_records() if back else g.forward_records()
+        size += len(g.undo if back else g.forward)
+        end = g.first_seq - 1 if back else g.last_seq
+        arrived = end <= goal if back else end >= goal
+        if arrived or (not resumed and size >= run_bytes):
+            yield end, records
+            if arrived:
+                return
+            records, size = [], 0
+    raise RewindError(f"the rewind log ends at seq {end} on the way to seq {goal}")
 
 
 def _groups(log: RewindLog, pos: Position, back: bool, target: int) -> Iterator[Group]:

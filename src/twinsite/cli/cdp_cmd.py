@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from twinsite.cdp.rewind import (
     apply_lock,
     move,
     pause,
+    planned,
     points,
     read_position,
     resolve_seq,
@@ -25,6 +27,7 @@ from twinsite.cdp.rewind import (
 from twinsite.config.scenario import Scenario
 from twinsite.engine import agent
 from twinsite.errors import ConfigError
+from twinsite.journal.record import Record
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -160,21 +163,21 @@ def _bookmark(args: argparse.Namespace) -> tuple[Any, str]:
     return result, f"{r.scenario.name}: {verb} {args.name!r} at seq {mark['seq']} ({result['time']})"
 
 
-def _changes(r: Replica, start: int, target: int) -> dict[str, Any]:
-    """What moving from ``start`` to ``target`` touches: paths (as the records name them), bytes, records."""
-    paths: set[bytes] = set()
-    nbytes = nrecs = 0
-    groups = list(r.log.groups())
-    if target < start:
-        chosen = [(g, g.undo_records()) for g in reversed(groups) if target < g.last_seq <= start]
-    else:
-        chosen = [(g, g.forward_records()) for g in groups if start < g.last_seq <= target]
-    for _g, recs in chosen:
-        for rec in recs:
-            paths.add(rec.path)
-            nbytes += len(rec.data)
-            nrecs += 1
-    return {"files": sorted(os.fsdecode(p) for p in paths), "bytes": nbytes, "records": nrecs}
+class _Changes:
+    """What a move touches: paths (as the records name them), bytes of data, records."""
+
+    def __init__(self) -> None:
+        self.paths: set[bytes] = set()
+        self.bytes = self.records = 0
+
+    def add(self, records: list[Record]) -> None:
+        for rec in records:
+            self.paths.add(rec.path)
+            self.bytes += len(rec.data)
+        self.records += len(records)
+
+    def summary(self) -> dict[str, Any]:
+        return {"files": sorted(os.fsdecode(p) for p in self.paths), "bytes": self.bytes, "records": self.records}
 
 
 def _rewind(args: argparse.Namespace) -> tuple[Any, str]:
@@ -183,7 +186,15 @@ def _rewind(args: argparse.Namespace) -> tuple[Any, str]:
     head = pos.head if pos else r.head
     start = pos.at if pos else head
     target = head if args.resume else _target(r, args.to)
-    changes = _changes(r, start, target)
+    changes = _Changes()
+    t0 = time.monotonic()
+    if args.dry_run:
+        for records in planned(r.log, head, start, target):
+            changes.add(records)
+    elif start != target or (pos and pos.sub):
+        pause(r.log.dir, head, target)  # the receiver stops applying ...
+        with apply_lock(r.state):  # ... after the batch it may be in the middle of
+            move(r.root, r.log, head, target, on_run=changes.add)
     result: dict[str, Any] = {
         "scenario": r.scenario.name,
         "root": str(r.root),
@@ -192,15 +203,12 @@ def _rewind(args: argparse.Namespace) -> tuple[Any, str]:
         "head": head,
         "dry_run": bool(args.dry_run),
         "changed": start != target or bool(pos and pos.sub),
-        **changes,
+        **changes.summary(),
+        "seconds": round(time.monotonic() - t0, 3),
     }
-    what = f"{len(changes['files'])} path(s), {changes['bytes']} bytes of data"
+    what = f"{len(changes.paths)} path(s), {changes.bytes} bytes of data"
     if args.dry_run:
         return result, f"{r.scenario.name}: would move from seq {start} to seq {target}: {what}"
-    if result["changed"]:
-        pause(r.log.dir, head, target)  # the receiver stops applying ...
-        with apply_lock(r.state):  # ... after the batch it may be in the middle of
-            move(r.root, r.log, head, target)
     result["state"] = "rewound" if target != head else "replicating"
     if target == head:
         return result, f"{r.scenario.name}: forward again at seq {head}; replication goes on ({what} re-applied)"
