@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import time
 from typing import Any
 
 import pytest
@@ -49,3 +50,142 @@ def test_wrong_password_is_refused(lab: Lab) -> None:
 def test_certificate_is_checked_against_the_lab_ca(lab: Lab) -> None:
     with pytest.raises(ssl.SSLCertVerificationError):
         connect(lab, context=ssl.create_default_context())  # system CAs only: the lab CA is not among them
+
+
+def wait_task(task: Any, timeout: float = 30) -> None:
+    """Poll ``task.info.state`` until the task is over; fail on an error or a timeout."""
+    deadline = time.monotonic() + timeout
+    while (state := task.info.state) not in ("success", "error"):
+        assert time.monotonic() < deadline, f"task still {state} after {timeout} s"
+        time.sleep(0.05)
+    assert state == "success", task.info.error
+
+
+def by_name(content: Any, kind: Any) -> dict[str, Any]:
+    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
+    try:
+        return {o.name: o for o in view.view}
+    finally:
+        view.Destroy()
+
+
+def test_ha_and_drs_settings_are_kept_and_merged(lab: Lab) -> None:
+    si = connect(lab)
+    try:
+        cluster = by_name(si.RetrieveContent(), vim.ClusterComputeResource)["Prod-Cluster"]
+        before = cluster.configurationEx
+        try:
+            ha = vim.cluster.DasConfigInfo(
+                enabled=True,
+                admissionControlEnabled=True,
+                admissionControlPolicy=vim.cluster.FailoverLevelAdmissionControlPolicy(failoverLevel=1),
+                hostMonitoring="enabled",
+            )
+            drs = vim.cluster.DrsConfigInfo(enabled=True, defaultVmBehavior="fullyAutomated", vmotionRate=3)
+            spec = vim.cluster.ConfigSpecEx(dasConfig=ha, drsConfig=drs)
+            wait_task(cluster.ReconfigureComputeResource_Task(spec=spec, modify=True))
+            das = cluster.configurationEx.dasConfig
+            assert (das.enabled, das.admissionControlEnabled, das.hostMonitoring) == (True, True, "enabled")
+            assert das.admissionControlPolicy.failoverLevel == 1
+            assert cluster.configurationEx.drsConfig.enabled is True
+            assert cluster.configurationEx.drsConfig.defaultVmBehavior == "fullyAutomated"
+
+            # modify=True merges: only what the spec sets changes, HA is left as it was.
+            spec = vim.cluster.ConfigSpecEx(drsConfig=vim.cluster.DrsConfigInfo(defaultVmBehavior="manual"))
+            wait_task(cluster.ReconfigureComputeResource_Task(spec=spec, modify=True))
+            config = cluster.configurationEx
+            assert (config.drsConfig.enabled, config.drsConfig.defaultVmBehavior) == (True, "manual")
+            assert config.drsConfig.vmotionRate == 3
+            assert (config.dasConfig.enabled, config.dasConfig.admissionControlEnabled) == (True, True)
+            assert config.dasConfig.admissionControlPolicy.failoverLevel == 1
+        finally:
+            # modify=False replaces the stored HA and DRS configs with the ones read at the start.
+            spec = vim.cluster.ConfigSpecEx(dasConfig=before.dasConfig, drsConfig=before.drsConfig)
+            wait_task(cluster.ReconfigureComputeResource_Task(spec=spec, modify=False))
+        after = cluster.configurationEx
+        assert after.dasConfig.enabled == before.dasConfig.enabled
+        assert after.dasConfig.admissionControlPolicy == before.dasConfig.admissionControlPolicy
+        assert after.drsConfig.enabled == before.drsConfig.enabled
+        assert after.drsConfig.defaultVmBehavior == before.drsConfig.defaultVmBehavior
+    finally:
+        Disconnect(si)
+
+
+def test_anti_affinity_rules_are_still_stored(lab: Lab) -> None:
+    si = connect(lab)
+    try:
+        content = si.RetrieveContent()
+        cluster = by_name(content, vim.ClusterComputeResource)["Prod-Cluster"]
+        vm = by_name(content, vim.VirtualMachine)["prod1-vm"]
+        rule = vim.cluster.AntiAffinityRuleSpec(name="test-vcenter-anti", enabled=True, vm=[vm])
+        spec = vim.cluster.ConfigSpecEx(
+            rulesSpec=[vim.cluster.RuleSpec(operation="add", info=rule)],
+            drsConfig=vim.cluster.DrsConfigInfo(enabled=True),  # a DRS change in the same spec
+        )
+        wait_task(cluster.ReconfigureComputeResource_Task(spec=spec, modify=True))
+        stored = [r for r in cluster.configurationEx.rule if r.name == "test-vcenter-anti"]
+        try:
+            assert len(stored) == 1
+            assert [v.name for v in stored[0].vm] == ["prod1-vm"]
+        finally:
+            for r in stored:
+                spec = vim.cluster.ConfigSpecEx(rulesSpec=[vim.cluster.RuleSpec(operation="remove", removeKey=r.key)])
+                wait_task(cluster.ReconfigureComputeResource_Task(spec=spec, modify=True))
+        assert not [r for r in cluster.configurationEx.rule if r.name == "test-vcenter-anti"]
+    finally:
+        Disconnect(si)
+
+
+@pytest.mark.parametrize(
+    ("site", "cores", "gib"),
+    [("dr", 32, 256), ("prod", 16, 128)],
+)
+def test_hosts_have_a_realistic_capacity(lab: Lab, site: str, cores: int, gib: int) -> None:
+    si = connect(lab)
+    try:
+        hosts = {n: h for n, h in by_name(si.RetrieveContent(), vim.HostSystem).items() if n.startswith(f"esx-{site}-")}
+        assert sorted(hosts) == [f"esx-{site}-{i}" for i in (1, 2, 3)]
+        for host in hosts.values():
+            summary, hardware = host.summary.hardware, host.hardware
+            assert (summary.numCpuCores, summary.numCpuThreads, summary.memorySize) == (cores, 2 * cores, gib << 30)
+            assert summary.cpuMhz >= 2000
+            assert (hardware.cpuInfo.numCpuCores, hardware.cpuInfo.numCpuThreads) == (cores, 2 * cores)
+            assert hardware.memorySize == gib << 30
+            assert host.summary.config.name == host.name
+    finally:
+        Disconnect(si)
+
+
+def test_prod_vm_is_sized_like_a_server(lab: Lab) -> None:
+    si = connect(lab)
+    try:
+        vm = by_name(si.RetrieveContent(), vim.VirtualMachine)["prod1-vm"]
+        assert (vm.config.hardware.numCPU, vm.config.hardware.memoryMB) == (4, 8192)
+        assert (vm.summary.config.numCpu, vm.summary.config.memorySizeMB) == (4, 8192)
+    finally:
+        Disconnect(si)
+
+
+def test_a_relocated_vm_moves_between_the_hosts_lists_and_leaves_no_trace_when_removed(lab: Lab) -> None:
+    si = connect(lab)
+    try:
+        content = si.RetrieveContent()
+        vms = by_name(content, vim.VirtualMachine)
+        hosts = by_name(content, vim.HostSystem)
+        cluster = by_name(content, vim.ClusterComputeResource)["DR-Cluster"]
+        dc = cluster.parent.parent
+        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=cluster.resourcePool), powerOn=False)
+        task = vms["linux-template"].CloneVM_Task(folder=dc.vmFolder, name="relocate-probe", spec=spec)
+        wait_task(task)
+        vm = task.info.result
+        start = vm.runtime.host.name
+        target = next(n for n in ("esx-dr-1", "esx-dr-2", "esx-dr-3") if n != start)
+        wait_task(vm.RelocateVM_Task(spec=vim.vm.RelocateSpec(host=hosts[target], pool=cluster.resourcePool)))
+        assert vm.runtime.host.name == target
+        assert [v for v in hosts[target].vm if v == vm] and not [v for v in hosts[start].vm if v == vm]
+        wait_task(vm.Destroy_Task())
+        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+        names = [v.name for v in view.view]  # a stale reference would fail here (ManagedObjectNotFound)
+        assert "relocate-probe" not in names and "linux-template" in names
+    finally:
+        Disconnect(si)

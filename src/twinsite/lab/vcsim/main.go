@@ -18,6 +18,12 @@
 //     and drops the connection: answer an empty FetchResponse instead (pyVmomi returns None).
 //  2. Snapshot tasks carry TaskInfo.entity of type VirtualMachineSnapshot, which pyVmomi rejects
 //     ("expected type vim.ManagedEntity"): drop that optional element from responses.
+//
+// and keepDasDrs (called by fetchFix) makes ReconfigureComputeResource_Task keep HA and DRS settings,
+// which the 0.24 simulator accepts but drops (see keepDasDrs for why it works at the SOAP level).
+//
+// shape also gives the hosts a realistic capacity (DR 32 cores/256 GiB, production 16 cores/128 GiB)
+// and prod1-vm the size of a real server (4 vCPUs, 8 GiB).
 package main
 
 import (
@@ -33,7 +39,9 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"reflect"
 	"regexp"
+	"strings"
 	"syscall"
 
 	"github.com/vmware/govmomi"
@@ -64,11 +72,129 @@ func (f fetchFix) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	rec := httptest.NewRecorder()
 	f.h.ServeHTTP(rec, r)
+	if bytes.Contains(body, []byte("ReconfigureComputeResource_Task")) {
+		keepDasDrs(body, rec.Body.Bytes())
+	}
+	if bytes.Contains(body, []byte("RelocateVM_Task")) {
+		fixRelocate(body, rec.Body.Bytes())
+	}
 	for k, v := range rec.Header() {
 		w.Header()[k] = v
 	}
 	w.WriteHeader(rec.Code)
 	_, _ = w.Write(snapEntity.ReplaceAll(rec.Body.Bytes(), nil))
+}
+
+// keepDasDrs stores spec.dasConfig and spec.drsConfig of a ReconfigureComputeResource_Task that
+// succeeded into the cluster's configurationEx; the simulator itself applies only rulesSpec,
+// groupSpec, dasVmConfigSpec and drsVmConfigSpec. It runs here, after the simulator's own handler
+// and before the response leaves, rather than in a wrapper type registered in place of the cluster:
+// the simulator type-switches on *simulator.ClusterComputeResource in several places (placing a new
+// VM on a host, hostParent, SearchIndex, EnvironmentBrowser), which another type would break.
+// A failed task (a duplicate rule name, say) or a refused call (no session) stores nothing.
+func keepDasDrs(req, res []byte) {
+	m, err := simulator.UnmarshalBody(vimType, req)
+	if err != nil {
+		return
+	}
+	call, ok := m.Body.(*types.ReconfigureComputeResource_Task)
+	if !ok {
+		return
+	}
+	spec, isEx := call.Spec.(*types.ClusterConfigSpecEx)
+	cl, isCluster := simulator.Map.Get(m.This).(*simulator.ClusterComputeResource)
+	ref := taskRef.FindSubmatch(res)
+	if !isEx || !isCluster || ref == nil || (spec.DasConfig == nil && spec.DrsConfig == nil) {
+		return
+	}
+	task, ok := simulator.Map.Get(types.ManagedObjectReference{Type: "Task", Value: string(ref[1])}).(*simulator.Task)
+	if !ok || task.Info.State != types.TaskInfoStateSuccess {
+		return
+	}
+	simulator.Map.WithLock(cl, func() {
+		cfg := cl.ConfigurationEx.(*types.ClusterConfigInfoEx)
+		if spec.DasConfig != nil {
+			if !call.Modify { // modify=false: the given config replaces the stored one
+				cfg.DasConfig = types.ClusterDasConfigInfo{}
+			}
+			mergeSet(reflect.ValueOf(&cfg.DasConfig).Elem(), reflect.ValueOf(spec.DasConfig).Elem())
+		}
+		if spec.DrsConfig != nil {
+			if !call.Modify {
+				cfg.DrsConfig = types.ClusterDrsConfigInfo{}
+			}
+			mergeSet(reflect.ValueOf(&cfg.DrsConfig).Elem(), reflect.ValueOf(spec.DrsConfig).Elem())
+		}
+		// Tell the PropertyCollector (WaitForUpdates clients) that configurationEx changed.
+		simulator.Map.Update(cl, []types.PropertyChange{{Name: "configurationEx", Val: cfg}})
+	})
+}
+
+// fixRelocate repairs the host's and the resource pool's lists of VMs after a RelocateVM_Task that
+// succeeded: the 0.24 simulator moves vm.runtime.host and vm.resourcePool but leaves the VM in the old
+// host's and pool's lists (and not in the new ones), so that container views keep listing a VM that was
+// moved and then removed, and every read of it fails with ManagedObjectNotFound.
+func fixRelocate(req, res []byte) {
+	m, err := simulator.UnmarshalBody(vimType, req)
+	if err != nil {
+		return
+	}
+	if _, ok := m.Body.(*types.RelocateVM_Task); !ok {
+		return
+	}
+	vm, isVM := simulator.Map.Get(m.This).(*simulator.VirtualMachine)
+	ref := taskRef.FindSubmatch(res)
+	if !isVM || ref == nil {
+		return
+	}
+	task, ok := simulator.Map.Get(types.ManagedObjectReference{Type: "Task", Value: string(ref[1])}).(*simulator.Task)
+	if !ok || task.Info.State != types.TaskInfoStateSuccess {
+		return
+	}
+	self := vm.Reference()
+	for _, e := range simulator.Map.All("HostSystem") {
+		h := e.(*simulator.HostSystem)
+		if vm.Runtime.Host != nil && h.Reference() == *vm.Runtime.Host {
+			simulator.Map.AddReference(h, &h.Vm, self)
+		} else {
+			simulator.Map.RemoveReference(h, &h.Vm, self)
+		}
+	}
+	for _, e := range simulator.Map.All("ResourcePool") {
+		p := e.(*simulator.ResourcePool)
+		if vm.ResourcePool != nil && p.Reference() == *vm.ResourcePool {
+			simulator.Map.AddReference(p, &p.Vm, self)
+		} else {
+			simulator.Map.RemoveReference(p, &p.Vm, self)
+		}
+	}
+}
+
+var taskRef = regexp.MustCompile(`<returnval type="Task">([^<]+)</returnval>`)
+
+// vimType resolves xsi:type names, also prefixed ones ("vim25:ClusterConfigSpecEx"), as the simulator does.
+func vimType(name string) (reflect.Type, bool) {
+	return types.TypeFunc()(name[strings.LastIndex(name, ":")+1:])
+}
+
+// mergeSet is vCenter's modify=true merge of a data object: each field set in src (a non-nil
+// pointer, interface or slice, a non-empty string, a non-zero number) replaces the one in dst, and
+// unset fields keep dst's value. Nested data objects (defaultVmSettings) are merged the same way,
+// into a copy, so values shared with a request are never modified.
+func mergeSet(dst, src reflect.Value) {
+	for i := 0; i < src.NumField(); i++ {
+		s, d := src.Field(i), dst.Field(i)
+		switch {
+		case s.IsZero() || src.Type().Field(i).Anonymous: // unset, or the embedded DynamicData
+		case s.Kind() == reflect.Ptr && s.Elem().Kind() == reflect.Struct && !d.IsNil():
+			merged := reflect.New(s.Elem().Type())
+			merged.Elem().Set(d.Elem())
+			mergeSet(merged.Elem(), s.Elem())
+			d.Set(merged)
+		default:
+			d.Set(s)
+		}
+	}
 }
 
 func must(err error, what string) {
@@ -82,15 +208,54 @@ func wait(ctx context.Context, t *object.Task, err error, what string) {
 	must(t.Wait(ctx), what)
 }
 
+// sizeHost gives a host a realistic capacity: two sockets of cores/2 cores with hyper-threading at
+// 2.6 GHz, and memGiB of memory. It sets new copies of the summary and hardware structs, so no value
+// shared with the simulator's esx templates or another host is modified.
+func sizeHost(h *simulator.HostSystem, cores int16, memGiB int64) {
+	const mhz = 2600
+	simulator.Map.WithLock(h, func() {
+		sum := *h.Summary.Hardware
+		sum.NumCpuPkgs, sum.NumCpuCores, sum.NumCpuThreads = 2, cores, 2*cores
+		sum.CpuMhz, sum.MemorySize = mhz, memGiB<<30
+		h.Summary.Hardware = &sum
+		hw := *h.Hardware
+		hw.CpuInfo.NumCpuPackages, hw.CpuInfo.NumCpuCores, hw.CpuInfo.NumCpuThreads = 2, cores, 2*cores
+		hw.CpuInfo.Hz = mhz * 1000 * 1000
+		hw.MemorySize = memGiB << 30
+		h.Hardware = &hw
+	})
+}
+
+// sumCluster recomputes the cluster's capacity totals from its (resized) hosts, as vCenter reports
+// them: totalCpu in MHz (cores x MHz), totalMemory in bytes, effectiveMemory in MB.
+func sumCluster(cl *simulator.ClusterComputeResource) {
+	simulator.Map.WithLock(cl, func() {
+		s := cl.Summary.GetComputeResourceSummary()
+		s.TotalCpu, s.TotalMemory, s.NumCpuCores, s.NumCpuThreads, s.EffectiveCpu, s.EffectiveMemory = 0, 0, 0, 0, 0, 0
+		for _, ref := range cl.Host {
+			hw := simulator.Map.Get(ref).(*simulator.HostSystem).Summary.Hardware
+			s.TotalCpu += int32(hw.NumCpuCores) * hw.CpuMhz
+			s.TotalMemory += hw.MemorySize
+			s.NumCpuCores += hw.NumCpuCores
+			s.NumCpuThreads += hw.NumCpuThreads
+		}
+		s.EffectiveCpu, s.EffectiveMemory = s.TotalCpu, s.TotalMemory>>20
+	})
+}
+
 // shape renames the generated DC0/DC1 inventory into the lab's DR and production sites.
 func shape(ctx context.Context, u *url.URL) {
 	c, err := govmomi.NewClient(ctx, u, true)
 	must(err, "login")
 	defer func() { _ = c.Logout(ctx) }()
 	f := find.NewFinder(c.Client, true)
-	sites := []struct{ dc, name, site, cluster, keep, drop string }{
-		{"DC0", "DR", "dr", "DR-Cluster", "linux-template", "DC0_C0_RP0_VM1"},
-		{"DC1", "Prod", "prod", "Prod-Cluster", "prod1-vm", "DC1_C0_RP0_VM1"},
+	sites := []struct {
+		dc, name, site, cluster, keep, drop string
+		cores                               int16 // per host
+		memGiB                              int64 // per host
+	}{
+		{"DC0", "DR", "dr", "DR-Cluster", "linux-template", "DC0_C0_RP0_VM1", 32, 256},
+		{"DC1", "Prod", "prod", "Prod-Cluster", "prod1-vm", "DC1_C0_RP0_VM1", 16, 128},
 	}
 	for _, s := range sites {
 		dc, err := f.Datacenter(ctx, s.dc)
@@ -112,14 +277,20 @@ func shape(ctx context.Context, u *url.URL) {
 			t, err = vm.PowerOff(ctx)
 			wait(ctx, t, err, "power off the template")
 			must(vm.MarkAsTemplate(ctx), "mark as template")
+		} else { // the production server a V2V replica is sized from
+			t, err = vm.Reconfigure(ctx, types.VirtualMachineConfigSpec{NumCPUs: 4, MemoryMB: 8192})
+			wait(ctx, t, err, "size "+s.keep)
 		}
 		for i := 0; i < 3; i++ {
 			h, err := f.HostSystem(ctx, fmt.Sprintf("%s_C0_H%d", s.dc, i))
 			must(err, "host")
 			// HostSystem has no Rename_Task in the 0.24 simulator: rename it in the registry.
 			obj := simulator.Map.Get(h.Reference())
-			simulator.Map.Update(obj, []types.PropertyChange{{Name: "name", Val: fmt.Sprintf("esx-%s-%d", s.site, i+1)}})
+			name := fmt.Sprintf("esx-%s-%d", s.site, i+1)
+			simulator.Map.Update(obj, []types.PropertyChange{{Name: "name", Val: name}, {Name: "summary.config.name", Val: name}})
+			sizeHost(obj.(*simulator.HostSystem), s.cores, s.memGiB)
 		}
+		sumCluster(simulator.Map.Get(cl.Reference()).(*simulator.ClusterComputeResource))
 		t, err = cl.Rename(ctx, s.cluster)
 		wait(ctx, t, err, "rename cluster")
 		t, err = dc.Rename(ctx, s.name)

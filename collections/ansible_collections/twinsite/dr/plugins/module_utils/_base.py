@@ -56,5 +56,7 @@ class TwinsiteModule(AnsibleModule):
         try:
             result = logic(self)
         except TwinsiteError as exc:
-            self.fail_json(msg=exc.message, error=exc.details)
+            result = exc  # failed outside the handler: the message is the whole story, no traceback
+        if isinstance(result, TwinsiteError):
+            self.fail_json(msg=result.message, error=result.details)
         self.exit_json(**result)

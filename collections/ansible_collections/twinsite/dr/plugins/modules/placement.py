@@ -1,0 +1,210 @@
+#!/usr/bin/python
+# Copyright: twinsite contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: placement
+short_description: Plan where the replica VMs of protected servers run on the DR hosts
+version_added: 0.1.0
+description:
+  - Places every protected server's replica VM on an ESX host of the DR cluster so that the replicas of
+    one production cluster's nodes run on different hosts (anti-affinity), no host is over its capacity,
+    and the VMs of any O(rules.host_failures) failed hosts can be restarted on the others (what vSphere HA
+    admission control needs). Reports the consolidation ratio.
+  - Refuses, saying why, when the servers cannot be placed under these rules.
+  - The DR hosts are given in O(hosts), or read from vCenter (O(datacenter), O(cluster) and the
+    connection options; connected hosts out of maintenance mode only).
+  - Changes nothing; feed RV(plan.assignment) to M(twinsite.dr.replica_vm) and RV(plan.anti_affinity) to
+    M(twinsite.dr.dr_cluster).
+author:
+  - twinsite developers (@twinsite)
+options:
+  servers:
+    description: The protected servers' replica VMs.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: The replica VM's name.
+        type: str
+        required: true
+      cpus:
+        description: Its vCPUs.
+        type: int
+        required: true
+      memory_mb:
+        description: Its memory in MB.
+        type: int
+        required: true
+      cluster:
+        description: The production cluster the server is a node of; not set for a standalone server.
+        type: str
+  hosts:
+    description: The DR hosts; when not set, read from vCenter.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The ESX host's name.
+        type: str
+        required: true
+      cores:
+        description: Its physical CPU cores.
+        type: int
+        required: true
+      memory_mb:
+        description: Its memory in MB.
+        type: int
+        required: true
+  datacenter:
+    description: The DR datacenter (to read the hosts from vCenter).
+    type: str
+  cluster:
+    description: The DR cluster (to read the hosts from vCenter).
+    type: str
+  rules:
+    description: The placement rules.
+    type: dict
+    default: {}
+    suboptions:
+      host_failures:
+        description: Host failures whose VMs must be restartable on the other hosts.
+        type: int
+        default: 1
+      cpu_overcommit:
+        description: vCPUs allowed per physical core.
+        type: float
+        default: 4.0
+      memory_overcommit:
+        description: Memory allowed per MB of host memory (1.0 is no overcommit).
+        type: float
+        default: 1.0
+      reserve_memory_mb:
+        description: Memory per host kept for the hypervisor.
+        type: int
+        default: 0
+extends_documentation_fragment:
+  - twinsite.dr.vcenter
+attributes:
+  check_mode:
+    support: full
+    description: Only computes; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Changes nothing, there is nothing to diff.
+seealso:
+  - module: twinsite.dr.replica_vm
+  - module: twinsite.dr.dr_cluster
+"""
+
+EXAMPLES = r"""
+- name: Plan the DR site
+  twinsite.dr.placement:
+    datacenter: DR
+    cluster: DR-Cluster
+    servers:
+      - {name: sql1-dr, cpus: 8, memory_mb: 32768, cluster: sql}
+      - {name: sql2-dr, cpus: 8, memory_mb: 32768, cluster: sql}
+      - {name: erp-dr, cpus: 8, memory_mb: 32768}
+  register: dr_plan
+  delegate_to: localhost
+
+- name: Show it
+  ansible.builtin.debug:
+    msg: "{{ dr_plan.lines }}"
+"""
+
+RETURN = r"""
+plan:
+  description: The placement.
+  returned: success
+  type: dict
+  contains:
+    assignment:
+      description: Replica VM name -> ESX host.
+      type: dict
+    anti_affinity:
+      description: Production cluster -> its replicas (one DR anti-affinity rule each).
+      type: dict
+    hosts:
+      description: Per host, its VMs and their vCPUs and memory against the host's limits.
+      type: list
+    consolidation_ratio:
+      description: Servers per DR host.
+      type: float
+    failure_check:
+      description: The host-failure cases checked and the worst one.
+      type: dict
+lines:
+  description: The plan as text (a table of hosts, the consolidation ratio, the failure check).
+  returned: success
+  type: list
+  elements: str
+"""
+
+from ansible_collections.twinsite.dr.plugins.module_utils._vsphere import VSphereModule
+
+
+def logic(module):
+    from twinsite.vsphere.placement import hosts_from, plan, rules_from, servers_from
+
+    p = module.params
+    hosts = p["hosts"]
+    if not hosts:
+        if not (p["datacenter"] and p["cluster"]):
+            module.fail_json(msg="give the DR hosts (hosts), or datacenter and cluster to read them from vCenter")
+        from twinsite.vsphere.cluster import host_capacity
+
+        with module.session() as session:
+            hosts = host_capacity(session, p["datacenter"], p["cluster"])
+    servers = [{k: v for k, v in s.items() if v is not None} for s in p["servers"]]
+    result = plan(servers_from(servers), hosts_from(hosts), rules_from(p["rules"]))
+    return dict(changed=False, plan=result.to_dict(), lines=result.describe())
+
+
+def main():
+    module = VSphereModule(
+        argument_spec=dict(
+            servers=dict(
+                type="list",
+                elements="dict",
+                required=True,
+                options=dict(
+                    name=dict(type="str", required=True),
+                    cpus=dict(type="int", required=True),
+                    memory_mb=dict(type="int", required=True),
+                    cluster=dict(type="str"),
+                ),
+            ),
+            hosts=dict(
+                type="list",
+                elements="dict",
+                options=dict(
+                    name=dict(type="str", required=True),
+                    cores=dict(type="int", required=True),
+                    memory_mb=dict(type="int", required=True),
+                ),
+            ),
+            datacenter=dict(type="str"),
+            cluster=dict(type="str"),
+            rules=dict(
+                type="dict",
+                default={},
+                options=dict(
+                    host_failures=dict(type="int", default=1),
+                    cpu_overcommit=dict(type="float", default=4.0),
+                    memory_overcommit=dict(type="float", default=1.0),
+                    reserve_memory_mb=dict(type="int", default=0),
+                ),
+            ),
+        ),
+        supports_check_mode=True,
+    )
+    module.run(logic)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Fencing: power off the old active host's VM so that it cannot come back and write as a second active.
+
+The fence step of an unplanned switchover. Idempotent: a VM already off is reported as such and counts
+as fenced. The result says what was found and done, and when; with ``record`` it is also appended to a
+JSON-lines file and fsynced (the switchover keeps its evidence there).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from twinsite.vsphere import VSphereError
+from twinsite.vsphere.connection import Session
+
+
+def fence(
+    session: Session, vm_name: str, *, datacenter: str | None = None, record: Path | None = None
+) -> dict[str, Any]:
+    """Hard power-off of ``vm_name`` (no guest shutdown: a host being fenced may not answer)."""
+    within = session.datacenter(datacenter).vmFolder if datacenter else None
+    vm: Any = session.vm(vm_name, within=within, where=datacenter or "")
+    previous = str(vm.runtime.powerState)
+    if previous != "poweredOff":
+        session.call(f"fencing (powering off) {vm_name}", vm.PowerOffVM_Task)
+    now = str(vm.runtime.powerState)
+    if now != "poweredOff":
+        raise VSphereError(f"{vm_name} is still {now} after the power-off", where=session.creds.where)
+    result = {
+        "vm": vm_name,
+        "moid": vm._moId,
+        "host": vm.runtime.host.name if vm.runtime.host else None,
+        "vcenter": session.creds.where,
+        "previous_state": previous.lower(),
+        "action": "powered off" if previous != "poweredOff" else "already off",
+        "changed": previous != "poweredOff",
+        "fenced": True,
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, (json.dumps({"event": "fence", **result}, sort_keys=True) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return result

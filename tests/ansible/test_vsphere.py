@@ -1,0 +1,263 @@
+"""The vSphere modules through real ansible-playbook runs against the lab's vCenter simulator (HTTPS, the
+lab's CA): check mode changes nothing, a run makes it so, a second run changes nothing, diff shows the
+change, drift is put right, and bad input fails with a clear message. What vCenter holds is read back
+independently with pyVmomi."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyVim.connect import Disconnect
+from pyVmomi import vim
+
+from tests.ansible.test_playbooks import PLAYBOOKS, ansible, recap
+from tests.integration.test_vcenter import connect
+from twinsite.lab.topology import VCENTER_USER, Lab
+
+pytestmark = pytest.mark.lab
+
+
+class Vc:
+    """An independent pyVmomi view of the simulator."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.si = connect(lab)
+        self.content = self.si.RetrieveContent()
+
+    def vms(self) -> dict[str, Any]:
+        view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [vim.VirtualMachine], True)
+        return {v.name: v for v in view.view}
+
+    def cluster(self) -> Any:
+        view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [vim.ClusterComputeResource], True)
+        return next(c for c in view.view if c.name == "DR-Cluster")
+
+    def wait(self, task: Any) -> Any:
+        while task.info.state not in ("success", "error"):
+            time.sleep(0.05)
+        assert task.info.state == "success", task.info.error
+        return task.info.result
+
+    def reconfigure_cluster(self, spec: Any) -> None:
+        self.wait(self.cluster().ReconfigureComputeResource_Task(spec=spec, modify=True))
+
+
+@pytest.fixture
+def vc(lab: Lab) -> Iterator[Vc]:
+    v = Vc(lab)
+    yield v
+    Disconnect(v.si)
+
+
+def play(tmp_path: Path, suffix: str, state: str, *extra: str) -> tuple[Any, dict[str, Any]]:
+    out = tmp_path / f"{secrets.token_hex(4)}.json"
+    proc = ansible(
+        "ansible-playbook",
+        str(PLAYBOOKS / "vsphere.yml"),
+        "-e",
+        f"suffix={suffix}",
+        "-e",
+        f"test_state={state}",
+        "-e",
+        f"out={out}",
+        *extra,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return proc, json.loads(out.read_text())
+
+
+def vcenter_env(lab: Lab, password: str | None = None) -> dict[str, str]:
+    return {
+        "TWINSITE_VCENTER_HOSTNAME": lab.ctl_address,
+        "TWINSITE_VCENTER_USERNAME": VCENTER_USER,
+        "TWINSITE_VCENTER_PASSWORD": password or lab.vcenter_password_file.read_text().strip(),
+        "TWINSITE_VCENTER_CA_FILE": str(lab.ca_cert),
+    }
+
+
+def adhoc(
+    lab: Lab, module: str, args: str, *extra: str, password: str | None = None
+) -> tuple[int, dict[str, Any], str]:
+    """One module run with the connection from the environment (the modules' fallback)."""
+    saved = dict(os.environ)
+    os.environ.update(vcenter_env(lab, password))
+    try:
+        proc = ansible("ansible", "localhost", "-m", f"twinsite.dr.{module}", "-a", args, "-o", *extra)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    body = proc.stdout.split("=>", 1)[1] if "=>" in proc.stdout else "{}"
+    return proc.returncode, json.loads(body), proc.stdout + proc.stderr
+
+
+def test_replica_vms_dr_cluster_and_snapshot_check_apply_idempotent_diff_drift(
+    lab: Lab, vc: Vc, tmp_path: Path
+) -> None:
+    suffix = secrets.token_hex(3)
+    names = [f"sql1-dr-{suffix}", f"sql2-dr-{suffix}"]
+    rule = f"twinsite-sql-{suffix}"
+    # start from a cluster without HA and DRS, so that the module has them to turn on
+    vc.reconfigure_cluster(
+        vim.cluster.ConfigSpecEx(
+            dasConfig=vim.cluster.DasConfigInfo(enabled=False, admissionControlEnabled=False),
+            drsConfig=vim.cluster.DrsConfigInfo(enabled=False),
+        )
+    )
+    try:
+        _lifecycle(lab, vc, tmp_path, suffix, names, rule)
+    finally:
+        play(tmp_path, suffix, "absent")
+        cl = vc.cluster()
+        for r in cl.configurationEx.rule or []:
+            if r.name == rule:
+                vc.reconfigure_cluster(
+                    vim.cluster.ConfigSpecEx(rulesSpec=[vim.cluster.RuleSpec(operation="remove", removeKey=r.key)])
+                )
+    assert not set(names) & set(vc.vms())
+
+
+def _lifecycle(lab: Lab, vc: Vc, tmp_path: Path, suffix: str, names: list[str], rule: str) -> None:
+    # check mode: says what it would do, changes nothing
+    proc, res = play(tmp_path, suffix, "poweredon", "--check", "--diff")
+    assert [r["changed"] for r in res["vms"]["results"]] == [True, True]
+    assert res["vms"]["results"][0]["actions"][0] == f"clone linux-template to {names[0]}"
+    assert res["cluster"]["changed"] is True
+    assert "+    memory_mb: 3004" in proc.stdout  # diff mode: the new VM's settings (memory rounded to 4 MB)
+    assert not set(names) & set(vc.vms())
+    das = vc.cluster().configurationEx.dasConfig
+    assert not das.enabled
+
+    # the real run
+    proc, res = play(tmp_path, suffix, "poweredon")
+    assert recap(proc.stdout)["localhost"]["changed"] == 3
+    vms = vc.vms()
+    for name, host, ip in zip(names, ["esx-dr-1", "esx-dr-2"], ["10.77.1.31", "10.77.1.32"], strict=True):
+        vm = vms[name]
+        assert (vm.config.hardware.numCPU, vm.config.hardware.memoryMB) == (2, 3004)
+        assert vm.runtime.host.name == host
+        assert vm.runtime.powerState == "poweredOn"
+        assert (vm.guest.hostName, vm.guest.ipAddress) == (name, ip)  # customized at power-on
+        nics = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualEthernetCard)]
+        assert [n.backing.deviceName for n in nics] == ["VM Network"]
+    cfg = vc.cluster().configurationEx
+    assert cfg.dasConfig.enabled and cfg.dasConfig.admissionControlEnabled
+    assert cfg.dasConfig.admissionControlPolicy.failoverLevel == 1
+    assert cfg.drsConfig.enabled and cfg.drsConfig.defaultVmBehavior == "fullyAutomated"
+    rules = {r.name: sorted(v.name for v in r.vm) for r in cfg.rule or []}
+    assert rules[rule] == sorted(names)
+    snaps = vms[names[0]].snapshot.rootSnapshotList
+    assert [s.name for s in snaps] == ["tested"]
+    assert res["snapshot"]["snapshot"]["name"] == "tested"
+
+    # a second run changes nothing
+    proc, res = play(tmp_path, suffix, "poweredon")
+    assert recap(proc.stdout)["localhost"]["changed"] == 0, proc.stdout[-3000:]
+
+    # drift: someone resized a replica by hand; check/diff shows it and changes nothing, a run puts it right
+    vc.wait(vms[names[1]].ReconfigVM_Task(spec=vim.vm.ConfigSpec(numCPUs=4)))
+    proc, res = play(tmp_path, suffix, "poweredon", "--check", "--diff")
+    assert [r["changed"] for r in res["vms"]["results"]] == [False, True]
+    assert res["vms"]["results"][1]["actions"] == ["size 2 CPU / 3004 MB"]
+    assert "-    cpus: 4\n+    cpus: 2" in proc.stdout
+    assert vc.vms()[names[1]].config.hardware.numCPU == 4
+    proc, res = play(tmp_path, suffix, "poweredon")
+    assert recap(proc.stdout)["localhost"]["changed"] == 1
+    assert vc.vms()[names[1]].config.hardware.numCPU == 2
+
+    _snapshots(lab, vc, names[0])
+
+    # absent: powered off and removed; a second time there is nothing to do
+    proc, res = play(tmp_path, suffix, "absent")
+    assert [r["actions"] for r in res["vms"]["results"]] == [["power off", "remove"]] * 2
+    assert not set(names) & set(vc.vms())
+    proc, res = play(tmp_path, suffix, "absent")
+    assert recap(proc.stdout)["localhost"]["changed"] == 0
+
+
+def _snapshots(lab: Lab, vc: Vc, name: str) -> None:
+    """Names are ambiguous: a second snapshot called `tested` makes choosing by name an error; ids work."""
+    vm = vc.vms()[name]
+    vc.wait(vm.CreateSnapshot_Task(name="tested", description="made by hand", memory=False, quiesce=False))
+    rc, out, text = adhoc(lab, "vm_snapshot", f"vm={name} name=tested state=absent")
+    assert rc != 0 and "2 snapshots of" in out["msg"] and "called 'tested' (ids " in out["msg"], text
+    ids = [s["id"] for s in _tree(vc.vms()[name])]
+    assert len(ids) == 2
+    rc, out, text = adhoc(lab, "vm_snapshot", f"vm={name} snapshot_id={ids[1]} state=absent")
+    assert rc == 0 and out["changed"] is True, text
+    assert [s["id"] for s in _tree(vc.vms()[name])] == ids[:1]
+    rc, out, text = adhoc(lab, "vm_snapshot", f"vm={name} snapshot_id={ids[1]} state=absent")
+    assert rc != 0 and f"has no snapshot with id {ids[1]}" in out["msg"], text
+    rc, out, text = adhoc(lab, "vm_snapshot", f"vm={name} name=tested state=reverted")
+    assert rc == 0 and out["changed"] is True and out["snapshot"]["current"] is True, text
+    rc, out, text = adhoc(lab, "vm_snapshot", f"vm={name} name=tested state=absent")
+    assert rc == 0 and out["changed"] is True and out["snapshots"] == [], text
+    assert vc.vms()[name].snapshot is None
+
+
+def _tree(vm: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def walk(trees: Any) -> None:
+        for t in trees or []:
+            out.append({"id": t.id, "name": t.name})
+            walk(t.childSnapshotList)
+
+    walk(vm.snapshot.rootSnapshotList if vm.snapshot else [])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "message"),
+    [
+        (
+            "replica_vm",
+            "name=x datacenter=DR cluster=DR-Cluster template=no-such-template",
+            "no virtual machine named 'no-such-template' in datacenter DR",
+        ),
+        (
+            "replica_vm",
+            "name=x datacenter=DR cluster=No-Cluster template=linux-template",
+            "no cluster named 'No-Cluster' in DR",
+        ),
+        ("dr_cluster", "datacenter=Nowhere cluster=DR-Cluster", "no datacenter named 'Nowhere'"),
+        ("dr_cluster", "datacenter=DR cluster=DR-Cluster host_failures=3", "which has 3 host(s)"),
+        ("vm_snapshot", "vm=no-such-vm name=x state=reverted", "no virtual machine named 'no-such-vm'"),
+    ],
+    ids=["unknown-template", "unknown-cluster", "unknown-datacenter", "too-many-failures", "unknown-vm"],
+)
+def test_unknown_objects_fail_clearly_even_in_check_mode(lab: Lab, module: str, args: str, message: str) -> None:
+    rc, out, text = adhoc(lab, module, args, "--check")
+    assert rc != 0 and message in out["msg"], text
+    assert out.get("changed") is not True
+
+
+def test_wrong_password_is_refused_and_never_shown(lab: Lab) -> None:
+    wrong = "Wr0ng-" + secrets.token_hex(8)
+    rc, out, text = adhoc(lab, "dr_cluster", "datacenter=DR cluster=DR-Cluster", "--check", password=wrong)
+    assert rc != 0
+    assert "vCenter refused the login of 'administrator@vsphere.local': wrong user name or password" in out["msg"]
+    assert wrong not in text
+
+
+def test_an_untrusted_certificate_is_refused_unless_validation_is_turned_off(lab: Lab) -> None:
+    system_cas = "ca_file=/etc/ssl/certs/ca-certificates.crt"
+    rc, out, text = adhoc(lab, "dr_cluster", f"datacenter=DR cluster=DR-Cluster {system_cas}", "--check")
+    assert rc != 0 and "the certificate of vCenter is not trusted" in out["msg"], text
+    rc, out, text = adhoc(
+        lab, "dr_cluster", f"datacenter=DR cluster=DR-Cluster {system_cas} validate_certs=false", "--check"
+    )
+    assert rc == 0, text
+
+
+def test_an_unreachable_vcenter_fails_fast_with_the_address(lab: Lab) -> None:
+    t0 = time.monotonic()
+    rc, out, text = adhoc(lab, "dr_cluster", "datacenter=DR cluster=DR-Cluster hostname=127.0.0.1 port=9", "--check")
+    assert rc != 0 and "cannot reach vCenter" in out["msg"] and "127.0.0.1:9" in out["msg"], text
+    assert time.monotonic() - t0 < 30
