@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
+from tests.conftest import twinsite_cmd
 from twinsite.lab.topology import VCENTER_USER, Lab
 
 pytestmark = pytest.mark.lab
@@ -187,5 +190,46 @@ def test_a_relocated_vm_moves_between_the_hosts_lists_and_leaves_no_trace_when_r
         view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
         names = [v.name for v in view.view]  # a stale reference would fail here (ManagedObjectNotFound)
         assert "relocate-probe" not in names and "linux-template" in names
+    finally:
+        Disconnect(si)
+
+
+def test_fence_powers_a_vm_off_once_records_it_and_says_so_when_it_was_off(lab: Lab, tmp_path: Path) -> None:
+    si = connect(lab)
+    env = {
+        "TWINSITE_VCENTER_HOSTNAME": lab.ctl_address,
+        "TWINSITE_VCENTER_USERNAME": VCENTER_USER,
+        "TWINSITE_VCENTER_PASSWORD": lab.vcenter_password_file.read_text().strip(),
+        "TWINSITE_VCENTER_CA_FILE": str(lab.ca_cert),
+    }
+    record = tmp_path / "events.jsonl"
+    try:
+        content = si.RetrieveContent()
+        cluster = by_name(content, vim.ClusterComputeResource)["Prod-Cluster"]
+        task = by_name(content, vim.VirtualMachine)["prod1-vm"].CloneVM_Task(
+            folder=cluster.parent.parent.vmFolder,
+            name="fence-probe",
+            spec=vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=cluster.resourcePool), powerOn=False),
+        )
+        wait_task(task)
+        vm = task.info.result
+        wait_task(vm.PowerOnVM_Task())
+        first = twinsite_cmd("fence", "fence-probe", "--datacenter", "Prod", "--record", str(record), "--json", env=env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        result = json.loads(first.stdout)["result"]
+        assert (result["previous_state"], result["action"], result["changed"]) == ("poweredon", "powered off", True)
+        assert vm.runtime.powerState == "poweredOff"
+        again = twinsite_cmd("fence", "fence-probe", "--record", str(record), "--json", env=env)
+        assert json.loads(again.stdout)["result"]["action"] == "already off"
+        events = [json.loads(line) for line in record.read_text().splitlines()]
+        assert [(e["event"], e["vm"], e["changed"]) for e in events] == [
+            ("fence", "fence-probe", True),
+            ("fence", "fence-probe", False),
+        ]
+        unknown = twinsite_cmd("fence", "no-such-vm", "--json", env=env)
+        assert unknown.returncode == 15
+        assert "no virtual machine named 'no-such-vm'" in json.loads(unknown.stdout)["error"]["message"]
+        assert env["TWINSITE_VCENTER_PASSWORD"] not in first.stdout + again.stdout + unknown.stdout
+        wait_task(vm.Destroy_Task())
     finally:
         Disconnect(si)

@@ -26,6 +26,8 @@ COMMANDS = {
     "bundle": "bundle_cmd",
     "scenario": "scenario_cmd",
     "service": "service_cmd",
+    "plan-placement": "vsphere_cmd",
+    "fence": "vsphere_cmd",
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from pyVmomi import vim
 
 from twinsite.vsphere import VSphereError
-from twinsite.vsphere.connection import Session
+from twinsite.vsphere.connection import Session, name_of
 
 DRS_BEHAVIORS = ("fullyAutomated", "partiallyAutomated", "manual")
 
@@ -54,7 +54,8 @@ def settings(cluster: Any) -> dict[str, Any]:
     rules = {}
     for r in cfg.rule or []:
         if isinstance(r, vim.cluster.AntiAffinityRuleSpec):
-            rules[r.name] = {"vms": sorted(v.name for v in r.vm or []), "enabled": bool(r.enabled)}
+            # (a VM removed a moment ago may still be named by a rule: it no longer counts)
+            rules[r.name] = {"vms": sorted({name_of(v) for v in r.vm or []} - {""}), "enabled": bool(r.enabled)}
     return {
         "ha": bool(das and das.enabled),
         "admission_control": bool(das and das.admissionControlEnabled),

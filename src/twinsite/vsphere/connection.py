@@ -69,10 +69,10 @@ class Session:
     def find(self, kind: type[T], name: str, *, within: Any = None, what: str, where: str = "") -> T:
         """The one object of ``kind`` called ``name`` (under ``within``); unknown or ambiguous names fail."""
         candidates = self.all(kind, within)
-        found = [o for o in candidates if _name(o) == name]
+        found = [o for o in candidates if name_of(o) == name]
         place = f" in {where}" if where else ""
         if not found:
-            names = sorted({_name(o) for o in candidates} - {""})
+            names = sorted({name_of(o) for o in candidates} - {""})
             raise VSphereError(
                 f"no {what} named {name!r}{place}",
                 where=self.creds.where,
@@ -92,7 +92,7 @@ class Session:
         return self.find(vim.VirtualMachine, name, within=within, what="virtual machine", where=where)
 
     def vm_or_none(self, name: str, *, within: Any = None) -> vim.VirtualMachine | None:
-        found = [v for v in self.all(vim.VirtualMachine, within) if _name(v) == name]
+        found = [v for v in self.all(vim.VirtualMachine, within) if name_of(v) == name]
         if len(found) > 1:
             raise VSphereError(f"{len(found)} virtual machines are named {name!r}", where=self.creds.where)
         return found[0] if found else None
@@ -122,7 +122,8 @@ class Session:
         return self.wait(task, what)
 
 
-def _name(obj: Any) -> str:
+def name_of(obj: Any) -> str:
+    """An object's name, or \"\" when it was removed meanwhile."""
     try:
         return str(obj.name)
     except vmodl.fault.ManagedObjectNotFound:
@@ -139,7 +140,7 @@ def path_of(obj: Any, stop: Sequence[Any] = ()) -> str:
     """``/Datacenter/vm/folder/name`` style path of an inventory object (for messages and diffs)."""
     parts: list[str] = []
     while obj is not None and obj not in stop:
-        parts.append(_name(obj))
+        parts.append(name_of(obj))
         obj = getattr(obj, "parent", None)
     return "/" + "/".join(reversed(parts[:-1] if parts and parts[-1] == "Datacenters" else parts))
 

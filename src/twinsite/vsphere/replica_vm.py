@@ -141,6 +141,11 @@ def facts(session: Session, vm: Any) -> dict[str, Any]:
 
 
 # -- wanted ------------------------------------------------------------------------------------------
+def source_size(vm: Any) -> tuple[int, int]:
+    """(vCPUs, memory MB) of a production VM: what its V2V replica is sized from."""
+    return int(vm.config.hardware.numCPU), int(vm.config.hardware.memoryMB)
+
+
 def _memory(mb: int) -> int:
     return -(-mb // 4) * 4
 
@@ -150,8 +155,8 @@ def _wanted(session: Session, dc: Any, spec: ReplicaVm, base: Any) -> dict[str, 
     cpus, memory, networks = spec.cpus, spec.memory_mb, list(spec.networks)
     if spec.source_vm:
         src: Any = session.vm(spec.source_vm, where="any datacenter")
-        cpus = cpus or int(src.config.hardware.numCPU)
-        memory = memory or int(src.config.hardware.memoryMB)
+        size = source_size(src)
+        cpus, memory = cpus or size[0], memory or size[1]
         if not networks:
             mapping = dict(spec.network_map)
             src_dc = _datacenter_of(src)

@@ -43,8 +43,8 @@ options:
     default: fullyAutomated
   anti_affinity_rules:
     description:
-      - One rule per production cluster, naming its nodes' replica VMs (for example from
-        M(twinsite.dr.placement)'s RV(twinsite.dr.placement#module:plan.anti_affinity)).
+      - One rule per production cluster, naming its nodes' replica VMs (for example
+        RV(twinsite.dr.placement#module:anti_affinity_rules)).
     type: list
     elements: dict
     default: []

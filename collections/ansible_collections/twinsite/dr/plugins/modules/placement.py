@@ -16,7 +16,7 @@ description:
   - Refuses, saying why, when the servers cannot be placed under these rules.
   - The DR hosts are given in O(hosts), or read from vCenter (O(datacenter), O(cluster) and the
     connection options; connected hosts out of maintenance mode only).
-  - Changes nothing; feed RV(plan.assignment) to M(twinsite.dr.replica_vm) and RV(plan.anti_affinity) to
+  - Changes nothing; feed RV(plan.assignment) to M(twinsite.dr.replica_vm) and RV(anti_affinity_rules) to
     M(twinsite.dr.dr_cluster).
 author:
   - twinsite developers (@twinsite)
@@ -32,13 +32,16 @@ options:
         type: str
         required: true
       cpus:
-        description: Its vCPUs.
+        description: Its vCPUs (P2V, from the production server's facts).
         type: int
-        required: true
       memory_mb:
-        description: Its memory in MB.
+        description: Its memory in MB (P2V, from the production server's facts).
         type: int
-        required: true
+      source_vm:
+        description:
+          - The production VM it replicates (V2V); O(servers[].cpus) and O(servers[].memory_mb) not given
+            are read from it in vCenter.
+        type: str
       cluster:
         description: The production cluster the server is a node of; not set for a standalone server.
         type: str
@@ -138,6 +141,14 @@ plan:
     failure_check:
       description: The host-failure cases checked and the worst one.
       type: dict
+anti_affinity_rules:
+  description:
+    - One rule per production cluster, named C(twinsite-<cluster>), ready for
+      M(twinsite.dr.dr_cluster)'s O(twinsite.dr.dr_cluster#module:anti_affinity_rules).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{name: twinsite-sql, vms: [sql1-dr, sql2-dr]}]
 lines:
   description: The plan as text (a table of hosts, the consolidation ratio, the failure check).
   returned: success
@@ -153,16 +164,25 @@ def logic(module):
 
     p = module.params
     hosts = p["hosts"]
-    if not hosts:
-        if not (p["datacenter"] and p["cluster"]):
-            module.fail_json(msg="give the DR hosts (hosts), or datacenter and cluster to read them from vCenter")
+    servers = [{k: v for k, v in s.items() if v is not None} for s in p["servers"]]
+    v2v = [s for s in servers if "source_vm" in s]
+    if not hosts and not (p["datacenter"] and p["cluster"]):
+        module.fail_json(msg="give the DR hosts (hosts), or datacenter and cluster to read them from vCenter")
+    if not hosts or v2v:
         from twinsite.vsphere.cluster import host_capacity
+        from twinsite.vsphere.replica_vm import source_size
 
         with module.session() as session:
-            hosts = host_capacity(session, p["datacenter"], p["cluster"])
-    servers = [{k: v for k, v in s.items() if v is not None} for s in p["servers"]]
+            hosts = hosts or host_capacity(session, p["datacenter"], p["cluster"])
+            for s in v2v:
+                cpus, memory = source_size(session.vm(s["source_vm"], where="any datacenter"))
+                s.setdefault("cpus", cpus)
+                s.setdefault("memory_mb", memory)
+    for s in servers:
+        s.pop("source_vm", None)
     result = plan(servers_from(servers), hosts_from(hosts), rules_from(p["rules"]))
-    return dict(changed=False, plan=result.to_dict(), lines=result.describe())
+    rules = [dict(name="twinsite-%s" % c, vms=list(vms)) for c, vms in sorted(result.anti_affinity.items())]
+    return dict(changed=False, plan=result.to_dict(), lines=result.describe(), anti_affinity_rules=rules)
 
 
 def main():
@@ -174,8 +194,9 @@ def main():
                 required=True,
                 options=dict(
                     name=dict(type="str", required=True),
-                    cpus=dict(type="int", required=True),
-                    memory_mb=dict(type="int", required=True),
+                    cpus=dict(type="int"),
+                    memory_mb=dict(type="int"),
+                    source_vm=dict(type="str"),
                     cluster=dict(type="str"),
                 ),
             ),
