@@ -52,6 +52,7 @@ def test_provision_plans_creates_places_and_is_idempotent(lab: Lab, tmp_path: Pa
         assert f"anti-affinity rule sql-{suffix}: sqla-{suffix}, sqlb-{suffix}" in out
         assert "+    cpus: 8" in out  # diff mode: the new VMs' settings
         assert not set(names) & set(vc.vms())  # check mode created nothing
+        assert f"twinsite-sql-{suffix}" not in [r.name for r in vc.cluster().configurationEx.rule or []]
 
         out = provision(tmp_path, suffix, "poweredon")
         vms = vc.vms()

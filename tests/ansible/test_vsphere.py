@@ -5,9 +5,12 @@ independently with pyVmomi."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,6 +136,9 @@ def _lifecycle(lab: Lab, vc: Vc, tmp_path: Path, suffix: str, names: list[str], 
     assert not set(names) & set(vc.vms())
     das = vc.cluster().configurationEx.dasConfig
     assert not das.enabled
+    assert "-    ha: false" in proc.stdout and "+    ha: true" in proc.stdout  # dr_cluster's diff
+    assert "+        name: tested" in proc.stdout  # vm_snapshot's diff: the snapshot it would take
+    assert rule not in [r.name for r in vc.cluster().configurationEx.rule or []]
 
     # the real run
     proc, res = play(tmp_path, suffix, "poweredon")
@@ -150,8 +156,8 @@ def _lifecycle(lab: Lab, vc: Vc, tmp_path: Path, suffix: str, names: list[str], 
     assert cfg.dasConfig.enabled and cfg.dasConfig.admissionControlEnabled
     assert cfg.dasConfig.admissionControlPolicy.failoverLevel == 1
     assert cfg.drsConfig.enabled and cfg.drsConfig.defaultVmBehavior == "fullyAutomated"
-    rules = {r.name: sorted(v.name for v in r.vm) for r in cfg.rule or []}
-    assert rules[rule] == sorted(names)
+    ours = next(r for r in cfg.rule or [] if r.name == rule)
+    assert sorted(v.name for v in ours.vm) == sorted(names)
     snaps = vms[names[0]].snapshot.rootSnapshotList
     assert [s.name for s in snaps] == ["tested"]
     assert res["snapshot"]["snapshot"]["name"] == "tested"
@@ -160,16 +166,37 @@ def _lifecycle(lab: Lab, vc: Vc, tmp_path: Path, suffix: str, names: list[str], 
     proc, res = play(tmp_path, suffix, "poweredon")
     assert recap(proc.stdout)["localhost"]["changed"] == 0, proc.stdout[-3000:]
 
-    # drift: someone resized a replica by hand; check/diff shows it and changes nothing, a run puts it right
+    # drift: someone gave a replica 4 CPUs by hand. Taking CPUs away needs the VM off (vCenter's rule):
+    # with the VM to stay on, the module refuses before changing anything, in check mode too; with
+    # state poweredoff it powers off first, then resizes; check/diff shows it all and changes nothing
     vc.wait(vms[names[1]].ReconfigVM_Task(spec=vim.vm.ConfigSpec(numCPUs=4)))
-    proc, res = play(tmp_path, suffix, "poweredon", "--check", "--diff")
-    assert [r["changed"] for r in res["vms"]["results"]] == [False, True]
-    assert res["vms"]["results"][1]["actions"] == ["size 2 CPU / 3004 MB"]
+    refused = ansible(
+        "ansible-playbook",
+        str(PLAYBOOKS / "vsphere.yml"),
+        "-e",
+        f"suffix={suffix}",
+        "-e",
+        "test_state=poweredon",
+        "-e",
+        f"out={tmp_path / 'refused.json'}",
+        "--check",
+    )
+    assert refused.returncode != 0
+    assert f"{names[1]} is running, and changing CPUs from 4 to 2 needs it powered off" in refused.stdout
+    proc, res = play(tmp_path, suffix, "poweredoff", "--check", "--diff")
+    assert [r["actions"] for r in res["vms"]["results"]] == [
+        ["power off"],
+        ["power off first", "size 2 CPU / 3004 MB", "power off"],
+    ]
     assert "-    cpus: 4\n+    cpus: 2" in proc.stdout
     assert vc.vms()[names[1]].config.hardware.numCPU == 4
-    proc, res = play(tmp_path, suffix, "poweredon")
-    assert recap(proc.stdout)["localhost"]["changed"] == 1
+    assert vc.vms()[names[1]].runtime.powerState == "poweredOn"
+    play(tmp_path, suffix, "poweredoff")
     assert vc.vms()[names[1]].config.hardware.numCPU == 2
+    assert vc.vms()[names[1]].runtime.powerState == "poweredOff"
+    proc, res = play(tmp_path, suffix, "poweredon")
+    assert recap(proc.stdout)["localhost"]["changed"] == 1  # powered on again, nothing else
+    assert [r["actions"] for r in res["vms"]["results"]] == [["power on"], ["power on"]]
 
     _snapshots(lab, vc, names[0])
 
@@ -193,6 +220,8 @@ def _snapshots(lab: Lab, vc: Vc, name: str) -> None:
     assert rc == 0 and out["changed"] is True, text
     assert [s["id"] for s in _tree(vc.vms()[name])] == ids[:1]
     rc, out, text = adhoc(lab, "vm_snapshot", f"vm={name} snapshot_id={ids[1]} state=absent")
+    assert rc == 0 and out["changed"] is False, text  # removed already
+    rc, out, text = adhoc(lab, "vm_snapshot", f"vm={name} snapshot_id={ids[1]} state=reverted")
     assert rc != 0 and f"has no snapshot with id {ids[1]}" in out["msg"], text
     rc, out, text = adhoc(lab, "vm_snapshot", f"vm={name} name=tested state=reverted")
     assert rc == 0 and out["changed"] is True and out["snapshot"]["current"] is True, text
@@ -256,8 +285,52 @@ def test_an_untrusted_certificate_is_refused_unless_validation_is_turned_off(lab
     assert rc == 0, text
 
 
-def test_an_unreachable_vcenter_fails_fast_with_the_address(lab: Lab) -> None:
-    t0 = time.monotonic()
-    rc, out, text = adhoc(lab, "dr_cluster", "datacenter=DR cluster=DR-Cluster hostname=127.0.0.1 port=9", "--check")
-    assert rc != 0 and "cannot reach vCenter" in out["msg"] and "127.0.0.1:9" in out["msg"], text
-    assert time.monotonic() - t0 < 30
+@pytest.mark.parametrize("peer", ["refuses", "never-answers", "not-vcenter"])
+def test_an_unreachable_vcenter_fails_in_time_with_the_address(lab: Lab, peer: str) -> None:
+    with contextlib.ExitStack() as stack:
+        port = 9  # (nothing listens there: refused at once)
+        if peer != "refuses":
+            srv = stack.enter_context(socket.socket())
+            srv.bind(("127.0.0.1", 0))
+            srv.listen(8)
+            port = srv.getsockname()[1]
+        if peer == "not-vcenter":  # answers, but not TLS nor the vSphere API
+            stack.enter_context(_answers(srv, b"HTTP/1.0 200 OK\r\n\r\nhello\n"))
+        t0 = time.monotonic()
+        rc, out, text = adhoc(
+            lab, "dr_cluster", f"datacenter=DR cluster=DR-Cluster hostname=127.0.0.1 port={port} timeout=3", "--check"
+        )
+        assert rc != 0 and f"127.0.0.1:{port}" in out["msg"], text
+        assert "cannot reach vCenter" in out["msg"] or "no vCenter answers there" in out["msg"], text
+        assert "Traceback" not in text
+        assert time.monotonic() - t0 < 30
+
+
+@contextlib.contextmanager
+def _answers(srv: socket.socket, reply: bytes) -> Iterator[None]:
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = srv.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(reply)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield
+
+
+def test_dr_cluster_without_admission_control_is_idempotent_too(lab: Lab, vc: Vc) -> None:
+    try:
+        rc, out, text = adhoc(lab, "dr_cluster", "datacenter=DR cluster=DR-Cluster host_failures=0")
+        assert rc == 0, text  # (changed or not, depending on what an earlier test left)
+        rc, out, text = adhoc(lab, "dr_cluster", "datacenter=DR cluster=DR-Cluster host_failures=0")
+        assert rc == 0 and out["changed"] is False, text  # the old policy kept by vCenter does not count
+        das = vc.cluster().configurationEx.dasConfig
+        assert das.enabled and not das.admissionControlEnabled
+        assert out["settings"]["host_failures"] == 0
+    finally:
+        rc, out, text = adhoc(lab, "dr_cluster", "datacenter=DR cluster=DR-Cluster host_failures=1")
+        assert rc == 0, text
+    assert vc.cluster().configurationEx.dasConfig.admissionControlPolicy.failoverLevel == 1

@@ -169,7 +169,7 @@ def test_prod_vm_is_sized_like_a_server(lab: Lab) -> None:
         Disconnect(si)
 
 
-def test_a_relocated_vm_moves_between_the_hosts_lists_and_leaves_no_trace_when_removed(lab: Lab) -> None:
+def test_a_relocated_then_removed_vm_leaves_no_trace_in_host_lists_or_rules(lab: Lab) -> None:
     si = connect(lab)
     try:
         content = si.RetrieveContent()
@@ -186,10 +186,24 @@ def test_a_relocated_vm_moves_between_the_hosts_lists_and_leaves_no_trace_when_r
         wait_task(vm.RelocateVM_Task(spec=vim.vm.RelocateSpec(host=hosts[target], pool=cluster.resourcePool)))
         assert vm.runtime.host.name == target
         assert [v for v in hosts[target].vm if v == vm] and not [v for v in hosts[start].vm if v == vm]
+        rule = vim.cluster.AntiAffinityRuleSpec(name="probe-rule", enabled=True, vm=[vm, vms["linux-template"]])
+        wait_task(
+            cluster.ReconfigureComputeResource_Task(
+                spec=vim.cluster.ConfigSpecEx(rulesSpec=[vim.cluster.RuleSpec(operation="add", info=rule)]), modify=True
+            )
+        )
         wait_task(vm.Destroy_Task())
         view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
         names = [v.name for v in view.view]  # a stale reference would fail here (ManagedObjectNotFound)
         assert "relocate-probe" not in names and "linux-template" in names
+        kept = next(r for r in cluster.configurationEx.rule if r.name == "probe-rule")
+        assert [v.name for v in kept.vm] == ["linux-template"]  # the removed VM left the rule, as in vCenter
+        wait_task(
+            cluster.ReconfigureComputeResource_Task(
+                spec=vim.cluster.ConfigSpecEx(rulesSpec=[vim.cluster.RuleSpec(operation="remove", removeKey=kept.key)]),
+                modify=True,
+            )
+        )
     finally:
         Disconnect(si)
 

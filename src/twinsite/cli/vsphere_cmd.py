@@ -2,7 +2,7 @@
 
 ``plan-placement`` is pure computation over a YAML file of DR hosts, protected servers and rules (see
 docs/examples/placement.yml). ``fence`` powers off a VM through vCenter; it reads the connection from
-TWINSITE_VCENTER_HOSTNAME, _PORT, _USERNAME, _PASSWORD, _CA_FILE and _VALIDATE_CERTS (never from the
+TWINSITE_VCENTER_HOSTNAME, _PORT, _USERNAME, _PASSWORD, _CA_FILE, _VALIDATE_CERTS and _TIMEOUT (never from the
 command line, where other users could read the password).
 """
 
@@ -71,8 +71,9 @@ def credentials_from_env() -> Any:
     env = os.environ
     try:
         port = int(env.get("TWINSITE_VCENTER_PORT", "443"))
+        timeout = float(env.get("TWINSITE_VCENTER_TIMEOUT", "30"))
     except ValueError as exc:
-        raise ConfigError("TWINSITE_VCENTER_PORT is not a number") from exc
+        raise ConfigError("TWINSITE_VCENTER_PORT or TWINSITE_VCENTER_TIMEOUT is not a number") from exc
     return Credentials(
         hostname=env.get("TWINSITE_VCENTER_HOSTNAME", ""),
         username=env.get("TWINSITE_VCENTER_USERNAME", ""),
@@ -80,6 +81,7 @@ def credentials_from_env() -> Any:
         port=port,
         validate_certs=env.get("TWINSITE_VCENTER_VALIDATE_CERTS", "true").lower() not in ("0", "false", "no"),
         ca_file=env.get("TWINSITE_VCENTER_CA_FILE") or None,
+        timeout=timeout,
     )
 
 

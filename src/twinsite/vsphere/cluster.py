@@ -59,7 +59,8 @@ def settings(cluster: Any) -> dict[str, Any]:
     return {
         "ha": bool(das and das.enabled),
         "admission_control": bool(das and das.admissionControlEnabled),
-        "host_failures": int(getattr(policy, "failoverLevel", 0) or 0),
+        # (a policy kept while admission control is off protects nothing: it counts as 0)
+        "host_failures": int(getattr(policy, "failoverLevel", 0) or 0) if das and das.admissionControlEnabled else 0,
         "drs": bool(drs and drs.enabled),
         "drs_behavior": str(drs.defaultVmBehavior) if drs and drs.defaultVmBehavior else None,
         "anti_affinity": rules,
@@ -73,7 +74,7 @@ def _wanted(spec: DrCluster, before: dict[str, Any]) -> dict[str, Any]:
     return {
         "ha": spec.ha,
         "admission_control": spec.ha and spec.host_failures > 0,
-        "host_failures": spec.host_failures if spec.ha else before["host_failures"],
+        "host_failures": spec.host_failures if spec.ha else 0,
         "drs": spec.drs,
         "drs_behavior": spec.drs_behavior if spec.drs else before["drs_behavior"],
         "anti_affinity": rules,
@@ -91,6 +92,8 @@ def _validate(spec: DrCluster, cluster: Any) -> None:
             hint=f"host_failures must be between 0 and {hosts - 1}",
         )
     for r in spec.rules:
+        if len(set(r.vms)) != len(r.vms):
+            raise VSphereError(f"anti-affinity rule {r.name!r} names a VM twice: {', '.join(r.vms)}")
         if len(r.vms) < 2:
             raise VSphereError(f"anti-affinity rule {r.name!r} names {len(r.vms)} VM(s): it needs at least two")
         if len(r.vms) > hosts:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import socket
 import ssl
 import time
 from collections.abc import Iterator, Sequence
@@ -157,6 +158,10 @@ def connect(creds: Credentials) -> Iterator[Session]:
             hint="set username and password (from Ansible Vault, or TWINSITE_VCENTER_USERNAME/PASSWORD)",
         )
     ctx = _ssl_context(creds)
+    previous = socket.getdefaulttimeout()
+    # (pyVmomi asks vCenter for its API versions before the login, on a connection that takes no
+    # timeout of its own: without the default, a host that accepts and never answers hangs us forever)
+    socket.setdefaulttimeout(creds.timeout)
     try:
         si = SmartConnect(
             host=creds.hostname,
@@ -180,14 +185,26 @@ def connect(creds: Credentials) -> Iterator[Session]:
         ) from exc
     except (OSError, http.client.HTTPException) as exc:  # (TimeoutError is an OSError)
         raise VSphereError(
-            f"cannot reach vCenter: {exc}",
+            f"cannot reach vCenter: {exc or type(exc).__name__}",
             where=creds.where,
             hint="check the hostname and port, and that vCenter is up and reachable from here",
         ) from exc
     except vmodl.MethodFault as exc:
         raise VSphereError(f"vCenter refused the login: {fault_text(exc)}", where=creds.where) from exc
+    except Exception as exc:  # pyVmomi's own "... is not a VIM server" and the like
+        raise VSphereError(
+            f"no vCenter answers there: {exc}",
+            where=creds.where,
+            hint="check the hostname and port: something answered, but not the vSphere API",
+        ) from exc
+    finally:
+        socket.setdefaulttimeout(previous)
     try:
         yield Session(si, creds)
+    except vmodl.MethodFault as exc:  # the one translation point for faults the code above did not expect
+        raise VSphereError(f"vCenter refused: {fault_text(exc)}", where=creds.where) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise VSphereError(f"the connection to vCenter failed: {exc or type(exc).__name__}", where=creds.where) from exc
     finally:
         with contextlib.suppress(Exception):
             Disconnect(si)

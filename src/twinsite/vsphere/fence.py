@@ -25,7 +25,12 @@ def fence(
     vm: Any = session.vm(vm_name, within=within, where=datacenter or "")
     previous = str(vm.runtime.powerState)
     if previous != "poweredOff":
-        session.call(f"fencing (powering off) {vm_name}", vm.PowerOffVM_Task)
+        try:
+            session.call(f"fencing (powering off) {vm_name}", vm.PowerOffVM_Task)
+        except VSphereError:
+            if str(vm.runtime.powerState) != "poweredOff":
+                raise
+            previous = "poweredOff"  # it went off meanwhile (HA, or someone else): fenced all the same
     now = str(vm.runtime.powerState)
     if now != "poweredOff":
         raise VSphereError(f"{vm_name} is still {now} after the power-off", where=session.creds.where)

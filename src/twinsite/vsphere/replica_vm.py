@@ -185,6 +185,13 @@ def _wanted(session: Session, dc: Any, spec: ReplicaVm, base: Any) -> dict[str, 
     return want
 
 
+def _owner(pool: Any) -> Any:
+    """The cluster (compute resource) a resource pool belongs to."""
+    while pool is not None and not isinstance(pool, vim.ComputeResource):
+        pool = pool.parent
+    return pool
+
+
 def _datacenter_of(obj: Any) -> Any:
     while obj is not None and not isinstance(obj, vim.Datacenter):
         obj = obj.parent
@@ -237,6 +244,8 @@ def _nic_changes(dc: Any, vm: Any, networks: list[str]) -> list[Any]:
 
 def _backing(dc: Any, name: str) -> Any:
     net: Any = _network(dc, name)
+    if isinstance(net, vim.OpaqueNetwork):
+        raise VSphereError(f"{name!r} is an NSX (opaque) network, which replica_vm does not connect yet")
     if isinstance(net, vim.dvs.DistributedVirtualPortgroup):
         switch: Any = net.config.distributedVirtualSwitch
         port = vim.dvs.PortConnection(portgroupKey=net.key, switchUuid=switch.uuid)
@@ -273,7 +282,38 @@ def _diff_actions(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return out
 
 
+def _needs_off(vm: Any, before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What of the change vCenter does only on a powered-off VM: a customization, shrinking CPUs or
+    memory, or growing them without hot-add."""
+    why = []
+    hw = vm.config
+    if after["customization"] and before.get("customization") != after["customization"]:
+        why.append("customizing the guest")
+    cpus, mem = before.get("cpus"), before.get("memory_mb")
+    if cpus is not None and after["cpus"] != cpus and (after["cpus"] < cpus or not hw.cpuHotAddEnabled):
+        why.append(f"changing CPUs from {cpus} to {after['cpus']}")
+    if mem is not None and after["memory_mb"] != mem and (after["memory_mb"] < mem or not hw.memoryHotAddEnabled):
+        why.append(f"changing memory from {mem} to {after['memory_mb']} MB")
+    return why
+
+
+def _precheck(vm: Any, before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether the VM must be powered off first; refuses (before anything changes) when it runs and is
+    to stay on but the change needs it off."""
+    why = _needs_off(vm, before, after)
+    if not why or before.get("power_state") == "poweredoff":
+        return False
+    if after["power_state"] == "poweredoff":
+        return True
+    raise VSphereError(
+        f"{vm.name} is running, and {' and '.join(why)} needs it powered off",
+        hint="run with state: poweredoff (the VM is powered off first), then with state: poweredon",
+    )
+
+
 def _reconfigure(session: Session, dc: Any, vm: Any, before: dict[str, Any], after: dict[str, Any]) -> None:
+    if _precheck(vm, before, after):
+        _power(session, vm, "poweredoff")
     spec = vim.vm.ConfigSpec()
     dirty = False
     if before.get("cpus") != after["cpus"]:
@@ -286,18 +326,13 @@ def _reconfigure(session: Session, dc: Any, vm: Any, before: dict[str, Any], aft
     if dirty:
         session.call(f"resizing {vm.name}", vm.ReconfigVM_Task, spec=spec)
     if after["customization"] and before.get("customization") != after["customization"]:
-        if str(vm.runtime.powerState) != "poweredOff":
-            raise VSphereError(
-                f"the guest customization of {vm.name} changed, and customizing needs the VM powered off",
-                hint="power it off (state: poweredoff), run again, then power it on",
-            )
         spec_c = _customization_spec(after["customization"], len(_nics(vm)))
         session.call(f"customizing {vm.name}", vm.CustomizeVM_Task, spec=spec_c)
         mark = vim.option.OptionValue(key=MARK, value=json.dumps(after["customization"], sort_keys=True))
         session.call(
             f"recording the customization of {vm.name}", vm.ReconfigVM_Task, spec=vim.vm.ConfigSpec(extraConfig=[mark])
         )
-    if before.get("power_state") != after["power_state"]:
+    if str(vm.runtime.powerState).lower() != after["power_state"]:
         _power(session, vm, after["power_state"])
 
 
@@ -324,8 +359,19 @@ def _absent(session: Session, vm: Any, check: bool) -> Outcome:
     return Outcome(True, tuple(actions), before, {}, gone)
 
 
-def _create(session: Session, dc: Any, spec: ReplicaVm, check: bool) -> Outcome:
-    cluster = session.cluster(dc, spec.cluster)
+@dataclass(frozen=True)
+class _Place:
+    cluster: Any
+    template: Any
+    pool: Any
+    datastore: Any
+    host: Any
+    folder: Any
+
+
+def _locate(session: Session, dc: Any, spec: ReplicaVm) -> _Place:
+    """Every object the spec names, looked up (unknown names fail here, in check mode too)."""
+    cluster: Any = session.cluster(dc, spec.cluster)
     template = session.vm(spec.template, within=dc.vmFolder, where=f"datacenter {dc.name}")
     pool = cluster.resourcePool
     if spec.resource_pool:
@@ -342,7 +388,12 @@ def _create(session: Session, dc: Any, spec: ReplicaVm, check: bool) -> Outcome:
         if spec.host
         else None
     )
-    folder = _folder(session, dc, spec.folder)
+    return _Place(cluster, template, pool, datastore, host, _folder(session, dc, spec.folder))
+
+
+def _create(session: Session, dc: Any, spec: ReplicaVm, check: bool) -> Outcome:
+    place = _locate(session, dc, spec)
+    template, pool, host = place.template, place.pool, place.host
     after = _wanted(session, dc, spec, template)
     if spec.state == "present":
         after["power_state"] = "poweredoff"  # a new VM starts off unless asked otherwise
@@ -350,10 +401,14 @@ def _create(session: Session, dc: Any, spec: ReplicaVm, check: bool) -> Outcome:
     actions = [f"clone {spec.template} to {spec.name}", *_diff_actions(fresh, after)]
     if check:
         return Outcome(True, tuple(actions), {}, after)
-    location = vim.vm.RelocateSpec(pool=pool, datastore=datastore, host=host)
+    location = vim.vm.RelocateSpec(pool=pool, datastore=place.datastore, host=host)
     clone = vim.vm.CloneSpec(location=location, powerOn=False, template=False)
     vm = session.call(
-        f"cloning {spec.template} to {spec.name}", template.CloneVM_Task, folder=folder, name=spec.name, spec=clone
+        f"cloning {spec.template} to {spec.name}",
+        template.CloneVM_Task,
+        folder=place.folder,
+        name=spec.name,
+        spec=clone,
     )
     if host is not None and vm.runtime.host != host:
         session.call(
@@ -364,11 +419,19 @@ def _create(session: Session, dc: Any, spec: ReplicaVm, check: bool) -> Outcome:
 
 
 def _update(session: Session, dc: Any, vm: Any, spec: ReplicaVm, check: bool) -> Outcome:
+    place = _locate(session, dc, spec)
+    if vm.resourcePool is not None and _owner(vm.resourcePool) != place.cluster:
+        raise VSphereError(
+            f"{vm.name} exists, but not in cluster {spec.cluster}",
+            hint="move it there, or give the cluster it is in",
+        )
     before = settings(dc, vm)
     after = _wanted(session, dc, spec, vm)
     actions = _diff_actions(before, after)
     if not actions:
         return Outcome(False, (), before, before, facts(session, vm))
+    if _precheck(vm, before, after):  # (refuses in check mode too)
+        actions.insert(0, "power off first")
     if check:
         return Outcome(True, tuple(actions), before, after, facts(session, vm))
     _reconfigure(session, dc, vm, before, after)

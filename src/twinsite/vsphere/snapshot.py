@@ -67,6 +67,8 @@ def snapshots(vm: Any) -> list[tuple[dict[str, Any], Any]]:
 def _choose(vm: Any, spec: SnapshotSpec, snaps: list[tuple[dict[str, Any], Any]]) -> tuple[dict[str, Any], Any] | None:
     if spec.id is not None:
         found = [s for s in snaps if s[0]["id"] == spec.id]
+        if not found and spec.state == "absent":
+            return None  # removed already
         if not found:
             ids = ", ".join(str(s[0]["id"]) for s in snaps) or "none"
             raise VSphereError(f"{vm.name} has no snapshot with id {spec.id}", hint=f"its snapshot ids: {ids}")
@@ -94,7 +96,8 @@ def ensure(session: Session, spec: SnapshotSpec, *, check: bool = False) -> Outc
     within = session.datacenter(spec.datacenter).vmFolder if spec.datacenter else None
     if check and spec.state == "present" and session.vm_or_none(spec.vm, within=within) is None:
         # a check run of a playbook that would create the VM first (its run fails if it still is not there)
-        return Outcome(True, (f"create snapshot {spec.name!r} of {spec.vm} (not created yet)",), [], [], None)
+        action = f"create snapshot {spec.name!r} of {spec.vm} (not created yet)"
+        return Outcome(True, (action,), [], _foreseen(spec, [], None), None)
     vm: Any = session.vm(spec.vm, within=within, where=spec.datacenter or "")
     snaps = snapshots(vm)
     before = [s[0] for s in snaps]
@@ -103,11 +106,24 @@ def ensure(session: Session, spec: SnapshotSpec, *, check: bool = False) -> Outc
         return Outcome(False, (), before, before, chosen[0] if chosen else None)  # there, or already gone
     action, run = _step(session, vm, spec, chosen)
     if check:
-        return Outcome(True, (action,), before, before, chosen[0] if chosen else None)
+        return Outcome(True, (action,), before, _foreseen(spec, before, chosen), chosen[0] if chosen else None)
     run()
     after = [s[0] for s in snapshots(vm)]
     current = None if spec.state == "absent" else next((s for s in after if s["current"]), None)
     return Outcome(True, (action,), before, after, current if current else (chosen[0] if chosen else None))
+
+
+def _foreseen(
+    spec: SnapshotSpec, before: list[dict[str, Any]], chosen: tuple[dict[str, Any], Any] | None
+) -> list[dict[str, Any]]:
+    """The snapshot list a run would leave (what check mode's diff shows)."""
+    if spec.state == "absent" and chosen:
+        return [s for s in before if s["id"] != chosen[0]["id"]]
+    if spec.state == "reverted" and chosen:
+        return [{**s, "current": s["id"] == chosen[0]["id"]} for s in before]
+    parent = next((s["id"] for s in before if s["current"]), None)
+    new = {"id": None, "name": spec.name, "description": spec.description, "created": None}
+    return [{**s, "current": False} for s in before] + [{**new, "parent_id": parent, "current": True}]
 
 
 def _step(session: Session, vm: Any, spec: SnapshotSpec, chosen: tuple[dict[str, Any], Any] | None) -> tuple[str, Any]:

@@ -78,6 +78,9 @@ func (f fetchFix) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if bytes.Contains(body, []byte("RelocateVM_Task")) {
 		fixRelocate(body, rec.Body.Bytes())
 	}
+	if bytes.Contains(body, []byte("Destroy_Task")) {
+		dropFromRules(body, rec.Body.Bytes())
+	}
 	for k, v := range rec.Header() {
 		w.Header()[k] = v
 	}
@@ -167,6 +170,39 @@ func fixRelocate(req, res []byte) {
 		} else {
 			simulator.Map.RemoveReference(p, &p.Vm, self)
 		}
+	}
+}
+
+// dropFromRules takes a VM that a Destroy_Task removed out of every cluster's VM-VM rules, as vCenter
+// does; the 0.24 simulator leaves the dangling reference, and reading the rule's VMs then fails.
+func dropFromRules(req, res []byte) {
+	m, err := simulator.UnmarshalBody(vimType, req)
+	if err != nil || m.This.Type != "VirtualMachine" {
+		return
+	}
+	if _, ok := m.Body.(*types.Destroy_Task); !ok {
+		return
+	}
+	ref := taskRef.FindSubmatch(res)
+	if ref == nil {
+		return
+	}
+	task, ok := simulator.Map.Get(types.ManagedObjectReference{Type: "Task", Value: string(ref[1])}).(*simulator.Task)
+	if !ok || task.Info.State != types.TaskInfoStateSuccess {
+		return
+	}
+	for _, e := range simulator.Map.All("ClusterComputeResource") {
+		cl := e.(*simulator.ClusterComputeResource)
+		simulator.Map.WithLock(cl, func() {
+			for _, r := range cl.ConfigurationEx.(*types.ClusterConfigInfoEx).Rule {
+				switch rule := r.(type) {
+				case *types.ClusterAntiAffinityRuleSpec:
+					simulator.RemoveReference(&rule.Vm, m.This)
+				case *types.ClusterAffinityRuleSpec:
+					simulator.RemoveReference(&rule.Vm, m.This)
+				}
+			}
+		})
 	}
 }
 

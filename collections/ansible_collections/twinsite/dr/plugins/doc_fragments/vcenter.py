@@ -41,6 +41,12 @@ options:
       - A PEM file of the CA that signed vCenter's certificate, when it is not among the system's CAs.
       - If not set, the environment variable E(TWINSITE_VCENTER_CA_FILE) is used.
     type: path
+  timeout:
+    description:
+      - Seconds to wait for vCenter to answer (connecting, and each request).
+      - If not set, the environment variable E(TWINSITE_VCENTER_TIMEOUT) is used.
+    type: float
+    default: 30.0
 requirements:
   - the twinsite library (and pyVmomi) on the controller, in the Python that runs the module
 notes:

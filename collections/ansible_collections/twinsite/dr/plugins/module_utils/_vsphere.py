@@ -23,6 +23,7 @@ def vcenter_argument_spec():
         ),
         validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["TWINSITE_VCENTER_VALIDATE_CERTS"])),
         ca_file=dict(type="path", fallback=(env_fallback, ["TWINSITE_VCENTER_CA_FILE"])),
+        timeout=dict(type="float", default=30.0, fallback=(env_fallback, ["TWINSITE_VCENTER_TIMEOUT"])),
     )
 
 
@@ -37,6 +38,7 @@ def credentials(params):
         port=params["port"],
         validate_certs=params["validate_certs"],
         ca_file=params["ca_file"],
+        timeout=params["timeout"],
     )
 
 

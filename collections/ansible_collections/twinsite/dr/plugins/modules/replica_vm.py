@@ -18,6 +18,9 @@ description:
     moves VMs afterwards, so it is not enforced on later runs.
   - Guest customization needs the VM powered off. The customization last applied is recorded in the
     VM's advanced settings (C(twinsite.customization)), so a second run knows it is done.
+  - A new customization, fewer CPUs or less memory, or more without hot-add, need the VM powered off.
+    A running VM that is to stay on is refused before anything changes (in check mode too); with
+    O(state=poweredoff) it is powered off first.
   - O(state=absent) powers the VM off and removes it.
 author:
   - twinsite developers (@twinsite)
@@ -108,7 +111,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Says what would be done, and checks that every named object exists, without changing anything.
+    description: Says what would be done, and checks that every named object exists and that the change
+      can be made in the VM's power state, without changing anything.
   diff_mode:
     support: full
     description: Shows the managed settings (CPUs, memory, networks, customization, power state) before and after.
