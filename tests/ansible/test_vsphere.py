@@ -64,12 +64,8 @@ def play(tmp_path: Path, suffix: str, state: str, *extra: str) -> tuple[Any, dic
     proc = ansible(
         "ansible-playbook",
         str(PLAYBOOKS / "vsphere.yml"),
-        "-e",
-        f"suffix={suffix}",
-        "-e",
-        f"test_state={state}",
-        "-e",
-        f"out={out}",
+        *("-e", f"suffix={suffix}", "-e", f"test_state={state}", "-e", f"out={out}"),
+        *("-e", f"test_folder=replicas-{suffix}/sql", "-e", f"test_pool=dr-{suffix}"),
         *extra,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
@@ -113,10 +109,25 @@ def test_replica_vms_dr_cluster_and_snapshot_check_apply_idempotent_diff_drift(
             drsConfig=vim.cluster.DrsConfigInfo(enabled=False),
         )
     )
+    # a folder path and a resource pool to create the replicas in
+    cluster = vc.cluster()
+    top = cluster.parent.parent.vmFolder.CreateFolder(f"replicas-{suffix}")
+    top.CreateFolder("sql")
+
+    def share() -> Any:
+        return vim.ResourceAllocationInfo(
+            reservation=0, expandableReservation=True, limit=-1, shares=vim.SharesInfo(level="normal", shares=0)
+        )
+
+    pool = cluster.resourcePool.CreateResourcePool(
+        name=f"dr-{suffix}", spec=vim.ResourceConfigSpec(cpuAllocation=share(), memoryAllocation=share())
+    )
     try:
         _lifecycle(lab, vc, tmp_path, suffix, names, rule)
     finally:
         play(tmp_path, suffix, "absent")
+        vc.wait(top.Destroy_Task())
+        vc.wait(pool.Destroy_Task())
         cl = vc.cluster()
         for r in cl.configurationEx.rule or []:
             if r.name == rule:
@@ -148,6 +159,8 @@ def _lifecycle(lab: Lab, vc: Vc, tmp_path: Path, suffix: str, names: list[str], 
         vm = vms[name]
         assert (vm.config.hardware.numCPU, vm.config.hardware.memoryMB) == (2, 3004)
         assert vm.runtime.host.name == host
+        assert (vm.parent.parent.name, vm.parent.name) == (f"replicas-{suffix}", "sql")
+        assert vm.resourcePool.name == f"dr-{suffix}"
         assert vm.runtime.powerState == "poweredOn"
         assert (vm.guest.hostName, vm.guest.ipAddress) == (name, ip)  # customized at power-on
         nics = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualEthernetCard)]
