@@ -28,6 +28,8 @@ COMMANDS = {
     "service": "service_cmd",
     "plan-placement": "vsphere_cmd",
     "fence": "vsphere_cmd",
+    "alert": "alert_cmd",
+    "events": "alert_cmd",
 }
 
 

@@ -101,6 +101,7 @@ class Scenario:
     replication: Replication = field(default_factory=Replication)
     journal: Journal = field(default_factory=Journal)
     cdp: Cdp = field(default_factory=Cdp)
+    alerts: tuple[dict[str, Any], ...] = ()  # channel specs (twinsite.alerts.dispatch.channels_from)
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Scenario:
@@ -133,4 +134,5 @@ class Scenario:
             replication=Replication(**rep),
             journal=Journal(**jr),
             cdp=Cdp(**cdp),
+            alerts=tuple(dict(a) for a in doc.get("alerts", ())),
         )

@@ -1,0 +1,83 @@
+"""``twinsite alert SCENARIO --test``: send a test alert through every channel of a scenario, and say
+which delivered (exit 17 when one did not); ``twinsite events``: the event log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from twinsite.alerts import Alert, AlertError
+from twinsite.alerts.dispatch import EVENTS_FILE, Alerter, channels_from
+from twinsite.engine import agent
+from twinsite.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("alert", help="send a test alert through a scenario's alert channels")
+    p.add_argument("scenario")
+    p.add_argument("--test", action="store_true", required=True, help="a test alert (the only kind sent by hand)")
+    p.add_argument("--config-dir", type=Path, default=agent.DEFAULT_CONFIG_DIR)
+    p.add_argument("--state-dir", type=Path, default=agent.DEFAULT_STATE_DIR)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_alert)
+    e = sub.add_parser("events", help="the event log: alerts and what happened, newest last")
+    e.add_argument("--scenario", help="only this scenario's events")
+    e.add_argument("--last", type=int, default=50, help="how many (default 50)")
+    e.add_argument("--state-dir", type=Path, default=agent.DEFAULT_STATE_DIR)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(handler=_events)
+
+
+def _alert(args: argparse.Namespace) -> tuple[Any, str]:
+    found = {s.name: s for s in agent.load_dir(args.config_dir)}
+    s = found.get(args.scenario)
+    if s is None:
+        raise ConfigError(f"no scenario {args.scenario!r} in {args.config_dir}", hint=f"known: {', '.join(found)}")
+    alert = Alert(
+        kind="test",
+        severity="info",
+        scenario=s.name,
+        host=socket.gethostname(),
+        what="a test alert (twinsite alert --test): nothing is wrong",
+        action="nothing; this checks that alerts reach you",
+    )
+    deliveries = Alerter(args.state_dir, channels_from(s.alerts)).send(alert)
+    result = {"alert": alert.to_dict(), "deliveries": [d.__dict__ for d in deliveries]}
+    lines = [f"{s.name}: test alert"] + [
+        f"  {d.channel}: {'delivered' if d.ok else 'FAILED: ' + str(d.error)}" for d in deliveries
+    ]
+    failed = [d for d in deliveries if not d.ok]
+    if failed:
+        raise AlertError(
+            f"{len(failed)} of {len(deliveries)} channel(s) failed: "
+            + "; ".join(f"{d.channel}: {d.error}" for d in failed),
+            where=f"scenario {s.name}",
+            hint="fix the channel's settings in the scenario (the failures are in the event log too)",
+        )
+    return result, "\n".join(lines)
+
+
+def _events(args: argparse.Namespace) -> tuple[Any, str]:
+    path = args.state_dir / EVENTS_FILE
+    events: list[dict[str, Any]] = []
+    try:
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    ev = {"event": "unreadable", "line": n}  # a torn last line after a crash
+                if args.scenario is None or ev.get("scenario") == args.scenario:
+                    events.append(ev)
+    except FileNotFoundError:
+        pass
+    events = events[-args.last :] if args.last > 0 else events
+    lines = [
+        f"{e.get('at', '?')} {e.get('event')} {e.get('severity', '')} {e.get('scenario', '')} "
+        f"{e.get('host', '')} {e.get('what') or e.get('error') or ''}".rstrip()
+        for e in events
+    ]
+    return {"file": str(path), "events": events}, "\n".join(lines) or f"no events in {path}"
