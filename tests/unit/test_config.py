@@ -147,3 +147,24 @@ def test_root_selection_include_then_exclude() -> None:
     assert r.selects("main.db")
     assert not r.selects("data/x.tmp")
     assert not r.selects("other/y")
+
+
+def test_a_scenario_with_alerts_and_application_settings_is_run_by_the_agent(tmp_path: Path) -> None:
+    """The agent keys its senders by the scenario's hash: mappings inside must not break it, and changing
+    only them does not restart replication."""
+    from twinsite.engine.agent import wanted
+
+    text = """\
+        name: db
+        master: prod1
+        replicas: [dr1]
+        roots: [{path: /srv/db}]
+        application: {type: postgresql, port: 5433, checks: [{type: tcp, port: 5433}]}
+        alerts: [{type: webhook, url: "http://127.0.0.1:9/x", headers: {X-A: b}}]
+        """
+    [s] = load_file(write(tmp_path, text))
+    assert (s.application, s.application_settings["port"]) == ("postgresql", 5433)
+    assert s.alerts[0]["headers"] == {"X-A": "b"}
+    [key] = wanted([s], "prod1", tmp_path, tmp_path)
+    [same] = wanted(load_file(write(tmp_path, text.replace("X-A: b", "X-A: c"))), "prod1", tmp_path, tmp_path)
+    assert key == same

@@ -30,6 +30,7 @@ COMMANDS = {
     "fence": "vsphere_cmd",
     "alert": "alert_cmd",
     "events": "alert_cmd",
+    "app": "app_cmd",
 }
 
 

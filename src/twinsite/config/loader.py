@@ -72,6 +72,10 @@ def _path_text(path: list[str | int]) -> str:
 def _problems(
     err: jsonschema.ValidationError, file: str, root: yaml.Node | None, prefix: list[str | int]
 ) -> list[Problem]:
+    if err.validator in ("anyOf", "oneOf") and err.context and isinstance(err.instance, dict):
+        branch = _matching_branch(err)
+        if branch:  # the alternative whose type fits the value: its own errors say what is wrong
+            return [p for e in branch for p in _problems(e, file, root, prefix)]
     path = prefix + list(err.absolute_path)
     sub: dict[str, Any] = err.schema if isinstance(err.schema, dict) else {}
     node = _node_at(root, path)
@@ -92,9 +96,23 @@ def _problems(
     elif err.validator in ("type", "pattern", "minimum", "maximum", "exclusiveMinimum", "minItems", "minLength"):
         desc = sub.get("description")
         message = f"{err.message}" + (f" (expected: {desc})" if desc else "")
-    elif err.validator == "oneOf" and "description" in sub:
+    elif err.validator in ("oneOf", "anyOf") and "description" in sub:
         message = f"{err.instance!r} is not valid: expected {sub['description']}"
     return [Problem(file, line, _path_text(path), message)]
+
+
+def _matching_branch(err: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors of the one alternative of an anyOf/oneOf whose type fits the value (a mapping given where
+    a name or a mapping is allowed: the mapping's errors), or nothing when that is not clear."""
+    by_branch: dict[int, list[jsonschema.ValidationError]] = {}
+    for e in err.context or []:
+        by_branch.setdefault(int(e.schema_path[0]), []).append(e)
+    fitting = [
+        errs
+        for errs in by_branch.values()
+        if not any(e.validator == "type" and not list(e.relative_path) for e in errs)
+    ]
+    return fitting[0] if len(fitting) == 1 else []
 
 
 def _documents(data: Any) -> tuple[list[Any], list[str | int]] | None:

@@ -101,7 +101,10 @@ class Scenario:
     replication: Replication = field(default_factory=Replication)
     journal: Journal = field(default_factory=Journal)
     cdp: Cdp = field(default_factory=Cdp)
-    alerts: tuple[dict[str, Any], ...] = ()  # channel specs (twinsite.alerts.dispatch.channels_from)
+    # (not part of the hash, which the agent uses to see that replication settings changed: these are
+    # mappings, and replication does not depend on them)
+    alerts: tuple[dict[str, Any], ...] = field(default=(), hash=False)  # twinsite.alerts.dispatch.channels_from
+    application_settings: dict[str, Any] = field(default_factory=dict, hash=False)  # twinsite.apps.load
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Scenario:
@@ -130,7 +133,8 @@ class Scenario:
                 )
                 for r in doc["roots"]
             ),
-            application=doc.get("application", "files"),
+            application=app if isinstance(app := doc.get("application", "files"), str) else app["type"],
+            application_settings={} if isinstance(app, str) else {k: v for k, v in app.items() if k != "type"},
             replication=Replication(**rep),
             journal=Journal(**jr),
             cdp=Cdp(**cdp),

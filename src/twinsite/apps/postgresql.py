@@ -1,0 +1,183 @@
+"""PostgreSQL: find the data directory, start and stop it with pg_ctl, check it answers and is consistent.
+
+Settings (all optional): ``data_dir`` (default: the directory holding ``PG_VERSION`` inside the roots),
+``bin_dir`` (default: the newest ``/usr/lib/postgresql/*/bin``), ``port`` (5432), ``listen_addresses``
+("localhost"), ``socket_dir`` (default: the data directory), ``os_user`` ("postgres"), ``user``
+("postgres", the database role the checks connect as), ``database`` ("postgres"), ``query`` ("select 1"),
+``log_file``, ``start_timeout`` and ``stop_timeout`` (60 s).
+
+Checks: *accepting connections* (pg_isready), *query* (the configured query answers), *consistent*
+(the cluster state is "in production" and every user table can be read to the end).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+from pathlib import Path
+
+from twinsite.apps import AppError, Application, CheckResult, timed
+from twinsite.apps.checks import run
+
+# Reads every user table once; any damaged page or missing file makes it fail. Read-only.
+SCAN_ALL = """
+DO $$
+DECLARE t record; n bigint; total bigint := 0; tables int := 0;
+BEGIN
+  FOR t IN SELECT schemaname, relname FROM pg_stat_user_tables ORDER BY 1, 2 LOOP
+    EXECUTE format('SELECT count(*) FROM %I.%I', t.schemaname, t.relname) INTO n;
+    total := total + n; tables := tables + 1;
+  END LOOP;
+  RAISE NOTICE 'read % rows in % tables', total, tables;
+END $$;
+"""
+
+
+class PostgreSQL(Application):
+    kind = "postgresql"
+
+    # -- where things are ----------------------------------------------------------------------------
+    def data_dir(self) -> Path:
+        given = self.settings.get("data_dir")
+        if given:
+            return Path(given)
+        for root in self.roots:
+            for depth in ("PG_VERSION", "*/PG_VERSION", "*/*/PG_VERSION"):
+                found = sorted(Path(root).glob(depth))
+                if found:
+                    return found[0].parent
+        raise AppError(
+            f"no PostgreSQL data directory (a PG_VERSION file) under {', '.join(self.roots)}",
+            hint="set application.data_dir in the scenario",
+        )
+
+    def data_paths(self) -> list[Path]:
+        return [self.data_dir()]
+
+    def bin_dir(self) -> Path:
+        given = self.settings.get("bin_dir")
+        if given:
+            return Path(given)
+        versions = sorted(
+            Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: [int(x) for x in re.findall(r"\d+", p.parent.name)]
+        )
+        if not versions:
+            raise AppError("PostgreSQL is not installed here (no /usr/lib/postgresql/*/bin)", hint="set bin_dir")
+        return versions[-1]
+
+    @property
+    def port(self) -> int:
+        return int(self.settings.get("port", 5432))
+
+    def socket_dir(self) -> Path:
+        return Path(self.settings.get("socket_dir") or self.data_dir())
+
+    def _as_owner(self, argv: list[str]) -> list[str]:
+        user = str(self.settings.get("os_user", "postgres"))
+        if os.geteuid() == 0 and user != "root":
+            return ["runuser", "-u", user, "--", *argv]
+        return argv
+
+    def _tool(self, name: str) -> str:
+        return str(self.bin_dir() / name)
+
+    def _log(self) -> Path:
+        log = Path(self.settings.get("log_file") or f"/var/log/twinsite-postgresql-{self.port}.log")
+        if os.geteuid() == 0 and not log.exists():
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.touch(mode=0o640)
+            pw = pwd.getpwnam(str(self.settings.get("os_user", "postgres")))
+            os.chown(log, pw.pw_uid, pw.pw_gid)
+        return log
+
+    # -- start, stop ---------------------------------------------------------------------------------
+    def running(self) -> bool:
+        code, _ = run(
+            self._as_owner([self._tool("pg_ctl"), "-D", str(self.data_dir()), "status"]),
+            timeout=10,
+            what="pg_ctl status",
+        )
+        return code == 0
+
+    def start(self) -> None:
+        if self.running():
+            return
+        timeout = float(self.settings.get("start_timeout", 60))
+        listen = self.settings.get("listen_addresses", "localhost")
+        opts = f"-p {self.port} -k {self.socket_dir()} -c listen_addresses={listen}"
+        log = self._log()
+        argv = [
+            self._tool("pg_ctl"),
+            "-D",
+            str(self.data_dir()),
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "-o",
+            opts,
+            "start",
+        ]
+        code, out = run(self._as_owner(argv), timeout=timeout + 10, what="starting PostgreSQL")
+        if code != 0:
+            tail = _tail(log)
+            raise AppError(
+                f"PostgreSQL did not start (pg_ctl exit {code}): {out.strip()[-300:]}\n{tail}",
+                where=str(self.data_dir()),
+            )
+
+    def stop(self) -> None:
+        if not self.running():
+            return
+        timeout = float(self.settings.get("stop_timeout", 60))
+        argv = [self._tool("pg_ctl"), "-D", str(self.data_dir()), "-m", "fast", "-w", "-t", str(int(timeout)), "stop"]
+        code, out = run(self._as_owner(argv), timeout=timeout + 10, what="stopping PostgreSQL")
+        if code != 0:
+            raise AppError(
+                f"PostgreSQL did not stop (pg_ctl exit {code}): {out.strip()[-500:]}", where=str(self.data_dir())
+            )
+
+    # -- checks --------------------------------------------------------------------------------------
+    def _psql(self, sql: str, timeout: float = 30) -> tuple[int, str]:
+        argv = [
+            self._tool("psql"), "-X", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir()), "-p", str(self.port),
+            "-U", str(self.settings.get("user", "postgres")), "-d", str(self.settings.get("database", "postgres")),
+            "-Atc", sql,
+        ]  # fmt: skip
+        return run(self._as_owner(argv), timeout=timeout, what="psql")
+
+    def own_checks(self) -> list[CheckResult]:
+        return [
+            timed("accepting connections", self._ready),
+            timed("query", self._query),
+            timed("consistent", self._consistent),
+        ]
+
+    def _ready(self) -> tuple[bool, str]:
+        argv = [self._tool("pg_isready"), "-h", str(self.socket_dir()), "-p", str(self.port), "-t", "5"]
+        code, out = run(self._as_owner(argv), timeout=15, what="pg_isready")
+        return code == 0, out
+
+    def _query(self) -> tuple[bool, str]:
+        code, out = self._psql(str(self.settings.get("query", "select 1")))
+        return code == 0, out
+
+    def _consistent(self) -> tuple[bool, str]:
+        code, out = run([self._tool("pg_controldata"), str(self.data_dir())], timeout=15, what="pg_controldata")
+        state = next(
+            (line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Database cluster state")),
+            "?",
+        )
+        if code != 0 or state != "in production":
+            return False, f"cluster state: {state}"
+        code, scan = self._psql(SCAN_ALL, timeout=float(self.settings.get("scan_timeout", 300)))
+        return code == 0, f"cluster state: {state}; {scan.strip()}"
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
