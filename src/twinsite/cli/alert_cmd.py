@@ -12,7 +12,6 @@ from typing import Any
 from twinsite.alerts import Alert, AlertError
 from twinsite.alerts.dispatch import EVENTS_FILE, Alerter, channels_from
 from twinsite.engine import agent
-from twinsite.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,10 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _alert(args: argparse.Namespace) -> tuple[Any, str]:
-    found = {s.name: s for s in agent.load_dir(args.config_dir)}
-    s = found.get(args.scenario)
-    if s is None:
-        raise ConfigError(f"no scenario {args.scenario!r} in {args.config_dir}", hint=f"known: {', '.join(found)}")
+    s = agent.find_scenario(args.config_dir, args.scenario)
     alert = Alert(
         kind="test",
         severity="info",

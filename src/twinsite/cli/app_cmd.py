@@ -8,7 +8,6 @@ from typing import Any
 
 from twinsite.apps import DEFAULT_PLUGINS_DIR, AppError, for_scenario
 from twinsite.engine import agent
-from twinsite.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,10 +21,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _app(args: argparse.Namespace) -> tuple[Any, str]:
-    found = {s.name: s for s in agent.load_dir(args.config_dir)}
-    s = found.get(args.scenario)
-    if s is None:
-        raise ConfigError(f"no scenario {args.scenario!r} in {args.config_dir}", hint=f"known: {', '.join(found)}")
+    s = agent.find_scenario(args.config_dir, args.scenario)
     app = for_scenario(s, args.plugins_dir)
     head = f"{s.name} ({s.application})"
     if args.action in ("start", "stop"):

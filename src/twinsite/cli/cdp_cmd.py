@@ -68,10 +68,7 @@ class Replica:
 
 
 def _replica(args: argparse.Namespace) -> Replica:
-    found = {s.name: s for s in agent.load_dir(args.config_dir)}
-    s = found.get(args.scenario)
-    if s is None:
-        raise ConfigError(f"no scenario {args.scenario!r} in {args.config_dir}", hint=f"known: {', '.join(found)}")
+    s = agent.find_scenario(args.config_dir, args.scenario)
     if not 0 <= args.root < len(s.roots):
         raise ConfigError(f"scenario {s.name} has {len(s.roots)} root(s); --root {args.root} is not one of them")
     state = agent.receiver_state(args.state_dir, s.name, args.root)

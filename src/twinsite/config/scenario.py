@@ -92,6 +92,15 @@ class Cdp:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    enabled: bool = True
+    interval: float = 10.0
+    misses: int = 3
+    timeout: float = 10.0
+    max_lag: float = 300.0
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     master: str
@@ -101,6 +110,7 @@ class Scenario:
     replication: Replication = field(default_factory=Replication)
     journal: Journal = field(default_factory=Journal)
     cdp: Cdp = field(default_factory=Cdp)
+    monitoring: Monitoring = field(default_factory=Monitoring)
     # (not part of the hash, which the agent uses to see that replication settings changed: these are
     # mappings, and replication does not depend on them)
     alerts: tuple[dict[str, Any], ...] = field(default=(), hash=False)  # twinsite.alerts.dispatch.channels_from
@@ -121,6 +131,10 @@ class Scenario:
             cdp["retention"] = parse_duration(cdp["retention"])
         if "max_size" in cdp:
             cdp["max_size"] = parse_size(cdp["max_size"])
+        mon = dict(doc.get("monitoring", {}))
+        for key in ("interval", "timeout", "max_lag"):
+            if key in mon:
+                mon[key] = parse_duration(mon[key])
         return cls(
             name=doc["name"],
             master=doc["master"],
@@ -138,5 +152,6 @@ class Scenario:
             replication=Replication(**rep),
             journal=Journal(**jr),
             cdp=Cdp(**cdp),
+            monitoring=Monitoring(**mon),
             alerts=tuple(dict(a) for a in doc.get("alerts", ())),
         )

@@ -20,6 +20,7 @@ from twinsite.config.loader import load_file
 from twinsite.config.scenario import Root, Scenario
 from twinsite.engine.sender import Sender
 from twinsite.errors import ConfigError
+from twinsite.monitor import Monitor
 from twinsite.transport.channels import Endpoint
 
 DEFAULT_CONFIG_DIR = Path("/etc/twinsite/scenarios")
@@ -42,6 +43,14 @@ def load_dir(config_dir: Path) -> list[Scenario]:
     if dups:
         raise ConfigError(f"scenario names used more than once: {', '.join(dups)}", where=str(config_dir))
     return scenarios
+
+
+def find_scenario(config_dir: Path, name: str) -> Scenario:
+    """The scenario called ``name`` in ``config_dir``, or a ConfigError naming the ones there are."""
+    found = {s.name: s for s in load_dir(config_dir)}
+    if name not in found:
+        raise ConfigError(f"no scenario {name!r} in {config_dir}", hint=f"known: {', '.join(found) or 'none'}")
+    return found[name]
 
 
 def receiver_state(state_dir: Path, scenario: str, index: int) -> Path:
@@ -109,10 +118,13 @@ def run(config_dir: Path, state_dir: Path, host: str, *, reload_every: float = 2
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     running: dict[str, Sender] = {}
+    monitors: dict[str, Monitor] = {}
     print(f"twinsite agent on {host}: watching {config_dir}", flush=True)
     while not done.is_set():
         try:
-            want = wanted(load_dir(config_dir), host, config_dir, state_dir)
+            scenarios = load_dir(config_dir)
+            want = wanted(scenarios, host, config_dir, state_dir)
+            _follow_monitors(monitors, scenarios, host, config_dir, state_dir)
         except ConfigError as exc:
             print(f"twinsite agent: configuration not reloaded: {exc}", flush=True)
             want = {k: (snd.scenario, 0, "") for k, snd in running.items()}
@@ -128,4 +140,25 @@ def run(config_dir: Path, state_dir: Path, host: str, *, reload_every: float = 2
         done.wait(reload_every)
     for snd in running.values():
         snd.stop()
+    for mon in monitors.values():
+        mon.stop()
     return 0
+
+
+def _follow_monitors(
+    monitors: dict[str, Monitor], scenarios: list[Scenario], host: str, config_dir: Path, state_dir: Path
+) -> None:
+    """One monitor per scenario this host is a standby of (monitoring on, scenario not stopped)."""
+    want = {
+        f"{s.name}/{hash(s)}": s
+        for s in scenarios
+        if host in s.replicas and s.monitoring.enabled and not is_stopped(config_dir, s.name)
+    }
+    for key in [k for k in monitors if k not in want]:
+        monitors.pop(key).stop()
+        print(f"twinsite agent: stopped monitoring {key.split('/')[0]}", flush=True)
+    for key, s in want.items():
+        if key not in monitors:
+            monitors[key] = Monitor(s, host, state_dir, config_dir)
+            monitors[key].start()
+            print(f"twinsite agent: monitoring {s.master} for {s.name}", flush=True)

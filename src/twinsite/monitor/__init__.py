@@ -1,0 +1,229 @@
+"""Monitoring, in the agent on each standby: is the active host reachable, is its application healthy,
+is replication healthy? A failure counts only after ``misses`` failed rounds in a row; then an alert goes
+out (once), and a ``resolved`` alert when it passes again.
+
+Each round asks the active host over SSH, through one persistent OpenSSH connection (ControlMaster in the
+scenario's state directory): ``twinsite app SCENARIO check --json`` (the application's plugin checks) and
+``twinsite status --json`` (replication as the active host sees it). ssh's own failure (exit 255 or no
+answer within the timeout) means unreachable; then the other two are not known and count as neither.
+The state of every condition is kept in ``<state>/<scenario>/monitor.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from twinsite.alerts import Alert
+from twinsite.alerts.dispatch import Alerter, channels_from
+from twinsite.config.scenario import Scenario
+from twinsite.transport.channels import Endpoint, openssh_argv
+
+UNREACHABLE = 255  # ssh's own exit code
+KINDS = {"reachable": "host-unreachable", "application": "application-down", "replication": "replication-unhealthy"}
+
+
+@dataclass
+class Condition:
+    ok: bool | None = None  # None: not known this round (the host did not answer)
+    misses: int = 0
+    since: float | None = None  # first miss of the current run of misses
+    alerting: bool = False
+    detail: str = ""
+    checked_at: float = 0.0
+
+
+@dataclass
+class Verdict:
+    """What one round found: per condition, ok / failed / unknown, with a detail."""
+
+    results: dict[str, tuple[bool | None, str]] = field(default_factory=dict)
+
+
+class Monitor(threading.Thread):
+    def __init__(self, scenario: Scenario, host: str, state_dir: Path, config_dir: Path) -> None:
+        super().__init__(name=f"monitor-{scenario.name}", daemon=True)
+        self.s = scenario
+        self.host = host
+        self.config_dir = config_dir  # the active host keeps its scenarios at the same path
+        self.dir = state_dir / scenario.name
+        self.alerter = Alerter(state_dir, channels_from(scenario.alerts))
+        self.conditions: dict[str, Condition] = {}
+        self.stopped = threading.Event()
+        self._load()
+
+    # -- asking the active host ----------------------------------------------------------------------
+    def _ssh(self, *command: str) -> tuple[int, str]:
+        m = self.s.monitoring
+        rep = self.s.replication
+        ep = Endpoint(
+            host=self.s.master,
+            command=[rep.remote_twinsite, *command],
+            known_hosts=os.path.expanduser(rep.known_hosts),
+            options=(
+                *rep.ssh_options,
+                ("ControlMaster", "auto"),
+                ("ControlPath", str(self.dir / "monitor-ssh-%C")),
+                ("ControlPersist", str(int(max(60, 3 * m.interval)))),
+                ("ConnectTimeout", str(int(max(1, m.timeout)))),
+            ),
+        )
+        try:
+            proc = subprocess.run(
+                openssh_argv(ep),
+                capture_output=True,
+                text=True,
+                timeout=m.timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            return UNREACHABLE, f"no answer within {m.timeout:g} s"
+        return proc.returncode, proc.stdout if proc.returncode != UNREACHABLE else proc.stderr
+
+    def observe(self) -> Verdict:
+        v = Verdict()
+        code, out = self._ssh("app", self.s.name, "check", "--config-dir", str(self.config_dir), "--json")
+        if code == UNREACHABLE:
+            v.results["reachable"] = (False, f"{self.s.master} does not answer over SSH: {out.strip()[-300:]}")
+            v.results["application"] = (None, "")
+            v.results["replication"] = (None, "")
+            return v
+        v.results["reachable"] = (True, f"{self.s.master} answers over SSH")
+        v.results["application"] = _application(out)
+        code, out = self._ssh("status", "--config-dir", str(self.config_dir), "--json")
+        v.results["replication"] = _replication(out, self.s, self.host)
+        return v
+
+    # -- judging -------------------------------------------------------------------------------------
+    def judge(self, v: Verdict, now: float | None = None) -> list[Alert]:
+        now = time.time() if now is None else now
+        alerts = []
+        for name, (ok, detail) in v.results.items():
+            c = self.conditions.setdefault(name, Condition())
+            c.checked_at = now
+            if ok is None:
+                c.ok = None
+                continue
+            c.ok, c.detail = ok, detail
+            if ok:
+                if c.alerting:
+                    alerts.append(self._alert(name, c, resolved=True))
+                c.misses, c.since, c.alerting = 0, None, False
+                continue
+            c.misses += 1
+            c.since = c.since or now
+            if c.misses >= self.s.monitoring.misses and not c.alerting:
+                c.alerting = True
+                alerts.append(self._alert(name, c, resolved=False))
+        self._save()
+        return alerts
+
+    def _alert(self, name: str, c: Condition, *, resolved: bool) -> Alert:
+        s, active = self.s, self.s.master
+        since = dt.datetime.fromtimestamp(c.since or time.time(), dt.UTC)
+        what, action = {
+            "reachable": (
+                f"{active} does not answer (the standby {self.host} cannot reach it over SSH)",
+                f"check {active} and its network; if its site is down, switch over to {self.host} "
+                f"(docs/runbooks/), after making sure {active} is really down",
+            ),
+            "application": (
+                f"the {s.application} application of {s.name} on {active} is unhealthy",
+                f"look at it on {active} (twinsite app {s.name} check); switch over if it cannot be brought back",
+            ),
+            "replication": (
+                f"replication of {s.name} from {active} to {self.host} is unhealthy",
+                f"twinsite status on {active}: read the last error; the journal keeps changes meanwhile",
+            ),
+        }[name]
+        if resolved:
+            what = f"resolved: {what.split(' (', 1)[0]} no longer holds"
+            action = "nothing; it passed again"
+        return Alert(
+            kind=("resolved-" if resolved else "") + KINDS[name],
+            severity="resolved" if resolved else ("warning" if name == "replication" else "critical"),
+            scenario=s.name,
+            host=active,
+            what=what,
+            action=action,
+            since=since,
+            details=(("failed checks in a row", str(c.misses)), ("last result", c.detail[-500:])),
+        )
+
+    # -- running -------------------------------------------------------------------------------------
+    def round(self) -> list[Alert]:
+        alerts = self.judge(self.observe())
+        for a in alerts:
+            self.alerter.send(a)
+        return alerts
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            t0 = time.monotonic()
+            try:
+                self.round()
+            except Exception as exc:  # a bug must not end monitoring silently: say it, go on
+                print(f"twinsite monitor {self.s.name}: round failed: {exc!r}", flush=True)
+            self.stopped.wait(max(0.2, self.s.monitoring.interval - (time.monotonic() - t0)))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=self.s.monitoring.timeout + 5)
+
+    # -- state ---------------------------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "monitor.json"
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.state_file.read_text())
+            self.conditions = {k: Condition(**v) for k, v in data.get("conditions", {}).items()}
+        except (FileNotFoundError, ValueError, TypeError):
+            self.conditions = {}
+
+    def _save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        body = {"scenario": self.s.name, "active": self.s.master, "standby": self.host, "updated_at": time.time()}
+        tmp.write_text(json.dumps({**body, "conditions": {k: asdict(c) for k, c in self.conditions.items()}}))
+        os.replace(tmp, self.state_file)
+
+
+def _application(out: str) -> tuple[bool | None, str]:
+    try:
+        answer = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None, f"no answer from twinsite app: {out.strip()[-300:]}"
+    if answer.get("ok"):
+        checks = answer["result"]["checks"]
+        return True, f"{len(checks)} check(s) passed"
+    error = answer.get("error", {})
+    if error.get("type") == "AppError":
+        return False, str(error.get("message", ""))
+    return None, f"cannot check the application: {error.get('message', '')}"
+
+
+def _replication(out: str, s: Scenario, standby: str) -> tuple[bool | None, str]:
+    try:
+        answer = json.loads(out.strip().splitlines()[-1])
+        rows = [r for r in answer["result"]["scenarios"] if r.get("scenario") == s.name and r.get("replica") == standby]
+    except (ValueError, IndexError, KeyError, TypeError):
+        return None, f"no answer from twinsite status: {out.strip()[-300:]}"
+    if not rows:
+        return False, f"the active host runs no replication of {s.name} to {standby}"
+    bad = [r for r in rows if r.get("state") not in ("replicating", "syncing")]
+    lag = max(float(r.get("lag_seconds") or 0) for r in rows)
+    if bad:
+        r = bad[0]
+        return False, f"state {r.get('state')}: {r.get('last_error') or 'no error recorded'}"
+    if lag > s.monitoring.max_lag:
+        return False, f"lag {lag:.1f} s is over {s.monitoring.max_lag:g} s"
+    return True, f"{rows[0].get('state')}, lag {lag:.1f} s"

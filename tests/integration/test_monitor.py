@@ -1,0 +1,107 @@
+"""Monitoring from the standby, on the lab: an agent on dr1 watches prod1 for a scenario; pulling prod1's
+cable brings a host-unreachable alert to a real webhook after the configured misses, plugging it back a
+resolved one; an application check failing on prod1 brings an application-down alert."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from tests.conftest import VENV_BIN
+from tests.integration.replication_helpers import Scenario, install
+from twinsite import lab as labmod
+from twinsite.lab.topology import Lab
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture
+def hook(lab: Lab) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    got: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer((lab.uplink_address, 0), Hook)  # reachable from the lab hosts
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://{lab.uplink_address}:{srv.server_address[1]}/hook", got
+    srv.shutdown()
+
+
+def wait_for(got: list[dict[str, Any]], kind: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [a for a in got if a["kind"] == kind]
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no {kind} alert within {timeout} s; got {[a['kind'] for a in got]}")
+
+
+def test_the_standby_alerts_when_the_active_host_or_its_application_fails(
+    healed: Lab, hook: tuple[str, list[dict[str, Any]]]
+) -> None:
+    lab = healed
+    url, got = hook
+    install(lab)
+    sc = Scenario(lab, "mon")
+    doc = sc.definition()
+    doc["monitoring"] = {"interval": 1, "misses": 2, "timeout": 3}
+    doc["alerts"] = [{"type": "webhook", "url": url}]
+    sc.write_definition(doc)
+    standby_conf = lab.host("dr1").private_dir("/etc/twinsite") / "only-mon"
+
+    def publish() -> None:  # the same definition on both hosts, as configure.yml keeps it
+        shutil.rmtree(standby_conf, ignore_errors=True)
+        shutil.copytree(sc.config, standby_conf)
+
+    publish()
+    events = lab.host("dr1").private_dir("/var/lib/twinsite") / "events.jsonl"
+    sc.start()
+    watcher = subprocess.Popen(
+        [str(VENV_BIN / "twinsite"), "lab", "exec", "dr1", "--", "/opt/twinsite/bin/twinsite", "agent",
+         "--config-dir", sc.config_dir],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        sc.wait_synced()
+        time.sleep(4)  # a few healthy rounds: no alert
+        assert got == []
+
+        labmod.cut(lab, "prod1")
+        t0 = time.monotonic()
+        alert = wait_for(got, "host-unreachable", timeout=30)
+        detected = time.monotonic() - t0
+        print(f"host-unreachable alert {detected:.1f} s after the cut")
+        assert detected <= 2 * (1 + 3) + 3, detected  # misses x (interval + timeout), and some slack
+        assert (alert["scenario"], alert["host"], alert["severity"]) == ("mon", "prod1", "critical")
+        assert "prod1 does not answer" in alert["what"] and "switch over" in alert["action"]
+        labmod.heal(lab, "prod1")
+        wait_for(got, "resolved-host-unreachable", timeout=30)
+
+        doc["application"] = {"type": "files", "checks": [{"type": "tcp", "port": 9, "timeout": 1}]}
+        sc.write_definition(doc)
+        publish()  # the agents reload it; prod1 now checks a port where nothing listens
+        app = wait_for(got, "application-down", timeout=30)
+        assert "files application of mon on prod1 is unhealthy" in app["what"]
+        assert "tcp 127.0.0.1:9" in app["details"]["last result"]
+        logged = [json.loads(x)["kind"] for x in events.read_text().splitlines() if '"scenario": "mon"' in x]
+        assert {"host-unreachable", "resolved-host-unreachable", "application-down"} <= set(logged)
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=30)
+        sc.stop()
