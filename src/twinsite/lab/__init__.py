@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twinsite.errors import LabError
-from twinsite.lab import dns, hosts, netns, vcsim
+from twinsite.lab import dns, hosts, netns, pg, vcsim
 from twinsite.lab.topology import DNS_ZONE, VCENTER_USER, Lab, LabHost
 from twinsite.proc import run
 
@@ -63,6 +63,7 @@ def up(lab: Lab) -> UpReport:
         step(h.name, hosts.start, lab, h)
     step("dns", dns.start, lab)
     step("vcenter", vcsim.start, lab)
+    step("postgresql", pg.ensure, lab)
     return UpReport(seconds=timings)
 
 

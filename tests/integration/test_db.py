@@ -1,0 +1,45 @@
+"""The lab's protected application: a real PostgreSQL on prod1 that client1 uses as db.dr.test, replicated
+to dr1 by the `db` scenario (configure.yml), and checked by its application plugin on prod1."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.ansible.test_playbooks import ansible
+from tests.conftest import ssh
+from twinsite.lab.topology import Lab
+
+pytestmark = pytest.mark.lab
+
+
+def test_client1_writes_to_db_on_prod1_which_replicates_to_dr1(lab: Lab) -> None:
+    configured = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
+    assert configured.returncode == 0, configured.stdout[-3000:]
+    sql = (
+        "create table if not exists orders(id serial primary key, note text);"
+        " insert into orders(note) values ('from client1') returning id"
+    )
+    w = ssh(lab, "client1", f'psql -h db.dr.test -U postgres -d shop -Atq -c "{sql}"')
+    assert w.returncode == 0, w.stderr
+    assert int(w.stdout.strip()) >= 1
+    where = ssh(lab, "client1", "psql -h db.dr.test -U postgres -d shop -Atc 'select inet_server_addr()'")
+    assert where.stdout.strip() == lab.host("prod1").address  # users reach prod1
+
+    check = ssh(lab, "prod1", "/opt/twinsite/bin/twinsite app db check --json")
+    assert check.returncode == 0, check.stdout + check.stderr
+    names = [c["name"] for c in json.loads(check.stdout)["result"]["checks"]]
+    assert names == ["accepting connections", "query", "consistent"]
+    assert ssh(lab, "dr1", "/opt/twinsite/bin/twinsite app db status --json").stdout.count('"running": false') == 1
+
+    prod_data = lab.host("prod1").private_dir("/srv") / "db" / "data"
+    dr_data = lab.host("dr1").private_dir("/srv") / "db" / "data"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (dr_data / "global" / "pg_control").exists():
+        time.sleep(0.5)
+    assert (dr_data / "PG_VERSION").read_text() == (prod_data / "PG_VERSION").read_text()
+    assert (prod_data / "postmaster.pid").exists() and not (dr_data / "postmaster.pid").exists()  # excluded
+    status = json.loads(ssh(lab, "prod1", "/opt/twinsite/bin/twinsite status --json").stdout)["result"]["scenarios"]
+    assert [r["state"] for r in status if r["scenario"] == "db"] in (["replicating"], ["syncing"])
