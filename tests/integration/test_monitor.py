@@ -87,7 +87,9 @@ def test_the_standby_alerts_when_the_active_host_or_its_application_fails(
         alert = wait_for(got, "host-unreachable", timeout=30)
         detected = time.monotonic() - t0
         print(f"host-unreachable alert {detected:.1f} s after the cut")
-        assert detected <= 2 * (1 + 3) + 3, detected  # misses x (interval + timeout), and some slack
+        # worst case: a round in progress when the cable goes waits for ssh's keep-alives (2 s x 3), then
+        # misses x (interval + timeout); and a second of slack
+        assert detected <= 6 + 2 * (1 + 3) + 1, detected
         assert (alert["scenario"], alert["host"], alert["severity"]) == ("mon", "prod1", "critical")
         assert "prod1 does not answer" in alert["what"] and "switch over" in alert["action"]
         labmod.heal(lab, "prod1")

@@ -113,7 +113,8 @@ def test_an_alert_reaches_every_channel_with_what_where_since_and_what_to_do(
             {"type": "syslog", "address": addr, "facility": "local3"},
             {"type": "syslog", "address": str(unix)},
             {"type": "email", "smtp_host": "127.0.0.1", "smtp_port": ctl.port, "from": "twinsite@dr1.dr.test",
-             "to": ["oncall@dr.test", "dba@dr.test"], "username": "alerts", "password_file": str(pw)},
+             "to": ["oncall@dr.test", "dba@dr.test"], "username": "alerts", "password_file": str(pw),
+             "insecure_login": True},
             {"type": "webhook", "url": url, "headers": {"X-Team": "dba"}},
         ]
     )  # fmt: skip
@@ -178,6 +179,7 @@ def test_a_dead_channel_does_not_stop_the_others_and_its_failure_is_logged(
     ]  # fmt: skip
     assert f"cannot reach the mail server 127.0.0.1:{port}" in str(deliveries[1].error)
     assert "answered HTTP 500" in str(deliveries[2].error) and "t0ps3cret" not in str(deliveries[2].error)
+    assert "/hooks/twinsite" not in str(deliveries[2].error)  # tokens also live in paths (Slack, Teams)
     assert len(received) == 1  # the webhook was tried once
     events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events] == ["alert"] + ["alert-delivery-failed"] * 3
@@ -199,6 +201,7 @@ def test_wrong_smtp_password_fails_without_showing_it(tmp_path: Path, smtp: tupl
                 "username": "alerts",
                 "password_file": str(pw),
                 "timeout": 2,
+                "insecure_login": True,
             }
         ]
     )  # fmt: skip  (aiosmtpd holds the line after a failed login: the channel's timeout ends it)
@@ -240,3 +243,23 @@ def test_the_schema_refuses_a_bad_channel_with_the_key_path(tmp_path: Path) -> N
     assert proc.returncode == 3
     for part in ("alerts[0].url", "alerts[1]", "'from' is a required property", "alerts[2].type"):
         assert part in proc.stderr, proc.stderr
+
+
+def test_no_password_in_clear_text_and_a_broken_channel_does_not_stop_the_next(
+    tmp_path: Path, webhook: tuple[str, list[dict[str, Any]], list[int]]
+) -> None:
+    url, received, _ = webhook
+    pw = tmp_path / "smtp.pass"
+    pw.write_text("s3cret-Pa55\n")
+    channels = channels_from(
+        [
+            {"type": "email", "smtp_host": "127.0.0.1", "from": "a@b.c", "to": ["d@e.f"], "username": "alerts",
+             "password_file": str(pw)},
+            {"type": "webhook", "url": url.replace("http://", "https://"), "ca_file": str(tmp_path / "missing.pem")},
+            {"type": "webhook", "url": url},
+        ]
+    )  # fmt: skip
+    deliveries = Alerter(tmp_path, channels).send(alert())
+    assert [d.ok for d in deliveries] == [True, False, False, True]
+    assert "will not send the SMTP password" in str(deliveries[1].error)
+    assert len(received) == 1

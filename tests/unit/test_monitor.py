@@ -75,3 +75,16 @@ def test_reading_the_answers_of_the_active_host() -> None:
     ok_, detail = _replication(json.dumps({"result": {"scenarios": [broken]}}), s, "dr1")
     assert ok_ is False and "No route to host" in detail
     assert _replication(json.dumps({"result": {"scenarios": []}}), s, "dr1")[0] is False
+
+
+def test_a_host_that_answers_but_cannot_be_checked_raises_its_own_alert_once(tmp_path: Path) -> None:
+    m = Monitor(scenario(misses=2), "dr1", tmp_path, tmp_path)
+    blind = Verdict({"reachable": (True, "r"), "application": (None, "bash: twinsite: command not found"),
+                     "replication": (True, "p")})  # fmt: skip
+    assert m.judge(blind, now=1) == []
+    [alert] = m.judge(blind, now=2)
+    assert (alert.kind, alert.severity) == ("cannot-check", "warning")
+    assert "cannot tell whether the application of db on prod1 is healthy" in alert.what
+    assert dict(alert.details)["last answer"] == "bash: twinsite: command not found"
+    assert m.judge(blind, now=3) == []  # once
+    assert m.judge(verdict(True), now=4) == [] and not m.conditions["application"].blind

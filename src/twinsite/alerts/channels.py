@@ -96,6 +96,7 @@ class Email:
     username: str | None = None
     password_file: str | None = None
     timeout: float = 10.0
+    insecure_login: bool = False  # allow the login without STARTTLS (a lab, a trusted local relay)
     name: str = "email"
 
     def message(self, alert: Alert) -> email.message.EmailMessage:
@@ -110,6 +111,11 @@ class Email:
 
     def send(self, alert: Alert) -> None:
         where = f"{self.smtp_host}:{self.smtp_port}"
+        if self.username and not (self.starttls or self.insecure_login):
+            raise AlertError(
+                f"email channel: will not send the SMTP password to {where} in clear text",
+                hint="set starttls: true (or insecure_login: true for a trusted local relay)",
+            )
         try:
             with smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.timeout) as smtp:
                 if self.starttls:
@@ -149,8 +155,8 @@ class Webhook:
         req.add_header("Content-Type", "application/json")
         for k, v in self.headers:
             req.add_header(k, v)
-        ctx = ssl.create_default_context(cafile=self.ca_file) if self.url.startswith("https:") else None
         try:
+            ctx = ssl.create_default_context(cafile=self.ca_file) if self.url.startswith("https:") else None
             with urllib.request.urlopen(req, timeout=self.timeout, context=ctx) as resp:  # noqa: S310
                 status = resp.status
         except urllib.error.HTTPError as exc:
@@ -163,7 +169,7 @@ class Webhook:
 
 
 def _show(url: str) -> str:
-    """The URL without credentials or query (webhook URLs often carry a token)."""
+    """Only the scheme and host of a URL: webhook URLs carry tokens in their credentials, path or query."""
     u = urllib.parse.urlsplit(url)
     host = u.hostname or ""
-    return f"{u.scheme}://{host}{':' + str(u.port) if u.port else ''}{u.path}"
+    return f"{u.scheme}://{host}{':' + str(u.port) if u.port else ''}/..."

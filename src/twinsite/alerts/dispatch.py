@@ -39,6 +39,7 @@ def channels_from(specs: Sequence[dict[str, Any]]) -> list[Channel]:
                     username=s.get("username"),
                     password_file=s.get("password_file"),
                     timeout=float(s.get("timeout", 10)),
+                    insecure_login=bool(s.get("insecure_login", False)),
                 )
             )
         elif kind == "webhook":
@@ -86,4 +87,6 @@ class Alerter:
             ch.send(alert)
         except AlertError as exc:
             return Delivery(ch.name, False, str(exc))
+        except Exception as exc:  # a channel's own bug or an unforeseen error: the next channel still gets it
+            return Delivery(ch.name, False, f"{type(exc).__name__}: {exc}")
         return Delivery(ch.name, True)

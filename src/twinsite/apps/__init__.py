@@ -72,17 +72,18 @@ class Application:
     def running(self) -> bool:
         return True
 
-    def checks(self) -> list[CheckResult]:
-        """The plugin's own checks, then the scenario's extra ones (tcp ports, scripts)."""
+    def checks(self, *, quick: bool = False) -> list[CheckResult]:
+        """The plugin's own checks, then the scenario's extra ones (tcp ports, scripts). ``quick`` leaves
+        out what reads a lot (PostgreSQL's full scan): what monitoring runs every round."""
         from twinsite.apps.checks import extra_checks
 
-        return self.own_checks() + extra_checks(self.settings.get("checks", []), self.plugins_dir)
+        return self.own_checks(quick=quick) + extra_checks(self.settings.get("checks", []), self.plugins_dir)
 
-    def own_checks(self) -> list[CheckResult]:
+    def own_checks(self, *, quick: bool = False) -> list[CheckResult]:
         return []
 
-    def healthy(self) -> tuple[bool, list[CheckResult]]:
-        results = self.checks()
+    def healthy(self, *, quick: bool = False) -> tuple[bool, list[CheckResult]]:
+        results = self.checks(quick=quick)
         return all(r.ok for r in results), results
 
 

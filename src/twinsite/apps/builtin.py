@@ -21,7 +21,7 @@ class Files(Application):
 
     kind = "files"
 
-    def own_checks(self) -> list[CheckResult]:
+    def own_checks(self, *, quick: bool = False) -> list[CheckResult]:
         return [timed(f"readable {p}", functools.partial(_readable, p)) for p in self.data_paths()]
 
 
@@ -48,7 +48,7 @@ class Sqlite(Application):
                 found += sorted(Path(r).rglob(pattern))
         return found
 
-    def own_checks(self) -> list[CheckResult]:
+    def own_checks(self, *, quick: bool = False) -> list[CheckResult]:
         dbs = self.data_paths()
         if not dbs:
             return [CheckResult("databases", False, f"no SQLite database under {', '.join(self.roots)}", 0.0)]
@@ -86,12 +86,12 @@ class Service(Application):
         return ["/bin/sh", "-c", cmd] if cmd else None
 
     def start(self) -> None:
-        if self.running():
-            return
+        if self._command("status") is not None and self.running():
+            return  # (without a status command, start always runs: it must be idempotent itself)
         self._do("start", float(self.settings.get("start_timeout", 60)))
 
     def stop(self) -> None:
-        if not self.running():
+        if self._command("status") is not None and not self.running():
             return
         self._do("stop", float(self.settings.get("stop_timeout", 60)))
 
@@ -107,11 +107,17 @@ class Service(Application):
         argv = self._command("status")
         if argv is None:
             return True  # nothing to ask: counts as running
-        code, _ = run(argv, timeout=float(self.settings.get("status_timeout", 10)), what="status")
+        code, _ = run(argv, timeout=10, what="status")
         return code == 0
 
-    def own_checks(self) -> list[CheckResult]:
-        return [timed("running", lambda: (self.running(), "status says running" if self.running() else "not running"))]
+    def own_checks(self, *, quick: bool = False) -> list[CheckResult]:
+        if self._command("status") is None:
+            return []  # nothing to ask; its checks (tcp, scripts) say whether it works
+        return [timed("running", self._status_check)]
+
+    def _status_check(self) -> tuple[bool, str]:
+        up = self.running()
+        return up, "status says running" if up else "not running"
 
 
 def site_definition(plugins_dir: Path, name: str) -> dict[str, Any] | None:

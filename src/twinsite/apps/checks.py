@@ -25,6 +25,8 @@ def run(argv: list[str], *, timeout: float, what: str, env: dict[str, str] | Non
         )
     except FileNotFoundError as exc:
         raise AppError(f"{what}: {argv[0]} is not installed") from exc
+    except OSError as exc:  # not executable, no interpreter line, a directory
+        raise AppError(f"{what}: cannot run {argv[0]}: {exc.strerror or exc}") from exc
     except subprocess.TimeoutExpired as exc:
         raise AppError(f"{what}: no answer within {timeout:g} s ({' '.join(argv[:3])} ...)") from exc
     return proc.returncode, (proc.stdout + proc.stderr)
@@ -43,7 +45,7 @@ def script(plugins_dir: Path, name: str, args: list[str], timeout: float) -> tup
     path = (plugins_dir / "checks" / name).resolve()
     if not path.is_relative_to((plugins_dir / "checks").resolve()):
         raise AppError(f"check script {name!r} is outside {plugins_dir / 'checks'}")
-    if not os.access(path, os.X_OK):
+    if not path.is_file() or not os.access(path, os.X_OK):
         raise AppError(f"check script {path} is missing or not executable")
     code, out = run([str(path), *args], timeout=timeout, what=f"check {name}")
     return code == 0, out or f"exit {code}"

@@ -9,6 +9,7 @@ Layout of ``STATE_DIR/<scenario>/``:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -141,7 +142,9 @@ def run(config_dir: Path, state_dir: Path, host: str, *, reload_every: float = 2
     for snd in running.values():
         snd.stop()
     for mon in monitors.values():
-        mon.stop()
+        mon.stop(wait=False)
+    for mon in monitors.values():
+        mon.join(timeout=5)  # (daemon threads: a round still waiting on ssh ends with the process)
     return 0
 
 
@@ -150,13 +153,17 @@ def _follow_monitors(
 ) -> None:
     """One monitor per scenario this host is a standby of (monitoring on, scenario not stopped)."""
     want = {
-        f"{s.name}/{hash(s)}": s
+        # (alerts and application settings are not in the scenario's hash: a change to them is a new monitor)
+        f"{s.name}/{hash(s)}/{json.dumps([s.alerts, s.application_settings], sort_keys=True)}": s
         for s in scenarios
         if host in s.replicas and s.monitoring.enabled and not is_stopped(config_dir, s.name)
     }
-    for key in [k for k in monitors if k not in want]:
-        monitors.pop(key).stop()
-        print(f"twinsite agent: stopped monitoring {key.split('/')[0]}", flush=True)
+    gone = [monitors.pop(k) for k in [k for k in monitors if k not in want]]
+    for mon in gone:  # all told first, then waited for: no monitor waits for another's round
+        mon.stop(wait=False)
+    for mon in gone:
+        mon.join()
+        print(f"twinsite agent: stopped monitoring {mon.s.name}", flush=True)
     for key, s in want.items():
         if key not in monitors:
             monitors[key] = Monitor(s, host, state_dir, config_dir)

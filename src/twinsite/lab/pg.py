@@ -23,7 +23,7 @@ LOG = "/srv/db/postgresql.log"  # (the scenario does not replicate it)
 
 
 def bin_dir() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: float(p.parent.name))
     if not found:
         raise LabError("PostgreSQL is not installed", hint="make setup installs the postgresql package")
     return found[-1]
@@ -45,8 +45,10 @@ def ensure(lab: Lab) -> None:
             run(hosts.exec_argv(h, ["install", "-d", "-o", "postgres", "-g", "postgres", "-m", mode, d]))
         _in_host(lab, str(b / "initdb"), "-D", DATA, "-U", "postgres", "--auth-local=trust", "--auth-host=trust",
                  "-E", "UTF8", "--locale=C.UTF-8", "--data-checksums")  # fmt: skip
-        hba = data / "pg_hba.conf"
-        hba.write_text(hba.read_text() + f"host all all {lab.network} trust  # the lab network (a lab only)\n")
+    hba = data / "pg_hba.conf"
+    line = f"host all all {lab.network} trust  # the lab network (a lab only)\n"
+    if line not in hba.read_text():  # (also when an earlier `lab up` stopped between initdb and here)
+        hba.write_text(hba.read_text() + line)
     if not _running(lab):
         opts = f"-p {PORT} -k {DATA} -c listen_addresses=*"
         _in_host(lab, str(b / "pg_ctl"), "-D", DATA, "-l", LOG, "-w", "-o", opts, "start")

@@ -26,6 +26,7 @@ from twinsite.config.scenario import Scenario
 from twinsite.transport.channels import Endpoint, openssh_argv
 
 UNREACHABLE = 255  # ssh's own exit code
+TIMED_OUT = -1
 KINDS = {"reachable": "host-unreachable", "application": "application-down", "replication": "replication-unhealthy"}
 
 
@@ -37,6 +38,8 @@ class Condition:
     alerting: bool = False
     detail: str = ""
     checked_at: float = 0.0
+    unknown: int = 0  # rounds in a row it could not be told (the host answered, the check did not)
+    blind: bool = False  # the cannot-check alert is out
 
 
 @dataclass
@@ -54,24 +57,28 @@ class Monitor(threading.Thread):
         self.config_dir = config_dir  # the active host keeps its scenarios at the same path
         self.dir = state_dir / scenario.name
         self.alerter = Alerter(state_dir, channels_from(scenario.alerts))
+        self.ssh_dir = state_dir / "ssh"
+        self.ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.conditions: dict[str, Condition] = {}
         self.stopped = threading.Event()
         self._load()
 
     # -- asking the active host ----------------------------------------------------------------------
-    def _ssh(self, *command: str) -> tuple[int, str]:
+    def _ssh(self, *command: str, timeout: float, twinsite: bool = True) -> tuple[int, str]:
         m = self.s.monitoring
         rep = self.s.replication
         ep = Endpoint(
             host=self.s.master,
-            command=[rep.remote_twinsite, *command],
+            command=[rep.remote_twinsite, *command] if twinsite else list(command),
             known_hosts=os.path.expanduser(rep.known_hosts),
             options=(
                 *rep.ssh_options,
                 ("ControlMaster", "auto"),
-                ("ControlPath", str(self.dir / "monitor-ssh-%C")),
+                # (%C is 40 characters: under <state>/ssh/ the socket path stays far below the 108 bytes of
+                # a unix socket name, whatever the scenario is called; shared by every scenario)
+                ("ControlPath", str(self.ssh_dir / "%C")),
                 ("ControlPersist", str(int(max(60, 3 * m.interval)))),
-                ("ConnectTimeout", str(int(max(1, m.timeout)))),
             ),
         )
         try:
@@ -79,26 +86,39 @@ class Monitor(threading.Thread):
                 openssh_argv(ep),
                 capture_output=True,
                 text=True,
-                timeout=m.timeout,
+                timeout=timeout,
                 check=False,
                 stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
-            return UNREACHABLE, f"no answer within {m.timeout:g} s"
+            return TIMED_OUT, f"no answer within {timeout:g} s"
         return proc.returncode, proc.stdout if proc.returncode != UNREACHABLE else proc.stderr
 
     def observe(self) -> Verdict:
+        """Reachability by a cheap command within ``timeout``; then the application's quick checks and
+        replication, each with more time (a slow answer there says nothing about reachability)."""
+        m = self.s.monitoring
         v = Verdict()
-        code, out = self._ssh("app", self.s.name, "check", "--config-dir", str(self.config_dir), "--json")
-        if code == UNREACHABLE:
-            v.results["reachable"] = (False, f"{self.s.master} does not answer over SSH: {out.strip()[-300:]}")
-            v.results["application"] = (None, "")
-            v.results["replication"] = (None, "")
-            return v
+        code, out = self._ssh("true", timeout=m.timeout, twinsite=False)
+        if code in (UNREACHABLE, TIMED_OUT):
+            return self._unreachable(v, out)
         v.results["reachable"] = (True, f"{self.s.master} answers over SSH")
-        v.results["application"] = _application(out)
-        code, out = self._ssh("status", "--config-dir", str(self.config_dir), "--json")
-        v.results["replication"] = _replication(out, self.s, self.host)
+        slow = max(m.timeout, 60.0)
+        argv = ("app", self.s.name, "check", "--quick", "--config-dir", str(self.config_dir), "--json")
+        code, out = self._ssh(*argv, timeout=slow)
+        if code == UNREACHABLE:  # it stopped answering meanwhile (ssh's keep-alives tell within seconds)
+            return self._unreachable(v, out)
+        v.results["application"] = (False, out) if code == TIMED_OUT else _application(out)
+        code, out = self._ssh("status", "--config-dir", str(self.config_dir), "--json", timeout=slow)
+        if code == UNREACHABLE:
+            return self._unreachable(v, out)
+        v.results["replication"] = (None, out) if code == TIMED_OUT else _replication(out, self.s, self.host)
+        return v
+
+    def _unreachable(self, v: Verdict, out: str) -> Verdict:
+        v.results["reachable"] = (False, f"{self.s.master} does not answer over SSH: {out.strip()[-300:]}")
+        v.results["application"] = (None, "the host does not answer")
+        v.results["replication"] = (None, "the host does not answer")
         return v
 
     # -- judging -------------------------------------------------------------------------------------
@@ -109,8 +129,13 @@ class Monitor(threading.Thread):
             c = self.conditions.setdefault(name, Condition())
             c.checked_at = now
             if ok is None:
-                c.ok = None
+                c.ok, c.unknown = None, c.unknown + 1
+                host_answers = v.results.get("reachable", (False, ""))[0]
+                if host_answers and c.unknown >= self.s.monitoring.misses and not c.blind:
+                    c.blind, c.detail = True, detail
+                    alerts.append(self._blind(name, c, detail))
                 continue
+            c.unknown, c.blind = 0, False
             c.ok, c.detail = ok, detail
             if ok:
                 if c.alerting:
@@ -131,8 +156,8 @@ class Monitor(threading.Thread):
         what, action = {
             "reachable": (
                 f"{active} does not answer (the standby {self.host} cannot reach it over SSH)",
-                f"check {active} and its network; if its site is down, switch over to {self.host} "
-                f"(docs/runbooks/), after making sure {active} is really down",
+                f"check {active} and its network; if its site is down, switch over to {self.host}, "
+                f"after making sure {active} is really down (it must not come back as a second active host)",
             ),
             "application": (
                 f"the {s.application} application of {s.name} on {active} is unhealthy",
@@ -157,6 +182,18 @@ class Monitor(threading.Thread):
             details=(("failed checks in a row", str(c.misses)), ("last result", c.detail[-500:])),
         )
 
+    def _blind(self, name: str, c: Condition, detail: str) -> Alert:
+        s = self.s
+        return Alert(
+            kind="cannot-check",
+            severity="warning",
+            scenario=s.name,
+            host=s.master,
+            what=f"the standby {self.host} cannot tell whether the {name} of {s.name} on {s.master} is healthy",
+            action=f"make `twinsite app {s.name} check` and `twinsite status` work on {s.master} (last answer below)",
+            details=(("rounds in a row", str(c.unknown)), ("last answer", detail.strip()[-500:])),
+        )
+
     # -- running -------------------------------------------------------------------------------------
     def round(self) -> list[Alert]:
         alerts = self.judge(self.observe())
@@ -173,9 +210,10 @@ class Monitor(threading.Thread):
                 print(f"twinsite monitor {self.s.name}: round failed: {exc!r}", flush=True)
             self.stopped.wait(max(0.2, self.s.monitoring.interval - (time.monotonic() - t0)))
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
         self.stopped.set()
-        self.join(timeout=self.s.monitoring.timeout + 5)
+        if wait:
+            self.join()
 
     # -- state ---------------------------------------------------------------------------------------
     @property
@@ -191,7 +229,7 @@ class Monitor(threading.Thread):
 
     def _save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
+        tmp = self.state_file.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         body = {"scenario": self.s.name, "active": self.s.master, "standby": self.host, "updated_at": time.time()}
         tmp.write_text(json.dumps({**body, "conditions": {k: asdict(c) for k, c in self.conditions.items()}}))
         os.replace(tmp, self.state_file)
