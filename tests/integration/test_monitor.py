@@ -9,8 +9,9 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,18 +43,18 @@ def hook(lab: Lab) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     srv.shutdown()
 
 
-def wait_for(got: list[dict[str, Any]], kind: str, timeout: float) -> dict[str, Any]:
+def wait_for(got: list[dict[str, Any]], kind: str, timeout: float, context: Callable[[], str]) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = [a for a in got if a["kind"] == kind]
         if found:
             return found[0]
         time.sleep(0.1)
-    raise AssertionError(f"no {kind} alert within {timeout} s; got {[a['kind'] for a in got]}")
+    raise AssertionError(f"no {kind} alert within {timeout} s; got {[a['kind'] for a in got]}\n{context()}")
 
 
 def test_the_standby_alerts_when_the_active_host_or_its_application_fails(
-    healed: Lab, hook: tuple[str, list[dict[str, Any]]]
+    healed: Lab, hook: tuple[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     lab = healed
     url, got = hook
@@ -72,10 +73,16 @@ def test_the_standby_alerts_when_the_active_host_or_its_application_fails(
     publish()
     events = lab.host("dr1").private_dir("/var/lib/twinsite") / "events.jsonl"
     sc.start()
+
+    def context() -> str:  # what dr1's agent said and logged, when an alert does not come
+        seen = events.read_text()[-1500:] if events.exists() else "(no event log)"
+        return f"dr1 agent:\n{watcher_log.read_text(errors='replace')[-1500:]}\ndr1 events:\n{seen}"
+
+    watcher_log = tmp_path / "dr1-agent.log"
     watcher = subprocess.Popen(
         [str(VENV_BIN / "twinsite"), "lab", "exec", "dr1", "--", "/opt/twinsite/bin/twinsite", "agent",
          "--config-dir", sc.config_dir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=watcher_log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         sc.wait_synced()
@@ -84,7 +91,7 @@ def test_the_standby_alerts_when_the_active_host_or_its_application_fails(
 
         labmod.cut(lab, "prod1")
         t0 = time.monotonic()
-        alert = wait_for(got, "host-unreachable", timeout=30)
+        alert = wait_for(got, "host-unreachable", 30, context)
         detected = time.monotonic() - t0
         print(f"host-unreachable alert {detected:.1f} s after the cut")
         # worst case: a round in progress when the cable goes waits for ssh's keep-alives (2 s x 3), then
@@ -93,12 +100,12 @@ def test_the_standby_alerts_when_the_active_host_or_its_application_fails(
         assert (alert["scenario"], alert["host"], alert["severity"]) == ("mon", "prod1", "critical")
         assert "prod1 does not answer" in alert["what"] and "switch over" in alert["action"]
         labmod.heal(lab, "prod1")
-        wait_for(got, "resolved-host-unreachable", timeout=30)
+        wait_for(got, "resolved-host-unreachable", 30, context)
 
         doc["application"] = {"type": "files", "checks": [{"type": "tcp", "port": 9, "timeout": 1}]}
         sc.write_definition(doc)
         publish()  # the agents reload it; prod1 now checks a port where nothing listens
-        app = wait_for(got, "application-down", timeout=30)
+        app = wait_for(got, "application-down", 30, context)
         assert "files application of mon on prod1 is unhealthy" in app["what"]
         assert "tcp 127.0.0.1:9" in app["details"]["last result"]
         logged = [json.loads(x)["kind"] for x in events.read_text().splitlines() if '"scenario": "mon"' in x]
