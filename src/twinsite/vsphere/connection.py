@@ -12,7 +12,7 @@ import http.client
 import socket
 import ssl
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -135,15 +135,6 @@ def fault_text(fault: Any) -> str:
     msg = getattr(fault, "msg", None) or ""
     kind = type(fault).__name__.rsplit(".", 1)[-1]
     return f"{kind}: {msg}" if msg else kind
-
-
-def path_of(obj: Any, stop: Sequence[Any] = ()) -> str:
-    """``/Datacenter/vm/folder/name`` style path of an inventory object (for messages and diffs)."""
-    parts: list[str] = []
-    while obj is not None and obj not in stop:
-        parts.append(name_of(obj))
-        obj = getattr(obj, "parent", None)
-    return "/" + "/".join(reversed(parts[:-1] if parts and parts[-1] == "Datacenters" else parts))
 
 
 @contextlib.contextmanager
