@@ -45,6 +45,8 @@ def run(
         raise CommandError(
             f"program not found: {argv[0]}", hint="run `make setup` (installs the Debian packages twinsite uses)"
         ) from exc
+    except OSError as exc:  # not executable, no interpreter line, a directory
+        raise CommandError(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
     except subprocess.TimeoutExpired as exc:
         raise CommandError(f"timed out after {timeout:.0f} s: {shlex.join(argv)}") from exc
     if check and proc.returncode != 0:

@@ -5,31 +5,21 @@ from __future__ import annotations
 import functools
 import os
 import socket
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from twinsite.apps import AppError, CheckResult, timed
+from twinsite.errors import CommandError
+from twinsite.proc import run as proc_run
 
 
-def run(argv: list[str], *, timeout: float, what: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """(exit code, stdout+stderr) of a command; a missing program or a timeout is an AppError."""
+def run(argv: list[str], *, timeout: float, what: str) -> tuple[int, str]:
+    """(exit code, stdout+stderr) of a command; one that cannot be run, or a timeout, is an AppError."""
     try:
-        proc = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env=None if env is None else {**os.environ, **env},
-        )
-    except FileNotFoundError as exc:
-        raise AppError(f"{what}: {argv[0]} is not installed") from exc
-    except OSError as exc:  # not executable, no interpreter line, a directory
-        raise AppError(f"{what}: cannot run {argv[0]}: {exc.strerror or exc}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise AppError(f"{what}: no answer within {timeout:g} s ({' '.join(argv[:3])} ...)") from exc
-    return proc.returncode, (proc.stdout + proc.stderr)
+        proc = proc_run(argv, check=False, timeout=timeout)
+    except CommandError as exc:
+        raise AppError(f"{what}: {exc.message}") from exc
+    return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")
 
 
 def tcp(host: str, port: int, timeout: float) -> tuple[bool, str]:

@@ -22,7 +22,7 @@ from twinsite.config.scenario import Root, Scenario
 from twinsite.engine.sender import Sender
 from twinsite.errors import ConfigError
 from twinsite.monitor import Monitor
-from twinsite.transport.channels import Endpoint
+from twinsite.transport.channels import Endpoint, to_host
 
 DEFAULT_CONFIG_DIR = Path("/etc/twinsite/scenarios")
 DEFAULT_STATE_DIR = Path("/var/lib/twinsite")
@@ -64,19 +64,8 @@ def sender_state(state_dir: Path, scenario: str, index: int, replica: str) -> Pa
 
 def endpoint(s: Scenario, root: Root, index: int, replica: str, state_dir: Path) -> Endpoint:
     rep = s.replication
-    return Endpoint(
-        host=replica,
-        command=[
-            rep.remote_twinsite,
-            "receive",
-            "--root",
-            root.path,
-            "--state",
-            str(receiver_state(state_dir, s.name, index)),
-        ],
-        known_hosts=os.path.expanduser(rep.known_hosts),
-        options=rep.ssh_options,
-    )
+    state = str(receiver_state(state_dir, s.name, index))
+    return to_host(rep, replica, [rep.remote_twinsite, "receive", "--root", root.path, "--state", state])
 
 
 def is_stopped(config_dir: Path, name: str) -> bool:

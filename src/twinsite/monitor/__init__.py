@@ -23,7 +23,7 @@ from pathlib import Path
 from twinsite.alerts import Alert
 from twinsite.alerts.dispatch import Alerter, channels_from
 from twinsite.config.scenario import Scenario
-from twinsite.transport.channels import Endpoint, openssh_argv
+from twinsite.transport.channels import openssh_argv, to_host
 
 UNREACHABLE = 255  # ssh's own exit code
 TIMED_OUT = -1
@@ -68,12 +68,11 @@ class Monitor(threading.Thread):
     def _ssh(self, *command: str, timeout: float, twinsite: bool = True) -> tuple[int, str]:
         m = self.s.monitoring
         rep = self.s.replication
-        ep = Endpoint(
-            host=self.s.master,
-            command=[rep.remote_twinsite, *command] if twinsite else list(command),
-            known_hosts=os.path.expanduser(rep.known_hosts),
+        ep = to_host(
+            rep,
+            self.s.master,
+            [rep.remote_twinsite, *command] if twinsite else command,
             options=(
-                *rep.ssh_options,
                 ("ControlMaster", "auto"),
                 # (%C is 40 characters: under <state>/ssh/ the socket path stays far below the 108 bytes of
                 # a unix socket name, whatever the scenario is called; shared by every scenario)

@@ -7,6 +7,7 @@ are always verified against a known_hosts file and never added; keep-alives dete
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import subprocess
 import threading
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
+from twinsite.config.scenario import Replication
 from twinsite.errors import ConfigError, HostUnreachableError
 
 #: Options twinsite always sets; the scenario's ssh_options may add others but never change these.
@@ -38,6 +40,18 @@ class Endpoint:
     identity: str | None = None
     options: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     config: str | None = None  # an ssh config file (-F), e.g. the lab's
+
+
+def to_host(
+    rep: Replication, host: str, command: Sequence[str], *, options: tuple[tuple[str, str], ...] = ()
+) -> Endpoint:
+    """How a scenario reaches one of its hosts: its known_hosts and ssh_options, plus ``options``."""
+    return Endpoint(
+        host=host,
+        command=list(command),
+        known_hosts=os.path.expanduser(rep.known_hosts),
+        options=(*rep.ssh_options, *options),
+    )
 
 
 def openssh_argv(ep: Endpoint) -> list[str]:

@@ -6,6 +6,9 @@ imports Ansible. :mod:`placement` is pure computation and needs no vCenter.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from twinsite.errors import TwinsiteError
 
 
@@ -19,3 +22,15 @@ class PlacementError(TwinsiteError):
     """The protected servers cannot be placed on the DR hosts under the rules (the message says why)."""
 
     exit_code = 16
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ensuring a resource did (or, in check mode, would do): its actions and its managed settings
+    before and after (diff mode), with facts about the object (``vm`` for a replica VM)."""
+
+    changed: bool
+    actions: tuple[str, ...]
+    before: dict[str, Any]
+    after: dict[str, Any]
+    vm: dict[str, Any] = field(default_factory=dict)

@@ -15,7 +15,7 @@ from typing import Any
 
 from pyVmomi import vim
 
-from twinsite.vsphere import VSphereError
+from twinsite.vsphere import Outcome, VSphereError
 from twinsite.vsphere.connection import Session, name_of
 
 DRS_BEHAVIORS = ("fullyAutomated", "partiallyAutomated", "manual")
@@ -36,14 +36,6 @@ class DrCluster:
     drs: bool = True
     drs_behavior: str = "fullyAutomated"
     rules: tuple[AntiAffinityRule, ...] = ()
-
-
-@dataclass(frozen=True)
-class Outcome:
-    changed: bool
-    actions: tuple[str, ...]
-    before: dict[str, Any]
-    after: dict[str, Any]
 
 
 def settings(cluster: Any) -> dict[str, Any]:

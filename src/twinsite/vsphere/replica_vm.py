@@ -20,12 +20,12 @@ done.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pyVmomi import vim
 
-from twinsite.vsphere import VSphereError
+from twinsite.vsphere import Outcome, VSphereError
 from twinsite.vsphere.connection import Session
 
 STATES = ("present", "poweredon", "poweredoff", "absent")
@@ -66,15 +66,6 @@ class ReplicaVm:
     network_map: tuple[tuple[str, str], ...] = ()  # production network -> DR network (with source_vm)
     customization: Customization | None = None
     state: str = "present"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    changed: bool
-    actions: tuple[str, ...]
-    before: dict[str, Any]
-    after: dict[str, Any]
-    vm: dict[str, Any] = field(default_factory=dict)
 
 
 def ensure(session: Session, spec: ReplicaVm, *, check: bool = False) -> Outcome:

@@ -28,6 +28,18 @@ def dirs_args(params):
     return ["--config-dir", params["config_dir"], "--state-dir", params["state_dir"]]
 
 
+def exit_with(module, logic, error_type, failure):
+    """The one place a module ends: ``logic(module)``'s result, or fail_json with ``failure(exc)`` for an
+    ``error_type`` it raised (called outside the handler: the message is the whole story, no traceback)."""
+    try:
+        result = logic(module)
+    except error_type as exc:
+        result = exc
+    if isinstance(result, error_type):
+        module.fail_json(**failure(result))
+    module.exit_json(**result)
+
+
 class TwinsiteModule(AnsibleModule):
     """AnsibleModule plus the twinsite CLI runner and error translation."""
 
@@ -53,10 +65,4 @@ class TwinsiteModule(AnsibleModule):
 
     def run(self, logic):
         """Call ``logic(self)`` and exit with its result; a TwinsiteError becomes fail_json."""
-        try:
-            result = logic(self)
-        except TwinsiteError as exc:
-            result = exc  # failed outside the handler: the message is the whole story, no traceback
-        if isinstance(result, TwinsiteError):
-            self.fail_json(msg=result.message, error=result.details)
-        self.exit_json(**result)
+        exit_with(self, logic, TwinsiteError, lambda exc: dict(msg=exc.message, error=exc.details))

@@ -9,6 +9,7 @@ here take plain values and return plain values.
 from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible_collections.twinsite.dr.plugins.module_utils._base import exit_with
 from ansible_collections.twinsite.dr.plugins.module_utils._deps import check_library
 
 
@@ -61,13 +62,7 @@ class VSphereModule(AnsibleModule):
         """Call ``logic(self)`` and exit with its result; a twinsite error becomes fail_json with its details."""
         from twinsite.errors import TwinsiteError
 
-        try:
-            result = logic(self)
-        except TwinsiteError as exc:
-            result = exc  # failed outside the handler: the message is the whole story, no traceback
-        if isinstance(result, TwinsiteError):
-            self.fail_json(msg=str(result), error=result.to_json())
-        self.exit_json(**result)
+        exit_with(self, logic, TwinsiteError, lambda exc: dict(msg=str(exc), error=exc.to_json()))
 
     def with_diff(self, result, before, after):
         """Add before/after to ``result`` when diff mode is on."""
