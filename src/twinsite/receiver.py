@@ -8,6 +8,12 @@ With continuous data protection (the scenario's ``cdp``, sent in HELLO) every ba
 rewind log with its undo, fsynced, then applied (cdp/log.py). A replica that is rewound (``rewind.json``)
 applies nothing: the receiver refuses the session until ``twinsite rewind --resume``. Each batch is applied
 holding ``apply.lock``, which a rewind takes to wait for the batch in progress.
+
+Roles (twinsite.roles): a session is taken only from a sender of this host's epoch, and never while this host
+is itself the active one; the role is checked again before every batch, so that a switchover that promotes
+this host (holding ``apply.lock`` while it writes the role) stops replication into it at a batch boundary. A
+position stored under another epoch counts from another switchover's numbering: it is reset, and with it the
+rewind log and the bookmarks (set aside as ``bookmarks.epoch-<n>.json``), and the sender compares the trees.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from twinsite import __version__
-from twinsite.apply.applier import Applier, SeqFile
+from twinsite.apply.applier import Applier, Position, SeqFile
 from twinsite.apply.paths import parent_fd
 from twinsite.cdp.log import RewindLog, make_group
 from twinsite.cdp.rewind import RewindError, apply_lock, read_position
 from twinsite.cdp.undo import capture
 from twinsite.errors import ConfigError, TwinsiteError
 from twinsite.journal.record import Record, decode
+from twinsite.roles import check_sender, receiver_role_file, this_host
 from twinsite.sync.signatures import signatures
 from twinsite.transport.frames import (
     Kind,
@@ -94,6 +101,10 @@ class Receiver:
         self.rewind_log: RewindLog | None = None
         self.cdp: dict[str, Any] = {}
         self._pruned_at = 0.0
+        self.epoch = 0
+        self.sender_host: str | None = None
+        self.host = this_host()
+        self.role_file = receiver_role_file(state)
 
     def _setup_cdp(self, cdp: dict[str, Any], applied_seq: int) -> int:
         """Open the rewind log when the scenario asks for it; returns the applied seq.
@@ -111,13 +122,15 @@ class Receiver:
         segment = max(1 << 20, min(64 << 20, max_size // 8))  # the cap then holds within an eighth
         log = RewindLog(log_dir, segment_size=segment)
         if log.last_seq > applied_seq:
+            ts = 0.0
             for group in reversed(list(log.newest_first(above=applied_seq))):
                 for rec in group.forward_records():
                     if rec.seq > applied_seq:
                         self.applier.apply(rec)
+                        ts = rec.ts
             self.applier.commit()
             applied_seq = log.last_seq
-            self.applied.write(applied_seq)
+            self.applied.write(applied_seq, ts, self.epoch)
         elif log.last_seq and log.last_seq < applied_seq:
             log.close()
             shutil.rmtree(log_dir)
@@ -142,6 +155,9 @@ class Receiver:
                     raise ProtocolError(f"sender replicates {hello.get('root')}, this receiver serves {self.root}")
                 self._refuse_if_rewound()
                 with apply_lock(self.state):
+                    self.sender_host = hello.get("host")
+                    self.epoch = check_sender(self.role_file, self.host, int(hello.get("epoch", 0)), self.sender_host)
+                    applied_seq = self._follow_epoch(self.applied.position())
                     applied_seq = self._setup_cdp(dict(hello.get("cdp") or {}), applied_seq)
                 self.send(Kind.READY, {"applied_seq": applied_seq, "version": __version__})
             elif kind == Kind.MANIFEST_REQ:
@@ -156,6 +172,7 @@ class Receiver:
                 refused = self.applier.stats.refused_parents
                 with apply_lock(self.state):
                     self._refuse_if_rewound()
+                    check_sender(self.role_file, self.host, self.epoch, self.sender_host)  # promoted meanwhile?
                     applied_seq = self._batch(batch_payload(flags, payload), applied_seq)
                 # The first batch of a session may replay records already applied before a crash: skipping
                 # them is expected. Later, a record whose file is missing means the replica is not what the
@@ -171,6 +188,17 @@ class Receiver:
                 return
             else:
                 raise ProtocolError(f"unexpected {kind.name} frame")
+
+    def _follow_epoch(self, pos: Position) -> int:
+        """The applied seq to resume from: the stored one, or 0 when it was stored under another epoch."""
+        if pos.epoch == self.epoch:
+            return pos.seq
+        shutil.rmtree(self.state / "rewind", ignore_errors=True)  # its seqs are another epoch's numbering
+        marks = self.state / "bookmarks.json"
+        if marks.exists():
+            os.replace(marks, self.state / f"bookmarks.epoch-{pos.epoch}.json")
+        self.applied.write(0, 0.0, self.epoch)
+        return 0
 
     def _refuse_if_rewound(self) -> None:
         pos = read_position(self.state / "rewind")
@@ -204,7 +232,7 @@ class Receiver:
         for rec in new:
             self.applier.apply(rec)
         self.applier.commit()  # data and names durable ...
-        self.applied.write(last)  # ... before the position that acknowledges them
+        self.applied.write(last, new[-1].ts, self.epoch)  # ... before the position that acknowledges them
         if log is not None:
             self._prune(log)
         return last

@@ -54,10 +54,22 @@ class ApplyStats:
     by_op: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where a replica stands: the last applied seq, the source time of that record, and the epoch (the
+    switchover generation, twinsite.roles) whose numbering the seq belongs to."""
+
+    seq: int = 0
+    ts: float = 0.0
+    epoch: int = 0
+
+
 class SeqFile:
-    """A durable counter: 8-byte seq plus its xxh3 checksum, rewritten in place and fdatasync'ed."""
+    """A durable position: seq, source time and epoch plus their xxh3 checksum, rewritten in place and
+    fdatasync'ed. A 16-byte file (seq and checksum) from an earlier version reads as epoch 0, time unknown."""
 
     FMT = struct.Struct("<QQ")
+    FMT2 = struct.Struct("<QdQQ")  # seq, ts, epoch, xxh3-64 of the 24 bytes before it
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,22 +77,35 @@ class SeqFile:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def read(self) -> int:
-        raw = os.pread(self.fd, self.FMT.size, 0)
-        if not raw:
-            return 0
-        if len(raw) != self.FMT.size:
-            raise ApplyError("applied-seq file is truncated", where=str(self.path))
-        seq, digest = self.FMT.unpack(raw)
-        if xxhash.xxh3_64_intdigest(struct.pack("<Q", seq)) != digest:
-            raise ApplyError(
-                "applied-seq file is corrupt",
-                where=str(self.path),
-                hint="the replica's position is unknown: run a verified resync",
-            )
-        return int(seq)
+        return self.position().seq
 
-    def write(self, seq: int) -> None:
-        os.pwrite(self.fd, self.FMT.pack(seq, xxhash.xxh3_64_intdigest(struct.pack("<Q", seq))), 0)
+    def position(self) -> Position:
+        raw = os.pread(self.fd, self.FMT2.size, 0)
+        if not raw:
+            return Position()
+        corrupt = ApplyError(
+            "applied-seq file is corrupt",
+            where=str(self.path),
+            hint="the replica's position is unknown: run a verified resync",
+        )
+        if len(raw) == self.FMT.size:
+            seq, digest = self.FMT.unpack(raw)
+            if xxhash.xxh3_64_intdigest(struct.pack("<Q", seq)) != digest:
+                raise corrupt
+            return Position(int(seq))
+        if len(raw) != self.FMT2.size:
+            raise ApplyError("applied-seq file is truncated", where=str(self.path))
+        seq, ts, epoch, digest = self.FMT2.unpack(raw)
+        if xxhash.xxh3_64_intdigest(raw[:24]) != digest:
+            raise corrupt
+        return Position(int(seq), float(ts), int(epoch))
+
+    def write(self, seq: int, ts: float = 0.0, epoch: int | None = None) -> None:
+        """Store the position (``epoch`` None: the one stored now). Durable when it returns."""
+        if epoch is None:
+            epoch = self.position().epoch
+        head = struct.pack("<QdQ", seq, ts, epoch)
+        os.pwrite(self.fd, head + struct.pack("<Q", xxhash.xxh3_64_intdigest(head)), 0)
         os.fdatasync(self.fd)
 
     def close(self) -> None:

@@ -8,12 +8,12 @@ pruned from the rewind log is still listed, marked unreachable.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
+from twinsite.durable import write_json
 from twinsite.errors import ConfigError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
@@ -47,10 +47,5 @@ def add(state_dir: Path, name: str, seq: int, ts: float) -> tuple[bool, dict[str
     if name in marks:
         return False, marks[name]
     marks[name] = {"seq": seq, "ts": ts, "created_at": time.time()}
-    tmp = _file(state_dir).with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        json.dump(marks, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, _file(state_dir))
+    write_json(_file(state_dir), marks)
     return True, marks[name]

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import xxhash
 
+from twinsite.durable import fsync_dir
 from twinsite.journal.record import Record, RecordError, decode
-from twinsite.journal.segments import JournalError, fsync_dir
+from twinsite.journal.segments import JournalError
 
 MAGIC = b"TWG1"
 HEAD = struct.Struct("<4sQQddQQ")

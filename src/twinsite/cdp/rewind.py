@@ -26,6 +26,7 @@ from pathlib import Path
 from twinsite.apply.applier import Applier
 from twinsite.apply.batching import cut
 from twinsite.cdp.log import Group, RewindLog
+from twinsite.durable import remove, write_json
 from twinsite.errors import TwinsiteError
 from twinsite.journal.record import Record
 
@@ -68,19 +69,9 @@ def read_position(log_dir: Path) -> Position | None:
 def _store(log_dir: Path, pos: Position | None) -> None:
     path = state_file(log_dir)
     if pos is None or not pos.rewound:
-        path.unlink(missing_ok=True)
+        remove(path)
     else:
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(asdict(pos), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        write_json(path, asdict(pos), indent=None)
 
 
 @contextlib.contextmanager

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from twinsite.apply.applier import SeqFile
 from twinsite.engine import agent
-from twinsite.errors import ConfigError, HostUnreachableError
+from twinsite.errors import ConfigError
+from twinsite.roles import standbys, this_host
 from twinsite.sync.progress import describe
-from twinsite.transport.channels import Endpoint, openssh_argv
-from twinsite.tree import Entry, differences, digest, entries
+from twinsite.tree import digest, entries
+from twinsite.verify import compare, entries_json
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,35 +48,33 @@ def _dirs(p: argparse.ArgumentParser) -> None:
 
 
 def _agent(args: argparse.Namespace) -> tuple[Any, str]:
-    raise SystemExit(agent.run(args.config_dir, args.state_dir, args.host or agent.this_host()))
+    raise SystemExit(agent.run(args.config_dir, args.state_dir, args.host or this_host()))
 
 
 def read_status(config_dir: Path, state_dir: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    host = agent.this_host()
+    host = this_host()
     for s in agent.load_dir(config_dir):
-        role = "active" if s.master == host else ("standby" if host in s.replicas else "other")
+        r = agent.role_of(s, state_dir)
+        role = "active" if r.active == host else ("standby" if host in standbys(r, s.master, s.replicas) else "other")
+        where = {"active": r.active, "epoch": r.epoch}
         for i, root in enumerate(s.roots):
             if role == "active":
-                for replica in s.replicas:
+                for replica in standbys(r, s.master, s.replicas):
                     f = agent.sender_state(state_dir, s.name, i, replica) / "status.json"
                     st: dict[str, Any] = json.loads(f.read_text()) if f.exists() else {"state": "stopped"}
-                    st.update(scenario=s.name, role=role, root=root.path, replica=replica)
+                    st.update(scenario=s.name, role=role, root=root.path, replica=replica, **where)
                     if agent.is_stopped(config_dir, s.name):
                         st["state"] = "stopped"
                     elif st.get("updated_at") and st["state"] != "stopped" and time.time() - st["updated_at"] > 30:
                         st["state"] = "stale"  # the agent stopped writing: it is not running
                     rows.append(st)
             else:
-                f = agent.receiver_state(state_dir, s.name, i) / "applied_seq"
-                applied = 0
-                if f.exists():
-                    sf = SeqFile(f)
-                    applied = sf.read()
-                    sf.close()
+                pos = agent.applied_position(state_dir, s.name, i)
                 rows.append(
-                    {"scenario": s.name, "role": role, "root": root.path, "state": "standby", "applied_seq": applied}
-                )
+                    {"scenario": s.name, "role": role, "root": root.path, "state": "standby", "applied_seq": pos.seq,
+                     "applied_ts": pos.ts or None, **where}
+                )  # fmt: skip
     return rows
 
 
@@ -99,49 +96,13 @@ def _status(args: argparse.Namespace) -> tuple[Any, str]:
     return {"scenarios": rows}, "\n".join(lines)
 
 
-def _entries_json(listing: dict[bytes, Entry]) -> list[list[Any]]:
-    return [
-        [
-            k.hex(),
-            e.kind,
-            e.mode,
-            e.uid,
-            e.gid,
-            e.size,
-            e.content,
-            [[a.hex(), b.hex()] for a, b in e.xattrs],
-            e.mtime_ns,
-            e.link_group.hex(),
-        ]
-        for k, e in sorted(listing.items())
-    ]
-
-
-def _entries_from_json(rows: list[list[Any]]) -> dict[bytes, Entry]:
-    return {
-        bytes.fromhex(r[0]): Entry(
-            bytes.fromhex(r[0]),
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            r[6],
-            tuple((bytes.fromhex(a), bytes.fromhex(b)) for a, b in r[7]),
-            r[8],
-            bytes.fromhex(r[9]),
-        )
-        for r in rows
-    }
-
-
 def _digest(args: argparse.Namespace) -> tuple[Any, str]:
     if not args.path.is_dir():
         raise ConfigError(f"not a directory: {args.path}")
     listing = entries(args.path)
     result: dict[str, Any] = {"path": str(args.path), "digest": digest(args.path), "count": len(listing)}
     if args.entries:
-        result["entries"] = _entries_json(listing)
+        result["entries"] = entries_json(listing)
     return result, f"{result['digest']}  {result['count']} entries  {args.path}"
 
 
@@ -156,10 +117,10 @@ def _verify(args: argparse.Namespace) -> tuple[Any, str]:
     s = scenarios[args.scenario]
     reports: list[dict[str, Any]] = []
     for root in s.roots:
-        local = entries(Path(root.path), root.selects_bytes)
-        for replica in [args.replica] if args.replica else s.replicas:
-            remote = _remote_entries(s.replication.remote_twinsite, replica, root.path, s.replication.known_hosts)
-            diffs = differences(local, remote)
+        for replica in (
+            [args.replica] if args.replica else standbys(agent.role_of(s, args.state_dir), s.master, s.replicas)
+        ):
+            local, diffs = compare(s, root, replica)
             reports.append(
                 {
                     "root": root.path,
@@ -177,24 +138,3 @@ def _verify(args: argparse.Namespace) -> tuple[Any, str]:
         for r in reports
     )
     return {"scenario": s.name, "equal": all(r["equal"] for r in reports), "roots": reports}, text
-
-
-def _remote_entries(remote_twinsite: str, host: str, root: str, known_hosts: str) -> dict[bytes, Entry]:
-    ep = Endpoint(
-        host=host,
-        command=[remote_twinsite, "digest", "--entries", "--json", root],
-        known_hosts=os.path.expanduser(known_hosts),
-    )
-    argv = openssh_argv(ep)
-    proc = subprocess.run(argv, capture_output=True, timeout=600, check=False)
-    try:
-        body = json.loads(proc.stdout.decode().strip().splitlines()[-1])
-    except (ValueError, IndexError) as exc:
-        raise HostUnreachableError(
-            f"cannot read the replica's listing: {proc.stderr.decode().strip()}", where=host
-        ) from exc
-    if not body.get("ok"):
-        raise HostUnreachableError(
-            f"the replica could not list {root}: {body.get('error', {}).get('message')}", where=host
-        )
-    return _entries_from_json(body["result"]["entries"])

@@ -101,6 +101,22 @@ class Monitoring:
 
 
 @dataclass(frozen=True)
+class Switchover:
+    """How a switchover of the scenario goes (docs/switchover.md)."""
+
+    mode: str = "manual"  # manual | automatic
+    witness: tuple[str, ...] = ()  # hosts asked whether they still reach the active host
+    witness_port: int = 22  # what a witness tries to connect to on the active host
+    fence: dict[str, Any] | None = field(default=None, hash=False)  # {type: vsphere|script, ...}
+    checks: str = "full"  # full | quick: the application checks after the start
+    drain_timeout: float = 300.0
+    verify_from: tuple[str, ...] = ()  # users' hosts that must reach the application after the redirect
+    verify_port: int | None = None
+    verify_timeout: float = 60.0
+    resync_timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     master: str
@@ -115,6 +131,8 @@ class Scenario:
     # mappings, and replication does not depend on them)
     alerts: tuple[dict[str, Any], ...] = field(default=(), hash=False)  # twinsite.alerts.dispatch.channels_from
     application_settings: dict[str, Any] = field(default_factory=dict, hash=False)  # twinsite.apps.load
+    switchover: Switchover = field(default_factory=Switchover, hash=False)
+    redirect: tuple[dict[str, Any], ...] = field(default=(), hash=False)  # twinsite.redirect.methods
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Scenario:
@@ -154,4 +172,28 @@ class Scenario:
             cdp=Cdp(**cdp),
             monitoring=Monitoring(**mon),
             alerts=tuple(dict(a) for a in doc.get("alerts", ())),
+            switchover=_switchover(doc.get("switchover", {})),
+            redirect=tuple(dict(r) for r in doc.get("redirect", ())),
         )
+
+
+def _switchover(doc: dict[str, Any]) -> Switchover:
+    so = dict(doc)
+    witness = so.pop("witness", {})
+    if witness:
+        so["witness"] = tuple(witness.get("hosts", ()))
+        if "port" in witness:
+            so["witness_port"] = int(witness["port"])
+    verify = so.pop("verify", {})
+    if verify:
+        so["verify_from"] = tuple(verify.get("from", ()))
+        if "port" in verify:
+            so["verify_port"] = int(verify["port"])
+        if "timeout" in verify:
+            so["verify_timeout"] = parse_duration(verify["timeout"])
+    for key in ("drain_timeout", "resync_timeout"):
+        if key in so:
+            so[key] = parse_duration(so[key])
+    if so.get("fence") is not None:
+        so["fence"] = dict(so["fence"])
+    return Switchover(**so)

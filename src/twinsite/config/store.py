@@ -7,7 +7,6 @@ scenario keeps its definition and gets a ``<name>.stopped`` marker that the agen
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import yaml
 
 from twinsite.config.loader import check_documents
+from twinsite.durable import write_text
 from twinsite.errors import ConfigError
 
 STATES = ("present", "started", "stopped", "absent")
@@ -45,16 +45,6 @@ def current(config_dir: Path, name: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read the scenario file: {exc}", where=str(f)) from exc
     stopped = (config_dir / f"{name}.stopped").exists()
     return {"state": "stopped" if stopped else "started", "definition": doc}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _run_state(wanted: str, current_state: str) -> str:
@@ -92,7 +82,7 @@ def apply(config_dir: Path, name: str, definition: dict[str, Any] | None, state:
             f.unlink(missing_ok=True)
             marker.unlink(missing_ok=True)
         else:
-            _write_atomic(f, yaml.safe_dump(after["definition"], sort_keys=False))
+            write_text(f, yaml.safe_dump(after["definition"], sort_keys=False))
             if after["state"] == "stopped":
                 marker.touch()
             else:

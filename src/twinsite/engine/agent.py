@@ -4,32 +4,35 @@ Layout of ``STATE_DIR/<scenario>/``:
 
     root-<n>/<replica>/journal/   the journal of root n towards that standby (docs/formats.md)
     root-<n>/<replica>/status.json  the sender's status (what ``twinsite status`` reads)
+    root-<n>/<replica>/epoch       the epoch its journal belongs to (another epoch's journal is dropped)
     recv/root-<n>/applied_seq      on a standby: the durable position of root n
+    role.json                      which host is active, at which epoch (twinsite.roles)
+
+The host is active for a scenario when its role file says so (or, with none, when it is the declared
+master); it then runs a sender to every other host of the scenario. A standby runs the scenario's monitor.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import signal
-import socket
 import threading
 from pathlib import Path
 from types import FrameType
 
+from twinsite.alerts.dispatch import Alerter, channels_from
+from twinsite.apply.applier import Position, SeqFile
 from twinsite.config.loader import load_file
 from twinsite.config.scenario import Root, Scenario
 from twinsite.engine.sender import Sender
-from twinsite.errors import ConfigError
+from twinsite.errors import ConfigError, TwinsiteError
 from twinsite.monitor import Monitor
+from twinsite.roles import Role, current, standbys
 from twinsite.transport.channels import Endpoint, to_host
 
 DEFAULT_CONFIG_DIR = Path("/etc/twinsite/scenarios")
 DEFAULT_STATE_DIR = Path("/var/lib/twinsite")
-
-
-def this_host() -> str:
-    return os.environ.get("TWINSITE_HOST") or socket.gethostname()
 
 
 def load_dir(config_dir: Path) -> list[Scenario]:
@@ -58,6 +61,18 @@ def receiver_state(state_dir: Path, scenario: str, index: int) -> Path:
     return state_dir / scenario / "recv" / f"root-{index}"
 
 
+def applied_position(state_dir: Path, scenario: str, index: int) -> Position:
+    """What a standby has durably applied of a root (seq 0 when it never received any)."""
+    f = receiver_state(state_dir, scenario, index) / "applied_seq"
+    if not f.exists():
+        return Position()
+    sf = SeqFile(f)
+    try:
+        return sf.position()
+    finally:
+        sf.close()
+
+
 def sender_state(state_dir: Path, scenario: str, index: int, replica: str) -> Path:
     return state_dir / scenario / f"root-{index}" / replica
 
@@ -72,28 +87,43 @@ def is_stopped(config_dir: Path, name: str) -> bool:
     return (config_dir / f"{name}.stopped").exists()
 
 
+def role_of(s: Scenario, state_dir: Path) -> Role:
+    return current(state_dir, s.name, s.master)
+
+
 def wanted(
     scenarios: list[Scenario], host: str, config_dir: Path, state_dir: Path
-) -> dict[str, tuple[Scenario, int, str]]:
-    """The senders this host should run, keyed by what identifies their configuration."""
-    out: dict[str, tuple[Scenario, int, str]] = {}
+) -> dict[str, tuple[Scenario, int, str, int]]:
+    """The senders this host should run, keyed by what identifies their configuration (and the epoch)."""
+    out: dict[str, tuple[Scenario, int, str, int]] = {}
     for s in scenarios:
-        if s.master != host or is_stopped(config_dir, s.name):
+        role = role_of(s, state_dir)
+        if role.active != host or is_stopped(config_dir, s.name):
             continue
         for i, _root in enumerate(s.roots):
-            for replica in s.replicas:
-                out[f"{s.name}/{i}/{replica}/{hash(s)}"] = (s, i, replica)
+            for replica in standbys(role, s.master, s.replicas):
+                out[f"{s.name}/{i}/{replica}/{role.epoch}/{hash(s)}"] = (s, i, replica, role.epoch)
     return out
 
 
-def make_sender(s: Scenario, index: int, replica: str, state_dir: Path) -> Sender:
+def make_sender(s: Scenario, index: int, replica: str, state_dir: Path, epoch: int = 0) -> Sender:
     root = s.roots[index]
+    state = sender_state(state_dir, s.name, index, replica)
+    mark = state / "epoch"
+    if state.exists() and (mark.read_text().strip() if mark.exists() else "0") != str(epoch):
+        # a journal of another epoch numbers from another switchover; what it held was either shipped
+        # before that switchover (planned) or set aside by `twinsite switchback` (unplanned)
+        shutil.rmtree(state)
+    state.mkdir(parents=True, exist_ok=True)
+    mark.write_text(f"{epoch}\n")
     return Sender(
         s,
         root,
         endpoint(s, root, index, replica, state_dir),
-        sender_state(state_dir, s.name, index, replica),
+        state,
         replica=replica,
+        epoch=epoch,
+        alerter=Alerter(state_dir, channels_from(s.alerts)),
     )
 
 
@@ -115,15 +145,15 @@ def run(config_dir: Path, state_dir: Path, host: str, *, reload_every: float = 2
             scenarios = load_dir(config_dir)
             want = wanted(scenarios, host, config_dir, state_dir)
             _follow_monitors(monitors, scenarios, host, config_dir, state_dir)
-        except ConfigError as exc:
+        except TwinsiteError as exc:  # a bad scenario file, an unreadable role file
             print(f"twinsite agent: configuration not reloaded: {exc}", flush=True)
-            want = {k: (snd.scenario, 0, "") for k, snd in running.items()}
+            want = {k: (snd.scenario, 0, "", snd.epoch) for k, snd in running.items()}
         for key in [k for k in running if k not in want]:
             running.pop(key).stop()
             print(f"twinsite agent: stopped {key.rsplit('/', 1)[0]}", flush=True)
-        for key, (s, i, replica) in want.items():
+        for key, (s, i, replica, epoch) in want.items():
             if key not in running:
-                snd = make_sender(s, i, replica, state_dir)
+                snd = make_sender(s, i, replica, state_dir, epoch)
                 snd.start()
                 running[key] = snd
                 print(f"twinsite agent: started {key.rsplit('/', 1)[0]}", flush=True)
@@ -140,21 +170,26 @@ def run(config_dir: Path, state_dir: Path, host: str, *, reload_every: float = 2
 def _follow_monitors(
     monitors: dict[str, Monitor], scenarios: list[Scenario], host: str, config_dir: Path, state_dir: Path
 ) -> None:
-    """One monitor per scenario this host is a standby of (monitoring on, scenario not stopped)."""
-    want = {
+    """One monitor per scenario this host is a standby of (monitoring on, scenario not stopped), watching
+    the host that is active now; a switchover makes a new one."""
+    want: dict[str, tuple[Scenario, Role]] = {}
+    for s in scenarios:
+        role = role_of(s, state_dir)
+        if host not in standbys(role, s.master, s.replicas) or not s.monitoring.enabled:
+            continue
+        if is_stopped(config_dir, s.name):
+            continue
         # (alerts and application settings are not in the scenario's hash: a change to them is a new monitor)
-        f"{s.name}/{hash(s)}/{json.dumps([s.alerts, s.application_settings], sort_keys=True)}": s
-        for s in scenarios
-        if host in s.replicas and s.monitoring.enabled and not is_stopped(config_dir, s.name)
-    }
+        extra = json.dumps([s.alerts, s.application_settings, s.redirect, repr(s.switchover)], sort_keys=True)
+        want[f"{s.name}/{role.active}/{role.epoch}/{hash(s)}/{extra}"] = (s, role)
     gone = [monitors.pop(k) for k in [k for k in monitors if k not in want]]
     for mon in gone:  # all told first, then waited for: no monitor waits for another's round
         mon.stop(wait=False)
     for mon in gone:
         mon.join()
         print(f"twinsite agent: stopped monitoring {mon.s.name}", flush=True)
-    for key, s in want.items():
+    for key, (s, role) in want.items():
         if key not in monitors:
-            monitors[key] = Monitor(s, host, state_dir, config_dir)
+            monitors[key] = Monitor(s, host, state_dir, config_dir, active=role.active)
             monitors[key].start()
-            print(f"twinsite agent: monitoring {s.master} for {s.name}", flush=True)
+            print(f"twinsite agent: monitoring {role.active} for {s.name}", flush=True)

@@ -31,12 +31,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from twinsite.alerts import Alert
+from twinsite.alerts.dispatch import Alerter
 from twinsite.apply.batching import BatchCutter
 from twinsite.capture.inotify import Watcher
 from twinsite.config.scenario import Root, Scenario
 from twinsite.errors import TwinsiteError
 from twinsite.journal.record import Record
 from twinsite.journal.segments import Journal
+from twinsite.roles import SupersededError, this_host
 from twinsite.sync.changes import ChangeSet
 from twinsite.sync.planner import Planner, RemoteEntry
 from twinsite.sync.progress import SyncProgress, measure
@@ -63,7 +66,7 @@ class SenderStatus:
     scenario: str
     root: str
     replica: str
-    state: str = "starting"  # starting, syncing, replicating, disconnected, degraded, stopped
+    state: str = "starting"  # starting, syncing, replicating, disconnected, degraded, superseded, stopped
     planned_seq: int = 0
     sent_seq: int = 0
     acked_seq: int = 0
@@ -127,6 +130,8 @@ class Sender:
         *,
         replica: str,
         on_status: Callable[[SenderStatus], None] | None = None,
+        epoch: int = 0,
+        alerter: Alerter | None = None,
     ) -> None:
         self.scenario = scenario
         self.root = root
@@ -141,6 +146,8 @@ class Sender:
         limit = self.rep.bandwidth_limit
         self.batch_bytes = min(BATCH_BYTES, max(64 << 10, limit // 4)) if limit else BATCH_BYTES
         self.on_status = on_status
+        self.epoch = epoch
+        self.alerter = alerter
         self.stop_event = threading.Event()
         self.jlock = threading.Lock()  # journal appends vs reads/trims
         self.planned = threading.Condition()  # the shipper waits on it: new records, an acknowledgement, a failure
@@ -398,7 +405,13 @@ class Sender:
                     bandwidth_limit=self.rep.bandwidth_limit,
                     on_event=self._wake_shipper,
                 )
-                hello = {"scenario": self.scenario.name, "root": self.root.path, "cdp": asdict(self.scenario.cdp)}
+                hello = {
+                    "scenario": self.scenario.name,
+                    "root": self.root.path,
+                    "cdp": asdict(self.scenario.cdp),
+                    "epoch": self.epoch,
+                    "host": this_host(),
+                }
                 ready = link.request(Kind.HELLO, hello, Kind.READY, timeout=30)
                 applied = int(ready["applied_seq"])
                 link.acked_seq = applied
@@ -416,6 +429,9 @@ class Sender:
                 self.link_ready.set()
                 delay = 0.2
                 self._ship(link, applied)
+            except SupersededError as exc:  # a switchover made another host active: loud, and slow to retry
+                self._superseded(exc)
+                delay = 10.0
             except Exception as exc:  # any failure: report it, reconnect with backoff
                 if self.stop_event.is_set():
                     break
@@ -429,6 +445,26 @@ class Sender:
             if self.stop_event.wait(delay * random.uniform(0.5, 1.5)):  # noqa: S311 -- jitter, not a secret
                 break
             delay = min(delay * 2, 10.0)
+
+    def _superseded(self, exc: SupersededError) -> None:
+        first = self.status.state != "superseded"
+        self.error(exc, "superseded")
+        if first and self.alerter is not None:
+            s, host = self.scenario, this_host()
+            self.alerter.send(
+                Alert(
+                    kind="split-brain",
+                    severity="critical",
+                    scenario=s.name,
+                    host=host,
+                    what=f"{host} still acts as the active host of {s.name}, but {self.status.replica} refuses its "
+                    f"changes: a switchover made another host active",
+                    action=f"stop users from writing on {host}; then `twinsite switchback {s.name}` on {host} sets "
+                    "its divergent changes aside and makes it a standby of the active host",
+                    details=(("refusal", exc.message), ("epoch here", str(self.epoch))),
+                )
+            )
+        self.stop_event.wait(10.0)
 
     def _wake_shipper(self) -> None:
         with self.planned:

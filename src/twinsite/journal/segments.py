@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from twinsite.durable import fsync_dir
 from twinsite.errors import TwinsiteError
 from twinsite.journal.record import MAGIC, Record, RecordError, decode
 
@@ -22,14 +23,6 @@ class JournalError(TwinsiteError):
     """The journal on disk is corrupt or inconsistent (not a torn tail)."""
 
     exit_code = 8
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _scan(data: bytes) -> tuple[list[Record], int, RecordError | None]:

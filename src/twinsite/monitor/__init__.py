@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,10 +22,8 @@ from pathlib import Path
 from twinsite.alerts import Alert
 from twinsite.alerts.dispatch import Alerter, channels_from
 from twinsite.config.scenario import Scenario
-from twinsite.transport.channels import openssh_argv, to_host
+from twinsite.transport.remote import TIMED_OUT, UNREACHABLE, run_on
 
-UNREACHABLE = 255  # ssh's own exit code
-TIMED_OUT = -1
 KINDS = {"reachable": "host-unreachable", "application": "application-down", "replication": "replication-unhealthy"}
 
 
@@ -50,10 +47,14 @@ class Verdict:
 
 
 class Monitor(threading.Thread):
-    def __init__(self, scenario: Scenario, host: str, state_dir: Path, config_dir: Path) -> None:
+    def __init__(
+        self, scenario: Scenario, host: str, state_dir: Path, config_dir: Path, *, active: str | None = None
+    ) -> None:
         super().__init__(name=f"monitor-{scenario.name}", daemon=True)
         self.s = scenario
         self.host = host
+        self.active = active or scenario.master  # the host that is active now (twinsite.roles)
+        self.state_dir = state_dir
         self.config_dir = config_dir  # the active host keeps its scenarios at the same path
         self.dir = state_dir / scenario.name
         self.alerter = Alerter(state_dir, channels_from(scenario.alerts))
@@ -66,32 +67,16 @@ class Monitor(threading.Thread):
 
     # -- asking the active host ----------------------------------------------------------------------
     def _ssh(self, *command: str, timeout: float, twinsite: bool = True) -> tuple[int, str]:
-        m = self.s.monitoring
         rep = self.s.replication
-        ep = to_host(
+        a = run_on(
             rep,
-            self.s.master,
+            self.active,
             [rep.remote_twinsite, *command] if twinsite else command,
-            options=(
-                ("ControlMaster", "auto"),
-                # (%C is 40 characters: under <state>/ssh/ the socket path stays far below the 108 bytes of
-                # a unix socket name, whatever the scenario is called; shared by every scenario)
-                ("ControlPath", str(self.ssh_dir / "%C")),
-                ("ControlPersist", str(int(max(60, 3 * m.interval)))),
-            ),
+            timeout=timeout,
+            control_dir=self.ssh_dir,  # shared by every scenario
+            persist=max(60, 3 * self.s.monitoring.interval),
         )
-        try:
-            proc = subprocess.run(
-                openssh_argv(ep),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            return TIMED_OUT, f"no answer within {timeout:g} s"
-        return proc.returncode, proc.stdout if proc.returncode != UNREACHABLE else proc.stderr
+        return a.code, a.out if a.code not in (UNREACHABLE, TIMED_OUT) else a.err
 
     def observe(self) -> Verdict:
         """Reachability by a cheap command within ``timeout``; then the application's quick checks and
@@ -101,7 +86,7 @@ class Monitor(threading.Thread):
         code, out = self._ssh("true", timeout=m.timeout, twinsite=False)
         if code in (UNREACHABLE, TIMED_OUT):
             return self._unreachable(v, out)
-        v.results["reachable"] = (True, f"{self.s.master} answers over SSH")
+        v.results["reachable"] = (True, f"{self.active} answers over SSH")
         slow = max(m.timeout, 60.0)
         argv = ("app", self.s.name, "check", "--quick", "--config-dir", str(self.config_dir), "--json")
         code, out = self._ssh(*argv, timeout=slow)
@@ -115,7 +100,7 @@ class Monitor(threading.Thread):
         return v
 
     def _unreachable(self, v: Verdict, out: str) -> Verdict:
-        v.results["reachable"] = (False, f"{self.s.master} does not answer over SSH: {out.strip()[-300:]}")
+        v.results["reachable"] = (False, f"{self.active} does not answer over SSH: {out.strip()[-300:]}")
         v.results["application"] = (None, "the host does not answer")
         v.results["replication"] = (None, "the host does not answer")
         return v
@@ -150,7 +135,7 @@ class Monitor(threading.Thread):
         return alerts
 
     def _alert(self, name: str, c: Condition, *, resolved: bool) -> Alert:
-        s, active = self.s, self.s.master
+        s, active = self.s, self.active
         since = dt.datetime.fromtimestamp(c.since or time.time(), dt.UTC)
         what, action = {
             "reachable": (
@@ -187,9 +172,9 @@ class Monitor(threading.Thread):
             kind="cannot-check",
             severity="warning",
             scenario=s.name,
-            host=s.master,
-            what=f"the standby {self.host} cannot tell whether the {name} of {s.name} on {s.master} is healthy",
-            action=f"make `twinsite app {s.name} check` and `twinsite status` work on {s.master} (last answer below)",
+            host=self.active,
+            what=f"the standby {self.host} cannot tell whether the {name} of {s.name} on {self.active} is healthy",
+            action=f"make `twinsite app {s.name} check` and `twinsite status` work on {self.active} (answer below)",
             details=(("rounds in a row", str(c.unknown)), ("last answer", detail.strip()[-500:])),
         )
 
@@ -229,7 +214,7 @@ class Monitor(threading.Thread):
     def _save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        body = {"scenario": self.s.name, "active": self.s.master, "standby": self.host, "updated_at": time.time()}
+        body = {"scenario": self.s.name, "active": self.active, "standby": self.host, "updated_at": time.time()}
         tmp.write_text(json.dumps({**body, "conditions": {k: asdict(c) for k, c in self.conditions.items()}}))
         os.replace(tmp, self.state_file)
 

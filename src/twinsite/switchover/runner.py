@@ -10,7 +10,6 @@ idempotent, as the switchover steps are. A finished run is not run again; a new 
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from twinsite.durable import write_json
 from twinsite.errors import TwinsiteError
 from twinsite.switchover import SwitchoverError
 
@@ -77,18 +77,7 @@ class Runner:
         return RunState(**{**data, "steps": [StepState(**s) for s in data["steps"]]})
 
     def _store(self, run: RunState) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(asdict(run), f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_json(self.path, asdict(run))
 
     def current(self, params: dict[str, Any]) -> RunState:
         """The unfinished run (continued whatever ``params`` say now: it keeps its own), or a new one."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twinsite.errors import HostUnreachableError, TwinsiteError
+from twinsite.roles import SupersededError
 from twinsite.transport.channels import Channel
 from twinsite.transport.frames import (
     Kind,
@@ -81,13 +82,11 @@ class Link:
                     continue  # keep-alive answer: hearing it is all that matters
                 elif kind == Kind.ERROR:
                     err = parse_json(payload)
-                    self._fail(
-                        LinkError(
-                            f"the receiver failed: {err.get('message')}",
-                            where=err.get("where") or self.where,
-                            hint=err.get("hint"),
-                        )
-                    )
+                    where, hint = err.get("where") or self.where, err.get("hint")
+                    if err.get("type") == "SupersededError":  # refused by role: not a link failure
+                        self._fail(SupersededError(str(err.get("message")), where=where, hint=hint))
+                    else:
+                        self._fail(LinkError(f"the receiver failed: {err.get('message')}", where=where, hint=hint))
                     return
                 else:
                     self._replies.put((kind, payload))

@@ -1,0 +1,142 @@
+"""Which host of a scenario is active: the role, kept in state on every host, not in the declaration.
+
+A scenario declares its ``master`` (the host active when it is created) and its ``replicas``. A switchover
+moves the active role; the declaration stays as it is, so that the next ``configure.yml`` run does not
+flip the roles back. Each host keeps its own view in ``<state>/<scenario>/role.json``::
+
+    {"scenario": "db", "active": "dr1", "epoch": 1, "since": 1764612345.2, "previous": "prod1", "run": "..."}
+
+No file means epoch 0 with the declared master active. Every switchover raises the epoch by one. The
+epoch is what keeps two hosts from both acting as the active one: a sender says its epoch when it connects,
+and a receiver accepts it only when the epoch equals its own and it does not believe itself active
+(:func:`check_sender`). An old active host that comes back after a failover is refused that way, loudly,
+until ``twinsite switchback`` makes it a standby of the new active host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from twinsite.durable import write_json
+from twinsite.errors import TwinsiteError
+
+FILE = "role.json"
+
+
+def this_host() -> str:
+    """This host's name in the scenarios: TWINSITE_HOST, or the hostname."""
+    return os.environ.get("TWINSITE_HOST") or socket.gethostname()
+
+
+class SupersededError(TwinsiteError):
+    """A sender whose epoch is not the receiver's: a stale active host, or a receiver that is active itself."""
+
+    exit_code = 20
+
+
+@dataclass(frozen=True)
+class Role:
+    scenario: str
+    active: str
+    epoch: int = 0
+    since: float = 0.0
+    previous: str | None = None
+    run: str | None = None  # the switchover that made it
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def role_file(state_dir: Path, scenario: str) -> Path:
+    return state_dir / scenario / FILE
+
+
+def read_file(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise TwinsiteError(
+            f"the role file is not readable: {exc}",
+            where=str(path),
+            hint="restore it from another host of the scenario (twinsite role SCENARIO --json there)",
+        ) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("active"), str) or not isinstance(data.get("epoch"), int):
+        raise TwinsiteError("the role file has no active host or epoch", where=str(path))
+    return data
+
+
+def current(state_dir: Path, scenario: str, master: str) -> Role:
+    """This host's view of the scenario's role (the declared master at epoch 0 when nothing was switched)."""
+    data = read_file(role_file(state_dir, scenario))
+    if data is None:
+        return Role(scenario=scenario, active=master)
+    return Role(
+        scenario=scenario,
+        active=str(data["active"]),
+        epoch=int(data["epoch"]),
+        since=float(data.get("since") or 0.0),
+        previous=data.get("previous"),
+        run=data.get("run"),
+    )
+
+
+def store(state_dir: Path, role: Role) -> None:
+    write_json(role_file(state_dir, role.scenario), role.to_json())
+
+
+def advanced(role: Role, active: str, run: str | None) -> Role:
+    """The role after a switchover to ``active``."""
+    return Role(
+        scenario=role.scenario, active=active, epoch=role.epoch + 1, since=time.time(), previous=role.active, run=run
+    )
+
+
+def members(master: str, replicas: tuple[str, ...]) -> list[str]:
+    return [master, *[r for r in replicas if r != master]]
+
+
+def standbys(role: Role, master: str, replicas: tuple[str, ...]) -> list[str]:
+    return [h for h in members(master, replicas) if h != role.active]
+
+
+def check_sender(path: Path, host: str, sender_epoch: int, sender_host: str | None) -> int:
+    """Whether a receiver on ``host`` may take a stream from a sender of ``sender_epoch``; returns the epoch.
+
+    ``path`` is the scenario's role file on the receiver's host. Without one, only epoch 0 is taken."""
+    data = read_file(path)
+    epoch = int(data["epoch"]) if data else 0
+    active = str(data["active"]) if data else None
+    who = sender_host or "the sender"
+    if active == host:
+        raise SupersededError(
+            f"{host} is the active host of this scenario (epoch {epoch}): it takes no replication from {who}",
+            where=host,
+            hint=f"{who} is a stale active host: make it a standby with `twinsite switchback SCENARIO` on it",
+        )
+    if sender_epoch != epoch:
+        newer = sender_epoch < epoch
+        raise SupersededError(
+            f"{who} replicates at epoch {sender_epoch}, but {host} knows epoch {epoch}"
+            + (f" with {active} active" if active else ""),
+            where=host,
+            hint=(
+                f"{who} was superseded by a switchover: its changes since are divergent; "
+                "run `twinsite switchback SCENARIO` on it to set them aside and make it a standby"
+                if newer
+                else f"{host} missed a switchover: run `twinsite switchback SCENARIO` on {host}"
+            ),
+        )
+    return epoch
+
+
+def receiver_role_file(recv_state: Path) -> Path:
+    """The role file beside a receiver's state (``<state>/<scenario>/recv/root-<n>``)."""
+    return recv_state.parent.parent / FILE

@@ -1,0 +1,60 @@
+"""Comparing a root here with the same root on another host of the scenario, by the canonical tree digest's
+entries (twinsite.tree): what ``twinsite verify`` reports and what a planned switchover's drain proves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twinsite.config.scenario import Root, Scenario
+from twinsite.transport.remote import twinsite_on
+from twinsite.tree import Entry, differences, entries
+
+
+def entries_json(listing: dict[bytes, Entry]) -> list[list[Any]]:
+    return [
+        [
+            k.hex(),
+            e.kind,
+            e.mode,
+            e.uid,
+            e.gid,
+            e.size,
+            e.content,
+            [[a.hex(), b.hex()] for a, b in e.xattrs],
+            e.mtime_ns,
+            e.link_group.hex(),
+        ]
+        for k, e in sorted(listing.items())
+    ]
+
+
+def entries_from_json(rows: list[list[Any]]) -> dict[bytes, Entry]:
+    return {
+        bytes.fromhex(r[0]): Entry(
+            bytes.fromhex(r[0]),
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            tuple((bytes.fromhex(a), bytes.fromhex(b)) for a, b in r[7]),
+            r[8],
+            bytes.fromhex(r[9]),
+        )
+        for r in rows
+    }
+
+
+def remote_entries(s: Scenario, host: str, root: Root, *, timeout: float = 600) -> dict[bytes, Entry]:
+    """The entries of ``root`` on ``host`` (reached as the scenario reaches its hosts), as it selects them."""
+    body = twinsite_on(s.replication, host, ["digest", "--entries", root.path], timeout=timeout)
+    listing = entries_from_json(body["entries"])
+    return {k: e for k, e in listing.items() if root.selects_bytes(k)}
+
+
+def compare(s: Scenario, root: Root, host: str) -> tuple[dict[bytes, Entry], list[tuple[bytes, str]]]:
+    """This host's entries of ``root`` and how they differ from ``host``'s (empty: equal)."""
+    local = entries(Path(root.path), root.selects_bytes)
+    return local, differences(local, remote_entries(s, host, root))
