@@ -27,7 +27,7 @@ def recorder(log: Path, name: str, fail: dict[str, int] | None = None) -> Step:
         if fail and fail.get(name, 0) > 0:
             fail[name] -= 1
             raise TwinsiteError(f"{name} cannot go on yet", hint="wait")
-        return {"seen": sorted(k for k in ctx if k != "scenario"), "scenario": ctx["scenario"]}
+        return {"seen": sorted(k for k in ctx if k not in ("scenario", "run_id")), "scenario": ctx["scenario"]}
 
     return Step(name, f"does {name}", run)
 

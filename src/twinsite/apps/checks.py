@@ -13,10 +13,10 @@ from twinsite.errors import CommandError
 from twinsite.proc import run as proc_run
 
 
-def run(argv: list[str], *, timeout: float, what: str) -> tuple[int, str]:
+def run(argv: list[str], *, timeout: float, what: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     """(exit code, stdout+stderr) of a command; one that cannot be run, or a timeout, is an AppError."""
     try:
-        proc = proc_run(argv, check=False, timeout=timeout)
+        proc = proc_run(argv, check=False, timeout=timeout, env=env)
     except CommandError as exc:
         raise AppError(f"{what}: {exc.message}") from exc
     return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")
@@ -30,13 +30,20 @@ def tcp(host: str, port: int, timeout: float) -> tuple[bool, str]:
         return False, f"{host}:{port}: {exc.strerror or exc}"
 
 
+def site_script(plugins_dir: Path, kind: str, name: str) -> Path:
+    """``<plugins>/<kind>/<name>`` (kind: checks, redirect, fence): an executable that stays inside that
+    directory (a name with ``..`` or a link out of it is refused)."""
+    path = (plugins_dir / kind / name).resolve()
+    if not path.is_relative_to((plugins_dir / kind).resolve()):
+        raise AppError(f"{kind} script {name!r} is outside {plugins_dir / kind}")
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise AppError(f"{kind} script {path} is missing or not executable")
+    return path
+
+
 def script(plugins_dir: Path, name: str, args: list[str], timeout: float) -> tuple[bool, str]:
     """A site check from ``<plugins>/checks/<name>``: it passes when it exits 0."""
-    path = (plugins_dir / "checks" / name).resolve()
-    if not path.is_relative_to((plugins_dir / "checks").resolve()):
-        raise AppError(f"check script {name!r} is outside {plugins_dir / 'checks'}")
-    if not path.is_file() or not os.access(path, os.X_OK):
-        raise AppError(f"check script {path} is missing or not executable")
+    path = site_script(plugins_dir, "checks", name)
     code, out = run([str(path), *args], timeout=timeout, what=f"check {name}")
     return code == 0, out or f"exit {code}"
 

@@ -25,11 +25,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         q = lsub.add_parser(name, help=text)
         q.add_argument("--json", action="store_true", help="print the JSON contract instead of text")
         q.set_defaults(handler=_HANDLERS[name])
-    for name, text in (("cut", "pull a host's network cable (site failure)"), ("heal", "plug it back in")):
+    for name, text in (
+        ("cut", "pull a host's network cable (site failure)"),
+        ("heal", "plug it back in (and undo its partitions)"),
+    ):
         q = lsub.add_parser(name, help=text)
         q.add_argument("host", help="prod1, dr1 or client1")
         q.add_argument("--json", action="store_true")
         q.set_defaults(handler=_HANDLERS[name])
+    q = lsub.add_parser("partition", help="cut only the link between two hosts (heal either to undo)")
+    q.add_argument("host")
+    q.add_argument("other")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=_partition)
     q = lsub.add_parser("exec", help="run a command inside a lab host: twinsite lab exec HOST -- CMD...")
     q.add_argument("host")
     q.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
@@ -69,6 +77,11 @@ def _cut(args: argparse.Namespace) -> tuple[Any, str]:
 def _heal(args: argparse.Namespace) -> tuple[Any, str]:
     h = labmod.heal(Lab.from_env(), args.host)
     return {"host": h.name, "link": "up"}, f"{h.name}: link up"
+
+
+def _partition(args: argparse.Namespace) -> tuple[Any, str]:
+    a, b = labmod.partition(Lab.from_env(), args.host, args.other)
+    return {"hosts": [a.name, b.name], "link": "partitioned"}, f"{a.name} <-/-> {b.name}: partitioned"
 
 
 def _exec(args: argparse.Namespace) -> tuple[Any, str]:

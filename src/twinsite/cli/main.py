@@ -31,6 +31,9 @@ COMMANDS = {
     "alert": "alert_cmd",
     "events": "alert_cmd",
     "app": "app_cmd",
+    "switchover": "switchover_cmd",
+    "switchback": "switchover_cmd",
+    "role": "switchover_cmd",
 }
 
 

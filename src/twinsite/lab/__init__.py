@@ -16,7 +16,7 @@ from twinsite.lab import dns, hosts, netns, pg, vcsim
 from twinsite.lab.topology import DNS_ZONE, VCENTER_USER, Lab, LabHost
 from twinsite.proc import run
 
-__all__ = ["Lab", "LabHost", "cut", "down", "exec_argv", "heal", "status", "up"]
+__all__ = ["Lab", "LabHost", "cut", "down", "exec_argv", "heal", "partition", "status", "up"]
 
 
 def _require_root() -> None:
@@ -64,7 +64,16 @@ def up(lab: Lab) -> UpReport:
     step("dns", dns.start, lab)
     step("vcenter", vcsim.start, lab)
     step("postgresql", pg.ensure, lab)
+    _ensure_app_data(lab)
     return UpReport(seconds=timings)
+
+
+def _ensure_app_data(lab: Lab) -> None:
+    """The data of the lab's file-server application (scenario `app`): prod1's /srv/app."""
+    data = lab.host("prod1").private_dir("/srv") / "app"
+    if not data.exists():
+        data.mkdir(parents=True)
+        (data / "README").write_text("The lab's file-server data (scenario app), replicated from prod1 to dr1.\n")
 
 
 def down(lab: Lab) -> None:
@@ -95,8 +104,43 @@ def cut(lab: Lab, name: str) -> LabHost:
 
 
 def heal(lab: Lab, name: str) -> LabHost:
-    """Undo :func:`cut`."""
-    return _set_cable(lab, name, up=True)
+    """Undo :func:`cut`, and every :func:`partition` that involves the host."""
+    h = _set_cable(lab, name, up=True)
+    _nft(h, "delete table inet twinsite_lab", check=False)
+    for other in lab.hosts:
+        if other != h:
+            _nft(other, f"delete element inet twinsite_lab cut {{ {h.address} }}", check=False)
+    return h
+
+
+# Drops what comes from the addresses in the set `cut` (multi-line: nft 1.0.6 refuses the one-line form).
+PARTITION_TABLE = """table inet twinsite_lab {
+  set cut {
+    type ipv4_addr
+  }
+  chain in {
+    type filter hook input priority 0; policy accept;
+    ip saddr @cut drop
+  }
+}
+"""
+
+
+def _nft(h: LabHost, command: str, *, check: bool = True, script: str | None = None) -> None:
+    argv = ["ip", "netns", "exec", h.netns, "nft", *(["-f", "-"] if script else command.split())]
+    run(argv, check=check, input_data=script.encode() if script else None)
+
+
+def partition(lab: Lab, a: str, b: str) -> tuple[LabHost, LabHost]:
+    """Cut only the link between two hosts (both directions); each still reaches everyone else."""
+    _require_root()
+    ha, hb = lab.host(a), lab.host(b)
+    if ha == hb:
+        raise LabError(f"a partition needs two different hosts, not {ha.name} twice")
+    for here, there in ((ha, hb), (hb, ha)):
+        _nft(here, "", script=PARTITION_TABLE)  # (adding an existing table and set changes nothing)
+        _nft(here, f"add element inet twinsite_lab cut {{ {there.address} }}")
+    return ha, hb
 
 
 def exec_argv(lab: Lab, name: str, command: list[str]) -> list[str]:

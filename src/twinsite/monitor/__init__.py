@@ -62,6 +62,7 @@ class Monitor(threading.Thread):
         self.ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conditions: dict[str, Condition] = {}
+        self.auto: dict[str, object] = {}  # the automatic switchover's decision for the current outage
         self.stopped = threading.Event()
         self._load()
 
@@ -183,7 +184,67 @@ class Monitor(threading.Thread):
         alerts = self.judge(self.observe())
         for a in alerts:
             self.alerter.send(a)
+        if self.s.switchover.mode == "automatic":
+            self.automatic()
         return alerts
+
+    # -- automatic switchover (twinsite.switchover.auto) -------------------------------------------------
+    def automatic(self) -> str | None:
+        """Start (or continue) an unplanned switchover when the active host is down for a second opinion
+        too; returns what was decided this round, or None when the active host is fine."""
+        from twinsite.switchover import auto
+
+        c = self.conditions.get("reachable")
+        if c is None or not c.alerting or c.ok is not False:
+            if self.auto:
+                self.auto = {}
+                self._save()
+            return None
+        if auto.running(self.state_dir, self.s.name):
+            return "running"
+        outage = self.auto.get("since") == c.since
+        if outage and self.auto.get("started"):
+            if _interrupted(self.dir / "switchover.json"):
+                auto.start(self.s, self.state_dir, self.config_dir, str(self.auto["second"]))
+                return "continued"
+            return "done"  # finished, or failed: a failed one is the operator's (it alerted)
+        op = auto.second_opinion(self.s, self.active)
+        second = {"down": "witness"}.get(op.verdict) or (
+            "fence" if op.verdict == "unknown" and self.s.switchover.fence else None
+        )
+        if second is None:
+            if self.auto.get("withheld") != c.since:
+                self.auto = {"since": c.since, "withheld": c.since}
+                self._save()
+                self.alerter.send(self._withheld(op.detail, op.verdict))
+            return "withheld"
+        self.auto = {"since": c.since, "started": True, "second": second, "opinion": op.detail}
+        self._save()
+        auto.start(self.s, self.state_dir, self.config_dir, second)
+        return "started"
+
+    def _withheld(self, detail: str, verdict: str) -> Alert:
+        s, active = self.s, self.active
+        split = verdict == "alive"
+        return Alert(
+            kind="switchover-withheld",
+            severity="critical",
+            scenario=s.name,
+            host=active,
+            what=(
+                f"{self.host} cannot reach {active}, but {detail}: the link is cut, {active} is alive; "
+                "no automatic switchover (it would make two active hosts)"
+                if split
+                else f"{self.host} cannot reach {active} and has no second opinion ({detail}): no automatic switchover"
+            ),
+            action=(
+                f"repair the link between {self.host} and {active}; replication resumes by itself"
+                if split
+                else f"find out whether {active} is down; if it is, `twinsite switchover {s.name} --unplanned` on "
+                f"{self.host}, or configure a witness or a fence"
+            ),
+            details=(("second opinion", detail),),
+        )
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -208,6 +269,9 @@ class Monitor(threading.Thread):
         try:
             data = json.loads(self.state_file.read_text())
             self.conditions = {k: Condition(**v) for k, v in data.get("conditions", {}).items()}
+            self.auto = dict(data.get("automatic") or {})
+            if data.get("active") != self.active:  # another host's conditions: start afresh
+                self.conditions, self.auto = {}, {}
         except (FileNotFoundError, ValueError, TypeError):
             self.conditions = {}
 
@@ -215,8 +279,19 @@ class Monitor(threading.Thread):
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         body = {"scenario": self.s.name, "active": self.active, "standby": self.host, "updated_at": time.time()}
-        tmp.write_text(json.dumps({**body, "conditions": {k: asdict(c) for k, c in self.conditions.items()}}))
+        conditions = {k: asdict(c) for k, c in self.conditions.items()}
+        tmp.write_text(json.dumps({**body, "conditions": conditions, "automatic": self.auto}))
         os.replace(tmp, self.state_file)
+
+
+def _interrupted(run_file: Path) -> bool:
+    """An unfinished switchover run whose last step was cut short (not failed: a failure is reported)."""
+    try:
+        run = json.loads(run_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    states = [st["state"] for st in run.get("steps", [])]
+    return run.get("finished") is None and "failed" not in states
 
 
 def _application(out: str) -> tuple[bool | None, str]:

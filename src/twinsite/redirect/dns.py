@@ -79,8 +79,11 @@ class TsigKey:
 
 
 def _relative(name: str, zone: str) -> dns.name.Name:
-    fq = dns.name.from_text(name, origin=dns.name.from_text(zone))
+    """``name`` relative to ``zone``: "db", "db.dr.test" and "db.dr.test." in zone dr.test are all "db"."""
     origin = dns.name.from_text(zone)
+    bare = name.rstrip(".")
+    inside = bare == zone.rstrip(".") or bare.endswith("." + zone.rstrip("."))
+    fq = dns.name.from_text(bare + "." if inside or name.endswith(".") else name, origin=origin)
     if not fq.is_subdomain(origin):
         raise ConfigError(f"{name} is not inside zone {zone}")
     return fq.relativize(origin)
@@ -131,6 +134,11 @@ def update_address(
 
 def resolve_addresses(*, server: str, name: str, port: int = 53, timeout: float = 2.0) -> list[str]:
     """The A records of ``name`` as the server answers them now (no cache), sorted."""
+    return lookup(server=server, name=name, port=port, timeout=timeout)[0]
+
+
+def lookup(*, server: str, name: str, port: int = 53, timeout: float = 2.0) -> tuple[list[str], int | None]:
+    """The A records of ``name`` (sorted) and their TTL (None without any), as the server answers now."""
     query = dns.message.make_query(name, dns.rdatatype.A)
     try:
         answer = dns.query.udp(query, server, port=port, timeout=timeout)
@@ -138,4 +146,5 @@ def resolve_addresses(*, server: str, name: str, port: int = 53, timeout: float 
         raise DnsError(
             f"query for {name} failed: {exc or type(exc).__name__}", where=f"DNS server {server}:{port}"
         ) from exc
-    return sorted(rr.address for rrset in answer.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset)
+    sets = [rrset for rrset in answer.answer if rrset.rdtype == dns.rdatatype.A]
+    return sorted(rr.address for rrset in sets for rr in rrset), (min(r.ttl for r in sets) if sets else None)

@@ -5,11 +5,18 @@ before a step starts (``running``, attempt n) and after it ends (``done`` with i
 with the error). Running the same run again skips the steps that are done and runs the others, starting
 with the one that was ``running`` (a crash inside it) or ``failed``: every step must therefore be
 idempotent, as the switchover steps are. A finished run is not run again; a new one starts only after it.
+An unfinished run keeps its own parameters, unless no step of it is done yet (a refused preflight): then
+the new parameters (``--unplanned`` given after the refusal) replace them.
+
+``TWINSITE_CRASH_AFTER=STEP`` (for the fault tests) makes the process kill itself with SIGKILL right after
+STEP's work and before it is recorded as done: the worst moment to die, which the next run must survive.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -92,6 +99,8 @@ class Runner:
             names = [s.name for s in run.steps]
             if names != [s.name for s in self.steps]:
                 raise SwitchoverError(f"run {run.id} has other steps ({', '.join(names)})", where=str(self.path))
+            if not any(st.state == DONE for st in run.steps):
+                run.params = params
             return run
         return RunState(
             id=uuid.uuid4().hex[:12], kind=self.kind, params=params, created=time.time(),
@@ -108,7 +117,7 @@ class Runner:
             st.state, st.attempts, st.started, st.ended, st.error = RUNNING, st.attempts + 1, time.time(), None, None
             self._store(run)  # a crash from here on leaves it `running`: it runs again next time
             try:
-                result = step.run({**run.params, **run.results})
+                result = step.run({**run.params, **run.results, "run_id": run.id})
             except TwinsiteError as exc:
                 self._fail(run, st, str(exc), on_step)
                 raise SwitchoverError(
@@ -117,6 +126,8 @@ class Runner:
             except Exception as exc:
                 self._fail(run, st, f"{type(exc).__name__}: {exc}", on_step)
                 raise
+            if os.environ.get("TWINSITE_CRASH_AFTER") == step.name:
+                os.kill(os.getpid(), signal.SIGKILL)
             st.state, st.ended, st.result = DONE, time.time(), result or {}
             self._store(run)
             if on_step:

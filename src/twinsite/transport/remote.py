@@ -49,8 +49,11 @@ def run_on(
     if control_dir is not None:
         control_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         # (%C is 40 characters: the socket path stays far below the 108 bytes of a unix socket name)
-        options = (("ControlMaster", "auto"), ("ControlPath", str(control_dir / "%C")),
-                   ("ControlPersist", str(int(persist))))  # fmt: skip
+        options = (
+            ("ControlMaster", "auto"),
+            ("ControlPath", str(control_dir / "%C")),
+            ("ControlPersist", str(int(persist))),
+        )
     ep = to_host(rep, host, list(argv), options=options)
     try:
         proc = subprocess.run(

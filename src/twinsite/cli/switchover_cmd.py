@@ -1,0 +1,251 @@
+"""``twinsite switchover | switchback | role``: move a scenario's active role here (docs/switchover.md)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from twinsite.alerts import Alert
+from twinsite.engine import agent
+from twinsite.errors import ConfigError, TwinsiteError
+from twinsite.roles import Role, current, members, store, this_host
+from twinsite.switchover import SwitchoverError
+from twinsite.switchover import report as reports
+from twinsite.switchover.runner import Runner, StepState
+from twinsite.switchover.steps import Site, steps
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for kind, text in (
+        ("switchover", "make this standby the active host of a scenario (planned, or unplanned with --unplanned)"),
+        ("switchback", "on a former active host: set its divergent changes aside, resync it, switch back to it"),
+    ):
+        p = sub.add_parser(kind, help=text)
+        p.add_argument("scenario")
+        _dirs(p)
+        if kind == "switchover":
+            p.add_argument(
+                "--unplanned",
+                action="store_true",
+                help="go on when the active host does not answer (its changes not replicated yet are lost)",
+            )
+            p.add_argument("--automatic", action="store_true", help=argparse.SUPPRESS)  # started by the monitor
+            p.add_argument("--second-opinion", choices=["witness", "fence"], help=argparse.SUPPRESS)
+            p.add_argument(
+                "--force", action="store_true", help="switch over to a replica last seen in its initial sync"
+            )
+        p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+        p.add_argument(
+            "--report",
+            nargs="?",
+            const="",
+            metavar="RUN_ID",
+            help="print the report of the newest run (or of RUN_ID) and exit",
+        )
+        p.add_argument("--plugins-dir", type=Path, default=None)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(handler=_run, kind=kind)
+
+    p = sub.add_parser("role", help="which host is active for a scenario, at which epoch (this host's view)")
+    p.add_argument("scenario")
+    _dirs(p)
+    p.add_argument("--set", metavar="HOST", help="record HOST as active (the switchover does this on the old host)")
+    p.add_argument("--epoch", type=int, help="with --set: the new epoch")
+    p.add_argument("--run", help="with --set: the switchover run that does it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_role)
+
+
+def _dirs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config-dir", type=Path, default=agent.DEFAULT_CONFIG_DIR)
+    p.add_argument("--state-dir", type=Path, default=agent.DEFAULT_STATE_DIR)
+
+
+def _role(args: argparse.Namespace) -> tuple[Any, str]:
+    s = agent.find_scenario(args.config_dir, args.scenario)
+    role = current(args.state_dir, s.name, s.master)
+    changed = False
+    if args.set:
+        if args.epoch is None:
+            raise ConfigError("--set needs --epoch")
+        if args.set not in members(s.master, s.replicas):
+            raise ConfigError(f"{args.set} is not a host of scenario {s.name}")
+        if role.epoch > args.epoch:
+            raise SwitchoverError(
+                f"this host knows epoch {role.epoch} (active {role.active}), newer than {args.epoch}",
+                where=this_host(),
+                hint="another switchover happened since: look at the role on every host",
+            )
+        if (role.active, role.epoch) != (args.set, args.epoch):
+            role = Role(s.name, args.set, args.epoch, _now(), role.active, args.run)
+            store(args.state_dir, role)
+            changed = True
+    result = {**role.to_json(), "host": this_host(), "changed": changed}
+    here = "this host" if role.active == this_host() else role.active
+    return result, f"{s.name}: active {role.active} ({here}), epoch {role.epoch}"
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+@contextlib.contextmanager
+def _exclusive(site: Site) -> Iterator[None]:
+    """One switchover of a scenario at a time on a host; its pid in switchover.pid while it runs."""
+    site.dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(site.dir / "switchover.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            pid = (site.dir / "switchover.pid").read_text().strip() if (site.dir / "switchover.pid").exists() else "?"
+            raise SwitchoverError(
+                f"another switchover of {site.s.name} is running here (pid {pid})", hint="wait for it to end"
+            ) from exc
+        (site.dir / "switchover.pid").write_text(f"{os.getpid()}\n")
+        try:
+            yield
+        finally:
+            (site.dir / "switchover.pid").unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def _run(args: argparse.Namespace) -> tuple[Any, str]:
+    s = agent.find_scenario(args.config_dir, args.scenario)
+    site = Site(s, this_host(), args.state_dir, args.config_dir, args.plugins_dir)
+    runner = Runner(site.dir / "switchover.json", args.kind, steps(site, args.kind))
+    if args.report is not None:
+        found = reports.load(site.dir, args.report or None)
+        if found is None:
+            what = f"report {args.report}" if args.report else "switchover report"
+            raise ConfigError(f"no {what} for {s.name} here")
+        return found, reports.text(found)
+    saved = runner.load()
+    resuming = saved is not None and saved.finished is None
+    if args.dry_run:
+        return _plan(site, runner, resuming)
+    if not resuming and args.kind == "switchover" and site.role().active == site.host:
+        r = site.role()
+        return {"changed": False, "scenario": s.name, "active": r.active, "epoch": r.epoch}, (
+            f"{s.name}: {site.host} is already the active host (epoch {r.epoch}); nothing to do"
+        )
+    params = {
+        "scenario": s.name,
+        "host": site.host,
+        "unplanned": bool(getattr(args, "unplanned", False)),
+        "automatic": bool(getattr(args, "automatic", False)),
+        "second_opinion": getattr(args, "second_opinion", None),
+        "force": bool(getattr(args, "force", False)),
+    }
+    with _exclusive(site):
+        return _execute(site, runner, params, args, resuming)
+
+
+def _execute(
+    site: Site, runner: Runner, params: dict[str, Any], args: argparse.Namespace, resuming: bool
+) -> tuple[Any, str]:
+    s, kind = site.s, args.kind
+
+    def progress(st: StepState) -> None:
+        if not args.json:
+            secs = f"{st.seconds:.2f} s" if st.seconds is not None else ""
+            brief = st.result.get("skipped") or st.result.get("note") or ""
+            print(f"  {st.state:<7} {st.name:<18} {secs:>9}  {brief}".rstrip(), file=sys.stderr, flush=True)
+
+    if not args.json:
+        print(f"twinsite {kind} {s.name} on {site.host}" + (" (continuing)" if resuming else ""), file=sys.stderr)
+    if not resuming:
+        _alert(
+            site,
+            f"{kind}-started",
+            "warning",
+            f"a {kind} of {s.name} to {site.host} has started",
+            "watch it: twinsite switchover --report on " + site.host,
+        )
+    try:
+        run = runner.run(params, on_step=progress)
+    except TwinsiteError as exc:
+        failed = runner.load()
+        if failed is not None:
+            r = reports.summarize(failed, s.name, site.host)
+            reports.write(site.dir, r)
+        nothing = isinstance(exc, SwitchoverError) and exc.hint == "nothing to do"
+        if not nothing:
+            _alert(
+                site,
+                f"{kind}-failed",
+                "critical",
+                f"the {kind} of {s.name} to {site.host} failed: {exc.message}",
+                f"read the report (twinsite {kind} {s.name} --report on {site.host}); fix what it says and run "
+                f"the {kind} again: it continues where it stopped",
+            )
+        raise
+    r = reports.summarize(run, s.name, site.host)
+    reports.write(site.dir, r)
+    rto, rpo = r["rto"], r["rpo"]
+    _alert(
+        site,
+        f"{kind}-done",
+        "info",
+        f"{s.name} is active on {site.host} (epoch {r['epoch']}) after a {r['mode']} {kind} from {r['from']}",
+        "nothing; users were verified on the new host"
+        if r["verify"] and "skipped" not in r["verify"]
+        else "make sure users reach the new host",
+        details=(
+            ("RTO (outage, s)", str(rto["outage_seconds"])),
+            ("RPO (s)", str(rpo["seconds"])),
+            ("report", str(reports.reports_dir(site.dir) / f"{r['id']}.txt")),
+        ),
+    )
+    return {"changed": True, **r}, reports.text(r)
+
+
+def _alert(
+    site: Site, kind: str, severity: str, what: str, action: str, details: tuple[tuple[str, str], ...] = ()
+) -> None:
+    site.alerter.send(
+        Alert(
+            kind=kind,
+            severity=severity,
+            scenario=site.s.name,
+            host=site.host,
+            what=what,
+            action=action,
+            details=details,
+        )
+    )
+
+
+def _plan(site: Site, runner: Runner, resuming: bool) -> tuple[Any, str]:
+    role = site.role()
+    old = role.active
+    reachable = old != site.host and site.answers(old)
+    mode = "nothing to do" if old == site.host else ("planned" if reachable else "unplanned")
+    plan = runner.plan()
+    result = {
+        "scenario": site.s.name,
+        "active": old,
+        "to": site.host,
+        "epoch": role.epoch,
+        "mode": mode,
+        "old_reachable": reachable,
+        "resuming": resuming,
+        "steps": plan,
+        "changed": old != site.host,
+    }
+    lines = [
+        f"{runner.kind} of {site.s.name}: {old} -> {site.host} ({mode}" + (", continuing a run)" if resuming else ")")
+    ]
+    lines += [f"  {i + 1:>2}. {p['step']:<18} {p['does']}" for i, p in enumerate(plan)]
+    if mode == "unplanned":
+        lines.append(f"  {old} does not answer: changes not yet replicated here would be lost (needs --unplanned)")
+    return result, "\n".join(lines)

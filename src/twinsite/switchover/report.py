@@ -1,0 +1,149 @@
+"""The report of a switchover (or switch-back): what each step did and took, the RTO and the RPO.
+
+Written as JSON and as text to ``<state>/<scenario>/switchovers/<run id>.{json,txt}`` when the run ends,
+and also when it fails (then with the failed step and its error). ``twinsite switchover SCENARIO --report``
+prints the newest; ``--report ID`` another.
+
+* **RTO**: ``outage_seconds`` runs from when users lost the application (planned: the stop on the old
+  active host; unplanned: the first missed monitoring round, or the start of the switchover when no
+  monitor noticed) to when the users' side was verified; ``switchover_seconds`` is the run itself, and
+  ``application_seconds`` the application's own start and checks within it.
+* **RPO**: planned, 0 (the drain proved equal trees); unplanned, the time from the last change applied
+  here (its source time on the old host) to the failure: changes made in that window are not here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from twinsite.durable import write_json, write_text
+from twinsite.switchover.runner import RunState, report
+
+
+def _iso(ts: float | None) -> str | None:
+    if not ts:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def summarize(run: RunState, scenario: str, host: str) -> dict[str, Any]:
+    base = report(run)
+    steps = {s.name: s for s in run.steps}
+    res = run.results
+    pre, promote = res.get("preflight", {}), res.get("promote", {})
+    mode = pre.get("mode")
+
+    def end(name: str) -> float | None:
+        st = steps.get(name)
+        return st.ended if st and st.state == "done" else None
+
+    def start(name: str) -> float | None:
+        st = steps.get(name)
+        return st.started if st else None
+
+    users_back = end("verify-users") if "skipped" not in res.get("verify-users", {"skipped": 1}) else end("redirect")
+    lost_at = start("stop-application") if mode == "planned" else (pre.get("failure_at") or start("preflight"))
+    first = start(next(iter(steps)))
+    app = [t for n in ("start-application", "check-application") if n in steps and (t := steps[n].seconds)]
+    rto = {
+        "outage_seconds": round(users_back - lost_at, 3) if users_back and lost_at else None,
+        "outage_from": _iso(lost_at),
+        "users_back_at": _iso(users_back),
+        "switchover_seconds": round(max(s.ended or 0 for s in run.steps) - first, 3) if first else None,
+        "application_seconds": round(sum(app), 3) if app else None,
+    }
+    rpo = {
+        "seconds": promote.get("rpo_seconds"),
+        "last_applied_at": _iso(promote.get("last_applied_at")),
+        "failure_at": _iso(promote.get("failure_at")),
+        "proof": "equal tree digests after the drain" if mode == "planned" and "drain" in res else None,
+    }
+    failed = [s for s in run.steps if s.state == "failed"]
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "scenario": scenario,
+        "host": host,
+        "mode": mode,
+        "from": pre.get("old_active"),
+        "to": pre.get("new_active"),
+        "epoch": pre.get("epoch"),
+        "finished": run.finished is not None,
+        "result": "done" if run.finished else ("failed at " + failed[0].name if failed else "interrupted"),
+        "error": failed[0].error if failed else None,
+        "started_at": _iso(run.created),
+        "rto": rto,
+        "rpo": rpo,
+        "bookmark": res.get("bookmark", {}).get("bookmark"),
+        "checks": res.get("check-application", {}).get("checks"),
+        "redirect": res.get("redirect", {}).get("methods"),
+        "verify": res.get("verify-users"),
+        "set_aside": res.get("set-aside"),
+        "steps": base["steps"],
+    }
+
+
+def text(r: dict[str, Any]) -> str:
+    lines = [
+        f"{r['kind']} {r['id']} of {r['scenario']}: {r['from']} -> {r['to']} ({r['mode']}), epoch {r['epoch']}: "
+        f"{r['result'].upper()}",
+    ]
+    if r["error"]:
+        lines.append(f"  error: {r['error']}")
+    lines.append(f"  {'STEP':<19}{'STATE':<9}{'START':<26}{'SECONDS':>8}  RESULT")
+    for s in r["steps"]:
+        secs = f"{s['seconds']:.2f}" if s["seconds"] is not None else "-"
+        brief = s["result"].get("skipped") or s["result"].get("note") or ""
+        lines.append(f"  {s['step']:<19}{s['state']:<9}{_iso(s['started']) or '-':<26}{secs:>8}  {brief[:70]}")
+    rto, rpo = r["rto"], r["rpo"]
+    if rto["outage_seconds"] is not None:
+        lines.append(
+            f"  RTO: users without the application for {rto['outage_seconds']:.2f} s "
+            f"({rto['outage_from']} to {rto['users_back_at']}); the switchover took {rto['switchover_seconds']:.2f} s, "
+            f"the application's start and checks {rto['application_seconds'] or 0:.2f} s of it"
+        )
+    if rpo["seconds"] is not None:
+        lines.append(
+            "  RPO: 0 s, no change lost (" + str(rpo["proof"]) + ")"
+            if r["mode"] == "planned"
+            else f"  RPO: {rpo['seconds']:.2f} s: changes made on {r['from']} between {rpo['last_applied_at']} "
+            f"(the last applied here) and the failure at {rpo['failure_at']} are not on {r['to']}"
+        )
+    if r.get("bookmark"):
+        lines.append(f"  bookmark: {r['bookmark']} (the data the application started from)")
+    for m in r.get("redirect") or []:
+        lines.append(f"  redirect {m['type']}: " + json.dumps({k: v for k, v in m.items() if k != "type"}))
+    if r.get("set_aside") and r["set_aside"].get("paths"):
+        sa = r["set_aside"]
+        lines.append(f"  set aside: {sa['paths']} path(s), {sa['bytes']} bytes in {sa['directory']}")
+    return "\n".join(lines)
+
+
+def reports_dir(scenario_state: Path) -> Path:
+    return scenario_state / "switchovers"
+
+
+def write(scenario_state: Path, r: dict[str, Any]) -> Path:
+    d = reports_dir(scenario_state)
+    write_json(d / f"{r['id']}.json", r)
+    write_text(d / f"{r['id']}.txt", text(r) + "\n")
+    return d / f"{r['id']}.json"
+
+
+def load(scenario_state: Path, run_id: str | None) -> dict[str, Any] | None:
+    d = reports_dir(scenario_state)
+    if run_id:
+        f = d / f"{run_id}.json"
+    else:
+        found = sorted(d.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            return None
+        f = found[-1]
+    try:
+        data: dict[str, Any] = json.loads(f.read_text())
+    except FileNotFoundError:
+        return None
+    return data
