@@ -105,6 +105,7 @@ class Receiver:
         self.sender_host: str | None = None
         self.host = this_host()
         self.role_file = receiver_role_file(state)
+        self._heard_at = 0.0
 
     def _setup_cdp(self, cdp: dict[str, Any], applied_seq: int) -> int:
         """Open the rewind log when the scenario asks for it; returns the applied seq.
@@ -181,13 +182,23 @@ class Receiver:
                 diverged = stats.skipped_missing - stats.refused_parents - skipped if self.batches else 0
                 diverged += stats.refused_parents - refused  # a file or link where a directory was: never a replay
                 self.batches += 1
+                self._heard()
                 self.send(Kind.ACK, {"seq": applied_seq, "diverged": diverged})
             elif kind == Kind.PING:
+                self._heard()
                 self.send(Kind.PONG, {"applied_seq": applied_seq})
             elif kind == Kind.BYE:
                 return
             else:
                 raise ProtocolError(f"unexpected {kind.name} frame")
+
+    def _heard(self) -> None:
+        """Note (at most once a second) that the sender was heard: an unplanned switchover's RPO runs from
+        the last change applied to the last time the old active host was heard, not to when it was missed."""
+        now = time.time()
+        if now - self._heard_at >= 1.0:
+            self._heard_at = now
+            (self.state / "heard").write_text(f"{now:.3f}\n")
 
     def _follow_epoch(self, pos: Position) -> int:
         """The applied seq to resume from: the stored one, or 0 when it was stored under another epoch."""

@@ -81,6 +81,7 @@ def test_planned_switchover_and_switchback_under_load_lose_no_commit(db: Lab) ->
         plan = twinsite_on(lab, "dr1", "switchover", "db", "--dry-run")
         assert plan["ok"] and plan["result"]["mode"] == "planned" and plan["result"]["changed"], plan
         assert role(lab, "dr1")["active"] == "prod1"  # a dry run changes nothing
+        epoch = role(lab, "dr1")["epoch"]
 
         over = twinsite_on(lab, "dr1", "switchover", "db")
         assert over["ok"], over
@@ -88,8 +89,8 @@ def test_planned_switchover_and_switchback_under_load_lose_no_commit(db: Lab) ->
         check_report(r, mode="planned", old="prod1", new="dr1")
         assert r["rpo"]["seconds"] == 0.0 and r["rpo"]["proof"]
         assert resolves_from_client1(lab) == dr
-        assert (role(lab, "prod1")["active"], role(lab, "prod1")["epoch"]) == ("dr1", 1)
-        assert (role(lab, "dr1")["active"], role(lab, "dr1")["epoch"]) == ("dr1", 1)
+        assert (role(lab, "prod1")["active"], role(lab, "prod1")["epoch"]) == ("dr1", epoch + 1)
+        assert (role(lab, "dr1")["active"], role(lab, "dr1")["epoch"]) == ("dr1", epoch + 1)
         load.wait_for(100, on=dr)  # users followed DNS to dr1 and commit there
         on_prod = [c.n for c in load.acked if c.server == prod]
         missing = set(on_prod) - commits_on(lab, "dr1")
@@ -104,7 +105,7 @@ def test_planned_switchover_and_switchback_under_load_lose_no_commit(db: Lab) ->
         check_report(b, mode="planned", old="dr1", new="prod1")
         assert b["set_aside"] == {"skipped": "already a standby of the active host"}
         assert resolves_from_client1(lab) == prod
-        assert (role(lab, "prod1")["active"], role(lab, "prod1")["epoch"]) == ("prod1", 2)
+        assert (role(lab, "prod1")["active"], role(lab, "prod1")["epoch"]) == ("prod1", epoch + 2)
         load.wait_for(len(load.acked) + 100, on=None)
     finally:
         load.stop()
@@ -227,6 +228,7 @@ def test_the_split_brain_guard_then_an_unplanned_failover_and_a_switchback_that_
         rpo = report["rpo"]
         last_applied = promoted(report)["last_applied_at"]
         failure = promoted(report)["failure_at"]
+        assert promoted(report)["last_heard_at"] and failure <= promoted(report)["failure_noticed_at"]
         print(
             f"RPO {rpo['seconds']} s; {len(lost)} acknowledged commit(s) lost, the newest "
             f"{cut_at - lost[-1].at if lost else 0:.2f} s before the cut"
@@ -236,7 +238,8 @@ def test_the_split_brain_guard_then_an_unplanned_failover_and_a_switchback_that_
             assert last_applied - 1.0 <= c.at <= failure + 0.5, (c, last_applied, failure)
 
         # 3. prod1 kept running during the split and took a write of its own
-        w = psql(lab, "prod1", "insert into switchover_load(note) values ('divergent on prod1')")
+        divergent = f"divergent on prod1 {time.time_ns()}"
+        w = psql(lab, "prod1", f"insert into switchover_load(note) values ('{divergent}')")  # noqa: S608
         assert w.returncode == 0, w.stderr
         t1 = time.time()
         labmod.heal(lab, "prod1")
@@ -261,7 +264,7 @@ def test_the_split_brain_guard_then_an_unplanned_failover_and_a_switchback_that_
     finally:
         load.stop()
     have = commits_on(lab, "prod1")
-    assert "divergent on prod1" not in notes_on(lab, "prod1")  # set aside, not merged
+    assert divergent not in notes_on(lab, "prod1")  # set aside, not merged
     on_dr = [c.n for c in load.acked if c.server == dr]
     assert on_dr and not [i for i in on_dr if i not in have], "commits made on dr1 were lost by the switch-back"
     assert resolves_from_client1(lab) == prod

@@ -161,10 +161,26 @@ def test_a_scenario_with_alerts_and_application_settings_is_run_by_the_agent(tmp
         roots: [{path: /srv/db}]
         application: {type: postgresql, port: 5433, checks: [{type: tcp, port: 5433}]}
         alerts: [{type: webhook, url: "http://127.0.0.1:9/x", headers: {X-A: b}}]
+        switchover:
+          mode: automatic
+          witness: {hosts: [client1]}
+          fence: {type: script, name: fence-prod1}
+          verify: {from: [client1], port: 5433, timeout: 30s}
+        redirect: [{type: dns, name: db.example.com, zone: example.com, server: 10.0.0.1, key_file: /etc/k.json}]
         """
     [s] = load_file(write(tmp_path, text))
     assert (s.application, s.application_settings["port"]) == ("postgresql", 5433)
     assert s.alerts[0]["headers"] == {"X-A": "b"}
+    so = s.switchover
+    assert (so.mode, so.witness, so.fence, so.verify_from, so.verify_port, so.verify_timeout) == (
+        "automatic",
+        ("client1",),
+        {"type": "script", "name": "fence-prod1"},
+        ("client1",),
+        5433,
+        30.0,
+    )
+    assert s.redirect[0]["zone"] == "example.com"
     [key] = wanted([s], "prod1", tmp_path, tmp_path)
     [same] = wanted(load_file(write(tmp_path, text.replace("X-A: b", "X-A: c"))), "prod1", tmp_path, tmp_path)
     assert key == same

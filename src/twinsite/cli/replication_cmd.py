@@ -11,7 +11,7 @@ from typing import Any
 
 from twinsite.engine import agent
 from twinsite.errors import ConfigError
-from twinsite.roles import standbys, this_host
+from twinsite.roles import members, standbys, this_host
 from twinsite.sync.progress import describe
 from twinsite.tree import digest, entries
 from twinsite.verify import compare, entries_json
@@ -116,10 +116,10 @@ def _verify(args: argparse.Namespace) -> tuple[Any, str]:
         )
     s = scenarios[args.scenario]
     reports: list[dict[str, Any]] = []
+    here = this_host()
+    targets = [args.replica] if args.replica else [h for h in members(s.master, s.replicas) if h != here]
     for root in s.roots:
-        for replica in (
-            [args.replica] if args.replica else standbys(agent.role_of(s, args.state_dir), s.master, s.replicas)
-        ):
+        for replica in targets:
             local, diffs = compare(s, root, replica)
             reports.append(
                 {

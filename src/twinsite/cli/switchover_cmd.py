@@ -18,7 +18,7 @@ from twinsite.roles import Role, current, members, store, this_host
 from twinsite.switchover import SwitchoverError
 from twinsite.switchover import report as reports
 from twinsite.switchover.runner import Runner, StepState
-from twinsite.switchover.steps import Site, steps
+from twinsite.switchover.steps import Site, active_now, steps
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -133,11 +133,12 @@ def _run(args: argparse.Namespace) -> tuple[Any, str]:
     resuming = saved is not None and saved.finished is None
     if args.dry_run:
         return _plan(site, runner, resuming)
-    if not resuming and args.kind == "switchover" and site.role().active == site.host:
-        r = site.role()
-        return {"changed": False, "scenario": s.name, "active": r.active, "epoch": r.epoch}, (
-            f"{s.name}: {site.host} is already the active host (epoch {r.epoch}); nothing to do"
-        )
+    if not resuming:
+        active, epoch = _active(site, args.kind)
+        if active == site.host:
+            return {"changed": False, "scenario": s.name, "active": active, "epoch": epoch}, (
+                f"{s.name}: {site.host} is already the active host (epoch {epoch}); nothing to do"
+            )
     params = {
         "scenario": s.name,
         "host": site.host,
@@ -206,7 +207,7 @@ def _execute(
             ("report", str(reports.reports_dir(site.dir) / f"{r['id']}.txt")),
         ),
     )
-    return {"changed": True, **r}, reports.text(r)
+    return {"changed": True, **r, "text": reports.text(r)}, reports.text(r)
 
 
 def _alert(
@@ -225,9 +226,18 @@ def _alert(
     )
 
 
-def _plan(site: Site, runner: Runner, resuming: bool) -> tuple[Any, str]:
+def _active(site: Site, kind: str) -> tuple[str, int]:
+    """Who is active now: this host's view for a switchover; every host's (the newest epoch) for a switch-back,
+    which runs on a host whose own view may be stale."""
+    if kind == "switchback":
+        active, epoch, _views = active_now(site)
+        return active, epoch
     role = site.role()
-    old = role.active
+    return role.active, role.epoch
+
+
+def _plan(site: Site, runner: Runner, resuming: bool) -> tuple[Any, str]:
+    old, epoch = _active(site, runner.kind)
     reachable = old != site.host and site.answers(old)
     mode = "nothing to do" if old == site.host else ("planned" if reachable else "unplanned")
     plan = runner.plan()
@@ -235,7 +245,7 @@ def _plan(site: Site, runner: Runner, resuming: bool) -> tuple[Any, str]:
         "scenario": site.s.name,
         "active": old,
         "to": site.host,
-        "epoch": role.epoch,
+        "epoch": epoch,
         "mode": mode,
         "old_reachable": reachable,
         "resuming": resuming,

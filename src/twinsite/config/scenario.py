@@ -94,9 +94,9 @@ class Cdp:
 @dataclass(frozen=True)
 class Monitoring:
     enabled: bool = True
-    interval: float = 10.0
+    interval: float = 5.0
     misses: int = 3
-    timeout: float = 10.0
+    timeout: float = 5.0
     max_lag: float = 300.0
 
 

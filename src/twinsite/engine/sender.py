@@ -429,9 +429,9 @@ class Sender:
                 self.link_ready.set()
                 delay = 0.2
                 self._ship(link, applied)
-            except SupersededError as exc:  # a switchover made another host active: loud, and slow to retry
+            except SupersededError as exc:  # a switchover made another host active: loud; retried calmly
                 self._superseded(exc)
-                delay = 10.0
+                delay = 2.0
             except Exception as exc:  # any failure: report it, reconnect with backoff
                 if self.stop_event.is_set():
                     break
@@ -464,7 +464,6 @@ class Sender:
                     details=(("refusal", exc.message), ("epoch here", str(self.epoch))),
                 )
             )
-        self.stop_event.wait(10.0)
 
     def _wake_shipper(self) -> None:
         with self.planned:

@@ -42,7 +42,7 @@ class Opinion:
     witness: str | None = None
 
 
-def second_opinion(s: Scenario, active: str, *, timeout: float = 3.0) -> Opinion:
+def second_opinion(s: Scenario, active: str, *, timeout: float = 2.0) -> Opinion:
     so = s.switchover
     downs = []
     silent = []

@@ -5,8 +5,8 @@ and also when it fails (then with the failed step and its error). ``twinsite swi
 prints the newest; ``--report ID`` another.
 
 * **RTO**: ``outage_seconds`` runs from when users lost the application (planned: the stop on the old
-  active host; unplanned: the first missed monitoring round, or the start of the switchover when no
-  monitor noticed) to when the users' side was verified; ``switchover_seconds`` is the run itself, and
+  active host; unplanned: the failure, which is when the old host was last heard, or the first missed
+  monitoring round, or the start of the switchover when nothing else is known) to when the users' side was verified; ``switchover_seconds`` is the run itself, and
   ``application_seconds`` the application's own start and checks within it.
 * **RPO**: planned, 0 (the drain proved equal trees); unplanned, the time from the last change applied
   here (its source time on the old host) to the failure: changes made in that window are not here.
@@ -45,7 +45,11 @@ def summarize(run: RunState, scenario: str, host: str) -> dict[str, Any]:
         return st.started if st else None
 
     users_back = end("verify-users") if "skipped" not in res.get("verify-users", {"skipped": 1}) else end("redirect")
-    lost_at = start("stop-application") if mode == "planned" else (pre.get("failure_at") or start("preflight"))
+    lost_at = (
+        start("stop-application")
+        if mode == "planned"
+        else (promote.get("failure_at") or pre.get("failure_at") or start("preflight"))
+    )
     first = start(next(iter(steps)))
     app = [t for n in ("start-application", "check-application") if n in steps and (t := steps[n].seconds)]
     rto = {

@@ -132,7 +132,8 @@ def preflight(site: Site, ctx: Ctx) -> dict[str, Any]:
             )
     site.app()  # the plugin loads (a wrong application definition fails here, before anything changes)
     redirect.check(s.redirect, site.plugins)
-    reachable = site.answers(old)
+    # (an automatic switchover comes from a monitor that has just missed the host several times: a short look)
+    reachable = site.answers(old, min(1.0, s.monitoring.timeout) if ctx.get("automatic") else None)
     monitor = _monitor_view(site)
     result: dict[str, Any] = {
         "old_active": old,
@@ -334,11 +335,25 @@ def promote(site: Site, ctx: Ctx) -> dict[str, Any]:
         result["rpo_seconds"] = 0.0
         return result
     last = min((p.ts for p in positions), default=0.0)
-    failure = float(pre["failure_at"])
+    heard = [_heard(site.recv(i)) for i in range(len(site.s.roots))]
+    noticed = float(pre["failure_at"])
+    # the old host failed after it was last heard (it streamed changes or keep-alives until then) and
+    # before the monitor missed it; without either, when this switchover noticed
+    failure = min(max(*heard, last), noticed) if all(heard) else noticed
     result["last_applied_at"] = last or None
+    result["last_heard_at"] = max(heard) if all(heard) else None
+    result["failure_noticed_at"] = noticed
     result["failure_at"] = failure
     result["rpo_seconds"] = round(max(0.0, failure - last), 3) if last else None
     return result
+
+
+def _heard(recv: Path) -> float:
+    """When the receiver last heard its sender (0.0: never, or not recorded)."""
+    try:
+        return float((recv / "heard").read_text())
+    except (FileNotFoundError, ValueError):
+        return 0.0
 
 
 def bookmark(site: Site, ctx: Ctx) -> dict[str, Any]:
@@ -484,10 +499,10 @@ def _sender_rows(site: Site, replica: str) -> list[dict[str, Any]]:
 
 
 # -- switch-back: making this host a standby of the active one first -----------------------------------------
-def find_active(site: Site, ctx: Ctx) -> dict[str, Any]:
-    """The active host now: the highest epoch any host of the scenario knows."""
+def active_now(site: Site) -> tuple[str, int, dict[str, Any]]:
+    """The active host now, its epoch, and every host's view: the highest epoch any host knows wins."""
     s, mine = site.s, site.role()
-    views = {site.host: mine.to_json()}
+    views: dict[str, Any] = {site.host: mine.to_json()}
     for h in members(s.master, s.replicas):
         if h == site.host:
             continue
@@ -495,22 +510,25 @@ def find_active(site: Site, ctx: Ctx) -> dict[str, Any]:
             views[h] = site.on(h, ["role", s.name])
         except (HostUnreachableError, RemoteError) as exc:
             views[h] = {"error": exc.message}
-    known = [v for v in views.values() if "epoch" in v]
-    top = max(known, key=lambda v: int(v["epoch"]))
-    if top["active"] == site.host:
+    top = max((v for v in views.values() if "epoch" in v), key=lambda v: int(v["epoch"]))
+    return str(top["active"]), int(top["epoch"]), views
+
+
+def find_active(site: Site, ctx: Ctx) -> dict[str, Any]:
+    active, epoch, views = active_now(site)
+    if active == site.host:
+        raise SwitchoverError(f"{site.host} is the active host of {site.s.name} (epoch {epoch})", hint="nothing to do")
+    if not site.answers(active):
         raise SwitchoverError(
-            f"{site.host} is the active host of {s.name} (epoch {top['epoch']})", hint="nothing to do"
-        )
-    if not site.answers(top["active"]):
-        raise SwitchoverError(
-            f"the active host {top['active']} does not answer",
-            where=top["active"],
+            f"the active host {active} does not answer",
+            where=active,
             hint="a switch-back needs the active host; wait until it is reachable",
         )
-    rejoin = mine.active == site.host or mine.epoch != int(top["epoch"])
+    mine = site.role()
+    rejoin = mine.active == site.host or mine.epoch != epoch
     return {
-        "active": top["active"],
-        "epoch": int(top["epoch"]),
+        "active": active,
+        "epoch": epoch,
         "views": views,
         "rejoin": rejoin,
         "was_active_here": mine.active == site.host,
@@ -573,8 +591,11 @@ def _unshipped_paths(site: Site, active: str) -> dict[int, set[bytes]]:
         if not jdir.is_dir():
             continue
         j = Journal(jdir, segment_size=site.s.journal.segment_size)
+        paths: set[bytes] = set()
         try:
-            paths = {rec.path for rec, _raw in j.reader(j.first_seq()).read(1 << 62)}
+            reader = j.reader(j.first_seq())
+            while chunk := reader.read():  # (streamed: the journal may hold up to its cap)
+                paths.update(rec.path for rec, _raw in chunk)
         finally:
             j.close()
         out[i] = paths

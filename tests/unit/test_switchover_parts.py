@@ -1,0 +1,183 @@
+"""The switchover's parts that need no lab: DNS names within a zone, users' addresses, what a switch-back
+sets aside, the report's RTO and RPO, the role command, the schema of switchover and redirect, and the
+runner's fault hook (a real process killed after a step's work)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import twinsite_cmd
+from twinsite.config.loader import check_documents
+from twinsite.errors import ConfigError
+from twinsite.redirect.dns import _relative
+from twinsite.redirect.methods import address_of
+from twinsite.switchover.report import summarize, text
+from twinsite.switchover.runner import Runner, Step
+from twinsite.switchover.steps import _copy_differences
+from twinsite.tree import entries
+
+BASE = {"name": "db", "master": "prod1", "replicas": ["dr1"], "roots": [{"path": "/srv/db"}]}
+
+
+@pytest.mark.parametrize("name", ["db", "db.dr.test", "db.dr.test."])
+def test_a_name_inside_the_zone_is_updated_as_itself(name: str) -> None:
+    assert str(_relative(name, "dr.test")) == "db"
+
+
+def test_a_name_outside_the_zone_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"not inside zone dr\.test"):
+        _relative("db.example.org.", "dr.test")
+
+
+def test_users_are_sent_to_the_given_address_and_never_to_a_loopback_one() -> None:
+    assert address_of({"addresses": {"dr1": "10.0.0.12"}}, "dr1") == "10.0.0.12"
+    with pytest.raises(ConfigError, match="loopback"):
+        address_of({}, "localhost")
+
+
+def test_a_switch_back_sets_aside_what_differs_here_and_only_that(tmp_path: Path) -> None:
+    here, active, aside = tmp_path / "here", tmp_path / "active", tmp_path / "aside"
+    for d in (here, active):
+        (d / "sub").mkdir(parents=True)
+        (d / "same").write_bytes(b"same on both")
+        os.utime(d / "same", ns=(10**18, 10**18))
+    (here / "sub" / "diverged").write_bytes(b"written here during the split")
+    (active / "sub" / "diverged").write_bytes(b"the active host's version")
+    (here / "only-here").write_bytes(b"made here only")
+    (active / "only-there").write_bytes(b"made there only")
+    os.symlink("same", here / "link")
+    items = _copy_differences(here, entries(here), entries(active), aside, unshipped={b"sub/diverged"})
+    got = {i["path"]: (i["why"], i["unreplicated"]) for i in items}
+    assert got == {
+        "sub/diverged": ("differs", True),
+        "only-here": ("only here", False),
+        "only-there": ("only on the active host", False),
+        "link": ("only here", False),
+    }
+    assert (aside / "sub" / "diverged").read_bytes() == b"written here during the split"
+    assert (aside / "only-here").read_bytes() == b"made here only"
+    assert not (aside / "same").exists() and not (aside / "only-there").exists()
+    assert next(i for i in items if i["path"] == "link")["target"] == "same"
+
+
+def fixed(result: dict[str, object], seconds: float = 0.0) -> Step:
+    return Step(str(result.pop("_name")), "", lambda ctx: dict(result))
+
+
+def test_the_report_measures_the_outage_from_the_failure_and_the_loss_from_the_last_applied_change(
+    tmp_path: Path,
+) -> None:
+    names = ["preflight", "promote", "start-application", "check-application", "redirect", "verify-users"]
+    results = {
+        "preflight": {
+            "mode": "unplanned",
+            "old_active": "prod1",
+            "new_active": "dr1",
+            "epoch": 1,
+            "failure_at": 1000.0,
+        },
+        "promote": {"rpo_seconds": 1.5, "last_applied_at": 998.0, "failure_at": 999.5},
+        "verify-users": {"probes": [{"ok": True}]},
+    }
+    runner = Runner(
+        tmp_path / "run.json", "switchover", [Step(n, n, lambda ctx, n=n: results.get(n, {})) for n in names]
+    )
+    run = runner.run({"scenario": "db"})
+    r = summarize(run, "db", "dr1")
+    verify_end = run.steps[-1].ended
+    assert r["rto"]["outage_seconds"] == pytest.approx(verify_end - 1000.0, abs=0.001)
+    assert (r["rpo"]["seconds"], r["mode"], r["from"], r["to"], r["result"]) == (
+        1.5,
+        "unplanned",
+        "prod1",
+        "dr1",
+        "done",
+    )
+    assert "RPO: 1.50 s: changes made on prod1 between" in text(r)
+
+
+def test_the_fault_hook_kills_the_process_after_the_step_and_the_next_run_does_it_again(tmp_path: Path) -> None:
+    script = tmp_path / "run.py"
+    log = tmp_path / "log"
+    script.write_text(
+        textwrap.dedent(f"""
+        from pathlib import Path
+        from twinsite.switchover.runner import Runner, Step
+        def step(name):
+            def run(ctx):
+                with open({str(log)!r}, "a") as f:
+                    f.write(name + "\\n")
+                return {{}}
+            return Step(name, name, run)
+        Runner(Path({str(tmp_path / "state.json")!r}), "t", [step("a"), step("b")]).run({{}})
+    """)
+    )
+    crashed = subprocess.run([sys.executable, str(script)], env=dict(os.environ, TWINSITE_CRASH_AFTER="a"), check=False)
+    assert crashed.returncode == -9
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert [s["state"] for s in state["steps"]] == ["running", "pending"]
+    subprocess.run([sys.executable, str(script)], check=True)
+    assert log.read_text().split() == ["a", "a", "b"]  # a ran again: its work was never recorded as done
+
+
+def test_a_run_refused_before_any_step_took_new_parameters(tmp_path: Path) -> None:
+    calls: list[dict[str, object]] = []
+
+    def pre(ctx: dict[str, object]) -> dict[str, object]:
+        calls.append(dict(ctx))
+        if not ctx.get("unplanned"):
+            raise ConfigError("the active host does not answer")
+        return {}
+
+    runner = Runner(tmp_path / "run.json", "switchover", [Step("preflight", "", pre)])
+    with pytest.raises(Exception, match="does not answer"):
+        runner.run({"unplanned": False})
+    runner.run({"unplanned": True})  # the same unfinished run, with what the operator said now
+    assert [c["unplanned"] for c in calls] == [False, True]
+
+
+def test_the_role_command_records_a_newer_epoch_once_and_refuses_an_older_one(tmp_path: Path) -> None:
+    cfg, state = tmp_path / "cfg", tmp_path / "state"
+    cfg.mkdir()
+    (cfg / "db.yml").write_text(json.dumps(BASE))
+    where = ["--config-dir", str(cfg), "--state-dir", str(state), "--json"]
+    env = {"TWINSITE_HOST": "prod1"}
+    first = json.loads(twinsite_cmd("role", "db", *where, env=env).stdout)["result"]
+    assert (first["active"], first["epoch"], first["changed"]) == ("prod1", 0, False)
+    setit = ["role", "db", "--set", "dr1", "--epoch", "1", "--run", "r1", *where]
+    assert json.loads(twinsite_cmd(*setit, env=env).stdout)["result"]["changed"] is True
+    assert json.loads(twinsite_cmd(*setit, env=env).stdout)["result"]["changed"] is False
+    older = twinsite_cmd("role", "db", "--set", "prod1", "--epoch", "0", *where, env=env)
+    assert older.returncode == 19 and "newer than 0" in json.loads(older.stdout)["error"]["message"]
+    stranger = twinsite_cmd("role", "db", "--set", "dr9", "--epoch", "2", *where, env=env)
+    assert stranger.returncode == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"switchover": {"mode": "sometimes"}}, "switchover.mode"),
+        (
+            {"switchover": {"fence": {"type": "vsphere", "hostname": "vc", "username": "u", "password_file": "/p"}}},
+            "switchover.fence",
+        ),
+        ({"redirect": [{"type": "ip", "address": "10.0.0.1", "interface": "eth0"}]}, "redirect[0].address"),
+        (
+            {"redirect": [{"type": "dns", "name": "db", "zone": "z", "server": "s", "key_file": "relative.json"}]},
+            "redirect[0].key_file",
+        ),
+        ({"switchover": {"witness": {"hosts": []}}}, "switchover.witness.hosts"),
+    ],
+)
+def test_bad_switchover_and_redirect_settings_are_refused_where_they_are(
+    extra: dict[str, object], fragment: str
+) -> None:
+    _docs, problems = check_documents({**BASE, **extra}, "db.yml", None)
+    assert problems and any(fragment in str(p) for p in problems), [str(p) for p in problems]
