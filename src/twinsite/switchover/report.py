@@ -6,8 +6,9 @@ prints the newest; ``--report ID`` another.
 
 * **RTO**: ``outage_seconds`` runs from when users lost the application (planned: the stop on the old
   active host; unplanned: the failure, which is when the old host was last heard, or the first missed
-  monitoring round, or the start of the switchover when nothing else is known) to when the users' side was verified; ``switchover_seconds`` is the run itself, and
-  ``application_seconds`` the application's own start and checks within it.
+  monitoring round, or the start of the switchover when nothing else is known) to when the users' side
+  was verified; ``switchover_seconds`` is the run itself, and ``application_seconds`` the application's
+  own start and checks within it.
 * **RPO**: planned, 0 (the drain proved equal trees); unplanned, the time from the last change applied
   here (its source time on the old host) to the failure: changes made in that window are not here.
 """
