@@ -147,7 +147,10 @@ def test_a_service_address_and_a_script_move_users_and_the_alerts_say_so(
     ip, script = r["redirect"]
     assert (ip["type"], ip["address"], ip["removed_from_old"], ip["changed"]) == ("ip", f"{VIP}/24", True, True)
     assert script["output"] == "redirected vip to dr1"
-    # before client1 sends anything: its cache already names dr1 (the gratuitous ARP, not a new lookup)
+    # client1 reached dr1 at its first try, within the switchover's verification: with prod1's MAC still
+    # cached (no gratuitous ARP) that first connection would go to prod1 and time out (5 s) first
+    verify = next(s for s in r["steps"] if s["step"] == "verify-users")
+    assert verify["seconds"] < 3 and verify["result"]["probes"][0]["connected"], verify
     assert mac(lab, "dr1") in ssh(lab, "client1", f"ip neigh show {VIP}").stdout
     assert who_answers(lab) == "dr1"
     assert VIP not in lab_exec(lab, "prod1", "ip", "-4", "addr", "show", "dev", "eth0").stdout
