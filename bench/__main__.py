@@ -14,11 +14,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cdp, replication, ssh_channel
+from bench import cdp, replication, ssh_channel, switchover
 from twinsite import __version__
 from twinsite.lab.topology import Lab
 
-BENCHMARKS = {"ssh_channel": ssh_channel.run, "replication": replication.run, "cdp": cdp.run}
+BENCHMARKS = {
+    "ssh_channel": ssh_channel.run,
+    "replication": replication.run,
+    "cdp": cdp.run,
+    "switchover": switchover.run,
+}
 RESULTS = Path(__file__).parent / "results"
 
 

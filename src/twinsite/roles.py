@@ -35,9 +35,17 @@ def this_host() -> str:
 
 
 class SupersededError(TwinsiteError):
-    """A sender whose epoch is not the receiver's: a stale active host, or a receiver that is active itself."""
+    """A sender whose epoch is not the receiver's: a stale active host, or a receiver that is active itself.
+    ``epoch`` is the receiver's, so the sender can tell which of the two is behind."""
 
     exit_code = 20
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None, epoch: int = 0) -> None:
+        super().__init__(message, where=where, hint=hint)
+        self.epoch = epoch
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "epoch": self.epoch}
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,8 @@ def check_sender(path: Path, host: str, sender_epoch: int, sender_host: str | No
         raise SupersededError(
             f"{host} is the active host of this scenario (epoch {epoch}): it takes no replication from {who}",
             where=host,
-            hint=f"{who} is a stale active host: make it a standby with `twinsite switchback SCENARIO` on it",
+            hint=f"{who} is a stale active host: make it a standby with `twinsite rejoin SCENARIO` on it",
+            epoch=epoch,
         )
     if sender_epoch != epoch:
         newer = sender_epoch < epoch
@@ -129,10 +138,11 @@ def check_sender(path: Path, host: str, sender_epoch: int, sender_host: str | No
             where=host,
             hint=(
                 f"{who} was superseded by a switchover: its changes since are divergent; "
-                "run `twinsite switchback SCENARIO` on it to set them aside and make it a standby"
+                "run `twinsite rejoin SCENARIO` on it to set them aside and make it a standby"
                 if newer
-                else f"{host} missed a switchover: run `twinsite switchback SCENARIO` on {host}"
+                else f"{host} missed a switchover: run `twinsite rejoin SCENARIO` on {host}"
             ),
+            epoch=epoch,
         )
     return epoch
 

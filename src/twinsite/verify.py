@@ -3,6 +3,7 @@ entries (twinsite.tree): what ``twinsite verify`` reports and what a planned swi
 
 from __future__ import annotations
 
+import concurrent.futures
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,9 @@ def remote_entries(s: Scenario, host: str, root: Root, *, timeout: float = 600) 
 
 
 def compare(s: Scenario, root: Root, host: str) -> tuple[dict[bytes, Entry], list[tuple[bytes, str]]]:
-    """This host's entries of ``root`` and how they differ from ``host``'s (empty: equal)."""
-    local = entries(Path(root.path), root.selects_bytes)
-    return local, differences(local, remote_entries(s, host, root))
+    """This host's entries of ``root`` and how they differ from ``host``'s (empty: equal). Both sides read
+    their trees at the same time (hashing here while the peer hashes there)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        remote = pool.submit(remote_entries, s, host, root)
+        local = entries(Path(root.path), root.selects_bytes)
+        return local, differences(local, remote.result())

@@ -246,20 +246,26 @@ def test_the_split_brain_guard_then_an_unplanned_failover_and_a_switchback_that_
         split = wait_event(lab, "prod1", "split-brain", t1, timeout=60)  # dr1 refuses prod1's stream
         assert "refuses its changes" in split["what"]
         load.wait_for(len([c for c in load.acked if c.server == dr]) + 50, on=dr)
-        back = twinsite_on(lab, "prod1", "switchback", "db", timeout=600)
-        assert back["ok"], back
-        b = back["result"]
-        check_report(b, mode="planned", old="dr1", new="prod1")
-        aside = b["set_aside"]
+        rejoined = twinsite_on(lab, "prod1", "rejoin", "db", timeout=600)  # first only a standby again
+        assert rejoined["ok"], rejoined
+        j = rejoined["result"]
+        aside = j["set_aside"]
         assert aside["paths"] > 0 and aside["written_here_unreplicated"], aside
         assert any(p.startswith("data/") for p in aside["written_here_unreplicated"])
         manifest = json.loads(
             (
-                lab.host("prod1").private_dir("/var/lib/twinsite") / "db" / "set-aside" / b["id"] / "manifest.json"
+                lab.host("prod1").private_dir("/var/lib/twinsite") / "db" / "set-aside" / j["id"] / "manifest.json"
             ).read_text()
         )
         assert len(manifest["items"]) == aside["paths"]
-        wait_event(lab, "prod1", "divergent-changes-set-aside", t1, timeout=5)
+        assert wait_event(lab, "prod1", "divergent-changes-set-aside", t1, timeout=5)["severity"] == "warning"
+        assert role(lab, "prod1")["active"] == "dr1" and role(lab, "dr1")["active"] == "dr1"
+        wait_replicating(lab, "dr1")  # dr1 resynchronised prod1 by delta and replicates to it
+        back = twinsite_on(lab, "prod1", "switchback", "db", timeout=600)
+        assert back["ok"], back
+        b = back["result"]
+        check_report(b, mode="planned", old="dr1", new="prod1")
+        assert b["set_aside"] == {"skipped": "already a standby of the active host"}
         load.wait_for(len(load.acked) + 50)
     finally:
         load.stop()

@@ -33,6 +33,7 @@ COMMANDS = {
     "app": "app_cmd",
     "switchover": "switchover_cmd",
     "switchback": "switchover_cmd",
+    "rejoin": "switchover_cmd",
     "role": "switchover_cmd",
 }
 

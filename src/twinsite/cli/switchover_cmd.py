@@ -9,22 +9,23 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from twinsite.alerts import Alert
 from twinsite.engine import agent
 from twinsite.errors import ConfigError, TwinsiteError
 from twinsite.roles import Role, current, members, store, this_host
 from twinsite.switchover import SwitchoverError
-from twinsite.switchover import report as reports
-from twinsite.switchover.runner import Runner, StepState
-from twinsite.switchover.steps import Site, active_now, steps
+
+if TYPE_CHECKING:  # (imported where used: `twinsite role`, which the switchover runs on peers, starts fast)
+    from twinsite.switchover.runner import Runner
+    from twinsite.switchover.steps import Site
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for kind, text in (
         ("switchover", "make this standby the active host of a scenario (planned, or unplanned with --unplanned)"),
         ("switchback", "on a former active host: set its divergent changes aside, resync it, switch back to it"),
+        ("rejoin", "on a former active host: set its divergent changes aside and make it a standby again"),
     ):
         p = sub.add_parser(kind, help=text)
         p.add_argument("scenario")
@@ -120,6 +121,10 @@ def _exclusive(site: Site) -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> tuple[Any, str]:
+    from twinsite.switchover import report as reports
+    from twinsite.switchover.runner import Runner
+    from twinsite.switchover.steps import Site, steps
+
     s = agent.find_scenario(args.config_dir, args.scenario)
     site = Site(s, this_host(), args.state_dir, args.config_dir, args.plugins_dir)
     runner = Runner(site.dir / "switchover.json", args.kind, steps(site, args.kind))
@@ -154,6 +159,9 @@ def _run(args: argparse.Namespace) -> tuple[Any, str]:
 def _execute(
     site: Site, runner: Runner, params: dict[str, Any], args: argparse.Namespace, resuming: bool
 ) -> tuple[Any, str]:
+    from twinsite.switchover import report as reports
+    from twinsite.switchover.runner import StepState
+
     s, kind = site.s, args.kind
 
     def progress(st: StepState) -> None:
@@ -193,6 +201,19 @@ def _execute(
     r = reports.summarize(run, s.name, site.host)
     reports.write(site.dir, r)
     rto, rpo = r["rto"], r["rpo"]
+    if kind == "rejoin":
+        fa = run.results["find-active"]
+        aside = r["set_aside"] or {}
+        _alert(
+            site,
+            "rejoin-done",
+            "info",
+            f"{site.host} is a standby of {fa['active']} again (epoch {fa['epoch']})",
+            f"review what was set aside ({aside.get('paths', 0)} path(s) in {aside.get('directory', '-')})"
+            if aside.get("paths")
+            else "nothing",
+        )
+        return {"changed": True, **r, "text": reports.text(r)}, reports.text(r)
     _alert(
         site,
         f"{kind}-done",
@@ -213,6 +234,8 @@ def _execute(
 def _alert(
     site: Site, kind: str, severity: str, what: str, action: str, details: tuple[tuple[str, str], ...] = ()
 ) -> None:
+    from twinsite.alerts import Alert
+
     site.alerter.send(
         Alert(
             kind=kind,
@@ -229,7 +252,9 @@ def _alert(
 def _active(site: Site, kind: str) -> tuple[str, int]:
     """Who is active now: this host's view for a switchover; every host's (the newest epoch) for a switch-back,
     which runs on a host whose own view may be stale."""
-    if kind == "switchback":
+    if kind in ("switchback", "rejoin"):
+        from twinsite.switchover.steps import active_now
+
         active, epoch, _views = active_now(site)
         return active, epoch
     role = site.role()

@@ -20,16 +20,19 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from twinsite.alerts.dispatch import Alerter, channels_from
 from twinsite.apply.applier import Position, SeqFile
 from twinsite.config.loader import load_file
 from twinsite.config.scenario import Root, Scenario
-from twinsite.engine.sender import Sender
 from twinsite.errors import ConfigError, TwinsiteError
-from twinsite.monitor import Monitor
 from twinsite.roles import Role, current, standbys
 from twinsite.transport.channels import Endpoint, to_host
+
+if TYPE_CHECKING:  # (imported where used: the CLI's short commands read this module and must start fast)
+    from twinsite.engine.sender import Sender
+    from twinsite.monitor import Monitor
 
 DEFAULT_CONFIG_DIR = Path("/etc/twinsite/scenarios")
 DEFAULT_STATE_DIR = Path("/var/lib/twinsite")
@@ -107,6 +110,8 @@ def wanted(
 
 
 def make_sender(s: Scenario, index: int, replica: str, state_dir: Path, epoch: int = 0) -> Sender:
+    from twinsite.engine.sender import Sender
+
     root = s.roots[index]
     state = sender_state(state_dir, s.name, index, replica)
     mark = state / "epoch"
@@ -188,6 +193,8 @@ def _follow_monitors(
     for mon in gone:
         mon.join()
         print(f"twinsite agent: stopped monitoring {mon.s.name}", flush=True)
+    from twinsite.monitor import Monitor
+
     for key, (s, role) in want.items():
         if key not in monitors:
             monitors[key] = Monitor(s, host, state_dir, config_dir, active=role.active)

@@ -450,20 +450,34 @@ class Sender:
         first = self.status.state != "superseded"
         self.error(exc, "superseded")
         if first and self.alerter is not None:
-            s, host = self.scenario, this_host()
-            self.alerter.send(
-                Alert(
-                    kind="split-brain",
-                    severity="critical",
-                    scenario=s.name,
-                    host=host,
-                    what=f"{host} still acts as the active host of {s.name}, but {self.status.replica} refuses its "
-                    f"changes: a switchover made another host active",
-                    action=f"stop users from writing on {host}; then `twinsite switchback {s.name}` on {host} sets "
-                    "its divergent changes aside and makes it a standby of the active host",
-                    details=(("refusal", exc.message), ("epoch here", str(self.epoch))),
-                )
+            self.alerter.send(self._superseded_alert(exc))
+
+    def _superseded_alert(self, exc: SupersededError) -> Alert:
+        s, host, peer = self.scenario, this_host(), self.status.replica
+        details = (("refusal", exc.message), ("epoch here", str(self.epoch)), (f"epoch on {peer}", str(exc.epoch)))
+        if exc.epoch > self.epoch:  # a switchover this host missed: it is the stale one
+            return Alert(
+                kind="split-brain",
+                severity="critical",
+                scenario=s.name,
+                host=host,
+                what=f"{host} still acts as the active host of {s.name}, but {peer} refuses its changes: a "
+                "switchover made another host active",
+                action=f"stop users from writing on {host}; then `twinsite rejoin {s.name}` (or `twinsite switchback "
+                f"{s.name}`) on {host} sets its divergent changes aside and makes it a standby of the active host",
+                details=details,
             )
+        return Alert(  # the standby is the stale one (a former active host that has not rejoined yet)
+            kind="standby-not-rejoined",
+            severity="warning",
+            scenario=s.name,
+            host=peer,
+            what=f"{peer} takes no replication from {host}: it has not learnt of the switchover that made {host} "
+            f"active (its epoch {exc.epoch}, ours {self.epoch}); {s.name} is not protected until it rejoins",
+            action=f"on {peer}: stop users from writing there, then `twinsite rejoin {s.name}` (its divergent "
+            "changes are set aside, then it is brought up to date from here)",
+            details=details,
+        )
 
     def _wake_shipper(self) -> None:
         with self.planned:

@@ -198,42 +198,42 @@ def _app_timeout(site: Site, key: str) -> float:
 
 
 def drain(site: Site, ctx: Ctx) -> dict[str, Any]:
-    """Until this host has applied every change of the old active host, proved by equal tree entries."""
+    """Until this host has applied every change of the old active host, proved by equal tree entries (the
+    application there is stopped: equal trees mean nothing is left to come)."""
     s, old = site.s, ctx["preflight"]["old_active"]
     if not _planned(ctx):
         return {"skipped": f"{old} does not answer: the data-loss window is measured when promoting"}
     deadline = time.monotonic() + s.switchover.drain_timeout
-    rounds, last = 0, ""
+    rounds = 0
     while True:
         rounds += 1
-        rows = [r for r in site.on(old, ["status"])["scenarios"] if r["scenario"] == s.name]
-        mine = [r for r in rows if r.get("replica") == site.host]
-        caught_up = bool(mine) and all(r.get("acked_seq") == r.get("planned_seq") for r in mine)
-        if caught_up:
-            diffs = _differences(site, old)
-            if not diffs:
-                counted = sum(len(entries(Path(r.path), r.selects_bytes)) for r in s.roots)
-                return {
-                    "rounds": rounds,
-                    "acked": {r["root"]: r["acked_seq"] for r in mine},
-                    "verified": True,
-                    "entries": counted,
-                }
-            last = f"{len(diffs)} difference(s), first: {diffs[0]}"
-        else:
+        diffs = _differences(site, old)
+        if not diffs:
+            counted = sum(len(entries(Path(r.path), r.selects_bytes)) for r in s.roots)
+            return {"rounds": rounds, "verified": True, "entries": counted}
+        last = f"{len(diffs)} difference(s), first: {diffs[0]}"
+        while time.monotonic() < deadline:  # wait until the old host says everything is acknowledged
+            mine = [
+                r
+                for r in site.on(old, ["status"])["scenarios"]
+                if r["scenario"] == s.name and r.get("replica") == site.host
+            ]
+            if mine and all(r.get("acked_seq") == r.get("planned_seq") for r in mine):
+                break
             last = (
                 "; ".join(
                     f"{r['root']}: {r.get('state')}, acked {r.get('acked_seq')} of {r.get('planned_seq')}" for r in mine
                 )
                 or f"{old} runs no replication to {site.host}"
             )
+            time.sleep(0.2)
         if time.monotonic() > deadline:
             raise SwitchoverError(
                 f"{site.host} did not catch up with {old} within {s.switchover.drain_timeout:g} s ({last})",
                 hint=f"nothing was switched: the application is stopped on {old}; start it again there with "
                 f"`twinsite app {s.name} start`, or find out why replication lags (twinsite status on {old})",
             )
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 def _differences(site: Site, host: str) -> list[str]:
@@ -245,11 +245,39 @@ def _differences(site: Site, host: str) -> list[str]:
 
 
 def demote(site: Site, ctx: Ctx) -> dict[str, Any]:
-    old, epoch = ctx["preflight"]["old_active"], ctx["preflight"]["epoch"]
+    old = ctx["preflight"]["old_active"]
     if not _planned(ctx):
         return {"skipped": f"{old} does not answer: it is told at switch-back"}
-    role = site.on(old, ["role", site.s.name, "--set", site.host, "--epoch", str(epoch), "--run", ctx["run_id"]])
-    return {"host": old, "active": role["active"], "epoch": role["epoch"], "changed": role.get("changed")}
+    role = _tell(site, ctx, old)
+    others = _tell_others(site, ctx)  # before this host starts sending: no standby refuses it
+    return {
+        "host": old,
+        "active": role["active"],
+        "epoch": role["epoch"],
+        "changed": role.get("changed"),
+        "standbys": others,
+    }
+
+
+def _tell(site: Site, ctx: Ctx, host: str) -> dict[str, Any]:
+    """Record on ``host`` that this host is active at the new epoch."""
+    epoch = str(ctx["preflight"]["epoch"])
+    return site.on(host, ["role", site.s.name, "--set", site.host, "--epoch", epoch, "--run", ctx["run_id"]])
+
+
+def _tell_others(site: Site, ctx: Ctx) -> dict[str, str]:
+    """The other standbys learn the new active host (one that does not answer now learns at its switch-back)."""
+    old = ctx["preflight"]["old_active"]
+    told: dict[str, str] = {}
+    for h in members(site.s.master, site.s.replicas):
+        if h in (site.host, old):
+            continue
+        try:
+            _tell(site, ctx, h)
+            told[h] = "told"
+        except (HostUnreachableError, RemoteError) as exc:
+            told[h] = f"not told ({exc.message}): run `twinsite switchback {site.s.name}` there to rejoin"
+    return told
 
 
 def fence(site: Site, ctx: Ctx) -> dict[str, Any]:
@@ -334,6 +362,7 @@ def promote(site: Site, ctx: Ctx) -> dict[str, Any]:
     if _planned(ctx):
         result["rpo_seconds"] = 0.0
         return result
+    result["standbys"] = _tell_others(site, ctx)
     last = min((p.ts for p in positions), default=0.0)
     heard = [_heard(site.recv(i)) for i in range(len(site.s.roots))]
     noticed = float(pre["failure_at"])
@@ -398,7 +427,9 @@ def redirect_users(site: Site, ctx: Ctx) -> dict[str, Any]:
     pre = ctx["preflight"]
     if not site.s.redirect:
         return {"methods": [], "note": "no redirect configured: users must be moved by other means"}
-    old_reachable = _planned(ctx) and site.answers(pre["old_active"])
+    # planned: the old host answered a moment ago (demote); the address move, which needs it, looks again
+    moves_address = any(m["type"] == "ip" for m in site.s.redirect)
+    old_reachable = _planned(ctx) and (not moves_address or site.answers(pre["old_active"]))
     move = redirect.Move(site.s.name, site.host, pre["old_active"], old_reachable, site.s.replication, site.plugins)
     return {"methods": redirect.apply(site.s.redirect, move)}
 
@@ -719,7 +750,8 @@ SWITCHBACK_FIRST: tuple[tuple[str, str, Callable[[Site, Ctx], dict[str, Any]]], 
 
 
 def steps(site: Site, kind: str) -> list[Step]:
-    seq = (SWITCHBACK_FIRST if kind == "switchback" else ()) + SWITCHOVER
+    """switchover; switchback (rejoin, then switchover); rejoin (only become a standby of the active host)."""
+    seq = {"switchover": SWITCHOVER, "switchback": SWITCHBACK_FIRST + SWITCHOVER, "rejoin": SWITCHBACK_FIRST}[kind]
     return [Step(name, does, _bind(site, fn)) for name, does, fn in seq]
 
 

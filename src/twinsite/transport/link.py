@@ -84,7 +84,8 @@ class Link:
                     err = parse_json(payload)
                     where, hint = err.get("where") or self.where, err.get("hint")
                     if err.get("type") == "SupersededError":  # refused by role: not a link failure
-                        self._fail(SupersededError(str(err.get("message")), where=where, hint=hint))
+                        epoch = int(err.get("epoch", 0))
+                        self._fail(SupersededError(str(err.get("message")), where=where, hint=hint, epoch=epoch))
                     else:
                         self._fail(LinkError(f"the receiver failed: {err.get('message')}", where=where, hint=hint))
                     return
