@@ -9,18 +9,19 @@ module: switchover
 short_description: Make this host the active host of a scenario (switchover), or switch back to it
 version_added: 0.1.0
 description:
-  - Runs on the host that is to become active. With O(kind=switchover) (a standby): a planned switchover
-    when the active host answers (its application stops, every change is applied here and proved by equal
-    tree digests, zero loss), an unplanned one when it does not (only with O(unplanned); the old host is
-    fenced when C(switchover.fence) says how). Then the application starts and passes its checks here, users
-    are redirected (C(redirect): DNS, a service address, a script) and verified from the users' hosts, and
-    the roles are reversed.
-  - With O(kind=switchback) (a former active host, back after a failover): what differs here from the active
-    host is set aside and reported (never merged), this host is resynchronised by delta, then the same
-    switchover runs in the other direction.
-  - Every step is persisted; a run that was interrupted (a lost connection, a killed process) continues
+  - Runs on the host that is to become active.
+  - With O(kind=switchover), on a standby. A planned switchover when the active host answers (its
+    application stops, every change is applied here and proved by equal tree digests, so nothing is lost);
+    an unplanned one when it does not, only with O(unplanned) (the old host is fenced when
+    C(switchover.fence) says how). Then the application starts and passes its checks here, users are
+    redirected by the methods of C(redirect) (DNS, a service address, a script) and verified from the
+    users' hosts, and the roles are reversed.
+  - With O(kind=switchback), on a former active host that is back after a failover. What differs here from
+    the active host is set aside and reported (never merged), this host is resynchronised by delta, then the
+    same switchover runs in the other direction.
+  - Every step is persisted. A run that was interrupted (a lost connection, a killed process) continues
     where it stopped when the task runs again. A host that is already active reports C(changed=false).
-  - Check mode prints the plan and whether the switchover would be planned or unplanned; nothing changes.
+  - Check mode gives the plan and whether the switchover would be planned or unplanned; nothing changes.
 author:
   - twinsite developers (@twinsite)
 options:
