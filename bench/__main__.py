@@ -1,7 +1,9 @@
 """Run every benchmark against the lab and write bench/results/latest.json and latest.md.
 
-Each benchmark returns comparisons: {"name", "unit", "twinsite": {...}, "peer": {"name", ...}, "ratio"}, where
-``ratio`` is twinsite's figure over the peer's for the named metric (its meaning is in ``ratio_meaning``).
+A run of some benchmarks (``python -m bench switchover``) replaces their comparisons in latest.json and keeps
+the others'. Each benchmark returns comparisons: {"name", "unit", "twinsite": {...}, "peer": {"name", ...},
+"ratio"}, where ``ratio`` is twinsite's figure over the peer's for the named metric (its meaning is in
+``ratio_meaning``).
 """
 
 from __future__ import annotations
@@ -57,15 +59,26 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _kept(ran: list[str]) -> list[dict[str, Any]]:
+    """The comparisons of benchmarks not run this time, from the last results (a partial run updates its own)."""
+    try:
+        last = json.loads((RESULTS / "latest.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return []
+    return [c for c in last.get("comparisons", []) if c.get("benchmark") and c["benchmark"] not in ran]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {', '.join(BENCHMARKS)})")
     parser.add_argument("--quick", action="store_true", help="smaller data, for a smoke run")
     args = parser.parse_args()
     lab = Lab.from_env()
+    names = args.names or list(BENCHMARKS)
     comparisons: list[dict[str, Any]] = []
-    for name in args.names or list(BENCHMARKS):
-        comparisons.extend(BENCHMARKS[name](lab, quick=args.quick))
+    for name in names:
+        comparisons.extend({**c, "benchmark": name} for c in BENCHMARKS[name](lab, quick=args.quick))
+    comparisons = _kept(names) + comparisons
     report = {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "twinsite_version": __version__,

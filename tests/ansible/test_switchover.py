@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.ansible.test_playbooks import ansible, recap
-from tests.integration.switchover_helpers import create_table, restore_db, role, wait_replicating
+from tests.integration.switchover_helpers import prepare_db, restore_db, role, wait_replicating
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
@@ -17,11 +17,7 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture
 def db(lab: Lab) -> Iterator[Lab]:
-    configured = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
-    assert configured.returncode == 0, configured.stdout[-3000:]
-    restore_db(lab)
-    create_table(lab)
-    wait_replicating(lab, "prod1")
+    prepare_db(lab)
     try:
         yield lab
     finally:

@@ -190,6 +190,17 @@ def scenario_file(lab: Lab, host: str) -> Path:
     return lab.host(host).private_dir("/etc/twinsite") / "scenarios" / "db.yml"
 
 
+def prepare_db(lab: Lab) -> None:
+    """The `db` scenario as configure.yml declares it, prod1 active, replicating, with the load's table."""
+    from tests.ansible.test_playbooks import ansible
+
+    configured = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
+    assert configured.returncode == 0, configured.stdout[-3000:]
+    restore_db(lab)  # (an earlier failed run may have left dr1 active)
+    create_table(lab)
+    wait_replicating(lab, "prod1")
+
+
 def restore_db(lab: Lab) -> None:
     """Put the lab back as configure.yml left it, whatever a failed test did: prod1 active, PostgreSQL on
     prod1 only, db.dr.test -> prod1, prod1-vm on. (Data written while dr1 was active may be lost here.)"""

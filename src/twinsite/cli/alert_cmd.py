@@ -11,6 +11,7 @@ from typing import Any
 
 from twinsite.alerts import Alert, AlertError
 from twinsite.alerts.dispatch import EVENTS_FILE, Alerter, channels_from
+from twinsite.cli.options import dirs
 from twinsite.engine import agent
 
 
@@ -18,8 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("alert", help="send a test alert through a scenario's alert channels")
     p.add_argument("scenario")
     p.add_argument("--test", action="store_true", required=True, help="a test alert (the only kind sent by hand)")
-    p.add_argument("--config-dir", type=Path, default=agent.DEFAULT_CONFIG_DIR)
-    p.add_argument("--state-dir", type=Path, default=agent.DEFAULT_STATE_DIR)
+    dirs(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_alert)
     e = sub.add_parser("events", help="the event log: alerts and what happened, newest last")

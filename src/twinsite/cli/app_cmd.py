@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from twinsite.apps import DEFAULT_PLUGINS_DIR, AppError, for_scenario
+from twinsite.cli.options import dirs
 from twinsite.engine import agent
 
 
@@ -14,7 +15,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("app", help="the scenario's application here: status, check, start, stop")
     p.add_argument("scenario")
     p.add_argument("action", choices=["status", "check", "start", "stop"])
-    p.add_argument("--config-dir", type=Path, default=agent.DEFAULT_CONFIG_DIR)
+    dirs(p, state=False)
     p.add_argument("--plugins-dir", type=Path, default=None, help=f"site plugins (default {DEFAULT_PLUGINS_DIR})")
     p.add_argument("--quick", action="store_true", help="check: leave out what reads a lot (what monitoring runs)")
     p.add_argument("--json", action="store_true")

@@ -24,6 +24,7 @@ from twinsite.cdp.rewind import (
     resolve_seq,
     resolve_time,
 )
+from twinsite.cli.options import dirs
 from twinsite.config.scenario import Scenario
 from twinsite.engine import agent
 from twinsite.errors import ConfigError
@@ -53,8 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario")
     p.add_argument("--root", type=int, default=0, help="which root of the scenario (default 0, the first)")
-    p.add_argument("--config-dir", type=Path, default=agent.DEFAULT_CONFIG_DIR)
-    p.add_argument("--state-dir", type=Path, default=agent.DEFAULT_STATE_DIR)
+    dirs(p)
     p.add_argument("--json", action="store_true")
 
 

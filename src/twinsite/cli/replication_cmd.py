@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from twinsite.cli.options import dirs
 from twinsite.engine import agent
 from twinsite.errors import ConfigError
 from twinsite.roles import members, standbys, this_host
@@ -19,18 +20,18 @@ from twinsite.verify import compare, entries_json
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("agent", help="run every scenario this host is active for, until stopped")
-    _dirs(p)
+    dirs(p)
     p.add_argument("--host", default=None, help="this host's name in the scenarios (default: hostname)")
     p.set_defaults(handler=_agent, raw=True)
 
     p = sub.add_parser("status", help="per scenario: role, state, positions, lag, backlog, last error")
-    _dirs(p)
+    dirs(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_status)
 
     p = sub.add_parser("verify", help="compare a scenario's source and replica by tree digest, list differences")
     p.add_argument("scenario")
-    _dirs(p)
+    dirs(p)
     p.add_argument("--replica", help="which standby (default: every one)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_verify)
@@ -40,11 +41,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--entries", action="store_true", help="include every entry")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_digest)
-
-
-def _dirs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config-dir", type=Path, default=agent.DEFAULT_CONFIG_DIR)
-    p.add_argument("--state-dir", type=Path, default=agent.DEFAULT_STATE_DIR)
 
 
 def _agent(args: argparse.Namespace) -> tuple[Any, str]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from twinsite.cli.options import dirs
 from twinsite.config import store
-from twinsite.engine import agent
 from twinsite.errors import ConfigError
 
 
@@ -21,7 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--state", choices=store.STATES, default="present")
     p.add_argument("--definition-stdin", action="store_true", help="read the definition (JSON or YAML) on stdin")
     p.add_argument("--check", action="store_true", help="report what would change, change nothing")
-    p.add_argument("--config-dir", type=Path, default=agent.DEFAULT_CONFIG_DIR)
+    dirs(p, state=False)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_scenario)
 

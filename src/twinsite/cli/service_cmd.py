@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from twinsite.engine import agent, service
+from twinsite.cli.options import dirs
+from twinsite.engine import service
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("service", help="start, stop or look at the supervised agent (where systemd does not run)")
     p.add_argument("action", choices=["start", "stop", "restart", "status", service.SUPERVISOR_MARK])
-    p.add_argument("--config-dir", type=type(agent.DEFAULT_CONFIG_DIR), default=agent.DEFAULT_CONFIG_DIR)
-    p.add_argument("--state-dir", type=type(agent.DEFAULT_STATE_DIR), default=agent.DEFAULT_STATE_DIR)
+    dirs(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_service)
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from twinsite.cli.options import dirs
 from twinsite.engine import agent
 from twinsite.errors import ConfigError, TwinsiteError
 from twinsite.roles import Role, current, members, store, this_host
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ):
         p = sub.add_parser(kind, help=text)
         p.add_argument("scenario")
-        _dirs(p)
+        dirs(p)
         if kind == "switchover":
             p.add_argument(
                 "--unplanned",
@@ -55,17 +56,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("role", help="which host is active for a scenario, at which epoch (this host's view)")
     p.add_argument("scenario")
-    _dirs(p)
+    dirs(p)
     p.add_argument("--set", metavar="HOST", help="record HOST as active (the switchover does this on the old host)")
     p.add_argument("--epoch", type=int, help="with --set: the new epoch")
     p.add_argument("--run", help="with --set: the switchover run that does it")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_role)
-
-
-def _dirs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config-dir", type=Path, default=agent.DEFAULT_CONFIG_DIR)
-    p.add_argument("--state-dir", type=Path, default=agent.DEFAULT_STATE_DIR)
 
 
 def _role(args: argparse.Namespace) -> tuple[Any, str]:
