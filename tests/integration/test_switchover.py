@@ -259,7 +259,13 @@ def test_the_split_brain_guard_then_an_unplanned_failover_and_a_switchback_that_
         assert len(manifest["items"]) == aside["paths"]
         assert wait_event(lab, "prod1", "divergent-changes-set-aside", t1, timeout=5)["severity"] == "warning"
         assert role(lab, "prod1")["active"] == "dr1" and role(lab, "dr1")["active"] == "dr1"
-        wait_replicating(lab, "dr1")  # dr1 resynchronised prod1 by delta and replicates to it
+        wait_replicating(lab, "dr1")  # dr1 resynchronised prod1 and replicates to it
+        sender = json.loads(
+            (lab.host("dr1").private_dir("/var/lib/twinsite") / "db" / "root-0" / "prod1" / "status.json").read_text()
+        )
+        data = sum(f.stat().st_size for f in (lab.host("dr1").private_dir("/srv") / "db").rglob("*") if f.is_file())
+        print(f"resync of prod1: {sender['bytes_sent']} bytes on the wire for {data} bytes of data")
+        assert sender["bytes_sent"] < data / 2, (sender["bytes_sent"], data)  # by delta, not a copy
         back = twinsite_on(lab, "prod1", "switchback", "db", timeout=600)
         assert back["ok"], back
         b = back["result"]

@@ -315,3 +315,19 @@ def test_a_rename_onto_another_name_of_the_same_file_removes_the_old_name(tmp_pa
     ap.close()
     assert sorted(os.listdir(root)) == ["b"]
     assert (root / "b").read_text() == "data"
+
+
+def test_a_resync_where_a_directory_of_the_replica_is_a_file_at_the_source_converges(tmp_path: Path) -> None:
+    """The replica has d/f, the source has a file d now (a race the capture missed): looking up d/f on the
+    source fails with ENOTDIR, not ENOENT; the resync must still delete it and ship the file (it kept failing
+    and resyncing forever)."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_bytes(b"inside")
+    pipe = Pipe(src, dst)
+    pipe.ship(list(pipe.planner.plan_all()))
+    (src / "d" / "f").unlink()
+    (src / "d").rmdir()
+    (src / "d").write_bytes(b"a file now")
+    pipe.resync()
+    same(src, dst)

@@ -242,7 +242,7 @@ class Planner:
                 os.lstat(self.base + b"/" + p)
                 if self.select(p):
                     continue
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):  # gone, or a parent is a file now: gone here too
                 pass
             yield self._rec(Op.DELETE, p)
             self.forget(p)
@@ -325,7 +325,7 @@ class Planner:
             if got is None or got.kind != "dir":
                 try:
                     st = os.lstat(self.base + b"/" + parent)
-                except FileNotFoundError:
+                except (FileNotFoundError, NotADirectoryError):
                     return
                 yield from self._plan_one(parent, self.base + b"/" + parent, st)
 
@@ -369,7 +369,7 @@ class Planner:
             # the content and attributes of the shared inode are compared through its first name
             try:
                 other_st = os.lstat(self.base + b"/" + other)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 other_st = None  # raced with a rename or delete of that name: compare this one by itself
             if other_st is not None:
                 yield from self._plan_one(other, self.base + b"/" + other, other_st)
@@ -414,7 +414,7 @@ class Planner:
     def _is_inode(self, rel: bytes, ino: int) -> bool:
         try:
             return os.lstat(self.base + b"/" + rel).st_ino == ino
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return False
 
     def _plan_content(
