@@ -3,8 +3,11 @@
 The sequence is a list of idempotent steps run by :class:`~twinsite.switchover.runner.Runner`, which
 persists every step's state before and after it runs, so that a switchover interrupted at any moment
 (kill, Ctrl-C, a lost link) continues where it stopped when run again, and ends with a report of each
-step's start and duration. The steps themselves (preflight, stop, drain, fence, bookmark, start, check,
-redirect, verify, reverse roles) are being built; the runner is their foundation.
+step's start and duration. The steps (:mod:`twinsite.switchover.steps`: preflight, stop, drain, demote,
+fence, promote, bookmark, start, check, redirect, verify, reverse roles; and for a switch-back or a rejoin
+first find the active host, stop, set divergent changes aside, become a standby, resync) run on it; the
+report is :mod:`twinsite.switchover.report`, automatic switchover :mod:`twinsite.switchover.auto`.
+See docs/switchover.md.
 """
 
 from __future__ import annotations

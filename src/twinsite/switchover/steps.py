@@ -21,17 +21,17 @@ Switchover (``twinsite switchover SCENARIO`` on a standby):
 Switch-back (``twinsite switchback SCENARIO`` on the old host, once it is back) first makes this host a
 standby of the active one (``find-active``, ``stop-local``, ``set-aside``: what differs from the active
 host is copied aside and reported, never merged; ``become-standby``; ``resync``: by delta), then runs the
-switchover steps above, planned, in the other direction.
+switchover steps above, planned, in the other direction. ``twinsite rejoin`` runs only those first steps.
 
 Every step is idempotent: run again after a crash inside it, it finds what is done and does the rest.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from twinsite import apps
+from twinsite.alerts import Alert
 from twinsite.alerts.dispatch import Alerter, channels_from
 from twinsite.apply.applier import Position
 from twinsite.apps.checks import run as run_script
@@ -46,11 +47,12 @@ from twinsite.apps.checks import site_script
 from twinsite.cdp import bookmarks
 from twinsite.cdp.rewind import apply_lock, read_position
 from twinsite.config.scenario import Scenario, parse_duration
+from twinsite.durable import write_json
 from twinsite.engine import agent
-from twinsite.errors import ConfigError, HostUnreachableError, TwinsiteError
+from twinsite.errors import ConfigError, HostUnreachableError
 from twinsite.journal.segments import Journal
 from twinsite.redirect import methods as redirect
-from twinsite.roles import Role, advanced, current, members, standbys, store
+from twinsite.roles import Role, advanced, current, members, store
 from twinsite.switchover import SwitchoverError
 from twinsite.switchover.runner import Step
 from twinsite.transport.remote import RemoteError, run_on, twinsite_on
@@ -110,8 +112,6 @@ class Site:
 
 
 def _when(ts: float | None) -> str | None:
-    import datetime as dt
-
     return None if not ts else dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
@@ -606,8 +606,6 @@ def set_aside(site: Site, ctx: Ctx) -> dict[str, Any]:
         "summary": summary,
     }
     dest.mkdir(parents=True, exist_ok=True)
-    from twinsite.durable import write_json
-
     write_json(manifest_file, manifest)
     if items:
         _alert_set_aside(site, fa["active"], summary)
@@ -667,8 +665,6 @@ def _is_hex(text: str) -> bool:
 
 
 def _alert_set_aside(site: Site, active: str, summary: dict[str, Any]) -> None:
-    from twinsite.alerts import Alert
-
     site.alerter.send(
         Alert(
             kind="divergent-changes-set-aside",
@@ -760,10 +756,3 @@ def _bind(site: Site, fn: Callable[[Site, Ctx], dict[str, Any]]) -> Callable[[Ct
         return fn(site, ctx)
 
     return run
-
-
-def hostname() -> str:
-    return socket.gethostname()
-
-
-__all__ = ["SWITCHOVER", "Site", "TwinsiteError", "standbys", "steps"]
