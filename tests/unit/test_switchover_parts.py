@@ -182,3 +182,15 @@ def test_bad_switchover_and_redirect_settings_are_refused_where_they_are(
 ) -> None:
     _docs, problems = check_documents({**BASE, **extra}, "db.yml", None)
     assert problems and any(fragment in str(p) for p in problems), [str(p) for p in problems]
+
+
+def test_the_active_host_refuses_to_rewind_its_live_data(tmp_path: Path) -> None:
+    cfg, state = tmp_path / "cfg", tmp_path / "state"
+    cfg.mkdir()
+    (cfg / "db.yml").write_text(json.dumps({**BASE, "cdp": {"enabled": True}}))
+    (state / "db" / "recv" / "root-0" / "rewind").mkdir(parents=True)
+    (state / "db" / "role.json").write_text(json.dumps({"active": "dr1", "epoch": 1}))  # after a switchover
+    where = ["--config-dir", str(cfg), "--state-dir", str(state), "--json"]
+    refused = twinsite_cmd("rewind", "db", "--to", "1", *where, env={"TWINSITE_HOST": "dr1"})
+    assert refused.returncode == 14, refused.stdout + refused.stderr
+    assert "this host is the active host of db" in json.loads(refused.stdout)["error"]["message"]

@@ -29,6 +29,7 @@ from twinsite.config.scenario import Scenario
 from twinsite.engine import agent
 from twinsite.errors import ConfigError
 from twinsite.journal.record import Record
+from twinsite.roles import this_host
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -179,6 +180,13 @@ class _Changes:
 
 def _rewind(args: argparse.Namespace) -> tuple[Any, str]:
     r = _replica(args)
+    role = agent.role_of(r.scenario, args.state_dir)
+    if role.active == this_host() and not args.dry_run:
+        raise RewindError(
+            f"this host is the active host of {r.scenario.name} (epoch {role.epoch}): its data is live, a rewind "
+            "would change it under the application",
+            hint="rewind a standby's replica; to take the active host back in time, switch over to a rewound standby",
+        )
     pos = read_position(r.log.dir)
     head = pos.head if pos else r.head
     start = pos.at if pos else head
