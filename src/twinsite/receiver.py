@@ -27,12 +27,15 @@ from typing import Any, BinaryIO
 
 from twinsite import __version__
 from twinsite.apply.applier import Applier, Position, SeqFile
+from twinsite.apply.batching import cut
 from twinsite.apply.paths import parent_fd
 from twinsite.cdp.log import RewindLog, make_group
 from twinsite.cdp.rewind import RewindError, apply_lock, read_position
 from twinsite.cdp.undo import capture
 from twinsite.errors import ConfigError, TwinsiteError
 from twinsite.journal.record import Record, decode
+from twinsite.recovery import RecoveryError
+from twinsite.recovery.spool import Spool
 from twinsite.roles import check_sender, receiver_role_file, this_host
 from twinsite.sync.signatures import signatures
 from twinsite.transport.frames import (
@@ -45,6 +48,8 @@ from twinsite.transport.frames import (
     read_frame,
 )
 from twinsite.tree import walk
+
+DRAIN_RECORDS = 2000  # records per durable sub-batch when the spool is applied (like the sender's batches)
 
 
 def check_root(root: Path) -> Path:
@@ -105,6 +110,7 @@ class Receiver:
         self.sender_host: str | None = None
         self.host = this_host()
         self.role_file = receiver_role_file(state)
+        self.spool = Spool(state)
         self._heard_at = 0.0
 
     def _setup_cdp(self, cdp: dict[str, Any], applied_seq: int) -> int:
@@ -151,19 +157,13 @@ class Receiver:
             except PeerClosed:
                 return
             if kind == Kind.HELLO:
-                hello = parse_json(payload)
-                if str(hello.get("root")) != str(self.root):
-                    raise ProtocolError(f"sender replicates {hello.get('root')}, this receiver serves {self.root}")
-                self._refuse_if_rewound()
-                with apply_lock(self.state):
-                    self.sender_host = hello.get("host")
-                    self.epoch = check_sender(self.role_file, self.host, int(hello.get("epoch", 0)), self.sender_host)
-                    applied_seq = self._follow_epoch(self.applied.position())
-                    applied_seq = self._setup_cdp(dict(hello.get("cdp") or {}), applied_seq)
+                applied_seq = self._hello(parse_json(payload))
                 self.send(Kind.READY, {"applied_seq": applied_seq, "version": __version__})
             elif kind == Kind.MANIFEST_REQ:
+                self._refuse_if_spooled("listed")
                 self.send(Kind.MANIFEST, {"entries": manifest(self.root)})
             elif kind == Kind.SIGS_REQ:
+                self._refuse_if_spooled("compared block by block")
                 req = parse_json(payload)
                 block = int(req["block_size"])
                 sigs = {p: file_signatures(self.applier.root_fd, bytes.fromhex(p), block) for p in req["paths"]}
@@ -192,6 +192,30 @@ class Receiver:
             else:
                 raise ProtocolError(f"unexpected {kind.name} frame")
 
+    def _hello(self, hello: dict[str, Any]) -> int:
+        """Check the sender and return the position to resume from (applied, or spooled)."""
+        if str(hello.get("root")) != str(self.root):
+            raise ProtocolError(f"sender replicates {hello.get('root')}, this receiver serves {self.root}")
+        self._refuse_if_rewound()
+        with apply_lock(self.state):
+            self.sender_host = hello.get("host")
+            self.epoch = check_sender(self.role_file, self.host, int(hello.get("epoch", 0)), self.sender_host)
+            applied_seq = self._follow_epoch(self.applied.position())
+            applied_seq = self._setup_cdp(dict(hello.get("cdp") or {}), applied_seq)
+            if not self.spool.spooling:
+                applied_seq = self.drain_spool()  # (a test ended while no sender was connected)
+            return max(applied_seq, self.spool.last_seq)  # spooled counts as received
+
+    def _refuse_if_spooled(self, what: str) -> None:
+        """While the spool holds records the replica is behind what it acknowledged: comparing it now would
+        plan against a stale picture. The sender waits (its journal keeps the changes) until the spool is applied."""
+        if self.spool.held():
+            raise RecoveryError(
+                f"the replica cannot be {what} while its spool holds records (an assured-recovery test runs)",
+                where=str(self.root),
+                hint="it is taken again once the test ends and the spool is applied",
+            )
+
     def _heard(self) -> None:
         """Note (at most once a second) that the sender was heard: an unplanned switchover's RPO runs from
         the last change applied to the last time the old active host was heard, not to when it was missed."""
@@ -201,9 +225,15 @@ class Receiver:
             (self.state / "heard").write_text(f"{now:.3f}\n")
 
     def _follow_epoch(self, pos: Position) -> int:
-        """The applied seq to resume from: the stored one, or 0 when it was stored under another epoch."""
+        """The applied seq to resume from: the stored one, or 0 when it was stored under another epoch (what a
+        spool of that epoch holds was acknowledged: it is applied first, in that epoch's numbering)."""
         if pos.epoch == self.epoch:
             return pos.seq
+        if self.spool.held():
+            now, self.epoch = self.epoch, pos.epoch
+            self.spool.stop()
+            self.drain_spool()
+            self.epoch = now
         shutil.rmtree(self.state / "rewind", ignore_errors=True)  # its seqs are another epoch's numbering
         marks = self.state / "bookmarks.json"
         if marks.exists():
@@ -222,6 +252,28 @@ class Receiver:
             )
 
     def _batch(self, blob: bytes | bytearray, applied_seq: int) -> int:
+        """A received batch: spooled while the spool is on, else applied (after what the spool holds)."""
+        new = self._new_records(blob, applied_seq)
+        if not new:
+            return applied_seq
+        if self.spool.spooling:
+            return self.spool.append(new)  # durable: acknowledged, not applied
+        self.drain_spool()
+        return self._apply(new)
+
+    def drain_spool(self) -> int:
+        """Apply what the spool holds, in order and in replay-safe sub-batches, then empty it (call it holding
+        the apply lock). Returns the applied seq."""
+        applied = self.applied.read()
+        if not self.spool.held():
+            return applied
+        for chunk in self.spool.chunks(applied):
+            for sub in cut(chunk, DRAIN_RECORDS):
+                applied = self._apply(sub)
+        self.spool.clear()
+        return applied
+
+    def _new_records(self, blob: bytes | bytearray, applied_seq: int) -> list[Record]:
         pos, last = 0, applied_seq
         new: list[Record] = []
         while pos < len(blob):
@@ -235,8 +287,11 @@ class Receiver:
                 raise ProtocolError(f"sequence gap: applied up to {last}, got {rec.seq}")
             new.append(rec)
             last = rec.seq
-        if not new:
-            return last
+        return new
+
+    def _apply(self, new: list[Record]) -> int:
+        """Apply records (with their undo first, under CDP), durably, then store the position."""
+        last = new[-1].seq
         log = self.rewind_log
         if log is not None:
             log.append(make_group(new, capture(self.applier.root_fd, new)))  # fsynced before applying
@@ -256,6 +311,7 @@ class Receiver:
             log.prune(max_age=float(self.cdp.get("retention", 86400)), max_size=max_size)
 
     def close(self) -> None:
+        self.spool.close()
         self.applier.close()
         self.applied.close()
         if self.rewind_log is not None:
