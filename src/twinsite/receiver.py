@@ -34,7 +34,7 @@ from twinsite.cdp.rewind import RewindError, apply_lock, read_position
 from twinsite.cdp.undo import capture
 from twinsite.errors import ConfigError, TwinsiteError
 from twinsite.journal.record import Record, decode
-from twinsite.recovery import RecoveryError
+from twinsite.recovery import RecoveryError, overlay
 from twinsite.recovery.spool import Spool
 from twinsite.roles import check_sender, receiver_role_file, this_host
 from twinsite.sync.signatures import signatures
@@ -129,6 +129,8 @@ class Receiver:
         segment = max(1 << 20, min(64 << 20, max_size // 8))  # the cap then holds within an eighth
         log = RewindLog(log_dir, segment_size=segment)
         if log.last_seq > applied_seq:
+            if self.spool.spooling:  # (a test refuses to start in this state: it cannot arise during one)
+                raise RecoveryError("the rewind log is ahead of the replica while a test runs", where=str(self.root))
             ts = 0.0
             for group in reversed(list(log.newest_first(above=applied_seq))):
                 for rec in group.forward_records():
@@ -185,6 +187,9 @@ class Receiver:
                 self._heard()
                 self.send(Kind.ACK, {"seq": applied_seq, "diverged": diverged})
             elif kind == Kind.PING:
+                if not self.spool.spooling and self.spool.held():  # a test ended while nothing was sent
+                    with apply_lock(self.state):
+                        applied_seq = max(applied_seq, self.drain_spool())
                 self._heard()
                 self.send(Kind.PONG, {"applied_seq": applied_seq})
             elif kind == Kind.BYE:
@@ -208,8 +213,9 @@ class Receiver:
 
     def _refuse_if_spooled(self, what: str) -> None:
         """While the spool holds records the replica is behind what it acknowledged: comparing it now would
-        plan against a stale picture. The sender waits (its journal keeps the changes) until the spool is applied."""
-        if self.spool.held():
+        plan against a stale picture (and while a test runs, its overlay is what the root's path shows). The sender
+        waits (its journal keeps the changes) until the spool is applied."""
+        if self.spool.spooling or self.spool.held():
             raise RecoveryError(
                 f"the replica cannot be {what} while its spool holds records (an assured-recovery test runs)",
                 where=str(self.root),
@@ -229,6 +235,12 @@ class Receiver:
         spool of that epoch holds was acknowledged: it is applied first, in that epoch's numbering)."""
         if pos.epoch == self.epoch:
             return pos.seq
+        if self.spool.spooling:
+            raise RecoveryError(
+                f"a sender of epoch {self.epoch} while an assured-recovery test runs here (epoch {pos.epoch})",
+                where=str(self.root),
+                hint="it is taken once the test ends (a switchover to this host ends it first)",
+            )
         if self.spool.held():
             now, self.epoch = self.epoch, pos.epoch
             self.spool.stop()
@@ -267,6 +279,12 @@ class Receiver:
         applied = self.applied.read()
         if not self.spool.held():
             return applied
+        if overlay.mounted(self.root):
+            raise RecoveryError(
+                "a test's overlay is still mounted on the replica: the spool is applied once it is removed",
+                where=str(self.root),
+                hint=f"the test's cleanup removes it (twinsite recover-test SCENARIO --cleanup), or umount {self.root}",
+            )
         for chunk in self.spool.chunks(applied):
             for sub in cut(chunk, DRAIN_RECORDS):
                 applied = self._apply(sub)
@@ -292,6 +310,9 @@ class Receiver:
     def _apply(self, new: list[Record]) -> int:
         """Apply records (with their undo first, under CDP), durably, then store the position."""
         last = new[-1].seq
+        if self.spool.spooling:  # (never: every caller looks first; this is what must never happen)
+            raise RecoveryError("nothing is applied while a test's spool is on", where=str(self.root))
+        self.applier.ensure_current()  # (opened while a test's overlay was mounted: the replica is below it)
         log = self.rewind_log
         if log is not None:
             log.append(make_group(new, capture(self.applier.root_fd, new)))  # fsynced before applying
@@ -339,4 +360,21 @@ def run(root: Path, state: Path) -> int:
         return 2
     finally:
         if receiver is not None:
+            receiver.close()
+
+
+def apply_here(root: Path, state: Path, cdp: dict[str, Any]) -> int:
+    """Apply what a spool holds without a sender: a switchover promoting this host, from which no receiver
+    will be started again. Under the apply lock, with the rewind log as the scenario has it. Returns the
+    applied seq."""
+    import io
+
+    with apply_lock(state):
+        receiver = Receiver(root, state, io.BytesIO(), io.BytesIO())
+        try:
+            receiver.spool.stop()
+            receiver.epoch = receiver.applied.position().epoch
+            receiver._setup_cdp(cdp, receiver.applied.read())
+            return receiver.drain_spool()
+        finally:
             receiver.close()

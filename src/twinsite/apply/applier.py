@@ -118,14 +118,34 @@ class Applier:
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
-        self.root_fd = os.open(root, DIR_FLAGS)
+        self._root_fd: int | None = None  # opened when first needed: see ensure_current
         self.stats = ApplyStats()
         self._files: dict[bytes, int] = {}  # open descriptors of files written in this batch
         self._file_dirs: collections.Counter[bytes] = collections.Counter()  # directories holding them
 
+    @property
+    def root_fd(self) -> int:
+        if self._root_fd is None:
+            self._root_fd = os.open(self.root, DIR_FLAGS)
+        return self._root_fd
+
+    def ensure_current(self) -> None:
+        """Open the root again if its path now names another directory than the one held open: an
+        assured-recovery test mounted its overlay on the root, or removed it, since. Records are only ever
+        applied below such an overlay, never into it (docs/assured-recovery.md)."""
+        if self._root_fd is None:
+            return
+        held, now = os.fstat(self._root_fd), os.stat(self.root)
+        if (held.st_dev, held.st_ino) != (now.st_dev, now.st_ino):
+            self._close_files()
+            os.close(self._root_fd)
+            self._root_fd = None
+
     def close(self) -> None:
         self._close_files()
-        os.close(self.root_fd)
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
 
     def _close_files(self) -> None:
         for fd in self._files.values():

@@ -87,6 +87,21 @@ class Application:
         return all(r.ok for r in results), results
 
 
+def wait_healthy(
+    app: Application, *, quick: bool, timeout: float, between: Callable[[], None] | None = None
+) -> tuple[bool, list[CheckResult]]:
+    """Check ``app`` until every check passes or ``timeout`` s have passed (an application coming up fails
+    its first rounds); the last round's results. ``between`` runs before each retry (it may raise to end it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ok, results = app.healthy(quick=quick)
+        if ok or time.monotonic() > deadline:
+            return ok, results
+        if between is not None:
+            between()
+        time.sleep(0.5)
+
+
 def load(application: str | dict[str, Any], roots: tuple[str, ...], plugins_dir: Path | None = None) -> Application:
     """The plugin for a scenario's ``application`` value (a type name, or a mapping with ``type``)."""
     from twinsite.apps.builtin import BUILTIN, site_definition

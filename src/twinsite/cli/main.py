@@ -35,6 +35,7 @@ COMMANDS = {
     "switchback": "switchover_cmd",
     "rejoin": "switchover_cmd",
     "role": "switchover_cmd",
+    "recover-test": "recovery_cmd",
 }
 
 

@@ -117,6 +117,20 @@ class Switchover:
 
 
 @dataclass(frozen=True)
+class AssuredRecovery:
+    """Tests of the replica on the standby (docs/assured-recovery.md)."""
+
+    schedule: str | None = None  # a cron expression (twinsite.recovery.schedule), run by the agent
+    spool_max_size: int = 10 * 2**30  # most disk the spool may use during a test; past it the test ends
+    checks: tuple[dict[str, Any], ...] = field(default=(), hash=False)  # scripts run besides the plugin's
+    application: dict[str, Any] = field(default_factory=dict, hash=False)  # settings over the scenario's
+    after_pass: tuple[dict[str, Any], ...] = field(default=(), hash=False)  # snapshot | archive | script
+    start_timeout: float | None = None  # default: the application's start_timeout (60 s)
+    drain_timeout: float = 300.0  # how long the test waits for the receiver to apply the spool
+    keep: int = 100  # evidence records kept
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     master: str
@@ -133,6 +147,7 @@ class Scenario:
     application_settings: dict[str, Any] = field(default_factory=dict, hash=False)  # twinsite.apps.load
     switchover: Switchover = field(default_factory=Switchover, hash=False)
     redirect: tuple[dict[str, Any], ...] = field(default=(), hash=False)  # twinsite.redirect.methods
+    assured_recovery: AssuredRecovery = field(default_factory=AssuredRecovery, hash=False)
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Scenario:
@@ -174,7 +189,22 @@ class Scenario:
             alerts=tuple(dict(a) for a in doc.get("alerts", ())),
             switchover=_switchover(doc.get("switchover", {})),
             redirect=tuple(dict(r) for r in doc.get("redirect", ())),
+            assured_recovery=_assured_recovery(doc.get("assured_recovery", {})),
         )
+
+
+def _assured_recovery(doc: dict[str, Any]) -> AssuredRecovery:
+    ar = dict(doc)
+    spool = ar.pop("spool", {})
+    if "max_size" in spool:
+        ar["spool_max_size"] = parse_size(spool["max_size"])
+    for key in ("start_timeout", "drain_timeout"):
+        if key in ar:
+            ar[key] = parse_duration(ar[key])
+    ar["checks"] = tuple(dict(c) for c in ar.get("checks", ()))
+    ar["after_pass"] = tuple(dict(a) for a in ar.get("after_pass", ()))
+    ar["application"] = dict(ar.get("application", {}))
+    return AssuredRecovery(**ar)
 
 
 def _switchover(doc: dict[str, Any]) -> Switchover:

@@ -68,10 +68,13 @@ class RunState:
 
 
 class Runner:
-    def __init__(self, path: Path, kind: str, steps: Sequence[Step]) -> None:
+    def __init__(
+        self, path: Path, kind: str, steps: Sequence[Step], *, error: type[TwinsiteError] = SwitchoverError
+    ) -> None:
         self.path = path
         self.kind = kind
         self.steps = list(steps)
+        self.error = error  # what a failed step is raised as (SwitchoverError, RecoveryError)
 
     # -- state ---------------------------------------------------------------------------------------
     def load(self) -> RunState | None:
@@ -80,7 +83,7 @@ class Runner:
         except FileNotFoundError:
             return None
         except ValueError as exc:
-            raise SwitchoverError(f"the run state is not readable: {exc}", where=str(self.path)) from exc
+            raise self.error(f"the run state is not readable: {exc}", where=str(self.path)) from exc
         return RunState(**{**data, "steps": [StepState(**s) for s in data["steps"]]})
 
     def _store(self, run: RunState) -> None:
@@ -91,14 +94,14 @@ class Runner:
         run = self.load()
         if run is not None and run.finished is None:
             if run.kind != self.kind:
-                raise SwitchoverError(
+                raise self.error(
                     f"an unfinished {run.kind} (run {run.id}) is in progress",
                     where=str(self.path),
                     hint=f"finish it first: run the {run.kind} again",
                 )
             names = [s.name for s in run.steps]
             if names != [s.name for s in self.steps]:
-                raise SwitchoverError(f"run {run.id} has other steps ({', '.join(names)})", where=str(self.path))
+                raise self.error(f"run {run.id} has other steps ({', '.join(names)})", where=str(self.path))
             if not any(st.state == DONE for st in run.steps):
                 run.params = params
             return run
@@ -120,7 +123,7 @@ class Runner:
                 result = step.run({**run.params, **run.results, "run_id": run.id})
             except TwinsiteError as exc:
                 self._fail(run, st, str(exc), on_step)
-                raise SwitchoverError(
+                raise self.error(
                     f"step {step.name} failed: {exc.message}", where=exc.where, hint=exc.hint or "fix it, run again"
                 ) from exc
             except Exception as exc:
@@ -141,6 +144,12 @@ class Runner:
         self._store(run)
         if on_step:
             on_step(st)
+
+    def finish(self, run: RunState) -> None:
+        """End an unfinished run where it stands (its steps keep their states): one that must not continue."""
+        if run.finished is None:
+            run.finished = time.time()
+            self._store(run)
 
     def plan(self) -> list[dict[str, str]]:
         return [{"step": s.name, "does": s.describe} for s in self.steps]

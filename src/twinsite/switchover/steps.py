@@ -34,7 +34,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +203,7 @@ def drain(site: Site, ctx: Ctx) -> dict[str, Any]:
     s, old = site.s, ctx["preflight"]["old_active"]
     if not _planned(ctx):
         return {"skipped": f"{old} does not answer: the data-loss window is measured when promoting"}
+    test = _end_test(site, "a planned switchover to this host")  # its spool is applied by the receiver
     deadline = time.monotonic() + s.switchover.drain_timeout
     rounds = 0
     while True:
@@ -210,7 +211,7 @@ def drain(site: Site, ctx: Ctx) -> dict[str, Any]:
         diffs = _differences(site, old)
         if not diffs:
             counted = sum(len(entries(Path(r.path), r.selects_bytes)) for r in s.roots)
-            return {"rounds": rounds, "verified": True, "entries": counted}
+            return {"rounds": rounds, "verified": True, "entries": counted, "ended_test": test}
         last = f"{len(diffs)} difference(s), first: {diffs[0]}"
         while time.monotonic() < deadline:  # wait until the old host says everything is acknowledged
             mine = [
@@ -314,22 +315,7 @@ def _fence_vsphere(spec: dict[str, Any], vm: str, record: Path) -> dict[str, Any
     from twinsite.vsphere.connection import Credentials, connect
     from twinsite.vsphere.fence import fence as power_off
 
-    try:
-        password = Path(spec["password_file"]).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the vCenter password file: {exc.strerror}", where=spec["password_file"]
-        ) from exc
-    creds = Credentials(
-        hostname=spec["hostname"],
-        username=spec["username"],
-        password=password,
-        port=int(spec.get("port", 443)),
-        validate_certs=bool(spec.get("validate_certs", True)),
-        ca_file=spec.get("ca_file"),
-        timeout=parse_duration(spec.get("timeout", 30)),
-    )
-    with connect(creds) as session:
+    with connect(Credentials.from_settings(spec)) as session:
         return power_off(session, vm, datacenter=spec.get("datacenter"), record=record)
 
 
@@ -340,6 +326,13 @@ def promote(site: Site, ctx: Ctx) -> dict[str, Any]:
     pre = ctx["preflight"]
     role = site.role()
     changed = not (role.active == site.host and role.epoch == pre["epoch"])
+    test = _end_test(site, "a switchover to this host")
+    from twinsite.receiver import apply_here
+    from twinsite.recovery.spool import Spool
+
+    for i, root in enumerate(site.s.roots):  # what an assured-recovery test's spool held was acknowledged
+        if Spool(site.recv(i)).held():
+            apply_here(Path(root.path), site.recv(i), asdict(site.s.cdp))
     if changed:
         locks = [apply_lock(site.recv(i)) for i in range(len(site.s.roots))]
         for i, lock in enumerate(locks):
@@ -354,6 +347,7 @@ def promote(site: Site, ctx: Ctx) -> dict[str, Any]:
     result: dict[str, Any] = {
         "epoch": pre["epoch"],
         "changed": changed,
+        "ended_test": test,
         "positions": [
             {"root": r.path, "seq": p.seq, "ts": p.ts or None, "time": _when(p.ts)}
             for r, p in zip(site.s.roots, positions, strict=True)
@@ -375,6 +369,13 @@ def promote(site: Site, ctx: Ctx) -> dict[str, Any]:
     result["failure_at"] = failure
     result["rpo_seconds"] = round(max(0.0, failure - last), 3) if last else None
     return result
+
+
+def _end_test(site: Site, why: str) -> dict[str, Any] | None:
+    """An assured-recovery test running here ends first: the replica must be the replica again."""
+    from twinsite.recovery.steps import Test, end
+
+    return end(Test(site), why)
 
 
 def _heard(recv: Path) -> float:
@@ -405,13 +406,8 @@ def start_application(site: Site, ctx: Ctx) -> dict[str, Any]:
 
 def check_application(site: Site, ctx: Ctx) -> dict[str, Any]:
     """The application's checks pass here (retried while it comes up, up to its start timeout)."""
-    app, quick = site.app(), site.s.switchover.checks == "quick"
-    deadline = time.monotonic() + float(site.s.application_settings.get("start_timeout", 60))
-    while True:
-        ok, results = app.healthy(quick=quick)
-        if ok or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    timeout, quick = float(site.s.application_settings.get("start_timeout", 60)), site.s.switchover.checks == "quick"
+    ok, results = apps.wait_healthy(site.app(), quick=quick, timeout=timeout)
     checks = [r.to_dict() for r in results]
     if not ok:
         failed = "; ".join(f"{r.name}: {r.output[-200:]}" for r in results if not r.ok)

@@ -12,8 +12,9 @@ import http.client
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pyVim.connect import Disconnect, SmartConnect
@@ -37,6 +38,29 @@ class Credentials:
     @property
     def where(self) -> str:
         return f"vCenter {self.hostname}:{self.port}"
+
+    @classmethod
+    def from_settings(cls, spec: Mapping[str, Any]) -> Credentials:
+        """From a scenario's vCenter settings (a fence, a post-test snapshot): hostname, username,
+        password_file (read here, on the host that acts), port, validate_certs, ca_file, timeout."""
+        from twinsite.config.scenario import parse_duration
+        from twinsite.errors import ConfigError
+
+        try:
+            password = Path(spec["password_file"]).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the vCenter password file: {exc.strerror}", where=str(spec["password_file"])
+            ) from exc
+        return cls(
+            hostname=str(spec["hostname"]),
+            username=str(spec["username"]),
+            password=password,
+            port=int(spec.get("port", 443)),
+            validate_certs=bool(spec.get("validate_certs", True)),
+            ca_file=spec.get("ca_file"),
+            timeout=parse_duration(spec.get("timeout", 30)),
+        )
 
 
 def _ssl_context(creds: Credentials) -> ssl.SSLContext:

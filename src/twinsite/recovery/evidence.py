@@ -1,0 +1,136 @@
+"""The evidence of assured-recovery tests: one JSON record per test in ``<state>/<scenario>/recovery/tests/``.
+
+A record says what was tested (each root's replica ``seq`` and the source time of its last change, so the
+age of the tested data: the real RPO at that moment), how long each step took (the time to a healthy
+application: the real RTO), every check with its output, each root's tree digest before and after the test,
+the spool, the post-test actions, and the result: ``passed``, ``failed`` (with why) or ``interrupted`` (a
+crash, recovered by the agent). ``twinsite recover-test SCENARIO --history`` lists them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from twinsite.durable import remove, write_json
+from twinsite.switchover.runner import RunState, report
+
+
+def tests_dir(recovery_dir: Path) -> Path:
+    return recovery_dir / "tests"
+
+
+def _when(ts: float | None) -> str | None:
+    return None if not ts else dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+
+
+def summarize(run: RunState, *, scenario: str, host: str, result: str, reason: str | None) -> dict[str, Any]:
+    """The record of a test from its run state (whatever step it reached)."""
+    rep = report(run)
+    res = run.results
+    spool, check = res.get("spool", {}), res.get("check-application", {})
+    steps = {s.name: s for s in run.steps}
+    start, healthy = steps["start-application"], steps["check-application"]
+    rto = (
+        round(healthy.ended - start.started, 3)
+        if start.started and healthy.ended and healthy.state == "done" and check.get("ok")
+        else None
+    )
+    before = {d["root"]: d["digest"] for d in spool.get("digests", [])}
+    after = {d["root"]: d["digest"] for d in res.get("unmount", {}).get("digests", [])}
+    return {
+        "id": run.id,
+        "scenario": scenario,
+        "host": host,
+        "scheduled": bool(run.params.get("scheduled")),
+        "result": result,
+        "reason": reason,
+        "started": _when(run.created),
+        "started_ts": run.created,
+        "ended": _when(run.finished or max((s.ended or 0.0 for s in run.steps), default=0.0)),
+        "seconds": rep["seconds"],
+        "tested": spool.get("tested", []),
+        "rto_seconds": rto,
+        "checks": check.get("checks", []),
+        "digests": [
+            {"root": root, "before": d, "after": after.get(root), "equal": after.get(root) == d}
+            for root, d in before.items()
+        ],
+        "spool": res.get("apply-spool", {}),
+        "actions": res.get("after-pass", {}).get("actions", []),
+        "bookmark": res.get("bookmark", {}).get("bookmark"),
+        "steps": [
+            {"step": s["step"], "state": s["state"], "seconds": s["seconds"], "error": s["error"]} for s in rep["steps"]
+        ],
+    }
+
+
+def write(recovery_dir: Path, record: dict[str, Any], *, keep: int) -> Path:
+    d = tests_dir(recovery_dir)
+    path = d / f"{record['started_ts']:.0f}-{record['id']}.json"
+    write_json(path, record)
+    for old in sorted(d.glob("*.json"))[:-keep]:
+        remove(old)
+    return path
+
+
+def history(recovery_dir: Path) -> list[dict[str, Any]]:
+    """Every kept record, oldest first."""
+    out = []
+    for f in sorted(tests_dir(recovery_dir).glob("*.json")):
+        try:
+            out.append(json.loads(f.read_text()))
+        except ValueError:
+            continue  # (a record is written atomically: a bad one was put there by hand)
+    return out
+
+
+def find(recovery_dir: Path, test_id: str | None) -> dict[str, Any] | None:
+    records = history(recovery_dir)
+    if test_id is None:
+        return records[-1] if records else None
+    return next((r for r in records if r["id"] == test_id), None)
+
+
+def history_text(records: list[dict[str, Any]]) -> str:
+    if not records:
+        return "no assured-recovery test has run here"
+    lines = [f"{'started (UTC)':<26}{'id':<14}{'result':<13}{'data age':>10}{'RTO':>9}{'took':>9}  reason"]
+    for r in records:
+        ages = [t["age_seconds"] for t in r["tested"] if t.get("age_seconds") is not None]
+        age = f"{max(ages):.1f} s" if ages else "-"
+        rto = f"{r['rto_seconds']:.1f} s" if r.get("rto_seconds") is not None else "-"
+        took = f"{r['seconds']:.1f} s" if r.get("seconds") is not None else "-"
+        started, reason = r["started"] or "-", r.get("reason") or ""
+        lines.append(f"{started:<26}{r['id']:<14}{r['result']:<13}{age:>10}{rto:>9}{took:>9}  {reason}")
+    return "\n".join(lines)
+
+
+def text(r: dict[str, Any]) -> str:
+    """One record for people."""
+    lines = [f"assured-recovery test {r['id']} of {r['scenario']} on {r['host']}: {r['result'].upper()}"]
+    if r.get("reason"):
+        lines.append(f"  why: {r['reason']}")
+    for t in r["tested"]:
+        lines.append(f"  tested {t['root']}: seq {t['seq']}, data from {t['time']} (age {t['age_seconds']} s)")
+    if r.get("rto_seconds") is not None:
+        lines.append(f"  time to a healthy application (RTO): {r['rto_seconds']} s")
+    for c in r["checks"]:
+        lines.append(f"  check {'ok  ' if c['ok'] else 'FAIL'} {c['name']} ({c['seconds']} s): {c['output'][-160:]}")
+    for d in r["digests"]:
+        same = "unchanged" if d["equal"] else "CHANGED"
+        lines.append(f"  replica {d['root']}: digest {d['before']} before, {d['after']} after: {same}")
+    sp = r.get("spool") or {}
+    if sp:
+        lines.append(
+            f"  spool: {sp.get('records', 0)} record(s), {sp.get('bytes', 0)} bytes kept during the test; "
+            + ("applied" if sp.get("applied") else "not applied yet (it is when replication next connects)")
+        )
+    for a in r["actions"]:
+        lines.append(f"  after: {a['type']} {'ok' if a.get('ok') else 'FAILED'}: {a.get('detail', '')}")
+    for s in r["steps"]:
+        secs = f"{s['seconds']:.3f} s" if s["seconds"] is not None else "-"
+        lines.append(f"    {s['state']:<8}{s['step']:<19}{secs:>10}  {s['error'] or ''}".rstrip())
+    return "\n".join(lines)

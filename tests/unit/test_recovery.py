@@ -1,0 +1,165 @@
+"""The parts of an assured-recovery test, on real files and real mounts: the overlay over a replica root
+(the application's writes discarded, the replica untouched) with the receiver spooling meanwhile and
+applying afterwards, even when it was started while the overlay was mounted; the spool applied without a
+sender (a switchover's promote); the schedule's cron expressions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_spool import frames, hello, reference, serve, tree, workload
+from twinsite.errors import ConfigError
+from twinsite.receiver import Receiver, apply_here
+from twinsite.recovery import overlay, schedule
+from twinsite.recovery.spool import Spool
+from twinsite.transport.frames import Kind, pack_json
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay needs root (CI runs as root)")
+
+
+@needs_root
+def test_an_overlay_takes_the_applications_writes_and_leaves_the_replica_as_it_was(tmp_path: Path) -> None:
+    root, scratch = tmp_path / "replica", tmp_path / "state" / "overlay" / "0"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_bytes(b"replica data\n")
+    (root / "sub" / "b.txt").write_bytes(b"more\n")
+    os.chmod(root, 0o750)
+    before = tree(root)
+    assert overlay.mount(root, scratch) is True and overlay.mount(root, scratch) is False  # idempotent
+    assert overlay.mounted(root) and oct(root.stat().st_mode & 0o777) == "0o750"
+    (root / "a.txt").write_bytes(b"the test wrote this\n")  # what the application does on the replica
+    (root / "sub" / "b.txt").unlink()
+    (root / "new").mkdir()
+    (root / "new" / "c.bin").write_bytes(os.urandom(1 << 20))
+    assert (root / "a.txt").read_bytes() == b"the test wrote this\n"
+    done = overlay.unmount(root, scratch)
+    assert done["unmounted"] and not done["lazy"] and done["discarded"]
+    assert not overlay.mounted(root) and not scratch.exists()
+    assert tree(root) == before  # byte for byte, as before the test
+    assert overlay.unmount(root, scratch) == {"unmounted": False, "lazy": False}  # nothing left to do
+
+
+@needs_root
+def test_a_busy_overlay_is_detached_lazily_so_that_replication_can_apply_again(tmp_path: Path) -> None:
+    root, scratch = tmp_path / "replica", tmp_path / "scratch"
+    root.mkdir()
+    (root / "f").write_bytes(b"x")
+    overlay.mount(root, scratch)
+    holder = os.open(root / "f", os.O_RDONLY)  # a process of the test outlived it
+    try:
+        done = overlay.unmount(root, scratch, busy_wait=0.5)
+    finally:
+        os.close(holder)
+    assert done["lazy"] and "busy" in str(done["busy"]) and not overlay.mounted(root)
+    assert (root / "f").read_bytes() == b"x"
+
+
+def test_an_overlay_refuses_a_scratch_directory_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "replica"
+    root.mkdir()
+    with pytest.raises(Exception, match="inside the root"):
+        overlay.mount(root, root / "scratch")
+    with pytest.raises(Exception, match="options cannot carry"):
+        overlay.mount(tmp_path / "a,b", tmp_path / "s")
+
+
+@needs_root
+def test_the_receiver_spools_under_a_test_then_applies_below_it_even_if_it_started_during_it(
+    tmp_path: Path,
+) -> None:
+    batches = workload(11, 30)
+    root, state, scratch = tmp_path / "root", tmp_path / "state", tmp_path / "scratch"
+    serve(root, state, frames(root, batches[:10]))
+    before = tree(root)
+    spool = Spool(state)
+    spool.start(max_size=1 << 30, reason="test")
+    overlay.mount(root, scratch)
+    (root / "written-by-the-test").write_bytes(b"discarded")
+    # A receiver that connects now (while the overlay is mounted) keeps what arrives in the spool, does not
+    # list the root (what its path shows is the test's view), and holds nothing open that keeps the overlay.
+    answers = serve(root, state, [*frames(root, batches[10:20]), pack_json(Kind.MANIFEST_REQ, {})])
+    assert answers[-2] == (Kind.ACK, {"seq": batches[19][-1].seq, "diverged": 0})
+    assert answers[-1][0] == Kind.ERROR and "spool" in str(answers[-1][1]["message"])
+    rx_during = Receiver(root, state, io.BytesIO(b""), io.BytesIO())
+    try:
+        rx_during.serve()  # (connected, nothing sent yet: the overlay can still be unmounted)
+        assert overlay.unmount(root, scratch, busy_wait=2)["lazy"] is False
+    finally:
+        rx_during.close()
+    assert tree(root) == before  # the replica below did not change
+    spool.stop()
+    # The test is over: the next keep-alive applies the spool, into the replica, in order.
+    answers = serve(root, state, [hello(root), pack_json(Kind.PING, {})])
+    assert answers[-1][0] == Kind.PONG and not Spool(state).held()
+    answers = serve(root, state, frames(root, batches[20:]))
+    assert answers[-1][1]["seq"] == batches[-1][-1].seq
+    assert tree(root) == reference(tmp_path, batches)
+
+
+@needs_root
+def test_the_spool_is_never_applied_into_a_mounted_overlay(tmp_path: Path) -> None:
+    batches = workload(12, 8)
+    root, state, scratch = tmp_path / "root", tmp_path / "state", tmp_path / "scratch"
+    spool = Spool(state)
+    spool.start(max_size=1 << 30, reason="test")
+    serve(root, state, frames(root, batches))
+    overlay.mount(root, scratch)
+    try:
+        spool.stop()  # (the order of a cleanup is unmount, then spool off: this is the wrong one)
+        answers = serve(root, state, [hello(root)])
+        assert answers[-1][0] == Kind.ERROR and "overlay is still mounted" in str(answers[-1][1]["message"])
+        assert Spool(state).held()
+    finally:
+        overlay.unmount(root, scratch)
+    answers = serve(root, state, [hello(root)])
+    assert answers[0][1]["applied_seq"] == batches[-1][-1].seq and not Spool(state).held()
+    assert tree(root) == reference(tmp_path, batches)
+
+
+def test_a_spool_is_applied_without_a_sender_when_this_host_is_promoted(tmp_path: Path) -> None:
+    batches = workload(13, 20)
+    root, state = tmp_path / "root", tmp_path / "state"
+    serve(root, state, frames(root, batches[:5]))
+    Spool(state).start(max_size=1 << 30, reason="test")
+    serve(root, state, frames(root, batches[5:]))
+    assert apply_here(root, state, {"enabled": True, "retention": 3600, "max_size": 1 << 30}) == batches[-1][-1].seq
+    assert not Spool(state).held() and not Spool(state).spooling
+    assert tree(root) == reference(tmp_path, batches)
+    assert (state / "rewind").is_dir()  # with CDP, as the receiver would have: the applied changes can be undone
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+def test_cron_expressions_match_and_find_the_next_run() -> None:
+    hourly = schedule.parse("17 * * * *")
+    assert hourly.matches(at("2026-12-01T05:17:40")) and not hourly.matches(at("2026-12-01T05:18:00"))
+    assert hourly.next_after(at("2026-12-01T05:17:40")) == at("2026-12-01T06:17:00")
+    assert schedule.parse("@hourly").next_after(at("2026-12-01T05:00:00")) == at("2026-12-01T06:00:00")
+    weekdays = schedule.parse("*/20 8-17 * * 1-5")
+    assert weekdays.next_after(at("2026-12-04T17:50:00")) == at("2026-12-07T08:00:00")  # Friday -> Monday
+    either = schedule.parse("0 3 1 * 0")  # the 1st, or a Sunday (cron's rule when both are restricted)
+    assert either.next_after(at("2026-12-01T04:00:00")) == at("2026-12-06T03:00:00")
+    assert schedule.parse("0 0 * * 7").matches(at("2026-12-06T00:00:00"))  # 7 is Sunday too
+    assert schedule.parse("0 0 31 2 *").next_after(at("2026-01-01T00:00:00")) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("17 * * *", "4 field"),
+        ("61 * * * *", "minute field '61' is outside 0-59"),
+        ("0 x * * *", "hour field 'x' is not a number"),
+        ("*/0 * * * *", "step is below 1"),
+        ("0 0 0 * *", "day of month field '0' is outside 1-31"),
+    ],
+)
+def test_a_wrong_cron_expression_says_which_field_and_why(text: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        schedule.parse(text)
