@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_spool import frames, hello, reference, serve, tree, workload
+from twinsite.config.loader import validate_text
+from twinsite.config.scenario import Scenario
 from twinsite.errors import ConfigError
 from twinsite.receiver import Receiver, apply_here
 from twinsite.recovery import overlay, schedule
+from twinsite.recovery.scheduler import due
 from twinsite.recovery.spool import Spool
 from twinsite.transport.frames import Kind, pack_json
 
@@ -28,10 +31,10 @@ def test_an_overlay_takes_the_applications_writes_and_leaves_the_replica_as_it_w
     (root / "sub").mkdir(parents=True)
     (root / "a.txt").write_bytes(b"replica data\n")
     (root / "sub" / "b.txt").write_bytes(b"more\n")
-    os.chmod(root, 0o750)
+    os.chmod(root, 0o700)  # (the merged root takes the upper layer's mode: it is copied from the replica)
     before = tree(root)
     assert overlay.mount(root, scratch) is True and overlay.mount(root, scratch) is False  # idempotent
-    assert overlay.mounted(root) and oct(root.stat().st_mode & 0o777) == "0o750"
+    assert overlay.mounted(root) and oct(root.stat().st_mode & 0o777) == "0o700"
     (root / "a.txt").write_bytes(b"the test wrote this\n")  # what the application does on the replica
     (root / "sub" / "b.txt").unlink()
     (root / "new").mkdir()
@@ -163,3 +166,29 @@ def test_cron_expressions_match_and_find_the_next_run() -> None:
 def test_a_wrong_cron_expression_says_which_field_and_why(text: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         schedule.parse(text)
+
+
+def test_validate_names_the_line_and_key_of_a_wrong_schedule() -> None:
+    text = """\
+name: db
+master: prod1
+replicas: [dr1]
+roots: [{path: /srv/db}]
+assured_recovery:
+  schedule: "70 * * * *"
+"""
+    _docs, problems = validate_text(text, "db.yml")
+    assert [(p.line, p.path) for p in problems] == [(6, "assured_recovery.schedule")]
+    assert "minute field '70' is outside 0-59" in problems[0].message
+
+
+def test_a_scheduled_minute_is_due_once(tmp_path: Path) -> None:
+    s = Scenario.from_document(
+        {"name": "db", "master": "p", "replicas": ["d"], "roots": [{"path": "/srv/db"}],
+         "assured_recovery": {"schedule": "17 * * * *"}}
+    )  # fmt: skip
+    assert due(s, tmp_path, at("2026-12-01T05:16:59")) is None
+    assert due(s, tmp_path, at("2026-12-01T05:17:01")) == "2026-12-01T05:17"
+    (tmp_path / "schedule.json").write_text('{"last": "2026-12-01T05:17"}')
+    assert due(s, tmp_path, at("2026-12-01T05:17:40")) is None  # started already this minute
+    assert due(s, tmp_path, at("2026-12-01T06:17:00")) == "2026-12-01T06:17"

@@ -18,6 +18,7 @@ import yaml
 
 from twinsite.config.scenario import Scenario
 from twinsite.errors import ConfigError
+from twinsite.recovery.schedule import parse as parse_schedule
 
 #: Keys under which a file may hold a list of scenarios (a scenario file, or an inventory's group_vars).
 LIST_KEYS = ("scenarios", "twinsite_scenarios")
@@ -139,6 +140,7 @@ def check_documents(data: Any, file: str, root: yaml.Node | None) -> tuple[list[
         here = [*prefix, i] if prefix else []
         for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
             problems.extend(_problems(err, file, root, here))
+        problems.extend(_schedule_problems(doc, file, root, here))
         name = doc.get("name") if isinstance(doc, dict) else None
         if isinstance(name, str):
             if name in names:
@@ -153,6 +155,20 @@ def check_documents(data: Any, file: str, root: yaml.Node | None) -> tuple[list[
             names.setdefault(name, i)
     problems.sort(key=lambda p: (p.line or 0, p.path))
     return [d for d in docs if isinstance(d, dict)], problems
+
+
+def _schedule_problems(doc: Any, file: str, root: yaml.Node | None, here: list[str | int]) -> list[Problem]:
+    """A cron expression the schema lets through (a string) but that is not one."""
+    ar = doc.get("assured_recovery") if isinstance(doc, dict) else None
+    text = ar.get("schedule") if isinstance(ar, dict) else None
+    if not isinstance(text, str):
+        return []
+    try:
+        parse_schedule(text)
+    except ConfigError as exc:
+        path = [*here, "assured_recovery", "schedule"]
+        return [Problem(file, _line(root, path), _path_text(path), f"{exc.message} ({exc.hint or 'see docs'})")]
+    return []
 
 
 def _line(root: yaml.Node | None, path: list[str | int]) -> int | None:

@@ -9,7 +9,9 @@ Layout of ``STATE_DIR/<scenario>/``:
     role.json                      which host is active, at which epoch (twinsite.roles)
 
 The host is active for a scenario when its role file says so (or, with none, when it is the declared
-master); it then runs a sender to every other host of the scenario. A standby runs the scenario's monitor.
+master); it then runs a sender to every other host of the scenario. A standby runs the scenario's monitor
+and its scheduled assured-recovery tests, and cleans up after a test whose process died
+(twinsite.recovery.scheduler).
 """
 
 from __future__ import annotations
@@ -144,12 +146,16 @@ def run(config_dir: Path, state_dir: Path, host: str, *, reload_every: float = 2
     signal.signal(signal.SIGINT, _stop)
     running: dict[str, Sender] = {}
     monitors: dict[str, Monitor] = {}
+    from twinsite.recovery.scheduler import Tests
+
+    tests = Tests(host, config_dir, state_dir, lambda text: print(f"twinsite agent: {text}", flush=True))
     print(f"twinsite agent on {host}: watching {config_dir}", flush=True)
     while not done.is_set():
         try:
             scenarios = load_dir(config_dir)
             want = wanted(scenarios, host, config_dir, state_dir)
             _follow_monitors(monitors, scenarios, host, config_dir, state_dir)
+            tests.follow(scenarios, lambda name: is_stopped(config_dir, name))
         except TwinsiteError as exc:  # a bad scenario file, an unreadable role file
             print(f"twinsite agent: configuration not reloaded: {exc}", flush=True)
             want = {k: (snd.scenario, 0, "", snd.epoch) for k, snd in running.items()}

@@ -71,6 +71,7 @@ class SenderStatus:
     sent_seq: int = 0
     acked_seq: int = 0
     lag_seconds: float = 0.0
+    ack_latency_seconds: float = 0.0  # the age of the newest acknowledged change when it was acknowledged
     backlog_bytes: int = 0
     bytes_sent: int = 0
     connects: int = 0
@@ -561,10 +562,14 @@ class Sender:
             with self.jlock:
                 self.journal.trim(acked)
             with self.planned:
-                for s in [s for s in self._ts if s <= acked]:
+                done = [s for s in self._ts if s <= acked]
+                newest = self._ts[max(done)] if done else None  # the newest change now durable on the standby
+                for s in done:
                     del self._ts[s]
                 oldest = min(self._ts.values(), default=None)  # the oldest change not yet durable on the standby
-            lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
+            now = time.time()
+            lag = max(0.0, now - oldest) if oldest is not None else 0.0
+            latency = round(max(0.0, now - newest), 3) if newest else self.status.ack_latency_seconds
             progress = self.planner.progress if self.planner else None
             if progress is not None:
                 progress.acked(acked)
@@ -572,6 +577,7 @@ class Sender:
                 acked_seq=acked,
                 sent_seq=link.sent_seq,
                 lag_seconds=round(lag, 3),
+                ack_latency_seconds=latency,
                 backlog_bytes=self.journal.disk_bytes(),
                 bytes_sent=link.bytes_sent,
                 state=self._connected_state(),

@@ -1,0 +1,172 @@
+#!/usr/bin/python
+# Copyright: twinsite contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: assured_recovery
+short_description: Test a scenario's replica on this standby, without touching production
+version_added: 0.1.0
+description:
+  - Runs an assured-recovery test on a standby. The application starts on the replica's data through a
+    throw-away overlay, and the plugin's checks and the scenario's test scripts run, each with its timeout.
+    The application then stops and its writes are discarded. Replication goes on meanwhile into a spool and
+    is applied afterwards, so the active host notices nothing.
+  - Every test writes an evidence record on the standby. It holds the tested seq and the age of its data
+    (the real RPO), the time to a healthy application (the real RTO), each check with its output, the
+    replica's digests before and after, and the post-test actions (C(assured_recovery.after_pass)).
+  - A failing test fails the task. Its evidence is in RV(error.evidence), and an alert goes to the
+    scenario's channels.
+  - On the active host of the scenario nothing runs (RV(skipped_reason) says so). This lets a play target
+    every host of a scenario.
+  - With O(max_age), a test runs only when the newest passing test here is older. This makes the task
+    idempotent for a CI pipeline that wants a recent proof.
+  - Check mode says whether a test could start now and why not; nothing runs.
+author:
+  - twinsite developers (@twinsite)
+options:
+  scenario:
+    description: The scenario.
+    type: str
+    required: true
+  max_age:
+    description:
+      - Run only when no test passed here within this many seconds (0 always runs one).
+    type: int
+    default: 0
+extends_documentation_fragment:
+  - twinsite.dr.cli
+  - twinsite.dr.cli.dirs
+attributes:
+  check_mode:
+    support: full
+    description: Whether a test could start now (the preflight's answer); nothing runs.
+  diff_mode:
+    support: none
+seealso:
+  - name: Runbook, assured-recovery tests
+    description: Running, scheduling and reading tests.
+    link: https://example.invalid/twinsite/docs/runbooks/assured-recovery.md
+"""
+
+EXAMPLES = r"""
+- name: Test db's replica on this standby
+  twinsite.dr.assured_recovery:
+    scenario: db
+
+- name: Make sure a test passed within the last day (CI)
+  twinsite.dr.assured_recovery:
+    scenario: db
+    max_age: 86400
+"""
+
+RETURN = r"""
+result:
+  description: C(passed); a failed test fails the task.
+  returned: when a test ran
+  type: str
+  sample: passed
+id:
+  description: The test's id (C(twinsite recover-test SCENARIO --report ID) on the standby).
+  returned: when a test ran, or the recent one when O(max_age) skipped it
+  type: str
+tested:
+  description: Per root, the tested C(seq), the source time of its data and C(age_seconds).
+  returned: when a test ran
+  type: list
+  elements: dict
+rto_seconds:
+  description: From the application's start to every check passing.
+  returned: when a test ran
+  type: float
+checks:
+  description: Each check with C(name), C(ok), C(output), C(seconds).
+  returned: when a test ran
+  type: list
+  elements: dict
+actions:
+  description: The post-test actions and their results (snapshot, archive, script).
+  returned: when a test ran
+  type: list
+  elements: dict
+evidence:
+  description: The whole evidence record.
+  returned: when a test ran
+  type: dict
+report:
+  description: The evidence for people, line by line.
+  returned: when a test ran
+  type: list
+  elements: str
+ready:
+  description: In check mode, whether a test could start now.
+  returned: check mode
+  type: bool
+skipped_reason:
+  description: Why no test ran (the active host, a recent passing test).
+  returned: when no test ran
+  type: str
+"""
+
+import time
+
+from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule, dirs_args, dirs_argument_spec
+
+
+def logic(module):
+    p = module.params
+    where = dirs_args(p)
+    role = module.twinsite(["role", p["scenario"], *where])
+    if role["active"] == role["host"]:
+        return dict(changed=False, skipped_reason="%s is the active host: tests run on standbys" % role["host"])
+    if p["max_age"] > 0:
+        tests = module.twinsite(["recover-test", p["scenario"], "--history", *where])["tests"]
+        recent = [t for t in tests if t["result"] == "passed" and time.time() - t["started_ts"] < p["max_age"]]
+        if recent:
+            return dict(
+                changed=False,
+                id=recent[-1]["id"],
+                skipped_reason="test %s passed at %s" % (recent[-1]["id"], recent[-1]["started"]),
+            )
+    if module.check_mode:
+        plan = module.twinsite(["recover-test", p["scenario"], "--dry-run", *where])
+        return dict(changed=plan["ready"], ready=plan["ready"], msg=plan["why"], steps=plan["steps"])
+    done = module.twinsite(["recover-test", p["scenario"], *where])
+    return dict(
+        changed=True,
+        result=done["result"],
+        id=done["id"],
+        tested=done["tested"],
+        rto_seconds=done["rto_seconds"],
+        checks=done["checks"],
+        actions=done["actions"],
+        evidence={k: v for k, v in done.items() if k != "changed"},
+        report=_text(done),
+    )
+
+
+def _text(record):
+    lines = ["%s: %s (test %s)" % (record["scenario"], record["result"], record["id"])]
+    for t in record["tested"]:
+        lines.append("tested %s at seq %s, data %s s old" % (t["root"], t["seq"], t["age_seconds"]))
+    lines.append("time to a healthy application: %s s" % record["rto_seconds"])
+    lines += ["check %s: %s" % (c["name"], "ok" if c["ok"] else "FAILED") for c in record["checks"]]
+    lines += ["after: %s %s" % (a["type"], "ok" if a["ok"] else "FAILED: " + a.get("detail", "")) for a in record["actions"]]
+    return lines
+
+
+def main():
+    module = TwinsiteModule(
+        argument_spec=dict(
+            scenario=dict(type="str", required=True),
+            max_age=dict(type="int", default=0),
+            **dirs_argument_spec(),
+        ),
+        supports_check_mode=True,
+    )
+    module.run(logic)
+
+
+if __name__ == "__main__":
+    main()

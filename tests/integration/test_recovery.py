@@ -1,0 +1,347 @@
+"""Assured-recovery tests of the lab's real PostgreSQL (scenario `db`) on dr1 while a load generator commits
+on prod1: the test database starts on the replica and takes writes that vanish afterwards; the replica ends
+byte for byte equal to the source; replication is not slowed; a failing check fails loudly and harms
+nothing; a test killed at any step is cleaned up by dr1's agent; the agent's schedule runs tests and survives
+its own kill -9 in the middle of one."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.switchover_helpers import (
+    TWINSITE,
+    Load,
+    events,
+    on_host,
+    prepare_db,
+    psql,
+    restore_db,
+    scenario_file,
+    twinsite_on,
+    wait_replicating,
+)
+from twinsite.lab.topology import Lab
+from twinsite.recovery.steps import STEPS
+
+pytestmark = pytest.mark.lab
+
+STEP_NAMES = [name for name, _does, _fn in STEPS]
+
+
+@pytest.fixture(scope="module")
+def db(lab: Lab) -> Iterator[Lab]:
+    """`db` as configure.yml declares it, replicating from prod1, and the VM `dr1` (the replica VM) in the
+    vCenter simulator for the post-test snapshot; put back afterwards."""
+    prepare_db(lab)
+    made = ensure_replica_vm(lab)
+    try:
+        yield lab
+    finally:
+        on_host(lab, "dr1", TWINSITE, "recover-test", "db", "--cleanup")
+        restore_db(lab)
+        if made:
+            destroy_vm(lab, "dr1")
+
+
+@pytest.fixture
+def scenario_on_dr1(db: Lab) -> Iterator[dict[str, Any]]:
+    """dr1's scenario file as a mapping; what a test changes in it is written back as it was."""
+    path = scenario_file(db, "dr1")
+    original = path.read_text()
+    yield yaml.safe_load(original)
+    path.write_text(original)
+
+
+def write_scenario(lab: Lab, doc: dict[str, Any]) -> None:
+    scenario_file(lab, "dr1").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def ensure_replica_vm(lab: Lab) -> bool:
+    from pyVim.connect import Disconnect
+    from pyVmomi import vim
+
+    from tests.integration.test_vcenter import by_name, connect, wait_task
+
+    si = connect(lab)
+    try:
+        content = si.RetrieveContent()
+        if "dr1" in by_name(content, vim.VirtualMachine):
+            return False
+        cluster = by_name(content, vim.ClusterComputeResource)["DR-Cluster"]
+        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=cluster.resourcePool), powerOn=True)
+        template = by_name(content, vim.VirtualMachine)["linux-template"]
+        wait_task(template.CloneVM_Task(folder=cluster.parent.parent.vmFolder, name="dr1", spec=spec))
+        return True
+    finally:
+        Disconnect(si)
+
+
+def destroy_vm(lab: Lab, name: str) -> None:
+    from pyVim.connect import Disconnect
+    from pyVmomi import vim
+
+    from tests.integration.test_vcenter import by_name, connect, wait_task
+
+    si = connect(lab)
+    try:
+        vm = by_name(si.RetrieveContent(), vim.VirtualMachine)[name]
+        if vm.runtime.powerState == "poweredOn":
+            wait_task(vm.PowerOffVM_Task())
+        wait_task(vm.Destroy_Task())
+    finally:
+        Disconnect(si)
+
+
+def snapshot_names(lab: Lab, vm_name: str) -> list[str]:
+    from pyVim.connect import Disconnect
+    from pyVmomi import vim
+
+    from tests.integration.test_vcenter import by_name, connect
+    from twinsite.vsphere.snapshot import snapshots
+
+    si = connect(lab)
+    try:
+        return [s["name"] for s, _o in snapshots(by_name(si.RetrieveContent(), vim.VirtualMachine)[vm_name])]
+    finally:
+        Disconnect(si)
+
+
+class Latency(threading.Thread):
+    """Samples prod1's sender status: the age of the newest change dr1 acknowledged, at each acknowledgement."""
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(daemon=True)
+        self.file = lab.host("prod1").private_dir("/var/lib/twinsite") / "db" / "root-0" / "dr1" / "status.json"
+        self.samples: list[tuple[float, float, int]] = []  # (when, latency, acked seq)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                st = json.loads(self.file.read_text())
+                self.samples.append((time.time(), float(st["ack_latency_seconds"]), int(st["acked_seq"])))
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+
+    def between(self, t0: float, t1: float) -> list[float]:
+        """One latency per acknowledgement seen in [t0, t1] (the status is rewritten at most 5 times a second)."""
+        seen: dict[int, float] = {}
+        for at, latency, acked in self.samples:
+            if t0 <= at <= t1:
+                seen.setdefault(acked, latency)
+        return list(seen.values())
+
+
+def overlay_mounted_on_dr1(lab: Lab) -> bool:
+    return "twinsite-test" in on_host(lab, "dr1", "cat", "/proc/self/mountinfo").stdout
+
+
+def spool_dir(lab: Lab) -> Path:
+    return lab.host("dr1").private_dir("/var/lib/twinsite") / "db" / "recv" / "root-0" / "spool"
+
+
+def pg_running_on_dr1(lab: Lab) -> bool:
+    p = on_host(lab, "dr1", "runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D",
+                "/srv/db/data", "status")  # fmt: skip
+    return p.returncode == 0
+
+
+def source_equals_replica(lab: Lab) -> dict[str, Any]:
+    """With PostgreSQL stopped on prod1 (nothing changes), everything replicated: `twinsite verify` compares
+    every entry of the source with the replica, content hashes included."""
+    assert on_host(lab, "prod1", TWINSITE, "app", "db", "stop").returncode == 0
+    try:
+        wait_replicating(lab, "prod1")
+        body = twinsite_on(lab, "prod1", "verify", "db")
+        assert body["ok"], body
+        return dict(body["result"])
+    finally:
+        assert on_host(lab, "prod1", TWINSITE, "app", "db", "start").returncode == 0
+
+
+def test_a_test_under_load_proves_the_replica_and_leaves_it_equal_to_the_source(db: Lab) -> None:
+    latency = Latency(db)
+    latency.start()
+    load = Load(db)
+    load.start()
+    try:
+        load.wait_for(200)
+        t0 = time.time()
+        time.sleep(15)
+        t1 = time.time()
+        body = twinsite_on(db, "dr1", "recover-test", "db")
+        t2 = time.time()
+        time.sleep(1)
+    finally:
+        load.stop()
+        latency.stopping.set()
+    assert body["ok"], body
+    r = body["result"]
+    assert r["result"] == "passed" and [s["state"] for s in r["steps"]] == ["done"] * len(STEP_NAMES), r
+    checks = {c["name"]: c for c in r["checks"]}
+    assert set(checks) == {"accepting connections", "query", "consistent", "script postgresql-write"}
+    assert all(c["ok"] for c in checks.values()), checks
+    assert "probe rows: 1" in checks["script postgresql-write"]["output"]  # the test database took a write
+    assert "rows in" in checks["consistent"]["output"]  # every row of every table read
+    tested = r["tested"][0]
+    assert tested["root"] == "/srv/db" and tested["seq"] > 0 and 0 <= tested["age_seconds"] < 30
+    assert r["rto_seconds"] and 0 < r["rto_seconds"] < 60
+    assert [d["equal"] for d in r["digests"]] == [True]  # the replica below the overlay did not change
+    assert r["spool"]["records"] > 0 and r["spool"]["applied"] and not r["spool"]["full"]  # commits kept coming
+    actions = {a["type"]: a for a in r["actions"]}
+    assert actions["archive"]["ok"] and actions["snapshot"]["ok"], r["actions"]
+    archive = db.host("dr1").private_dir("/srv") / Path(actions["archive"]["archive"]).relative_to("/srv")
+    manifest = json.loads(Path(str(archive).removesuffix(".tar.gz") + ".manifest.json").read_text())
+    assert archive.stat().st_size == actions["archive"]["bytes"] and manifest["tested"] == r["tested"]
+    assert any(f["path"] == "data/PG_VERSION" for f in manifest["files"])
+    assert f"twinsite-test-{r['id']}" in snapshot_names(db, "dr1")
+    # The evidence is kept and listed.
+    history = twinsite_on(db, "dr1", "recover-test", "db", "--history")["result"]["tests"]
+    assert history[-1]["id"] == r["id"] and history[-1]["result"] == "passed"
+    # Afterwards: no overlay, the spool applied and gone, no test database running, the test's writes gone,
+    # and the replica equals the source, every entry.
+    assert not overlay_mounted_on_dr1(db) and not spool_dir(db).joinpath("records").exists()
+    assert not pg_running_on_dr1(db)
+    verified = source_equals_replica(db)
+    assert verified["equal"] and verified["roots"][0]["entries"] > 1000, verified
+    probe = psql(db, "prod1", "select to_regclass('twinsite_recovery_probe') is null")
+    assert probe.stdout.strip() == "t", probe  # (and the replica equals prod1)
+    # Production did not notice: the age of a change when dr1 acknowledged it stayed within twice what it
+    # was without a test, in the same run.
+    before, during = latency.between(t0, t1), latency.between(t1, t2)
+    assert len(before) > 10 and len(during) > 10, (len(before), len(during))
+    base, test = statistics.median(before), statistics.median(during)
+    print(f"ack latency median without a test {base:.3f} s, during one {test:.3f} s; steps:")
+    for s in r["steps"]:
+        print(f"  {s['step']:<18} {s['seconds']:.3f} s")
+    assert test <= 2 * base, (base, test)
+
+
+def test_a_failing_check_fails_the_test_alerts_and_leaves_the_replica_intact(
+    db: Lab, scenario_on_dr1: dict[str, Any]
+) -> None:
+    doc = scenario_on_dr1
+    doc["assured_recovery"]["checks"] = [*doc["assured_recovery"]["checks"], {"type": "tcp", "port": 1, "timeout": 1}]
+    doc["assured_recovery"]["start_timeout"] = 3
+    write_scenario(db, doc)
+    since = time.time()
+    p = on_host(db, "dr1", TWINSITE, "recover-test", "db", "--json")
+    assert p.returncode == 22, p.stdout + p.stderr
+    err = json.loads(p.stdout.strip().splitlines()[-1])["error"]
+    record = err["evidence"]
+    assert record["result"] == "failed" and "tcp 127.0.0.1:1" in record["reason"], record
+    assert [d["equal"] for d in record["digests"]] == [True]
+    assert {c["name"]: c["ok"] for c in record["checks"]}["tcp 127.0.0.1:1"] is False
+    assert record["actions"] == []  # nothing is archived or snapshotted after a failure
+    alerts = [e for e in events(db, "dr1", since) if e["kind"] == "recovery-test-failed"]
+    assert alerts and record["id"] in alerts[0]["what"], events(db, "dr1", since)
+    assert not overlay_mounted_on_dr1(db) and not pg_running_on_dr1(db)
+    assert not spool_dir(db).joinpath("spooling.json").exists()
+    assert source_equals_replica(db)["equal"]
+
+
+def test_refusals_on_the_active_host_and_during_a_switchover(db: Lab) -> None:
+    on_prod1 = twinsite_on(db, "prod1", "recover-test", "db")
+    assert not on_prod1["ok"] and "is the active host" in on_prod1["error"]["message"]
+    plan = twinsite_on(db, "dr1", "recover-test", "db", "--dry-run")["result"]
+    assert plan["ready"] and [s["step"] for s in plan["steps"]] == STEP_NAMES
+    unfinished = db.host("dr1").private_dir("/var/lib/twinsite") / "db" / "switchover.json"
+    unfinished.write_text(json.dumps({"id": "x", "kind": "switchover", "finished": None}))
+    try:
+        refused = twinsite_on(db, "dr1", "recover-test", "db")
+    finally:
+        unfinished.unlink()
+    assert not refused["ok"] and "switchover of db is unfinished" in refused["error"]["message"], refused
+    assert not overlay_mounted_on_dr1(db) and not spool_dir(db).joinpath("spooling.json").exists()
+
+
+def wait_cleaned_up(lab: Lab, run_id: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tests = twinsite_on(lab, "dr1", "recover-test", "db", "--history")["result"]["tests"]
+        found = [t for t in tests if t["id"] == run_id]
+        if found:
+            return found[0]
+        time.sleep(0.5)
+    raise AssertionError(f"dr1's agent did not clean up test {run_id} within {timeout} s")
+
+
+def run_state(lab: Lab) -> dict[str, Any]:
+    f = lab.host("dr1").private_dir("/var/lib/twinsite") / "db" / "recovery" / "run.json"
+    return dict(json.loads(f.read_text())) if f.exists() else {}
+
+
+def test_a_test_killed_after_each_step_is_cleaned_up_by_the_agent(db: Lab) -> None:
+    load = Load(db)
+    load.start()
+    try:
+        load.wait_for(100)
+        for step in STEP_NAMES:
+            p = on_host(db, "dr1", TWINSITE, "recover-test", "db", env={"TWINSITE_CRASH_AFTER": step})
+            assert p.returncode in (-9, 137), (step, p.returncode, p.stderr[-2000:])
+            run = run_state(db)
+            assert run["finished"] is None, run  # killed before its step was recorded as done
+            got = wait_cleaned_up(db, run["id"])  # dr1's agent finds it within seconds
+            assert got["result"] == "interrupted" and step in got["reason"], got
+            deadline = time.monotonic() + 30
+            while spool_dir(db).joinpath("records").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)  # the receiver applies the spool at its next batch or keep-alive
+            assert not overlay_mounted_on_dr1(db), step
+            assert not pg_running_on_dr1(db), step
+            assert not spool_dir(db).joinpath("spooling.json").exists(), step
+            assert not spool_dir(db).joinpath("records").exists(), step
+            if step == STEP_NAMES[-1]:  # killed after its last step's work: run again, it passes
+                assert twinsite_on(db, "dr1", "recover-test", "db")["result"]["result"] == "passed"
+        load.wait_for(len(load.acked) + 50)  # production went on the whole time
+    finally:
+        load.stop()
+    assert source_equals_replica(db)["equal"]
+
+
+def test_the_agent_runs_scheduled_tests_and_cleans_up_after_its_own_kill_9(
+    db: Lab, scenario_on_dr1: dict[str, Any]
+) -> None:
+    doc = scenario_on_dr1
+    doc["assured_recovery"]["schedule"] = "* * * * *"
+    doc["assured_recovery"]["after_pass"] = []
+    write_scenario(db, doc)
+    state = db.host("dr1").private_dir("/var/lib/twinsite")
+    deadline = time.monotonic() + 90
+    killed = None
+    while time.monotonic() < deadline and killed is None:
+        run = run_state(db)
+        if run.get("finished") is None and any(s["state"] == "running" and s["name"] == "check-application"
+                                               for s in run.get("steps", [])):  # fmt: skip
+            pid = int((state / "agent.pid").read_text())
+            subprocess.run(["kill", "-9", str(pid)], check=True)
+            killed = run["id"]
+        time.sleep(0.05)
+    assert killed, "no scheduled test reached check-application within 90 s"
+    got = wait_cleaned_up(db, killed)  # by the agent the supervisor started again
+    assert got["result"] == "interrupted" and got["scheduled"] is True, got
+    assert not overlay_mounted_on_dr1(db) and not pg_running_on_dr1(db)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the next scheduled minute
+        tests = twinsite_on(db, "dr1", "recover-test", "db", "--history")["result"]["tests"]
+        if tests[-1]["id"] != killed and tests[-1]["scheduled"]:
+            assert tests[-1]["result"] == "passed", tests[-1]
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError("the schedule ran no test after the agent was killed")
+    doc["assured_recovery"].pop("schedule")
+    write_scenario(db, doc)
+    time.sleep(3)
+    while run_state(db).get("finished") is None and time.monotonic() < deadline:
+        time.sleep(0.5)  # (a test the schedule started in the meantime ends first)
