@@ -345,3 +345,65 @@ def test_the_agent_runs_scheduled_tests_and_cleans_up_after_its_own_kill_9(
     time.sleep(3)
     while run_state(db).get("finished") is None and time.monotonic() < deadline:
         time.sleep(0.5)  # (a test the schedule started in the meantime ends first)
+
+
+def test_a_test_ends_at_once_when_the_active_host_fails_and_the_switchover_proceeds(
+    db: Lab, scenario_on_dr1: dict[str, Any]
+) -> None:
+    """Automatic mode (witness client1, vCenter fence): prod1's site is cut while a test runs on dr1. The test
+    ends, dr1's monitor switches over, and dr1 is active on its real replica with every commit acknowledged
+    before the test (the spool's included). Last in this module: the lab is put back by configure.yml."""
+    from tests.ansible.test_playbooks import ansible
+    from tests.integration.switchover_helpers import commits_on, role
+    from tests.integration.test_switchover import set_mode
+    from twinsite import lab as labmod
+
+    doc = scenario_on_dr1
+    doc["assured_recovery"]["checks"] = [{"type": "tcp", "port": 1, "timeout": 1}]  # keeps it checking
+    doc["assured_recovery"]["start_timeout"] = 300
+    write_scenario(db, doc)
+    set_mode(db, interval="2s", misses=2, timeout="2s")  # (rewrites both hosts' files, the check included)
+    time.sleep(5)  # the agents reload the definition
+    load = Load(db)
+    load.start()
+    test: dict[str, subprocess.CompletedProcess[str]] = {}
+    runner = threading.Thread(target=lambda: test.update(p=on_host(db, "dr1", TWINSITE, "recover-test", "db")))
+    try:
+        load.wait_for(200)
+        runner.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            s["name"] == "check-application" and s["state"] == "running" for s in run_state(db).get("steps", [])
+        ):
+            time.sleep(0.1)
+        assert overlay_mounted_on_dr1(db), run_state(db)
+        time.sleep(2)  # commits keep arriving into the spool
+        cut_at = time.time()
+        labmod.cut(db, "prod1")
+        load.stop()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and role(db, "dr1")["active"] != "dr1":
+            time.sleep(0.5)
+        assert role(db, "dr1")["active"] == "dr1"
+        runner.join(timeout=120)
+        assert test["p"].returncode == 22, test["p"].stdout + test["p"].stderr
+        record = twinsite_on(db, "dr1", "recover-test", "db", "--report")["result"]
+        assert record["result"] == "failed", record
+        assert "stopped answering" in record["reason"] or "switchover" in record["reason"], record["reason"]
+        assert not overlay_mounted_on_dr1(db)
+        assert not spool_dir(db).joinpath("spooling.json").exists() and not spool_dir(db).joinpath("records").exists()
+        report = twinsite_on(db, "dr1", "switchover", "db", "--report")["result"]
+        assert report["result"] == "done" and all(c["ok"] for c in report["checks"]), report
+        promote = next(s for s in report["steps"] if s["step"] == "promote")
+        assert promote["seconds"] < 5, promote  # the test in the way costs the failover no waiting
+        have = commits_on(db, "dr1")  # on the real replica, with what was spooled during the test applied
+        # every commit acknowledged during the test, up to a second before the cut (replication takes ~10 ms)
+        spooled = {c.n for c in load.acked if record["started_ts"] < c.at < cut_at - 1.0}
+        assert len(spooled) > 50 and spooled <= have, sorted(spooled - have)[:20]
+    finally:
+        load.stop()
+        runner.join(timeout=120)
+        labmod.heal(db, "prod1")
+        restore_db(db)
+        configured = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
+        assert configured.returncode == 0, configured.stdout[-3000:]

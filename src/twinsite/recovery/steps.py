@@ -425,19 +425,25 @@ def recover(t: Test) -> dict[str, Any] | None:
 
 
 def end(t: Test, why: str, *, wait: float = 15.0) -> dict[str, Any] | None:
-    """End a running test at once (a switchover does, before it promotes or drains): asked first, then
-    cleaned up here if its process does not within ``wait`` s. None when no test runs."""
-    if t.unfinished() is None and not any(sp.spooling for sp in t.spools()):
+    """End a running test at once (a switchover does, before it drains or promotes): asked first, then done
+    here if its process has not removed the overlays and turned the spools off within ``wait`` s. None when
+    no test runs. (The test's process may still wait for the spool to be applied: that does not matter here.)"""
+
+    def busy() -> bool:
+        return any(overlay.mounted(r) for r in t.roots) or any(sp.spooling for sp in t.spools())
+
+    if t.unfinished() is None and not busy():
         return None
     t.request_end(why)
     deadline = time.monotonic() + wait
-    while t.unfinished() is not None and time.monotonic() < deadline:
+    while busy() and time.monotonic() < deadline:
         with t.lock() as free:
             if free:
-                break
-        time.sleep(0.2)
+                break  # no process runs it (any more)
+        time.sleep(0.1)
     out = recover(t)  # (its process is gone without finishing: cleaned up here)
-    if out is None and (t.unfinished() is not None or any(sp.spooling for sp in t.spools())):
+    if out is None and busy():
         out = {"cleanup": cleanup(t)}  # it does not answer: what it would do, done here (idempotent)
-    (t.dir / "end").unlink(missing_ok=True)
+    if t.unfinished() is None:
+        (t.dir / "end").unlink(missing_ok=True)
     return out or {"ended": True}
