@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cdp, replication, ssh_channel, switchover
+from bench import cdp, recovery, replication, ssh_channel, switchover
 from twinsite import __version__
 from twinsite.lab.topology import Lab
 
@@ -25,6 +25,7 @@ BENCHMARKS = {
     "replication": replication.run,
     "cdp": cdp.run,
     "switchover": switchover.run,
+    "recovery": recovery.run,
 }
 RESULTS = Path(__file__).parent / "results"
 
