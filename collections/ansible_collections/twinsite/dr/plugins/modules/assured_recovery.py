@@ -16,7 +16,7 @@ description:
   - Every test writes an evidence record on the standby. It holds the tested seq and the age of its data
     (the real RPO), the time to a healthy application (the real RTO), each check with its output, the
     replica's digests before and after, and the post-test actions (C(assured_recovery.after_pass)).
-  - A failing test fails the task. Its evidence is in RV(error.evidence), and an alert goes to the
+  - A failing test fails the task. Its evidence is in C(error.evidence), and an alert goes to the
     scenario's channels.
   - On the active host of the scenario nothing runs (RV(skipped_reason) says so). This lets a play target
     every host of a scenario.
@@ -44,6 +44,7 @@ attributes:
     description: Whether a test could start now (the preflight's answer); nothing runs.
   diff_mode:
     support: none
+    description: A test changes no declared state; its evidence is the result.
 seealso:
   - name: Runbook, assured-recovery tests
     description: Running, scheduling and reading tests.
@@ -152,7 +153,8 @@ def _text(record):
         lines.append("tested %s at seq %s, data %s s old" % (t["root"], t["seq"], t["age_seconds"]))
     lines.append("time to a healthy application: %s s" % record["rto_seconds"])
     lines += ["check %s: %s" % (c["name"], "ok" if c["ok"] else "FAILED") for c in record["checks"]]
-    lines += ["after: %s %s" % (a["type"], "ok" if a["ok"] else "FAILED: " + a.get("detail", "")) for a in record["actions"]]
+    for a in record["actions"]:
+        lines.append("after: %s %s" % (a["type"], "ok" if a["ok"] else "FAILED: " + a.get("detail", "")))
     return lines
 
 
