@@ -182,7 +182,8 @@ def test_a_test_under_load_proves_the_replica_and_leaves_it_equal_to_the_source(
         t1 = time.time()
         body = twinsite_on(db, "dr1", "recover-test", "db")
         t2 = time.time()
-        time.sleep(1)
+        time.sleep(10)  # without a test again: the baseline is taken on both sides of it
+        t3 = time.time()
     finally:
         load.stop()
         latency.stopping.set()
@@ -218,9 +219,9 @@ def test_a_test_under_load_proves_the_replica_and_leaves_it_equal_to_the_source(
     probe = psql(db, "prod1", "select to_regclass('twinsite_recovery_probe') is null")
     assert probe.stdout.strip() == "t", probe  # (and the replica equals prod1)
     # Production did not notice: the age of a change when dr1 acknowledged it stayed within twice what it
-    # was without a test, in the same run.
-    before, during = latency.between(t0, t1), latency.between(t1, t2)
-    assert len(before) > 10 and len(during) > 10, (len(before), len(during))
+    # was without a test, in the same run (before and after it: medians of a few milliseconds drift).
+    before, during = latency.between(t0, t1) + latency.between(t2 + 1, t3), latency.between(t1, t2)
+    assert len(before) > 50 and len(during) > 20, (len(before), len(during))
     base, test = statistics.median(before), statistics.median(during)
     print(f"ack latency median without a test {base:.3f} s, during one {test:.3f} s; steps:")
     for s in r["steps"]:

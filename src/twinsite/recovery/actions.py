@@ -95,6 +95,8 @@ def archive(spec: dict[str, Any], facts: dict[str, Any], roots: Sequence[Path]) 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     base = f"{facts['scenario']}-{stamp}-{facts['id']}"
     path, tmp = directory / f"{base}.tar.gz", directory / f".{base}.tar.gz.tmp"
+    for left in directory.glob(f".{facts['scenario']}-*.tar.gz.tmp"):
+        left.unlink()  # (an archive a crash interrupted)
     with tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
         for root in roots:
             tar.add(str(root), arcname=str(root).lstrip("/") or ".", recursive=True)

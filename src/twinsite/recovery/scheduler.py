@@ -41,31 +41,33 @@ class Tests:
         self.threads: dict[str, threading.Thread] = {}
 
     def follow(self, scenarios: list[Scenario], stopped: Callable[[str], bool], now: dt.datetime | None = None) -> None:
-        from twinsite.recovery.steps import Test
-        from twinsite.switchover.steps import Site
-
         for s in scenarios:
             th = self.threads.get(s.name)
             if th is not None and th.is_alive():
                 continue
-            t = Test(Site(s, self.host, self.state_dir, self.config_dir))
-            if t.unfinished() is not None:
-                with t.lock() as free:
-                    pass
-                if free:  # (else a live process runs it)
-                    self._start(s.name, "cleaning up after a test that ended with its process", self._recover, t)
-                continue
-            role = current(self.state_dir, s.name, s.master)
-            if self.host not in standbys(role, s.master, s.replicas) or stopped(s.name):
-                continue
             try:
-                slot = due(s, t.dir, now or dt.datetime.now(dt.UTC))
-            except TwinsiteError as exc:
-                self.log(f"assured-recovery schedule of {s.name} not understood: {exc}")
-                continue
-            if slot is not None:
-                write_json(t.dir / "schedule.json", {"last": slot})
-                self._start(s.name, f"scheduled ({slot})", self._scheduled, t)
+                self._follow_one(s, stopped, now)
+            except (TwinsiteError, OSError) as exc:  # (one scenario's trouble must not stop the agent's round)
+                self.log(f"assured recovery of {s.name}: {exc}")
+
+    def _follow_one(self, s: Scenario, stopped: Callable[[str], bool], now: dt.datetime | None) -> None:
+        from twinsite.recovery.steps import Test
+        from twinsite.switchover.steps import Site
+
+        t = Test(Site(s, self.host, self.state_dir, self.config_dir))
+        if t.unfinished() is not None:
+            with t.lock() as free:
+                pass
+            if free:  # (else a live process runs it)
+                self._start(s.name, "cleaning up after a test that ended with its process", self._recover, t)
+            return
+        role = current(self.state_dir, s.name, s.master)
+        if self.host not in standbys(role, s.master, s.replicas) or stopped(s.name):
+            return
+        slot = due(s, t.dir, now or dt.datetime.now(dt.UTC))
+        if slot is not None:
+            write_json(t.dir / "schedule.json", {"last": slot})
+            self._start(s.name, f"scheduled ({slot})", self._scheduled, t)
 
     def _start(self, name: str, what: str, fn: Callable[[Any], None], t: Any) -> None:
         def body() -> None:
