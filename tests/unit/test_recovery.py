@@ -1,25 +1,34 @@
 """The parts of an assured-recovery test, on real files and real mounts: the overlay over a replica root
 (the application's writes discarded, the replica untouched) with the receiver spooling meanwhile and
 applying afterwards, even when it was started while the overlay was mounted; the spool applied without a
-sender (a switchover's promote); the schedule's cron expressions."""
+sender (a switchover's promote); what ends a test at once; the post-test archive and script; the
+schedule's cron expressions. (The whole test, on the lab's PostgreSQL: tests/integration/test_recovery.py.)"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
+import json
 import os
+import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+import xxhash
 
 from tests.unit.test_spool import frames, hello, reference, serve, tree, workload
 from twinsite.config.loader import validate_text
 from twinsite.config.scenario import Scenario
 from twinsite.errors import ConfigError
 from twinsite.receiver import Receiver, apply_here
-from twinsite.recovery import overlay, schedule
+from twinsite.recovery import RecoveryError, overlay, schedule
+from twinsite.recovery.actions import run_all
 from twinsite.recovery.scheduler import due
 from twinsite.recovery.spool import Spool
+from twinsite.recovery.steps import Test
+from twinsite.switchover.steps import Site
 from twinsite.transport.frames import Kind, pack_json
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay needs root (CI runs as root)")
@@ -192,3 +201,70 @@ def test_a_scheduled_minute_is_due_once(tmp_path: Path) -> None:
     (tmp_path / "schedule.json").write_text('{"last": "2026-12-01T05:17"}')
     assert due(s, tmp_path, at("2026-12-01T05:17:40")) is None  # started already this minute
     assert due(s, tmp_path, at("2026-12-01T06:17:00")) == "2026-12-01T06:17"
+
+
+def _test_here(tmp_path: Path, **ar: Any) -> Test:
+    s = Scenario.from_document(
+        {"name": "db", "master": "prod1", "replicas": ["dr1"], "roots": [{"path": str(tmp_path / "root")}],
+         "assured_recovery": ar}
+    )  # fmt: skip
+    return Test(Site(s, "dr1", tmp_path / "state", tmp_path / "config", tmp_path / "plugins"))
+
+
+def test_a_full_spool_or_a_request_ends_the_test_at_once(tmp_path: Path) -> None:
+    t = _test_here(tmp_path, spool={"max_size": "1MiB"})
+    t.interrupt_if_needed()  # nothing wrong: goes on
+    sp = t.spools()[0]
+    sp.start(max_size=1 << 20, reason="test")
+    (sp.dir / "spooling.json").write_text(json.dumps({**(sp.settings() or {}), "full": True}))
+    with pytest.raises(RecoveryError, match="reached its cap"):
+        t.interrupt_if_needed()
+    sp.stop()
+    t.request_end("a switchover to this host")
+    with pytest.raises(RecoveryError, match="ended: a switchover to this host"):
+        t.interrupt_if_needed()
+
+
+def test_an_archive_holds_the_tested_data_and_its_manifest_lists_every_digest(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "PG_VERSION").write_text("15\n")
+    (root / "data" / "big").write_bytes(os.urandom(300_000))
+    facts = {"id": "abc", "scenario": "db", "host": "dr1", "tested": [{"root": str(root), "seq": 7}]}
+    spec = {"type": "archive", "directory": str(tmp_path / "backups"), "keep": 2}
+    results = [run_all([spec], facts={**facts, "id": f"t{i}"}, roots=[root], plugins=tmp_path)[0] for i in range(3)]
+    assert all(r["ok"] for r in results), results
+    kept = sorted((tmp_path / "backups").glob("*.tar.gz"))
+    assert len(kept) == 2 and results[-1]["removed"]  # keep: the oldest went, with its manifest
+    manifest = json.loads(Path(results[-1]["manifest"]).read_text())
+    archive = Path(results[-1]["archive"])
+    assert manifest["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest() and manifest["tested"][0]["seq"] == 7
+    listed = {f["path"]: f for f in manifest["files"]}
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile(str(root).lstrip("/") + "/data/big")
+        assert member is not None
+        content = member.read()
+    assert content == (root / "data" / "big").read_bytes()
+    assert listed["data/big"]["xxh3_128"] == xxhash.xxh3_128(content).hexdigest()
+    inside = run_all([{**spec, "directory": str(root / "b")}], facts=facts, roots=[root], plugins=tmp_path)[0]
+    assert not inside["ok"] and "inside the root" in inside["detail"]
+
+
+def test_a_script_after_a_pass_gets_the_tests_facts_and_its_failure_is_recorded(tmp_path: Path) -> None:
+    (tmp_path / "recovery").mkdir()
+    script = tmp_path / "recovery" / "tell"
+    script.write_text(
+        '#!/bin/sh\necho "$TWINSITE_SCENARIO $TWINSITE_TEST_ID $TWINSITE_TESTED_SEQ"\nexit "${FAIL:-0}"\n'
+    )
+    script.chmod(0o755)
+    facts = {"id": "abc", "scenario": "db", "host": "dr1", "tested": [{"root": "/srv/db", "seq": 42}]}
+    ok = run_all([{"type": "script", "name": "tell"}], facts=facts, roots=[], plugins=tmp_path)[0]
+    assert ok["ok"] and ok["output"] == "db abc 42"
+    os.environ["FAIL"] = "3"
+    try:
+        bad = run_all([{"type": "script", "name": "tell"}], facts=facts, roots=[], plugins=tmp_path)[0]
+    finally:
+        del os.environ["FAIL"]
+    assert not bad["ok"] and "exit 3" in bad["detail"]
+    escape = run_all([{"type": "script", "name": "../x"}], facts=facts, roots=[], plugins=tmp_path)[0]
+    assert not escape["ok"] and "outside" in escape["detail"]

@@ -53,6 +53,7 @@ Ctx = dict[str, Any]
 class Test:
     """One scenario's tests on this host (a standby)."""
 
+    __test__ = False  # (not a pytest test class)
     site: Site
 
     @property
@@ -101,6 +102,7 @@ class Test:
 
     # -- ending a test from outside: a switchover, an operator -------------------------------------------------
     def request_end(self, why: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "end").write_text(why + "\n")
 
     def end_requested(self) -> str | None:
