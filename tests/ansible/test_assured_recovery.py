@@ -18,7 +18,7 @@ from twinsite.lab.topology import Lab
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def db(lab: Lab) -> Iterator[Lab]:
     prepare_db(lab)
     try:

@@ -178,11 +178,11 @@ def test_a_test_under_load_proves_the_replica_and_leaves_it_equal_to_the_source(
     try:
         load.wait_for(200)
         t0 = time.time()
-        time.sleep(15)
+        time.sleep(12)
         t1 = time.time()
         body = twinsite_on(db, "dr1", "recover-test", "db")
         t2 = time.time()
-        time.sleep(10)  # without a test again: the baseline is taken on both sides of it
+        time.sleep(8)  # without a test again: the baseline is taken on both sides of it
         t3 = time.time()
     finally:
         load.stop()
@@ -252,7 +252,7 @@ def test_a_failing_check_fails_the_test_alerts_and_leaves_the_replica_intact(
     assert source_equals_replica(db)["equal"]
 
 
-def test_refusals_on_the_active_host_and_during_a_switchover(db: Lab) -> None:
+def test_refusals_on_the_active_host_during_a_switchover_and_with_replication_stopped(db: Lab) -> None:
     on_prod1 = twinsite_on(db, "prod1", "recover-test", "db")
     assert not on_prod1["ok"] and "is the active host" in on_prod1["error"]["message"]
     plan = twinsite_on(db, "dr1", "recover-test", "db", "--dry-run")["result"]
@@ -264,6 +264,19 @@ def test_refusals_on_the_active_host_and_during_a_switchover(db: Lab) -> None:
     finally:
         unfinished.unlink()
     assert not refused["ok"] and "switchover of db is unfinished" in refused["error"]["message"], refused
+    stopped = db.host("prod1").private_dir("/etc/twinsite") / "scenarios" / "db.stopped"
+    stopped.touch()  # replication stops on prod1: the replica is no longer kept consistent
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            refused = twinsite_on(db, "dr1", "recover-test", "db")
+            if not refused["ok"] and "is stopped" in refused["error"]["message"]:
+                break
+            time.sleep(1)
+        assert not refused["ok"] and "not a consistent copy" in refused["error"]["message"], refused
+    finally:
+        stopped.unlink()
+    wait_replicating(db, "prod1")
     assert not overlay_mounted_on_dr1(db) and not spool_dir(db).joinpath("spooling.json").exists()
 
 
@@ -310,7 +323,7 @@ def test_a_test_killed_after_each_step_is_cleaned_up_by_the_agent(db: Lab) -> No
     assert source_equals_replica(db)["equal"]
 
 
-def test_the_agent_runs_scheduled_tests_and_cleans_up_after_its_own_kill_9(
+def test_the_agent_runs_a_scheduled_test_and_cleans_up_after_its_own_kill_9(
     db: Lab, scenario_on_dr1: dict[str, Any]
 ) -> None:
     doc = scenario_on_dr1
@@ -332,18 +345,11 @@ def test_the_agent_runs_scheduled_tests_and_cleans_up_after_its_own_kill_9(
     got = wait_cleaned_up(db, killed)  # by the agent the supervisor started again
     assert got["result"] == "interrupted" and got["scheduled"] is True, got
     assert not overlay_mounted_on_dr1(db) and not pg_running_on_dr1(db)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # the next scheduled minute
-        tests = twinsite_on(db, "dr1", "recover-test", "db", "--history")["result"]["tests"]
-        if tests[-1]["id"] != killed and tests[-1]["scheduled"]:
-            assert tests[-1]["result"] == "passed", tests[-1]
-            break
-        time.sleep(1)
-    else:
-        raise AssertionError("the schedule ran no test after the agent was killed")
+    assert not spool_dir(db).joinpath("spooling.json").exists()
     doc["assured_recovery"].pop("schedule")
     write_scenario(db, doc)
-    time.sleep(3)
+    time.sleep(3)  # the agent reloads it
+    deadline = time.monotonic() + 60
     while run_state(db).get("finished") is None and time.monotonic() < deadline:
         time.sleep(0.5)  # (a test the schedule started in the meantime ends first)
 
@@ -352,8 +358,8 @@ def test_a_test_ends_at_once_when_the_active_host_fails_and_the_switchover_proce
     db: Lab, scenario_on_dr1: dict[str, Any]
 ) -> None:
     """Automatic mode (witness client1, vCenter fence): prod1's site is cut while a test runs on dr1. The test
-    ends, dr1's monitor switches over, and dr1 is active on its real replica with every commit acknowledged
-    before the test (the spool's included). Last in this module: the lab is put back by configure.yml."""
+    ends, dr1's monitor switches over, and dr1 is active on its real replica, holding every commit acknowledged
+    during the test up to a second before the cut (the spool's). configure.yml puts the lab back."""
     from tests.ansible.test_playbooks import ansible
     from tests.integration.switchover_helpers import commits_on, role
     from tests.integration.test_switchover import set_mode
@@ -406,5 +412,5 @@ def test_a_test_ends_at_once_when_the_active_host_fails_and_the_switchover_proce
         runner.join(timeout=120)
         labmod.heal(db, "prod1")
         restore_db(db)
-        configured = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
+        configured = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)  # declared settings back
         assert configured.returncode == 0, configured.stdout[-3000:]
