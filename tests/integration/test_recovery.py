@@ -377,11 +377,17 @@ def test_a_test_ends_at_once_when_the_active_host_fails_and_the_switchover_proce
     runner = threading.Thread(target=lambda: test.update(p=on_host(db, "dr1", TWINSITE, "recover-test", "db")))
     try:
         load.wait_for(200)
+        earlier = run_state(db).get("id")  # (the last test's run, finished, may have stopped in any step)
         runner.start()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(
-            s["name"] == "check-application" and s["state"] == "running" for s in run_state(db).get("steps", [])
-        ):
+        while time.monotonic() < deadline:
+            run = run_state(db)
+            if (
+                run.get("id") != earlier
+                and run.get("finished") is None
+                and any(s["name"] == "check-application" and s["state"] == "running" for s in run.get("steps", []))
+            ):
+                break
             time.sleep(0.1)
         assert overlay_mounted_on_dr1(db), run_state(db)
         time.sleep(2)  # commits keep arriving into the spool
