@@ -44,12 +44,17 @@ def serve(tmp_path: Path, frames: list[bytes]) -> tuple[list[tuple[Kind, dict[st
         rx.serve()
     finally:
         rx.close()
+    return answers_in(out), root
+
+
+def answers_in(out: io.BytesIO) -> list[tuple[Kind, dict[str, object]]]:
+    """Every frame the receiver wrote, decoded."""
     out.seek(0)
     answers = []
     while out.tell() < len(out.getvalue()):
         kind, _f, payload = read_frame(out)
         answers.append((kind, json.loads(payload)))
-    return answers, root
+    return answers
 
 
 def hello(root: Path) -> bytes:

@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import random
 from pathlib import Path
 
 import pytest
 
-from tests.unit.test_receiver import blob
+from tests.unit.test_receiver import answers_in, blob
 from twinsite import receiver
 from twinsite.journal.record import Meta, Op, Record
 from twinsite.receiver import Receiver
 from twinsite.recovery.spool import Spool
-from twinsite.transport.frames import Kind, pack_batch, pack_json, read_frame
+from twinsite.transport.frames import Kind, pack_batch, pack_json
 from twinsite.tree import Entry, entries
 
 
@@ -52,12 +51,7 @@ def serve(root: Path, state: Path, frames: list[bytes]) -> list[tuple[Kind, dict
         out.write(pack_json(Kind.ERROR, {"type": type(exc).__name__, "message": str(exc)}))
     finally:
         rx.close()
-    out.seek(0)
-    answers = []
-    while out.tell() < len(out.getvalue()):
-        kind, _f, payload = read_frame(out)
-        answers.append((kind, json.loads(payload)))
-    return answers
+    return answers_in(out)
 
 
 def hello(root: Path) -> bytes:

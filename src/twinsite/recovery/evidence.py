@@ -22,7 +22,7 @@ def tests_dir(recovery_dir: Path) -> Path:
     return recovery_dir / "tests"
 
 
-def _when(ts: float | None) -> str | None:
+def when(ts: float | None) -> str | None:
     return None if not ts else dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
@@ -47,9 +47,9 @@ def summarize(run: RunState, *, scenario: str, host: str, result: str, reason: s
         "scheduled": bool(run.params.get("scheduled")),
         "result": result,
         "reason": reason,
-        "started": _when(run.created),
+        "started": when(run.created),
         "started_ts": run.created,
-        "ended": _when(run.finished or max((s.ended or 0.0 for s in run.steps), default=0.0)),
+        "ended": when(run.finished or max((s.ended or 0.0 for s in run.steps), default=0.0)),
         "seconds": rep["seconds"],
         "tested": spool.get("tested", []),
         "rto_seconds": rto,

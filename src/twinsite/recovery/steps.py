@@ -206,7 +206,7 @@ def spool(t: Test, ctx: Ctx) -> dict[str, Any]:
                 "root": str(root),
                 "seq": p.seq,
                 "ts": p.ts or None,
-                "time": evidence._when(p.ts),
+                "time": evidence.when(p.ts),
                 "age_seconds": round(started - p.ts, 3) if p.ts else None,
             }
         )
@@ -285,7 +285,8 @@ def apply_spool(t: Test, ctx: Ctx) -> dict[str, Any]:
 def _spool_off(t: Test, *, wait: float) -> dict[str, Any]:
     """Turn the spools off; wait up to ``wait`` s for the receivers to apply what they hold."""
     sps = t.spools()
-    records = sum(max(0, sp.last_seq - t.site.positions()[i].seq) for i, sp in enumerate(sps))
+    positions = t.site.positions()
+    records = sum(max(0, sp.last_seq - p.seq) for sp, p in zip(sps, positions, strict=True))
     size = sum(sp.journal().disk_bytes() if sp.held() else 0 for sp in sps)
     full = any((sp.settings() or {}).get("full") for sp in sps)
     for sp in sps:
