@@ -241,7 +241,7 @@ def test_the_schema_refuses_a_bad_channel_with_the_key_path(tmp_path: Path) -> N
     f.write_text(yaml.safe_dump(scenario))
     proc = twinsite_cmd("validate", str(f))
     assert proc.returncode == 3
-    for part in ("alerts[0].url", "alerts[1]", "'from' is a required property", "alerts[2].type"):
+    for part in ("alerts[0].url", "alerts[1]", "missing required key 'from'", "alerts[2].type"):
         assert part in proc.stderr, proc.stderr
 
 

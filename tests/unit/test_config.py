@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import twinsite_cmd
 from twinsite.config import load_file
+from twinsite.config.loader import EXPECTED, check_documents, schema
 from twinsite.config.scenario import Root, parse_size
 from twinsite.errors import ConfigError
 
@@ -80,13 +81,15 @@ def test_every_problem_is_reported_at_once_with_line_and_key_path(tmp_path: Path
         load_file(f)
     text = err.value.message
     expected = [
-        f"{f}:8: scenarios[0].replication.mode: 'continous' is not one of 'continuous', 'periodic'",
+        f"{f}:8: scenarios[0].replication.mode: 'continous' is not one of 'continuous', 'periodic': "
+        "did you mean 'continuous'?",
         f"{f}:9: scenarios[0].replication.bandwith_limit: unknown key 'bandwith_limit': "
         "did you mean 'bandwidth_limit'?",
-        f"{f}:10: scenarios[0].replication.batch_ms: '20' is not of type 'integer'",
-        f"{f}:11: scenarios[0].replication.ssh_options",
+        f"{f}:10: scenarios[0].replication.batch_ms: '20' is a string; expected an integer",
+        f"{f}:11: scenarios[0].replication.ssh_options.StrictHostKeyChecking: 'StrictHostKeyChecking' is not "
+        "allowed here; expected: an OpenSSH option name",
         f"{f}:12: scenarios[1].name: scenario name 'app' is used twice (first as item 0)",
-        f"{f}:14: scenarios[1].replicas: [] should be non-empty",
+        f"{f}:14: scenarios[1].replicas: [] should be non-empty; expected at least 1 item",
         f"{f}:16: scenarios[1].roots[0].path: '/srv/../etc' does not match",
     ]
     for line in expected:
@@ -104,20 +107,90 @@ def test_every_problem_is_reported_at_once_with_line_and_key_path(tmp_path: Path
         ("name: x\nmaster: a\nreplicas: [b]\nroots: [{path: relative/dir}]\n", "roots[0].path"),
         (
             "name: x\nmaster: a\nreplicas: [b]\nroots: [{path: /srv}]\nreplication: {bandwidth_limit: lots}\n",
-            "'lots' is not valid: expected A size in bytes",
+            "'lots' is not valid; expected: A size in bytes",
         ),
         (
             "name: x\nmaster: a\nreplicas: [b]\nroots: [{path: /srv}]\nreplication: {transport: telnet}\n",
             "'telnet' is not one of 'openssh', 'paramiko'",
         ),
         ("name: Bad Name\nmaster: a\nreplicas: [b]\nroots: [{path: /srv}]\n", "name: 'Bad Name' does not match"),
-        ("master: a\nreplicas: [b]\nroots: [{path: /srv}]\n", "'name' is a required property"),
+        ("master: a\nreplicas: [b]\nroots: [{path: /srv}]\n", "missing required key 'name'"),
     ],
 )
 def test_bad_files_are_refused_with_the_reason(tmp_path: Path, text: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_file(write(tmp_path, text))
     assert fragment in err.value.message
+
+
+MINIMAL = {"name": "x", "master": "a", "replicas": ["b"], "roots": [{"path": "/srv"}]}
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"cdp": {"enabled": "yes"}}, "cdp.enabled: 'yes' is a string; expected true or false"),
+        ({"master": 3}, "master: 3 is an integer; expected a string"),
+        ({"replication": {"ssh_options": {"Port": [1]}}}, "Port: [1] is a list; expected a string or an integer"),
+        (
+            {"alerts": [{"type": "email", "smtp_host": "m", "to": ["a@b"]}]},
+            "alerts[0]: missing required key 'from' (required here: type, smtp_host, from, to)",
+        ),
+        ({"switchover": {"mode": "auto"}}, "'auto' is not one of 'manual', 'automatic': did you mean 'automatic'?"),
+        ({"replication": {"block_size": 1000}}, "1000 is not one of 4096, 8192, 16384, 65536, 131072"),
+        ({"replication": {"remote_twinsite": "bin/twinsite"}}, "'bin/twinsite' does not match ^/; expected: Path of"),
+        ({"replication": {"batch_ms": 0}}, "batch_ms: 0 is too small; expected at least 1"),
+        ({"replication": {"interval": 0}}, "interval: 0 is too small; expected more than 0"),
+        ({"monitoring": {"misses": 1000}}, "misses: 1000 is too large; expected at most 100"),
+        ({"replicas": []}, "replicas: [] should be non-empty; expected at least 1 item"),
+        ({"master": ""}, "master: '' should be non-empty; expected at least 1 character"),
+        (
+            {"alerts": [{"type": "email", "smtp_host": "m", "from": "ab", "to": ["a@b"]}]},
+            "from: 'ab' has 2 characters; expected at least 3 characters",
+        ),
+        (
+            {"redirect": [{"type": "ip", "address": "10.0.0.9/24", "interface": "i" * 16}]},
+            "interface: 'iiiiiiiiiiiiiiii' has 16 characters; expected at most 15 characters",
+        ),
+        (
+            {
+                "switchover": {
+                    "fence": {"type": "vsphere", "vms": {}, "hostname": "v", "username": "u", "password_file": "/p"}
+                }
+            },
+            "fence.vms: {} should be non-empty; expected at least 1 entry",
+        ),
+        ({"replicas": ["b", "c", "b"]}, "replicas: 'b' is listed more than once; expected each item once"),
+        (
+            {"replication": {"ssh_options": {"UserKnownHostsFile": "/dev/null"}}},
+            "ssh_options.UserKnownHostsFile: 'UserKnownHostsFile' is not allowed here; expected: an OpenSSH option",
+        ),
+        ({"replication": {"ssh_options": {"Port-1": 2}}}, "ssh_options.Port-1: 'Port-1' does not match ^[A-Za-z]+$"),
+        ({"cdp": {"retention": "forever"}}, "'forever' is not valid; expected: Seconds, or a string with a unit"),
+        ({"application": 5}, "application: 5 is not valid; expected: The application"),
+        ({"monitoring": {"misses": 2, "intervall": "5s"}}, "unknown key 'intervall': did you mean 'interval'?"),
+        ({"journal": {"zzz": 1}}, "unknown key 'zzz': allowed keys: max_size, segment_size"),
+    ],
+)
+def test_each_kind_of_problem_says_what_was_expected(extra: dict[str, object], problem: str) -> None:
+    _, problems = check_documents({**MINIMAL, **extra}, "f.yml", None)
+    assert any(problem in str(p) for p in problems), f"{problem!r} not in {[str(p) for p in problems]}"
+
+
+def test_every_keyword_of_the_schema_has_a_message_saying_what_was_expected() -> None:
+    """A keyword without one would show jsonschema's own message, which often says only what was wrong."""
+    structure = {"$schema", "$id", "$defs", "$ref", "title", "description", "default", "properties", "items"}
+    structure |= {"allOf", "if", "then", "propertyNames", "additionalProperties"}  # (unknown keys: their own)
+
+    def keywords(node: object, in_properties: bool = False) -> set[str]:
+        if isinstance(node, list):
+            return set().union(*(keywords(n) for n in node))
+        if not isinstance(node, dict):
+            return set()
+        own = set() if in_properties else set(node)
+        return own.union(*(keywords(v, k in ("properties", "$defs")) for k, v in node.items()))
+
+    assert keywords(schema()) - structure - set(EXPECTED) == set()
 
 
 def test_validate_cli_checks_every_file_and_fails_on_any_problem(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from twinsite.errors import TwinsiteError
 COMMANDS = {
     "lab": "lab_cmd",
     "validate": "validate_cmd",
+    "schema": "schema_cmd",
     "receive": "receive_cmd",
     "agent": "replication_cmd",
     "status": "replication_cmd",

@@ -1,12 +1,15 @@
 """Load scenario files and validate them against the one schema, reporting every error at once.
 
-Each error names the file, the line, the key path, what was wrong and, for a misspelt key, what was meant.
+Each error names the file, the line, the key path, what was wrong and what was expected (:data:`EXPECTED`), and for
+a misspelt key or value what was meant.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -82,24 +85,123 @@ def _problems(
     node = _node_at(root, path)
     line = node.start_mark.line + 1 if node is not None else None
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-        allowed = sorted(sub.get("properties", {}))
-        out = []
-        for key in sorted(set(err.instance) - set(allowed)):
-            near = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean '{near[0]}'?" if near else f"allowed keys: {', '.join(allowed)}"
-            knode = _key_node(node, key)
-            kline = knode.start_mark.line + 1 if knode is not None else line
-            out.append(Problem(file, kline, _path_text([*path, key]), f"unknown key '{key}': {hint}"))
-        return out
-    message = err.message
-    if err.validator == "enum":
-        message = f"{err.instance!r} is not one of {', '.join(map(repr, sub.get('enum', [])))}"
-    elif err.validator in ("type", "pattern", "minimum", "maximum", "exclusiveMinimum", "minItems", "minLength"):
-        desc = sub.get("description")
-        message = f"{err.message}" + (f" (expected: {desc})" if desc else "")
-    elif err.validator in ("oneOf", "anyOf") and "description" in sub:
-        message = f"{err.instance!r} is not valid: expected {sub['description']}"
-    return [Problem(file, line, _path_text(path), message)]
+        return _unknown_keys(err.instance, sub, file, node, line, path)
+    if "propertyNames" in err.absolute_schema_path:  # the key itself is wrong: point at it
+        knode = _key_node(node, str(err.instance))
+        line = knode.start_mark.line + 1 if knode is not None else line
+        path = [*path, str(err.instance)]
+    explain = EXPECTED.get(str(err.validator))
+    return [Problem(file, line, _path_text(path), explain(err, sub) if explain else err.message)]
+
+
+def _unknown_keys(
+    instance: dict[str, Any], sub: dict[str, Any], file: str, node: yaml.Node | None, line: int | None, path: list[Any]
+) -> list[Problem]:
+    allowed = sorted(sub.get("properties", {}))
+    out = []
+    for key in sorted(set(instance) - set(allowed), key=str):
+        near = difflib.get_close_matches(str(key), allowed, n=1)
+        hint = f"did you mean '{near[0]}'?" if near else f"allowed keys: {', '.join(allowed)}"
+        knode = _key_node(node, key)
+        kline = knode.start_mark.line + 1 if knode is not None else line
+        out.append(Problem(file, kline, _path_text([*path, key]), f"unknown key '{key}': {hint}"))
+    return out
+
+
+_JSON_TYPES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "nothing",
+}
+
+
+def _what(value: Any) -> str:
+    """What kind of YAML value ``value`` is, in the words of :data:`_JSON_TYPES`."""
+    if isinstance(value, bool):
+        return "true or false"
+    for kind, cls in (("string", str), ("integer", int), ("number", float), ("array", list), ("object", dict)):
+        if isinstance(value, cls):
+            return _JSON_TYPES[kind]
+    return "empty (null)" if value is None else type(value).__name__
+
+
+def _type(err: jsonschema.ValidationError, sub: dict[str, Any]) -> str:
+    wanted = sub.get("type")
+    names = wanted if isinstance(wanted, list) else [wanted]
+    return f"{err.instance!r} is {_what(err.instance)}; expected {' or '.join(_JSON_TYPES[str(n)] for n in names)}"
+
+
+def _enum(err: jsonschema.ValidationError, sub: dict[str, Any]) -> str:
+    allowed = sub.get("enum", [])
+    out = f"{err.instance!r} is not one of {', '.join(map(repr, allowed))}"
+    near = difflib.get_close_matches(str(err.instance), [str(a) for a in allowed], n=1)
+    return out + (f": did you mean {near[0]!r}?" if near and isinstance(err.instance, str) else "")
+
+
+def _pattern(err: jsonschema.ValidationError, sub: dict[str, Any]) -> str:
+    out = f"{err.instance!r} does not match {sub.get('pattern')}"
+    return out + (f"; expected: {sub['description']}" if "description" in sub else "")
+
+
+def _alternatives(err: jsonschema.ValidationError, sub: dict[str, Any]) -> str:
+    forms = sub.get("description") or " or ".join(
+        _JSON_TYPES.get(str(alt.get("type")), "another form") for alt in sub.get(str(err.validator), [])
+    )
+    return f"{err.instance!r} is not valid; expected: {forms}"
+
+
+def _size(err: jsonschema.ValidationError, limit: str, one: str, many: str) -> str:
+    """A list, string or mapping of the wrong length: how long it is, and the limit."""
+    value: Any = err.instance
+    bound = err.validator_value
+    have = "should be non-empty" if not value else f"has {len(value)} {one if len(value) == 1 else many}"
+    return f"{value!r} {have}; expected {limit} {bound} {one if bound == 1 else many}"
+
+
+def _not(err: jsonschema.ValidationError, sub: dict[str, Any]) -> str:
+    refused = ", ".join(map(repr, sub.get("not", {}).get("enum", [])))
+    return f"{err.instance!r} is not allowed here; expected: {sub.get('description') or 'anything but ' + refused}"
+
+
+def _required(err: jsonschema.ValidationError, sub: dict[str, Any]) -> str:
+    named = re.fullmatch(r"'(.+)' is a required property", err.message)
+    missing = f"'{named.group(1)}'" if named else err.message
+    return f"missing required key {missing} (required here: {', '.join(sub.get('required', []))})"
+
+
+def _unique(err: jsonschema.ValidationError, sub: dict[str, Any]) -> str:
+    seen: list[Any] = []
+    items: Any = err.instance
+    for item in items:
+        if item in seen:
+            return f"{item!r} is listed more than once; expected each item once"
+        seen.append(item)
+    return f"{err.message}; expected each item once"
+
+
+#: For each JSON Schema keyword the scenario schema uses: what was wrong, then what was expected.
+EXPECTED: dict[str, Callable[[jsonschema.ValidationError, dict[str, Any]], str]] = {
+    "type": _type,
+    "enum": _enum,
+    "const": lambda err, sub: f"{err.instance!r} is not {sub.get('const')!r}; expected {sub.get('const')!r}",
+    "pattern": _pattern,
+    "anyOf": _alternatives,
+    "oneOf": _alternatives,
+    "not": _not,
+    "required": _required,
+    "uniqueItems": _unique,
+    "minimum": lambda err, _: f"{err.instance!r} is too small; expected at least {err.validator_value}",
+    "exclusiveMinimum": lambda err, _: f"{err.instance!r} is too small; expected more than {err.validator_value}",
+    "maximum": lambda err, _: f"{err.instance!r} is too large; expected at most {err.validator_value}",
+    "minItems": lambda err, _: _size(err, "at least", "item", "items"),
+    "minLength": lambda err, _: _size(err, "at least", "character", "characters"),
+    "maxLength": lambda err, _: _size(err, "at most", "character", "characters"),
+    "minProperties": lambda err, _: _size(err, "at least", "entry", "entries"),
+}
 
 
 def _matching_branch(err: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import Field, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 _UNITS = {
     "": 1,
@@ -45,11 +51,28 @@ def parse_duration(value: float | str) -> float:
     return float(m.group(1)) * _SECONDS[m.group(2)]
 
 
+def _read(
+    key: str | None = None,
+    parse: Callable[[Any], Any] | None = None,
+    *,
+    of: type[Any] | None = None,
+    many: bool = False,
+) -> dict[str, Any]:
+    """A field's metadata: where :func:`build` reads it in its section of the document (a dotted ``key``, by
+    default the field's name) and how it converts it: ``parse``, or into the dataclass ``of`` (a list of them
+    with ``many``). What the library reads of a scenario file is exactly these keys (:func:`keys_read`)."""
+    return {"key": key, "parse": parse, "of": of, "many": many}
+
+
+def _dicts(items: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
+    return tuple(dict(i) for i in items)
+
+
 @dataclass(frozen=True)
 class Root:
-    path: str
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
+    path: str = field(metadata=_read(parse=lambda p: p.rstrip("/") or "/"))
+    include: tuple[str, ...] = field(default=(), metadata=_read(parse=tuple))
+    exclude: tuple[str, ...] = field(default=(), metadata=_read(parse=tuple))
 
     def selects(self, rel: str) -> bool:
         """Whether the root-relative path ``rel`` is replicated (include first, then exclude)."""
@@ -65,39 +88,41 @@ class Root:
 @dataclass(frozen=True)
 class Replication:
     mode: str = "continuous"
-    interval: float = 60.0
+    interval: float = field(default=60.0, metadata=_read(parse=float))
     sync_method: str = "metadata"
     compression: str = "zstd"
-    bandwidth_limit: int = 0
+    bandwidth_limit: int = field(default=0, metadata=_read(parse=parse_size))
     transport: str = "openssh"
-    ssh_options: tuple[tuple[str, str], ...] = ()
+    ssh_options: tuple[tuple[str, str], ...] = field(
+        default=(), metadata=_read(parse=lambda o: tuple(sorted((str(k), str(v)) for k, v in o.items())))
+    )
     known_hosts: str = "~/.ssh/known_hosts"
     batch_ms: int = 20
     block_size: int = 4096
     remote_twinsite: str = "/opt/twinsite/bin/twinsite"
-    rescan_interval: float = 600.0
+    rescan_interval: float = field(default=600.0, metadata=_read(parse=float))
 
 
 @dataclass(frozen=True)
 class Journal:
-    max_size: int = 2**30
-    segment_size: int = 64 * 2**20
+    max_size: int = field(default=2**30, metadata=_read(parse=parse_size))
+    segment_size: int = field(default=64 * 2**20, metadata=_read(parse=parse_size))
 
 
 @dataclass(frozen=True)
 class Cdp:
     enabled: bool = False
-    retention: float = 86400.0
-    max_size: int = 10 * 2**30
+    retention: float = field(default=86400.0, metadata=_read(parse=parse_duration))
+    max_size: int = field(default=10 * 2**30, metadata=_read(parse=parse_size))
 
 
 @dataclass(frozen=True)
 class Monitoring:
     enabled: bool = True
-    interval: float = 5.0
+    interval: float = field(default=5.0, metadata=_read(parse=parse_duration))
     misses: int = 3
-    timeout: float = 5.0
-    max_lag: float = 300.0
+    timeout: float = field(default=5.0, metadata=_read(parse=parse_duration))
+    max_lag: float = field(default=300.0, metadata=_read(parse=parse_duration))
 
 
 @dataclass(frozen=True)
@@ -105,15 +130,17 @@ class Switchover:
     """How a switchover of the scenario goes (docs/switchover.md)."""
 
     mode: str = "manual"  # manual | automatic
-    witness: tuple[str, ...] = ()  # hosts asked whether they still reach the active host
-    witness_port: int = 22  # what a witness tries to connect to on the active host
-    fence: dict[str, Any] | None = field(default=None, hash=False)  # {type: vsphere|script, ...}
+    # hosts asked whether they still reach the active host, and what they try to connect to there
+    witness: tuple[str, ...] = field(default=(), metadata=_read("witness.hosts", tuple))
+    witness_port: int = field(default=22, metadata=_read("witness.port", int))
+    fence: dict[str, Any] | None = field(default=None, hash=False, metadata=_read(parse=dict))  # {type: ...}
     checks: str = "full"  # full | quick: the application checks after the start
-    drain_timeout: float = 300.0
-    verify_from: tuple[str, ...] = ()  # users' hosts that must reach the application after the redirect
-    verify_port: int | None = None
-    verify_timeout: float = 60.0
-    resync_timeout: float = 3600.0
+    drain_timeout: float = field(default=300.0, metadata=_read(parse=parse_duration))
+    # users' hosts that must reach the application after the redirect
+    verify_from: tuple[str, ...] = field(default=(), metadata=_read("verify.from", tuple))
+    verify_port: int | None = field(default=None, metadata=_read("verify.port", int))
+    verify_timeout: float = field(default=60.0, metadata=_read("verify.timeout", parse_duration))
+    resync_timeout: float = field(default=3600.0, metadata=_read(parse=parse_duration))
 
 
 @dataclass(frozen=True)
@@ -121,12 +148,18 @@ class AssuredRecovery:
     """Tests of the replica on the standby (docs/assured-recovery.md)."""
 
     schedule: str | None = None  # a cron expression (twinsite.recovery.schedule), run by the agent
-    spool_max_size: int = 10 * 2**30  # most disk the spool may use during a test; past it the test ends
-    checks: tuple[dict[str, Any], ...] = field(default=(), hash=False)  # scripts run besides the plugin's
-    application: dict[str, Any] = field(default_factory=dict, hash=False)  # settings over the scenario's
-    after_pass: tuple[dict[str, Any], ...] = field(default=(), hash=False)  # snapshot | archive | script
-    start_timeout: float | None = None  # default: the application's start_timeout (60 s)
-    drain_timeout: float = 300.0  # how long the test waits for the receiver to apply the spool
+    # most disk the spool may use during a test; past it the test ends
+    spool_max_size: int = field(default=10 * 2**30, metadata=_read("spool.max_size", parse_size))
+    # scripts run besides the plugin's
+    checks: tuple[dict[str, Any], ...] = field(default=(), hash=False, metadata=_read(parse=_dicts))
+    # settings over the scenario's
+    application: dict[str, Any] = field(default_factory=dict, hash=False, metadata=_read(parse=dict))
+    # snapshot | archive | script
+    after_pass: tuple[dict[str, Any], ...] = field(default=(), hash=False, metadata=_read(parse=_dicts))
+    # default: the application's start_timeout (60 s)
+    start_timeout: float | None = field(default=None, metadata=_read(parse=parse_duration))
+    # how long the test waits for the receiver to apply the spool
+    drain_timeout: float = field(default=300.0, metadata=_read(parse=parse_duration))
     keep: int = 100  # evidence records kept
 
 
@@ -134,96 +167,73 @@ class AssuredRecovery:
 class Scenario:
     name: str
     master: str
-    replicas: tuple[str, ...]
-    roots: tuple[Root, ...]
-    application: str = "files"
-    replication: Replication = field(default_factory=Replication)
-    journal: Journal = field(default_factory=Journal)
-    cdp: Cdp = field(default_factory=Cdp)
-    monitoring: Monitoring = field(default_factory=Monitoring)
+    replicas: tuple[str, ...] = field(metadata=_read(parse=tuple))
+    roots: tuple[Root, ...] = field(metadata=_read(of=Root, many=True))
+    # the type name: `application` is a name or a mapping with `type` and the plugin's settings
+    application: str = field(default="files", metadata=_read(parse=lambda a: a if isinstance(a, str) else a["type"]))
+    replication: Replication = field(default_factory=Replication, metadata=_read(of=Replication))
+    journal: Journal = field(default_factory=Journal, metadata=_read(of=Journal))
+    cdp: Cdp = field(default_factory=Cdp, metadata=_read(of=Cdp))
+    monitoring: Monitoring = field(default_factory=Monitoring, metadata=_read(of=Monitoring))
     # (not part of the hash, which the agent uses to see that replication settings changed: these are
     # mappings, and replication does not depend on them)
-    alerts: tuple[dict[str, Any], ...] = field(default=(), hash=False)  # twinsite.alerts.dispatch.channels_from
-    application_settings: dict[str, Any] = field(default_factory=dict, hash=False)  # twinsite.apps.load
-    switchover: Switchover = field(default_factory=Switchover, hash=False)
-    redirect: tuple[dict[str, Any], ...] = field(default=(), hash=False)  # twinsite.redirect.methods
-    assured_recovery: AssuredRecovery = field(default_factory=AssuredRecovery, hash=False)
+    alerts: tuple[dict[str, Any], ...] = field(  # twinsite.alerts.dispatch.channels_from
+        default=(), hash=False, metadata=_read(parse=_dicts)
+    )
+    application_settings: dict[str, Any] = field(  # twinsite.apps.load
+        default_factory=dict,
+        hash=False,
+        metadata=_read(
+            "application", lambda a: {} if isinstance(a, str) else {k: v for k, v in a.items() if k != "type"}
+        ),
+    )
+    switchover: Switchover = field(default_factory=Switchover, hash=False, metadata=_read(of=Switchover))
+    redirect: tuple[dict[str, Any], ...] = field(  # twinsite.redirect.methods
+        default=(), hash=False, metadata=_read(parse=_dicts)
+    )
+    assured_recovery: AssuredRecovery = field(
+        default_factory=AssuredRecovery, hash=False, metadata=_read(of=AssuredRecovery)
+    )
 
     @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> Scenario:
-        rep = dict(doc.get("replication", {}))
-        if "bandwidth_limit" in rep:
-            rep["bandwidth_limit"] = parse_size(rep["bandwidth_limit"])
-        for key in ("interval", "rescan_interval"):
-            if key in rep:
-                rep[key] = float(rep[key])
-        rep["ssh_options"] = tuple(sorted((str(k), str(v)) for k, v in rep.get("ssh_options", {}).items()))
-        jr = {k: parse_size(v) for k, v in doc.get("journal", {}).items()}
-        cdp = dict(doc.get("cdp", {}))
-        if "retention" in cdp:
-            cdp["retention"] = parse_duration(cdp["retention"])
-        if "max_size" in cdp:
-            cdp["max_size"] = parse_size(cdp["max_size"])
-        mon = dict(doc.get("monitoring", {}))
-        for key in ("interval", "timeout", "max_lag"):
-            if key in mon:
-                mon[key] = parse_duration(mon[key])
-        return cls(
-            name=doc["name"],
-            master=doc["master"],
-            replicas=tuple(doc["replicas"]),
-            roots=tuple(
-                Root(
-                    path=r["path"].rstrip("/") or "/",
-                    include=tuple(r.get("include", ())),
-                    exclude=tuple(r.get("exclude", ())),
-                )
-                for r in doc["roots"]
-            ),
-            application=app if isinstance(app := doc.get("application", "files"), str) else app["type"],
-            application_settings={} if isinstance(app, str) else {k: v for k, v in app.items() if k != "type"},
-            replication=Replication(**rep),
-            journal=Journal(**jr),
-            cdp=Cdp(**cdp),
-            monitoring=Monitoring(**mon),
-            alerts=tuple(dict(a) for a in doc.get("alerts", ())),
-            switchover=_switchover(doc.get("switchover", {})),
-            redirect=tuple(dict(r) for r in doc.get("redirect", ())),
-            assured_recovery=_assured_recovery(doc.get("assured_recovery", {})),
-        )
+    def from_document(cls, doc: Mapping[str, Any]) -> Scenario:
+        return build(cls, doc)
 
 
-def _assured_recovery(doc: dict[str, Any]) -> AssuredRecovery:
-    ar = dict(doc)
-    spool = ar.pop("spool", {})
-    if "max_size" in spool:
-        ar["spool_max_size"] = parse_size(spool["max_size"])
-    for key in ("start_timeout", "drain_timeout"):
-        if key in ar:
-            ar[key] = parse_duration(ar[key])
-    ar["checks"] = tuple(dict(c) for c in ar.get("checks", ()))
-    ar["after_pass"] = tuple(dict(a) for a in ar.get("after_pass", ()))
-    ar["application"] = dict(ar.get("application", {}))
-    return AssuredRecovery(**ar)
+def build(cls: type[T], doc: Mapping[str, Any]) -> T:
+    """``cls`` from its section ``doc`` of a document the schema has accepted: each field read at its key and
+    converted (:func:`_read`); a key that is absent leaves the field's default."""
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        found, value = _lookup(doc, _key(f).split("."))
+        if not found:
+            continue
+        of, parse = f.metadata.get("of"), f.metadata.get("parse")
+        if of is not None:
+            value = tuple(build(of, v) for v in value) if f.metadata["many"] else build(of, value)
+        values[f.name] = parse(value) if parse else value
+    return cls(**values)
 
 
-def _switchover(doc: dict[str, Any]) -> Switchover:
-    so = dict(doc)
-    witness = so.pop("witness", {})
-    if witness:
-        so["witness"] = tuple(witness.get("hosts", ()))
-        if "port" in witness:
-            so["witness_port"] = int(witness["port"])
-    verify = so.pop("verify", {})
-    if verify:
-        so["verify_from"] = tuple(verify.get("from", ()))
-        if "port" in verify:
-            so["verify_port"] = int(verify["port"])
-        if "timeout" in verify:
-            so["verify_timeout"] = parse_duration(verify["timeout"])
-    for key in ("drain_timeout", "resync_timeout"):
-        if key in so:
-            so[key] = parse_duration(so[key])
-    if so.get("fence") is not None:
-        so["fence"] = dict(so["fence"])
-    return Switchover(**so)
+def keys_read(cls: type[DataclassInstance] = Scenario, prefix: str = "") -> Iterator[tuple[str, Field[Any]]]:
+    """Every key path the library reads of a scenario (``replication.interval``, ``roots[].path``) and the field it
+    goes to; a key read as a whole mapping (``alerts``, ``switchover.fence``) is passed on to the code that uses it."""
+    for f in fields(cls):
+        of = f.metadata.get("of")
+        if of is None:
+            yield prefix + _key(f), f
+        else:
+            yield from keys_read(of, prefix + _key(f) + ("[]." if f.metadata["many"] else "."))
+
+
+def _key(f: Field[Any]) -> str:
+    return f.metadata.get("key") or f.name
+
+
+def _lookup(doc: Mapping[str, Any], path: list[str]) -> tuple[bool, Any]:
+    node: Any = doc
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
