@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from twinsite.alerts import Alert, AlertError
 
@@ -53,6 +53,20 @@ class EventLog:
 
     def send(self, alert: Alert) -> None:
         self.append({"event": "alert", **alert.to_dict()})
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every event, oldest first; a line that is not JSON (torn by a crash) is an ``unreadable`` event."""
+        events: list[dict[str, Any]] = []
+        try:
+            with open(self.path) as f:
+                for n, line in enumerate(f, 1):
+                    try:
+                        events.append(json.loads(line))
+                    except ValueError:
+                        events.append({"event": "unreadable", "line": n})
+        except FileNotFoundError:
+            pass
+        return events
 
 
 @dataclass(frozen=True)

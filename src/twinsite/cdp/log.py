@@ -121,15 +121,18 @@ def _parse(data: bytes, pos: int, segment: str) -> tuple[Group, int] | None:
 class RewindLog:
     """One scenario root's rewind log. Single writer (the receiver, or a rewind when it is paused)."""
 
-    def __init__(self, directory: Path, *, segment_size: int = 64 << 20) -> None:
+    def __init__(self, directory: Path, *, segment_size: int = 64 << 20, readonly: bool = False) -> None:
+        """``readonly``: for reading headers beside a running receiver (``twinsite status``, the metrics):
+        nothing is created or recovered, since cutting a torn tail could cut the group being appended."""
         self.dir = directory
         self.segment_size = segment_size
-        directory.mkdir(parents=True, exist_ok=True)
         self.dropped_tail = 0
         self._fd: int | None = None
         self._size = 0
         self.last_seq = 0
-        self._recover()
+        if not readonly:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._recover()
 
     def segments(self) -> list[Path]:
         return sorted(p for p in self.dir.iterdir() if p.suffix == ".rwl" and p.stem.isdigit())

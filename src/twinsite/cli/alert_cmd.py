@@ -4,12 +4,12 @@ which delivered (exit 17 when one did not); ``twinsite events``: the event log."
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 from pathlib import Path
 from typing import Any
 
 from twinsite.alerts import Alert, AlertError
+from twinsite.alerts.channels import EventLog
 from twinsite.alerts.dispatch import EVENTS_FILE, Alerter, channels_from
 from twinsite.cli.options import dirs
 from twinsite.engine import agent
@@ -58,18 +58,7 @@ def _alert(args: argparse.Namespace) -> tuple[Any, str]:
 
 def _events(args: argparse.Namespace) -> tuple[Any, str]:
     path = args.state_dir / EVENTS_FILE
-    events: list[dict[str, Any]] = []
-    try:
-        with open(path) as f:
-            for n, line in enumerate(f, 1):
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    ev = {"event": "unreadable", "line": n}  # a torn last line after a crash
-                if args.scenario is None or ev.get("scenario") == args.scenario:
-                    events.append(ev)
-    except FileNotFoundError:
-        pass
+    events = [e for e in EventLog(path).read() if args.scenario is None or e.get("scenario") == args.scenario]
     events = events[-args.last :] if args.last > 0 else events
     lines = [
         f"{e.get('at', '?')} {e.get('event')} {e.get('severity', '')} {e.get('scenario', '')} "

@@ -18,7 +18,7 @@ COMMANDS = {
     "schema": "schema_cmd",
     "receive": "receive_cmd",
     "agent": "replication_cmd",
-    "status": "replication_cmd",
+    "status": "status_cmd",
     "verify": "replication_cmd",
     "digest": "replication_cmd",
     "rewind-points": "cdp_cmd",

@@ -34,6 +34,7 @@ from twinsite.transport.channels import Endpoint, to_host
 
 if TYPE_CHECKING:  # (imported where used: the CLI's short commands read this module and must start fast)
     from twinsite.engine.sender import Sender
+    from twinsite.metrics import Exporter
     from twinsite.monitor import Monitor
 
 DEFAULT_CONFIG_DIR = Path("/etc/twinsite/scenarios")
@@ -134,10 +135,14 @@ def make_sender(s: Scenario, index: int, replica: str, state_dir: Path, epoch: i
     )
 
 
-def run(config_dir: Path, state_dir: Path, host: str, *, reload_every: float = 2.0) -> int:
+def run(
+    config_dir: Path, state_dir: Path, host: str, *, reload_every: float = 2.0, metrics: Exporter | None = None
+) -> int:
     """Run until SIGTERM/SIGINT, following changes to the config directory (scenarios added, changed,
-    stopped or removed) within ``reload_every`` seconds."""
+    stopped or removed) within ``reload_every`` seconds; with ``metrics``, exporting them (twinsite.metrics)."""
     done = threading.Event()
+    if metrics is not None:
+        metrics.start()  # (a refused address stops the agent here, before anything runs)
 
     def _stop(_sig: int, _frame: FrameType | None) -> None:
         done.set()
@@ -168,14 +173,30 @@ def run(config_dir: Path, state_dir: Path, host: str, *, reload_every: float = 2
                 snd.start()
                 running[key] = snd
                 print(f"twinsite agent: started {key.rsplit('/', 1)[0]}", flush=True)
+        _export(metrics)
         done.wait(reload_every)
+    _shut_down(running, monitors, metrics)
+    return 0
+
+
+def _shut_down(running: dict[str, Sender], monitors: dict[str, Monitor], metrics: Exporter | None) -> None:
     for snd in running.values():
         snd.stop()
+    if metrics is not None:
+        metrics.stop()
     for mon in monitors.values():
         mon.stop(wait=False)
     for mon in monitors.values():
         mon.join(timeout=5)  # (daemon threads: a round still waiting on ssh ends with the process)
-    return 0
+
+
+def _export(metrics: Exporter | None) -> None:
+    if metrics is None:
+        return
+    try:
+        metrics.tick()
+    except (TwinsiteError, OSError, ValueError) as exc:  # the metrics must never stop replication
+        print(f"twinsite agent: metrics not written: {exc}", flush=True)
 
 
 def _follow_monitors(

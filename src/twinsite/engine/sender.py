@@ -27,7 +27,7 @@ import stat as st
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,17 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, sort_keys=True))
     os.replace(tmp, path)
+
+
+def read_status(path: Path) -> SenderStatus | None:
+    """The status a sender wrote (``status.json``), None when there is none. Keys of another version are
+    dropped and missing ones take their defaults, so readers always see this version's fields."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    known = {f.name for f in fields(SenderStatus)}
+    return SenderStatus(**{k: v for k, v in data.items() if k in known})
 
 
 def remote_from_manifest(entries: list[dict[str, Any]]) -> dict[bytes, RemoteEntry]:

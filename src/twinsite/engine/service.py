@@ -2,7 +2,8 @@
 
 ``start`` launches ``twinsite service supervise`` in its own session; the supervisor runs the agent and
 starts it again (after 1 s, doubling up to 30 s) whenever it exits unexpectedly. ``stop`` ends both.
-Where systemd runs, the agent role installs a unit instead and this is not used.
+Where systemd runs, the agent role installs a unit instead and this is not used. ``agent_args`` (the
+agent's metrics options) go to the supervisor, which gives them to each agent it starts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -30,36 +32,22 @@ def status(state_dir: Path) -> dict[str, object]:
     return {"running": pid is not None, "supervisor_pid": pid, "agent_pid": agent}
 
 
-def agent_argv(config_dir: Path, state_dir: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "twinsite.cli.main",
-        "agent",
-        "--config-dir",
-        str(config_dir),
-        "--state-dir",
-        str(state_dir),
-    ]
+def _argv(command: Sequence[str], config_dir: Path, state_dir: Path, agent_args: Sequence[str]) -> list[str]:
+    dirs = ["--config-dir", str(config_dir), "--state-dir", str(state_dir)]
+    return [sys.executable, "-m", "twinsite.cli.main", *command, *dirs, *agent_args]
 
 
-def start(config_dir: Path, state_dir: Path) -> bool:
+def agent_argv(config_dir: Path, state_dir: Path, agent_args: Sequence[str] = ()) -> list[str]:
+    return _argv(["agent"], config_dir, state_dir, agent_args)
+
+
+def start(config_dir: Path, state_dir: Path, agent_args: Sequence[str] = ()) -> bool:
     """Start the supervisor unless it runs. Returns True when it was started (changed)."""
     if status(state_dir)["running"]:
         return False
     state_dir.mkdir(parents=True, exist_ok=True)
     spawn(
-        [
-            sys.executable,
-            "-m",
-            "twinsite.cli.main",
-            "service",
-            SUPERVISOR_MARK,
-            "--config-dir",
-            str(config_dir),
-            "--state-dir",
-            str(state_dir),
-        ],
+        _argv(["service", SUPERVISOR_MARK], config_dir, state_dir, agent_args),
         pidfile=pidfile(state_dir),
         logfile=state_dir / "agent.log",
     )
@@ -73,7 +61,7 @@ def stop(state_dir: Path) -> bool:
     return stop_pidfile(pidfile(state_dir), argv_has=SUPERVISOR_MARK, timeout=20)
 
 
-def supervise(config_dir: Path, state_dir: Path) -> int:
+def supervise(config_dir: Path, state_dir: Path, agent_args: Sequence[str] = ()) -> int:
     done = threading.Event()
     proc: subprocess.Popen[bytes] | None = None
 
@@ -87,7 +75,7 @@ def supervise(config_dir: Path, state_dir: Path) -> int:
     delay = 1.0
     while not done.is_set():
         started = time.monotonic()
-        proc = subprocess.Popen(agent_argv(config_dir, state_dir))
+        proc = subprocess.Popen(agent_argv(config_dir, state_dir, agent_args))
         (state_dir / "agent.pid").write_text(f"{proc.pid}\n")
         rc = proc.wait()
         if done.is_set():

@@ -263,17 +263,10 @@ class Monitor(threading.Thread):
     # -- state ---------------------------------------------------------------------------------------
     @property
     def state_file(self) -> Path:
-        return self.dir / "monitor.json"
+        return monitor_file(self.state_dir, self.s.name)
 
     def _load(self) -> None:
-        try:
-            data = json.loads(self.state_file.read_text())
-            self.conditions = {k: Condition(**v) for k, v in data.get("conditions", {}).items()}
-            self.auto = dict(data.get("automatic") or {})
-            if data.get("active") != self.active:  # another host's conditions: start afresh
-                self.conditions, self.auto = {}, {}
-        except (FileNotFoundError, ValueError, TypeError):
-            self.conditions = {}
+        self.conditions, self.auto = load_state(self.state_file, self.active)
 
     def _save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -282,6 +275,22 @@ class Monitor(threading.Thread):
         conditions = {k: asdict(c) for k, c in self.conditions.items()}
         tmp.write_text(json.dumps({**body, "conditions": conditions, "automatic": self.auto}))
         os.replace(tmp, self.state_file)
+
+
+def monitor_file(state_dir: Path, scenario: str) -> Path:
+    return state_dir / scenario / "monitor.json"
+
+
+def load_state(path: Path, active: str) -> tuple[dict[str, Condition], dict[str, object]]:
+    """The conditions and the automatic switchover's decision kept in ``monitor.json`` for watching ``active``
+    (none when it is missing, unreadable, or about another active host: they start afresh then)."""
+    try:
+        data = json.loads(path.read_text())
+        if data.get("active") != active:
+            return {}, {}
+        return {k: Condition(**v) for k, v in data.get("conditions", {}).items()}, dict(data.get("automatic") or {})
+    except (FileNotFoundError, ValueError, TypeError, AttributeError):
+        return {}, {}
 
 
 def _interrupted(run_file: Path) -> bool:

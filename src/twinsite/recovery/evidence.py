@@ -18,6 +18,11 @@ from twinsite.durable import remove, write_json
 from twinsite.switchover.runner import RunState, report
 
 
+def recovery_dir(state_dir: Path, scenario: str) -> Path:
+    """Where a scenario's tests keep their run, overlays and evidence on this host."""
+    return state_dir / scenario / "recovery"
+
+
 def tests_dir(recovery_dir: Path) -> Path:
     return recovery_dir / "tests"
 

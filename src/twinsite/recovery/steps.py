@@ -58,7 +58,7 @@ class Test:
 
     @property
     def dir(self) -> Path:
-        return self.site.dir / "recovery"
+        return evidence.recovery_dir(self.site.state_dir, self.site.s.name)
 
     @property
     def roots(self) -> list[Path]:

@@ -103,6 +103,24 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def human_seconds(s: float | None) -> str:
+    """A duration for people: ``0.04 s``, ``12 s``, ``7 min``, ``3.5 h``, ``4 d``; ``-`` when not known."""
+    if s is None:
+        return "-"
+    if s < 10:
+        return f"{s:.2f} s"
+    for limit, unit, size, fmt in ((60, "s", 1, ".0f"), (3600, "min", 60, ".0f"), (172800, "h", 3600, ".1f")):
+        if s < limit:
+            return f"{s / size:{fmt}} {unit}"
+    return f"{s / 86400:.0f} d"
+
+
+def bar(p: dict[str, Any], width: int = 24) -> str:
+    """A progress bar and :func:`describe`'s line: ``[##########--------------] 42.0% - ...``."""
+    full = round(width * min(100.0, float(p["percent"])) / 100)
+    return f"[{'#' * full}{'-' * (width - full)}] {describe(p)}"
+
+
 def describe(p: dict[str, Any]) -> str:
     """One line for people: ``42.0% - 1.1 of 2.6 GiB, 4210 of 10001 files - 95.3 MiB/s - about 14 s left``."""
     parts = [
