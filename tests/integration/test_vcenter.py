@@ -208,7 +208,7 @@ def test_a_relocated_then_removed_vm_leaves_no_trace_in_host_lists_or_rules(lab:
         Disconnect(si)
 
 
-def test_fence_powers_a_vm_off_once_records_it_and_says_so_when_it_was_off(lab: Lab, tmp_path: Path) -> None:
+def test_fence_powers_a_vm_off_once_records_it_says_so_when_it_was_off_and_releases(lab: Lab, tmp_path: Path) -> None:
     si = connect(lab)
     env = {
         "TWINSITE_VCENTER_HOSTNAME": lab.ctl_address,
@@ -240,6 +240,12 @@ def test_fence_powers_a_vm_off_once_records_it_and_says_so_when_it_was_off(lab: 
             ("fence", "fence-probe", True),
             ("fence", "fence-probe", False),
         ]
+        released = twinsite_cmd("fence", "fence-probe", "--release", "--json", env=env)  # its site is repaired
+        assert json.loads(released.stdout)["result"]["action"] == "powered on", released.stdout + released.stderr
+        assert vm.runtime.powerState == "poweredOn"
+        again = twinsite_cmd("fence", "fence-probe", "--release", "--json", env=env)
+        assert json.loads(again.stdout)["result"]["action"] == "already on"
+        wait_task(vm.PowerOffVM_Task())
         unknown = twinsite_cmd("fence", "no-such-vm", "--json", env=env)
         assert unknown.returncode == 15
         assert "no virtual machine named 'no-such-vm'" in json.loads(unknown.stdout)["error"]["message"]

@@ -12,10 +12,19 @@ import pytest
 from tests.fsops import mutate, populate
 from tests.unit.test_apply import Pipe, captured
 from tests.unit.test_undo import apply_all
-from twinsite.apply.applier import Applier
+from twinsite.apply.applier import Applier, SeqFile
 from twinsite.apply.batching import cut
 from twinsite.cdp.log import RewindLog, make_group
-from twinsite.cdp.rewind import RUN_BYTES, RewindError, move, points, read_position, resolve_seq, resolve_time
+from twinsite.cdp.rewind import (
+    RUN_BYTES,
+    RewindError,
+    move,
+    points,
+    read_position,
+    resolve_seq,
+    resolve_time,
+    settle,
+)
 from twinsite.cdp.undo import capture
 from twinsite.journal.record import Op
 from twinsite.journal.segments import JournalError
@@ -197,3 +206,32 @@ def test_headers_are_read_without_the_blobs_and_a_damaged_older_segment_is_refus
     segs[0].write_bytes(oldest[:4] + b"\xff" * 8 + oldest[12:])  # a header's seq overwritten: first > last
     with pytest.raises(JournalError, match="bad group header at byte 0"):
         points(log, log.last_seq)
+
+
+def test_settling_a_rewound_replica_makes_its_point_the_applied_position(tmp_path: Path) -> None:
+    """A switchover to rewound data: the replica stays at its point, which becomes the applied position (seq and
+    source time); the rewound state goes. An unfinished move is refused; settling again changes nothing."""
+    _src, dst, log, at_points = replicate_with_log(tmp_path, seed=7, rounds=6)
+    head = log.last_seq
+    applied = SeqFile(log.dir.parent / "applied_seq")
+    applied.write(head, 1.0, 3)
+    assert settle(log.dir) is None  # not rewound: nothing to do
+    target = sorted(at_points)[2]
+
+    def crash(_pos: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        move(dst, log, head, target, on_step=crash, run_bytes=4000)
+    with pytest.raises(RewindError, match=f"to seq {target} is unfinished"):
+        settle(log.dir)
+    move(dst, log, head, target)
+    when = dict(points(log, head))[target]
+    assert settle(log.dir) == (target, when)
+    assert read_position(log.dir) is None
+    pos = applied.position()
+    assert (pos.seq, pos.ts, pos.epoch) == (target, when, 3)
+    assert digest(dst) == at_points[target]  # the data did not move
+    assert settle(log.dir) is None
+    assert applied.position().seq == target
+    applied.close()

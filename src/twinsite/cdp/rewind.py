@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from twinsite.apply.applier import Applier
+from twinsite.apply.applier import Applier, SeqFile
 from twinsite.apply.batching import cut
 from twinsite.cdp.log import Group, RewindLog
 from twinsite.durable import remove, write_json
@@ -91,6 +91,29 @@ def pause(log_dir: Path, head: int, target: int) -> Position:
     pos.target = target
     _store(log_dir, pos)
     return pos
+
+
+def settle(log_dir: Path) -> tuple[int, float] | None:
+    """A switchover to the rewound data: the replica's point becomes its applied position (seq and source
+    time) and the rewound state goes. Returns that point, or None when the replica was not rewound. Refused
+    while a move is unfinished (the replica would be between two points). The caller holds the apply lock.
+    Idempotent: the applied position is durable before the rewound state is removed."""
+    pos = read_position(log_dir)
+    if pos is None:
+        return None
+    if pos.sub != 0 or pos.target != pos.at:
+        raise RewindError(
+            f"the rewind of {log_dir.parent} to seq {pos.target} is unfinished (at seq {pos.at})",
+            hint="run the same `twinsite rewind` again to finish it first",
+        )
+    ts = dict(points(RewindLog(log_dir), pos.head)).get(pos.at, 0.0)
+    applied = SeqFile(log_dir.parent / "applied_seq")
+    try:
+        applied.write(pos.at, ts)
+    finally:
+        applied.close()
+    _store(log_dir, None)
+    return pos.at, ts
 
 
 def points(log: RewindLog, head: int) -> list[tuple[int, float]]:

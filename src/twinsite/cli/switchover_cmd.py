@@ -42,6 +42,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             p.add_argument(
                 "--force", action="store_true", help="switch over to a replica last seen in its initial sync"
             )
+            p.add_argument(
+                "--rewound",
+                action="store_true",
+                help="switch over to the rewound data (recovery from a corruption; with --unplanned)",
+            )
         p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
         p.add_argument(
             "--report",
@@ -147,6 +152,7 @@ def _run(args: argparse.Namespace) -> tuple[Any, str]:
         "automatic": bool(getattr(args, "automatic", False)),
         "second_opinion": getattr(args, "second_opinion", None),
         "force": bool(getattr(args, "force", False)),
+        "rewound": bool(getattr(args, "rewound", False)),
     }
     with _exclusive(site):
         return _execute(site, runner, params, args, resuming)

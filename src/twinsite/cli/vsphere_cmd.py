@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     f.add_argument("vm", metavar="VM", help="the VM to power off")
     f.add_argument("--datacenter", help="the datacenter to look for it in (default: all)")
     f.add_argument("--record", type=Path, help="append the result to this JSON-lines file (fsynced)")
+    f.add_argument("--release", action="store_true", help="power the VM on again: its site is repaired")
     f.add_argument("--json", action="store_true", help="print the JSON contract instead of text")
     f.set_defaults(handler=_fence)
 
@@ -87,8 +88,11 @@ def credentials_from_env() -> Any:
 
 def _fence(args: argparse.Namespace) -> tuple[Any, str]:
     from twinsite.vsphere.connection import connect
-    from twinsite.vsphere.fence import fence
+    from twinsite.vsphere.fence import fence, release
 
     with connect(credentials_from_env()) as session:
-        result = fence(session, args.vm, datacenter=args.datacenter, record=args.record)
+        if args.release:
+            result = release(session, args.vm, datacenter=args.datacenter)
+        else:
+            result = fence(session, args.vm, datacenter=args.datacenter, record=args.record)
     return result, f"{args.vm}: {result['action']} (was {result['previous_state']}) at {result['at']}"

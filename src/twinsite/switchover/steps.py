@@ -3,7 +3,8 @@
 Switchover (``twinsite switchover SCENARIO`` on a standby):
 
     preflight          the old active host answers (planned) or not (unplanned: allowed with --unplanned,
-                       or automatically with a second opinion); the replica is usable; the redirect can run
+                       or automatically with a second opinion); the replica is usable (a rewound one only
+                       with --rewound, unplanned); the redirect can run
     stop-application   planned: the application stops on the old active host (its last writes replicate)
     drain              planned: every change is applied here, proved by equal tree digests (zero loss)
     demote             planned: the old active host's role names this host at the next epoch, so its
@@ -45,7 +46,7 @@ from twinsite.apply.applier import Position
 from twinsite.apps.checks import run as run_script
 from twinsite.apps.checks import site_script
 from twinsite.cdp import bookmarks
-from twinsite.cdp.rewind import apply_lock, read_position
+from twinsite.cdp.rewind import apply_lock, read_position, settle
 from twinsite.config.scenario import Scenario, parse_duration
 from twinsite.durable import write_json
 from twinsite.engine import agent
@@ -123,13 +124,7 @@ def preflight(site: Site, ctx: Ctx) -> dict[str, Any]:
     if site.host not in members(s.master, s.replicas):
         raise ConfigError(f"{site.host} is not a host of scenario {s.name}")
     old = role.active
-    for i, root in enumerate(s.roots):
-        pos = read_position(site.recv(i) / "rewind")
-        if pos is not None:
-            raise SwitchoverError(
-                f"the replica of {root.path} is rewound to seq {pos.at}: it is not the latest data",
-                hint=f"`twinsite rewind {s.name} --resume` first (switching over to rewound data is not supported yet)",
-            )
+    rewound = _rewound(site, ctx)
     site.app()  # the plugin loads (a wrong application definition fails here, before anything changes)
     redirect.check(s.redirect, site.plugins)
     # (an automatic switchover comes from a monitor that has just missed the host several times: a short look)
@@ -141,7 +136,15 @@ def preflight(site: Site, ctx: Ctx) -> dict[str, Any]:
         "epoch": role.epoch + 1,
         "mode": "planned" if reachable else "unplanned",
         "replication_last_seen": monitor.get("replication"),
+        "rewound": rewound,
     }
+    if reachable and rewound:
+        raise SwitchoverError(
+            f"a planned switchover takes every change of {old}, and this replica is rewound to before some of them",
+            where=old,
+            hint=f"to recover from the corruption on {old}: stop or fence {old} (it must not serve users), then "
+            "switch over with --unplanned --rewound; or resume the replica and switch over planned",
+        )
     if reachable:
         result["failure_at"] = None
         return result
@@ -164,6 +167,23 @@ def preflight(site: Site, ctx: Ctx) -> dict[str, Any]:
         raise SwitchoverError("no fence is configured (switchover.fence), and no witness agreed", where=old)
     result["failure_at"] = monitor.get("unreachable_since") or time.time()
     return result
+
+
+def _rewound(site: Site, ctx: Ctx) -> list[dict[str, Any]]:
+    """The roots whose replica is rewound (refused unless the switchover is to the rewound data)."""
+    found = []
+    for i, root in enumerate(site.s.roots):
+        pos = read_position(site.recv(i) / "rewind")
+        if pos is None:
+            continue
+        if not ctx.get("rewound"):
+            raise SwitchoverError(
+                f"the replica of {root.path} is rewound to seq {pos.at}: it is not the latest data",
+                hint=f"`twinsite rewind {site.s.name} --resume` first, or switch over to the rewound data with "
+                f"--rewound (recovery from a corruption: what was applied after seq {pos.at} is left behind)",
+            )
+        found.append({"root": root.path, "seq": pos.at, "head": pos.head})
+    return found
 
 
 def _monitor_view(site: Site) -> dict[str, Any]:
@@ -333,13 +353,17 @@ def promote(site: Site, ctx: Ctx) -> dict[str, Any]:
     for i, root in enumerate(site.s.roots):  # what an assured-recovery test's spool held was acknowledged
         if Spool(site.recv(i)).held():
             apply_here(Path(root.path), site.recv(i), asdict(site.s.cdp))
-    if changed:
+    if changed or pre.get("rewound"):
         locks = [apply_lock(site.recv(i)) for i in range(len(site.s.roots))]
         for i, lock in enumerate(locks):
             site.recv(i).mkdir(parents=True, exist_ok=True)
             lock.__enter__()
         try:
-            store(site.state_dir, advanced(role, site.host, ctx["run_id"]))
+            for i in range(len(site.s.roots)):  # the rewound point becomes the live data (preflight allowed it)
+                if pre.get("rewound"):
+                    settle(site.recv(i) / "rewind")
+            if changed:
+                store(site.state_dir, advanced(role, site.host, ctx["run_id"]))
         finally:
             for lock in reversed(locks):
                 lock.__exit__(None, None, None)
@@ -348,6 +372,7 @@ def promote(site: Site, ctx: Ctx) -> dict[str, Any]:
         "epoch": pre["epoch"],
         "changed": changed,
         "ended_test": test,
+        "rewound": pre.get("rewound") or None,
         "positions": [
             {"root": r.path, "seq": p.seq, "ts": p.ts or None, "time": _when(p.ts)}
             for r, p in zip(site.s.roots, positions, strict=True)

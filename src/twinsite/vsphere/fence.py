@@ -2,7 +2,8 @@
 
 The fence step of an unplanned switchover. Idempotent: a VM already off is reported as such and counts
 as fenced. The result says what was found and done, and when; with ``record`` it is also appended to a
-JSON-lines file and fsynced (the switchover keeps its evidence there).
+JSON-lines file and fsynced (the switchover keeps its evidence there). ``release`` powers the VM on again
+once its site is repaired, before the switch-back.
 """
 
 from __future__ import annotations
@@ -54,3 +55,22 @@ def fence(
         finally:
             os.close(fd)
     return result
+
+
+def release(session: Session, vm_name: str, *, datacenter: str | None = None) -> dict[str, Any]:
+    """Power ``vm_name`` on again (the fence lifted, its site repaired); a VM already on is left as it is."""
+    within = session.datacenter(datacenter).vmFolder if datacenter else None
+    vm: Any = session.vm(vm_name, within=within, where=datacenter or "")
+    previous = str(vm.runtime.powerState)
+    if previous != "poweredOn":
+        session.call(f"powering on {vm_name}", vm.PowerOnVM_Task)
+    return {
+        "vm": vm_name,
+        "moid": vm._moId,
+        "vcenter": session.creds.where,
+        "previous_state": previous.lower(),
+        "action": "powered on" if previous != "poweredOn" else "already on",
+        "changed": previous != "poweredOn",
+        "fenced": False,
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }

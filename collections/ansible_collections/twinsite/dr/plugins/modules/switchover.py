@@ -44,6 +44,13 @@ options:
     description: Switch over to a replica that was last seen still in its initial sync.
     type: bool
     default: false
+  rewound:
+    description:
+      - Switch over to a replica rewound to before a corruption (C(twinsite.dr.rewind)), with O(unplanned).
+        Its point becomes the live data; what was applied after it is left behind, and the old active
+        host's copy is set aside at switch-back. Without it, a rewound replica is refused.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - twinsite.dr.cli
   - twinsite.dr.cli.dirs
@@ -126,6 +133,7 @@ def logic(module):
     if p["kind"] == "switchover":
         base += ["--unplanned"] if p["unplanned"] else []
         base += ["--force"] if p["force"] else []
+        base += ["--rewound"] if p["rewound"] else []
     plan = module.twinsite([*base, "--dry-run"])
     result = dict(changed=plan["changed"], mode=plan["mode"], active=plan["active"], steps=plan["steps"])
     if plan["changed"] and module._diff:
@@ -158,6 +166,7 @@ def main():
             kind=dict(type="str", choices=["switchover", "switchback"], default="switchover"),
             unplanned=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
+            rewound=dict(type="bool", default=False),
             **dirs_argument_spec(),
         ),
         supports_check_mode=True,
