@@ -1,5 +1,5 @@
 # twinsite's single entry point. Every target does its own setup, so each works on a fresh machine as root.
-#   make demo    set up, bring the lab up, run the drill
+#   make demo    set up, bring the lab up, run the drill (configure.yml first; report in build/drill/)
 #   make test    set up, lint, run every test (unit, lab integration, real ansible-playbook runs)
 #   make bench   set up, bring the lab up, run the benchmarks (bench/results/latest.{json,md})
 #   make lint    ruff, mypy --strict, ansible-lint (production), ansible-test sanity
@@ -48,7 +48,6 @@ lab-down: venv
 	$(BIN)/twinsite lab down
 
 demo: lab-up
-	$(BIN)/ansible-playbook playbooks/configure.yml
 	$(BIN)/ansible-playbook playbooks/drill.yml
 
 lint: venv

@@ -7,20 +7,22 @@ import time
 from pathlib import Path
 
 import pytest
+from pyVim.connect import Disconnect
+from pyVmomi import vim
 
 from tests.ansible.test_playbooks import PLAYBOOKS, ansible, recap
+from tests.ansible.test_vsphere import Vc
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
 DEFINITION = {"master": "prod1", "replicas": ["dr1"], "roots": [{"path": "/srv/anstest"}]}
 
 
-def test_configure_installs_declares_is_idempotent_and_check_mode_changes_nothing(lab: Lab) -> None:
+def test_configure_installs_declares_is_idempotent_and_check_mode_shows_drift_without_repairing_it(
+    lab: Lab,
+) -> None:
     first = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
     assert first.returncode == 0, first.stdout[-3000:]
-    second = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
-    assert second.returncode == 0, second.stdout[-3000:]
-    assert all(r["changed"] == 0 for r in recap(second.stdout).values()), second.stdout[-3000:]
     # the agent runs on prod1 and dr1 and replicates the lab's scenario
     marker = lab.host("prod1").private_dir("/srv") / "app" / f"configure-{time.monotonic_ns()}"
     marker.write_text("from prod1")
@@ -29,19 +31,47 @@ def test_configure_installs_declares_is_idempotent_and_check_mode_changes_nothin
     while not replica.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert replica.read_text() == "from prod1"
-    # --check --diff after a change made by hand shows the drift and does not repair it
+    # the replica VM dr1 exists as declared (2 CPUs, prod1's size) in the DR cluster
+    vc = Vc(lab)
+    vm = vc.vms()["dr1"]
+    declared_cpus = vm.config.hardware.numCPU
+    assert vm.runtime.powerState == "poweredOn" and vm.resourcePool.owner.name == "DR-Cluster"
+    # drift: a scenario file and the replica VM changed by hand; --check --diff shows both and repairs neither
     cfg = lab.host("dr1").private_dir("/etc/twinsite") / "scenarios" / "app.yml"
     original = cfg.read_text()
     cfg.write_text(original.replace("/srv/app", "/srv/elsewhere"))
+    vc.wait(vm.PowerOffVM_Task())
+    vc.wait(vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(numCPUs=declared_cpus + 2)))
+    vc.wait(vm.PowerOnVM_Task())
     try:
-        check = ansible("ansible-playbook", "playbooks/configure.yml", "--check", "--diff", timeout=600)
-        assert check.returncode == 0, check.stdout[-3000:]
-        assert recap(check.stdout)["dr1"]["changed"] == 1
-        assert recap(check.stdout)["prod1"]["changed"] == 0
-        assert "/srv/elsewhere" in check.stdout and "/srv/app" in check.stdout  # before and after
-        assert "/srv/elsewhere" in cfg.read_text()  # untouched
+        check = ansible(
+            "ansible-playbook", "playbooks/configure.yml", "--check", "--diff", "-e", "twinsite_fail_on_change=true",
+            timeout=600,
+        )  # fmt: skip
+        assert check.returncode == 2, check.stdout[-3000:]  # the drift check fails the job
+        rows = recap(check.stdout)
+        assert rows["dr1"]["changed"] == 1 and rows["prod1"]["changed"] == 0, check.stdout[-3000:]
+        assert rows["localhost"]["changed"] == 1, check.stdout[-3000:]  # the replica VM
+        assert "/srv/elsewhere" in check.stdout and "/srv/app" in check.stdout  # the scenario, before and after
+        assert f"-    cpus: {declared_cpus + 2}" in check.stdout and f"+    cpus: {declared_cpus}" in check.stdout
+        assert "2 difference(s) from the declaration: replica VM dr1: " in check.stdout
+        assert "scenario app on dr1: changed" in check.stdout
+        assert "/srv/elsewhere" in cfg.read_text() and vm.config.hardware.numCPU == declared_cpus + 2  # untouched
+        # a run puts both back; the next one changes nothing
+        repair = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
+        assert repair.returncode == 0, repair.stdout[-3000:]
+        assert cfg.read_text() == original and vm.config.hardware.numCPU == declared_cpus
+        second = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
+        assert second.returncode == 0, second.stdout[-3000:]
+        assert all(r["changed"] == 0 for r in recap(second.stdout).values()), second.stdout[-3000:]
+        assert "nothing: everything is as declared" in second.stdout
     finally:
         cfg.write_text(original)
+        if vm.config.hardware.numCPU != declared_cpus:
+            vc.wait(vm.PowerOffVM_Task())
+            vc.wait(vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(numCPUs=declared_cpus)))
+            vc.wait(vm.PowerOnVM_Task())
+        Disconnect(vc.si)
 
 
 def test_invalid_configuration_stops_before_any_host_is_touched(lab: Lab, tmp_path: Path) -> None:

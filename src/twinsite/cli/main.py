@@ -37,6 +37,7 @@ COMMANDS = {
     "rejoin": "switchover_cmd",
     "role": "switchover_cmd",
     "recover-test": "recovery_cmd",
+    "drill-report": "drill_cmd",
 }
 
 

@@ -1,0 +1,78 @@
+"""playbooks/drill.yml, as `make demo` runs it, on the lab: every phase passes, and the report's figures are
+the measurements the hosts themselves recorded (the switchover reports, the test's evidence, the bookmark),
+not constants. Afterwards prod1 is active again with every order, and replicates to dr1."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ansible.test_playbooks import ansible
+from tests.integration.switchover_helpers import power_state, psql, restore_db, role, twinsite_on, wait_replicating
+from twinsite.lab.topology import Lab
+
+pytestmark = pytest.mark.lab
+PHASES = ["lab", "configure", "replicate", "bookmark", "assured-recovery", "corrupt-rewind", "failover", "switchback"]
+
+
+def _ts(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _on(lab: Lab, host: str, *args: str) -> dict[str, Any]:
+    body = twinsite_on(lab, host, *args)
+    assert body["ok"], body
+    return dict(body["result"])
+
+
+def test_the_drill_tells_the_whole_story_and_reports_what_was_measured(lab: Lab, tmp_path: Path) -> None:
+    restore_db(lab)  # the drill starts from prod1 active, as configure.yml leaves the lab
+    proc = ansible("ansible-playbook", "playbooks/drill.yml", "-e", f"drill_report_dir={tmp_path}", timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    [report_file] = tmp_path.glob("drill-*.json")
+    report = json.loads(report_file.read_text())
+    assert report_file.with_suffix(".md").read_text().startswith(f"# DR drill {report['id']}: PASSED")
+    assert report["result"] == "passed" and report["not_run"] == []
+    assert [p["name"] for p in report["phases"]] == PHASES
+    assert all(p["ok"] and p["error"] is None for p in report["phases"])
+    f = {p["name"]: p["figures"] for p in report["phases"]}
+    assert "PASSED" in proc.stdout and "RPO of the failover" in proc.stdout
+
+    # the test's figures are dr1's evidence of that test
+    evidence = _on(lab, "dr1", "recover-test", "db", "--report", f["assured-recovery"]["test"])
+    assert evidence["result"] == "passed"
+    assert float(f["assured-recovery"]["rto_seconds"]) == evidence["rto_seconds"]
+    assert float(f["assured-recovery"]["data_age_seconds"]) == max(t["age_seconds"] for t in evidence["tested"])
+    # the rewind went back to the bookmark, from past the damage
+    assert int(f["corrupt-rewind"]["rewound_to_seq"]) == int(f["bookmark"]["seq"])
+    assert int(f["corrupt-rewind"]["rewound_from_seq"]) >= int(f["corrupt-rewind"]["damage_acked_seq"])
+    assert int(f["corrupt-rewind"]["files"]) > 0
+
+    # the failover's RTO and RPO are dr1's switchover report; its data was the bookmark's point, so the RPO
+    # runs from the bookmark's time to the failure
+    failover = _on(lab, "dr1", "switchover", "db", "--report", f["failover"]["switchover"])
+    assert (failover["mode"], failover["result"]) == ("unplanned", "done")
+    assert float(f["failover"]["rto_seconds"]) == failover["rto"]["outage_seconds"]
+    assert float(f["failover"]["rpo_seconds"]) == failover["rpo"]["seconds"]
+    rpo_from_bookmark = _ts(failover["rpo"]["failure_at"]) - _ts(f["bookmark"]["time"])
+    assert abs(rpo_from_bookmark - failover["rpo"]["seconds"]) < 0.01, (rpo_from_bookmark, failover["rpo"])
+    assert f["failover"]["users_reach"] == lab.host("dr1").address
+    assert int(f["failover"]["orders_seen_by_users"]) == 1000  # the deleted orders are back
+
+    # the switch-back: prod1's report; its damaged copy was set aside; users are back on prod1
+    back = _on(lab, "prod1", "switchover", "db", "--report", f["switchback"]["switchover"])
+    assert (back["kind"], back["mode"], back["result"]) == ("switchback", "planned", "done")
+    assert float(f["switchback"]["rto_seconds"]) == back["rto"]["outage_seconds"]
+    assert back["rpo"]["seconds"] == 0.0
+    assert int(f["switchback"]["set_aside_paths"]) == back["set_aside"]["paths"] > 0
+    assert f["switchback"]["users_reach"] == lab.host("prod1").address
+
+    # and the lab is as the drill promises: prod1 active with every order, replicating to dr1, prod1-vm on
+    assert role(lab, "prod1")["active"] == role(lab, "dr1")["active"] == "prod1"
+    assert psql(lab, "prod1", "select count(*) from drill_orders").stdout.strip() == "1000"
+    wait_replicating(lab, "prod1")
+    assert power_state(lab, "prod1-vm") == "poweredOn"
