@@ -25,6 +25,7 @@ from twinsite.cdp.rewind import (
     resolve_time,
 )
 from twinsite.cli.options import dirs
+from twinsite.clock import iso
 from twinsite.config.scenario import Scenario
 from twinsite.engine import agent
 from twinsite.errors import ConfigError
@@ -84,10 +85,6 @@ def _replica(args: argparse.Namespace) -> Replica:
     return Replica(s, Path(s.roots[args.root].path), state, RewindLog(state / "rewind"), head)
 
 
-def _when(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def parse_time(text: str) -> float:
     try:
         when = dt.datetime.fromisoformat(text)
@@ -121,7 +118,7 @@ def _points(args: argparse.Namespace) -> tuple[Any, str]:
     pts = points(r.log, r.head)
     reachable = {s for s, _ in pts}
     marks = [
-        {"name": n, **m, "time": _when(m["ts"]), "reachable": m["seq"] in reachable}
+        {"name": n, **m, "time": iso(m["ts"]), "reachable": m["seq"] in reachable}
         for n, m in sorted(bookmarks.load(r.state).items(), key=lambda kv: kv[1]["seq"])
     ]
     pos = read_position(r.log.dir)
@@ -130,8 +127,8 @@ def _points(args: argparse.Namespace) -> tuple[Any, str]:
         "root": str(r.root),
         "head": r.head,
         "rewound_to": pos.at if pos else None,
-        "oldest": {"seq": pts[0][0], "ts": pts[0][1], "time": _when(pts[0][1])},
-        "newest": {"seq": pts[-1][0], "ts": pts[-1][1], "time": _when(pts[-1][1])},
+        "oldest": {"seq": pts[0][0], "ts": pts[0][1], "time": iso(pts[0][1])},
+        "newest": {"seq": pts[-1][0], "ts": pts[-1][1], "time": iso(pts[-1][1])},
         "points": len(pts),
         "log_bytes": r.log.disk_bytes(),
         "bookmarks": marks,
@@ -156,7 +153,7 @@ def _bookmark(args: argparse.Namespace) -> tuple[Any, str]:
     r = _replica(args)
     ts = points(r.log, r.head)[-1][1]
     created, mark = bookmarks.add(r.state, args.name, r.head, ts)
-    result = {"scenario": r.scenario.name, "name": args.name, "changed": created, **mark, "time": _when(mark["ts"])}
+    result = {"scenario": r.scenario.name, "name": args.name, "changed": created, **mark, "time": iso(mark["ts"])}
     verb = "bookmarked" if created else "already bookmarked"
     return result, f"{r.scenario.name}: {verb} {args.name!r} at seq {mark['seq']} ({result['time']})"
 

@@ -9,11 +9,11 @@ crash, recovered by the agent). ``twinsite recover-test SCENARIO --history`` lis
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
+from twinsite.clock import iso
 from twinsite.durable import remove, write_json
 from twinsite.switchover.runner import RunState, report
 
@@ -28,7 +28,8 @@ def tests_dir(recovery_dir: Path) -> Path:
 
 
 def when(ts: float | None) -> str | None:
-    return None if not ts else dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+    """Evidence times: to the second (the history table's width)."""
+    return iso(ts, "seconds")
 
 
 def summarize(run: RunState, *, scenario: str, host: str, result: str, reason: str | None) -> dict[str, Any]:

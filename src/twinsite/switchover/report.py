@@ -15,19 +15,13 @@ prints the newest; ``--report ID`` another.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
+from twinsite.clock import iso
 from twinsite.durable import write_json, write_text
 from twinsite.switchover.runner import RunState, report
-
-
-def _iso(ts: float | None) -> str | None:
-    if not ts:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def summarize(run: RunState, scenario: str, host: str) -> dict[str, Any]:
@@ -55,15 +49,15 @@ def summarize(run: RunState, scenario: str, host: str) -> dict[str, Any]:
     app = [t for n in ("start-application", "check-application") if n in steps and (t := steps[n].seconds)]
     rto = {
         "outage_seconds": round(users_back - lost_at, 3) if users_back and lost_at else None,
-        "outage_from": _iso(lost_at),
-        "users_back_at": _iso(users_back),
+        "outage_from": iso(lost_at),
+        "users_back_at": iso(users_back),
         "switchover_seconds": round(max(s.ended or 0 for s in run.steps) - first, 3) if first else None,
         "application_seconds": round(sum(app), 3) if app else None,
     }
     rpo = {
         "seconds": promote.get("rpo_seconds"),
-        "last_applied_at": _iso(promote.get("last_applied_at")),
-        "failure_at": _iso(promote.get("failure_at")),
+        "last_applied_at": iso(promote.get("last_applied_at")),
+        "failure_at": iso(promote.get("failure_at")),
         "proof": "equal tree digests after the drain" if mode == "planned" and "drain" in res else None,
     }
     failed = [s for s in run.steps if s.state == "failed"]
@@ -79,7 +73,7 @@ def summarize(run: RunState, scenario: str, host: str) -> dict[str, Any]:
         "finished": run.finished is not None,
         "result": "done" if run.finished else ("failed at " + failed[0].name if failed else "interrupted"),
         "error": failed[0].error if failed else None,
-        "started_at": _iso(run.created),
+        "started_at": iso(run.created),
         "rto": rto,
         "rpo": rpo,
         "bookmark": res.get("bookmark", {}).get("bookmark"),
@@ -102,7 +96,7 @@ def text(r: dict[str, Any]) -> str:
     for s in r["steps"]:
         secs = f"{s['seconds']:.2f}" if s["seconds"] is not None else "-"
         brief = s["result"].get("skipped") or s["result"].get("note") or ""
-        lines.append(f"  {s['step']:<19}{s['state']:<9}{_iso(s['started']) or '-':<26}{secs:>8}  {brief[:70]}")
+        lines.append(f"  {s['step']:<19}{s['state']:<9}{iso(s['started']) or '-':<26}{secs:>8}  {brief[:70]}")
     rto, rpo = r["rto"], r["rpo"]
     if rto["outage_seconds"] is not None:
         lines.append(

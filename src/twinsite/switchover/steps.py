@@ -29,7 +29,6 @@ Every step is idempotent: run again after a crash inside it, it finds what is do
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -47,6 +46,7 @@ from twinsite.apps.checks import run as run_script
 from twinsite.apps.checks import site_script
 from twinsite.cdp import bookmarks
 from twinsite.cdp.rewind import apply_lock, read_position, settle
+from twinsite.clock import iso
 from twinsite.config.scenario import Scenario, parse_duration
 from twinsite.durable import write_json
 from twinsite.engine import agent
@@ -112,10 +112,6 @@ class Site:
         return agent.receiver_state(self.state_dir, self.s.name, i)
 
 
-def _when(ts: float | None) -> str | None:
-    return None if not ts else dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
-
-
 # -- preflight ---------------------------------------------------------------------------------------------
 def preflight(site: Site, ctx: Ctx) -> dict[str, Any]:
     s, role = site.s, site.role()
@@ -152,7 +148,7 @@ def preflight(site: Site, ctx: Ctx) -> dict[str, Any]:
         last = max((p.ts for p in site.positions()), default=0.0)
         raise SwitchoverError(
             f"{old} does not answer: this would be an unplanned switchover, which loses the changes not yet "
-            f"replicated here (the last one applied was made at {_when(last) or 'an unknown time'})",
+            f"replicated here (the last one applied was made at {iso(last) or 'an unknown time'})",
             where=old,
             hint=f"make sure {old} is down (or fenced) and cannot come back as a second active host, then run "
             "again with --unplanned",
@@ -374,7 +370,7 @@ def promote(site: Site, ctx: Ctx) -> dict[str, Any]:
         "ended_test": test,
         "rewound": pre.get("rewound") or None,
         "positions": [
-            {"root": r.path, "seq": p.seq, "ts": p.ts or None, "time": _when(p.ts)}
+            {"root": r.path, "seq": p.seq, "ts": p.ts or None, "time": iso(p.ts)}
             for r, p in zip(site.s.roots, positions, strict=True)
         ],
     }
