@@ -23,6 +23,7 @@ from typing import Any
 
 from tests.integration.replication_helpers import Scenario, install
 from twinsite.lab.topology import Lab
+from twinsite.proc import argv_of
 
 TW = str(Path(sys.executable).parent / "twinsite")
 
@@ -274,23 +275,21 @@ def _highest_bounded_rate(sc: Scenario, quick: bool) -> float:
     return best
 
 
-def _twinsite_pids(word: bytes) -> list[int]:
+def _twinsite_pids(word: bytes, within: set[int] | None = None) -> list[int]:
+    """Running twinsite processes with ``word`` in their argv (only those in ``within``, when given)."""
     out = []
     for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except FileNotFoundError:
-                continue
+        if pid.isdigit() and (within is None or int(pid) in within):
+            argv = argv_of(int(pid)) or []
             if word in argv and any(b"twinsite" in a for a in argv):
                 out.append(int(pid))
     return out
 
 
-def _peak_rss_mib(word: bytes) -> float:
+def _peak_rss_mib(word: bytes, within: set[int] | None = None) -> float:
     """The largest peak resident memory (VmHWM) among running twinsite processes running ``word``."""
     peak = 0
-    for pid in _twinsite_pids(word):
+    for pid in _twinsite_pids(word, within):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -300,17 +299,14 @@ def _peak_rss_mib(word: bytes) -> float:
     return round(peak / 1024, 1)
 
 
-def _cpu_of(word: bytes) -> float:
+def _cpu_of(word: bytes, within: set[int] | None = None) -> float:
+    """CPU seconds (user and system) used so far by the running twinsite processes running ``word``."""
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid in _twinsite_pids(word, within):
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if word in cmd and b"twinsite" in cmd:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / tick
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
         except (FileNotFoundError, IndexError, ValueError):
             continue
     return total

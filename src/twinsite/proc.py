@@ -55,6 +55,14 @@ def run(
     return proc
 
 
+def argv_of(pid: int) -> list[bytes] | None:
+    """The argv of process ``pid``, or None when it is gone (also while it exits: /proc answers ESRCH then)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+    except OSError:  # FileNotFoundError, ProcessLookupError
+        return None
+
+
 def read_pid(pidfile: Path, *, comm: str | None = None, argv_has: str | None = None) -> int | None:
     """The pid recorded in ``pidfile`` if that process is still alive, else None.
 
@@ -70,9 +78,9 @@ def read_pid(pidfile: Path, *, comm: str | None = None, argv_has: str | None = N
     try:
         if comm is not None and Path(f"/proc/{pid}/comm").read_text().strip() != comm[:15]:
             return None
-        if argv_has is not None and argv_has.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
-            return None
-    except FileNotFoundError:
+    except OSError:
+        return None
+    if argv_has is not None and argv_has.encode() not in (argv_of(pid) or []):
         return None
     return pid
 

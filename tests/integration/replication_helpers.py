@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from tests.conftest import REPO, VENV_BIN
 from twinsite import bundle
 from twinsite.lab import netns
 from twinsite.lab.topology import Lab
+from twinsite.proc import argv_of
 from twinsite.tree import differences, digest, entries
 
 BUNDLES = REPO / "build"  # the same place configure.yml's agent role builds it: one build per source version
@@ -102,24 +104,20 @@ class Scenario:
         """An agent for this scenario left by an interrupted run would share its journal: stop it first."""
         mark = f"/etc/twinsite/only-{self.name}".encode()
         for pid in netns.pids(self.lab.host("prod1").netns):
-            try:
-                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except FileNotFoundError:
-                continue
+            argv = argv_of(pid) or []
             if b"agent" in argv and mark in argv:
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # (it may have exited meanwhile)
+                    os.kill(pid, signal.SIGKILL)
 
     def kill_receiver(self) -> int:
         """kill -9 every `twinsite receive` of this scenario on dr1; returns how many."""
         n = 0
         for pid in netns.pids(self.lab.host("dr1").netns):
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except FileNotFoundError:
-                continue
+            cmd = b" ".join(argv_of(pid) or [])  # (a receiver that is exiting has none: /proc says ESRCH)
             if b"receive" in cmd and f"/srv/{self.name}".encode() in cmd:
-                os.kill(pid, signal.SIGKILL)
-                n += 1
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    n += 1
         return n
 
     def wait_synced(self, timeout: float = 120, settle: float = 1.0) -> dict[str, Any]:
