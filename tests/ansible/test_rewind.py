@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.ansible.test_playbooks import ansible, recap
+from tests.integration.switchover_helpers import ensure_configured
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
@@ -32,8 +33,7 @@ def module(name: str, args: str, *extra: str) -> dict[str, object]:
 
 
 def test_bookmark_rewind_confirmation_and_resume(lab: Lab) -> None:
-    configured = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
-    assert configured.returncode == 0, configured.stdout[-3000:]
+    ensure_configured(lab)
     try:
         _scenario(lab)
     finally:  # never leave the lab's replica rewound (replication of `app` would wait for good)

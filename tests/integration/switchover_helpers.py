@@ -190,12 +190,37 @@ def scenario_file(lab: Lab, host: str) -> Path:
     return lab.host(host).private_dir("/etc/twinsite") / "scenarios" / "db.yml"
 
 
-def prepare_db(lab: Lab) -> None:
-    """The `db` scenario as configure.yml declares it, prod1 active, replicating, with the load's table."""
+_DECLARED: dict[str, bytes] = {}  # every host's scenario declarations as configure.yml last left them
+
+
+def _declarations(lab: Lab) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    for h in lab.hosts:
+        d = lab.host(h.name).private_dir("/etc/twinsite") / "scenarios"
+        if d.is_dir():
+            found |= {f"{h.name}/{f.name}": f.read_bytes() for f in sorted(d.iterdir()) if f.is_file()}
+    return found
+
+
+def ensure_configured(lab: Lab) -> None:
+    """The lab as playbooks/configure.yml declares it: the playbook runs unless it already ran in this session
+    and every host's scenario declarations are still byte for byte as it left them, with both agents running
+    (a test that changed a declaration, stopped a scenario or an agent gets a real run)."""
     from tests.ansible.test_playbooks import ansible
 
+    if _DECLARED and _declarations(lab) == _DECLARED:
+        running = [twinsite_on(lab, h, "service", "status").get("result", {}).get("running") for h in ("prod1", "dr1")]
+        if all(running):
+            return
     configured = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
     assert configured.returncode == 0, configured.stdout[-3000:]
+    _DECLARED.clear()
+    _DECLARED.update(_declarations(lab))
+
+
+def prepare_db(lab: Lab) -> None:
+    """The `db` scenario as configure.yml declares it, prod1 active, replicating, with the load's table."""
+    ensure_configured(lab)
     restore_db(lab)  # (an earlier failed run may have left dr1 active)
     create_table(lab)
     wait_replicating(lab, "prod1")

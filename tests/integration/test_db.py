@@ -8,16 +8,15 @@ import time
 
 import pytest
 
-from tests.ansible.test_playbooks import ansible
 from tests.conftest import ssh
+from tests.integration.switchover_helpers import ensure_configured
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
 
 
 def test_client1_writes_to_db_on_prod1_which_replicates_to_dr1(lab: Lab) -> None:
-    configured = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
-    assert configured.returncode == 0, configured.stdout[-3000:]
+    ensure_configured(lab)
     sql = (
         "create table if not exists orders(id serial primary key, note text);"
         " insert into orders(note) values ('from client1') returning id"

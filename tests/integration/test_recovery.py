@@ -21,6 +21,7 @@ import yaml
 from tests.integration.switchover_helpers import (
     TWINSITE,
     Load,
+    ensure_configured,
     events,
     on_host,
     prepare_db,
@@ -360,7 +361,6 @@ def test_a_test_ends_at_once_when_the_active_host_fails_and_the_switchover_proce
     """Automatic mode (witness client1, vCenter fence): prod1's site is cut while a test runs on dr1. The test
     ends, dr1's monitor switches over, and dr1 is active on its real replica, holding every commit acknowledged
     during the test up to a second before the cut (the spool's). configure.yml puts the lab back."""
-    from tests.ansible.test_playbooks import ansible
     from tests.integration.switchover_helpers import commits_on, role
     from tests.integration.test_switchover import set_mode
     from twinsite import lab as labmod
@@ -418,5 +418,4 @@ def test_a_test_ends_at_once_when_the_active_host_fails_and_the_switchover_proce
         runner.join(timeout=120)
         labmod.heal(db, "prod1")
         restore_db(db)
-        configured = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)  # declared settings back
-        assert configured.returncode == 0, configured.stdout[-3000:]
+        ensure_configured(db)  # declared settings back

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from tests.ansible.test_playbooks import ansible
 from tests.conftest import ssh
 from tests.integration.switchover_helpers import (
     DB_NAME,
     Load,
     commits_on,
+    ensure_configured,
     notes_on,
     on_host,
     power_state,
@@ -43,8 +43,7 @@ def db(lab: Lab) -> Iterator[Lab]:
         yield lab
     finally:
         restore_db(lab)
-        configured = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
-        assert configured.returncode == 0, configured.stdout[-3000:]
+        ensure_configured(lab)
 
 
 def resolves_from_client1(lab: Lab) -> str:
