@@ -6,13 +6,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests.ansible.test_playbooks import ansible
-from tests.integration.switchover_helpers import power_state, psql, restore_db, role, twinsite_on, wait_replicating
+from tests.integration.switchover_helpers import (
+    on_host,
+    power_state,
+    psql,
+    restore_db,
+    role,
+    twinsite_on,
+    wait_replicating,
+)
+from tests.unit.test_status import SCHEMA
+from tests.unit.test_status import parse as metrics
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
@@ -76,3 +88,28 @@ def test_the_drill_tells_the_whole_story_and_reports_what_was_measured(lab: Lab,
     assert psql(lab, "prod1", "select count(*) from drill_orders").stdout.strip() == "1000"
     wait_replicating(lab, "prod1")
     assert power_state(lab, "prod1-vm") == "poweredOn"
+
+    # the operator views say so too: status --json (valid against its published schema) and the agents'
+    # metrics, prod1's from its loopback port and dr1's from its node-exporter textfile (the lab inventory's)
+    epoch = int(role(lab, "prod1")["epoch"])
+    for host in ("prod1", "dr1"):  # the whole answer, as the hosts' installed twinsite gives it
+        jsonschema.validate(twinsite_on(lab, host, "status"), SCHEMA, cls=jsonschema.Draft202012Validator)
+    served = on_host(lab, "prod1", "curl", "-sf", "http://127.0.0.1:9810/metrics")
+    assert served.returncode == 0, served.stderr
+    prod1 = metrics(served.stdout)
+    assert prod1[("twinsite_switchovers_total", (("scenario", "db"),))] == epoch  # the two of the drill counted
+    assert prod1[("twinsite_agent_up", ())] == 1
+    [lag] = [
+        v for (name, labels), v in prod1.items() if name == "twinsite_lag_seconds" and ("scenario", "db") in labels
+    ]
+    assert 0 <= lag < 30
+    textfile = lab.host("dr1").private_dir("/var/lib/twinsite") / "metrics" / "twinsite.prom"
+    deadline = time.monotonic() + 30
+    dr1: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    while time.monotonic() < deadline:  # (rewritten every 15 s: the switch-back's epoch may not be in it yet)
+        dr1 = metrics(textfile.read_text())
+        if dr1.get(("twinsite_switchovers_total", (("scenario", "db"),))) == epoch:
+            break
+        time.sleep(1)
+    assert dr1[("twinsite_switchovers_total", (("scenario", "db"),))] == epoch
+    assert dr1[("twinsite_recovery_test_passed", (("scenario", "db"),))] == 1  # the drill's test

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import threading
 import time
 import urllib.request
@@ -334,3 +335,30 @@ def test_watch_prints_progress_until_the_sync_ends(site: Site, monkeypatch: pyte
 def test_watch_with_nothing_syncing_ends_at_once(site: Site) -> None:
     site.sender(state="replicating")
     assert watch(site.config, site.state, out=io.StringIO()) == ({"syncs": []}, "no sync is running here")
+
+
+def test_the_supervised_agent_is_restarted_when_its_metrics_options_change(site: Site, tmp_path: Path) -> None:
+    """`twinsite service start` (what the agent role runs) keeps a supervisor that runs with the same options,
+    and replaces one that runs with others: the real supervisor and agent, writing their real textfile."""
+    from twinsite.engine import service
+
+    site.standby()
+    out = tmp_path / "metrics"  # (node-exporter's directory: made by the agent role)
+    try:
+        assert service.start(site.config, site.state) is True
+        first = service.status(site.state)["supervisor_pid"]
+        assert service.start(site.config, site.state) is False  # the same options: left running
+        assert service.status(site.state)["supervisor_pid"] == first
+        out.mkdir()
+        assert service.start(site.config, site.state, ["--metrics-textfile", str(out)]) is True
+        assert service.status(site.state)["supervisor_pid"] not in (None, first)
+        deadline = time.monotonic() + 30
+        while not (out / TEXTFILE).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        got = parse((out / TEXTFILE).read_text())
+        assert got[("twinsite_agent_up", ())] == 1
+        assert got[("twinsite_applied_seq", row_labels(site, socket.gethostname()))] == 30
+        assert service.start(site.config, site.state, ["--metrics-textfile", str(out)]) is False
+    finally:
+        service.stop(site.state)
+    assert service.status(site.state)["running"] is False

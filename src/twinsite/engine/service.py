@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from twinsite.proc import read_pid, spawn, stop_pidfile
+from twinsite.proc import argv_of, read_pid, spawn, stop_pidfile
 
 SUPERVISOR_MARK = "supervise"
 
@@ -42,15 +42,18 @@ def agent_argv(config_dir: Path, state_dir: Path, agent_args: Sequence[str] = ()
 
 
 def start(config_dir: Path, state_dir: Path, agent_args: Sequence[str] = ()) -> bool:
-    """Start the supervisor unless it runs. Returns True when it was started (changed)."""
-    if status(state_dir)["running"]:
-        return False
+    """Make the supervisor run with these directories and agent options: started unless it runs, restarted
+    when it runs with others (a changed ``--metrics-*``). Returns True when it was started (changed)."""
+    argv = _argv(["service", SUPERVISOR_MARK], config_dir, state_dir, agent_args)
+    st = status(state_dir)
+    if st["running"]:
+        pid = st["supervisor_pid"]
+        running = argv_of(pid) if isinstance(pid, int) else None
+        if running is None or running[1:] == [a.encode() for a in argv[1:]]:  # (the interpreter's path may differ)
+            return False
+        stop(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    spawn(
-        _argv(["service", SUPERVISOR_MARK], config_dir, state_dir, agent_args),
-        pidfile=pidfile(state_dir),
-        logfile=state_dir / "agent.log",
-    )
+    spawn(argv, pidfile=pidfile(state_dir), logfile=state_dir / "agent.log")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and status(state_dir)["agent_pid"] is None:
         time.sleep(0.05)
