@@ -9,18 +9,24 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import twinsite_cmd
+from twinsite.apply.applier import SeqFile
+from twinsite.cdp.rewind import Position, pause, state_file
 from twinsite.config.loader import check_documents
+from twinsite.durable import write_json
+from twinsite.engine import agent
 from twinsite.errors import ConfigError
 from twinsite.redirect.dns import _relative
 from twinsite.redirect.methods import address_of
+from twinsite.switchover import SwitchoverError
 from twinsite.switchover.report import summarize, text
 from twinsite.switchover.runner import Runner, Step
-from twinsite.switchover.steps import _copy_differences
+from twinsite.switchover.steps import Site, _copy_differences, _rewound, _same_rewind
 from twinsite.tree import entries
 
 BASE = {"name": "db", "master": "prod1", "replicas": ["dr1"], "roots": [{"path": "/srv/db"}]}
@@ -194,3 +200,52 @@ def test_the_active_host_refuses_to_rewind_its_live_data(tmp_path: Path) -> None
     refused = twinsite_cmd("rewind", "db", "--to", "1", *where, env={"TWINSITE_HOST": "dr1"})
     assert refused.returncode == 14, refused.stdout + refused.stderr
     assert "this host is the active host of db" in json.loads(refused.stdout)["error"]["message"]
+
+
+def _standby_with_rewind(tmp_path: Path) -> tuple[Site, Path]:
+    cfg, state = tmp_path / "cfg", tmp_path / "state"
+    cfg.mkdir()
+    (cfg / "db.yml").write_text(json.dumps({**BASE, "cdp": {"enabled": True}}))
+    log_dir = state / "db" / "recv" / "root-0" / "rewind"
+    log_dir.mkdir(parents=True)
+    s = agent.load_dir(cfg)[0]
+    return Site(s, "dr1", state, cfg, None), log_dir
+
+
+def test_a_switchover_to_rewound_data_takes_only_a_finished_point_and_only_the_one_preflight_saw(
+    tmp_path: Path,
+) -> None:
+    site, log_dir = _standby_with_rewind(tmp_path)
+    applied = SeqFile(log_dir.parent / "applied_seq")
+    applied.write(40, 1.0, 0)
+    pause(log_dir, head=40, target=25)  # a rewind under way (interrupted)
+    with pytest.raises(SwitchoverError, match="is rewound to seq 40: it is not the latest data"):
+        _rewound(site, {})
+    with pytest.raises(SwitchoverError, match="the rewind of /srv/db to seq 25 is unfinished"):
+        _rewound(site, {"rewound": True})
+    write_json(state_file(log_dir), asdict(Position(head=40, at=25, target=25)))  # ... and finished
+    seen = _rewound(site, {"rewound": True})
+    assert seen == [{"root": "/srv/db", "seq": 25, "head": 40}]
+    _same_rewind(site, {"rewound": seen})  # nothing moved since: taken
+    write_json(state_file(log_dir), asdict(Position(head=40, at=20, target=20)))  # rewound further meanwhile
+    with pytest.raises(SwitchoverError, match="it is rewound to seq 20 now, and was rewound to seq 25"):
+        _same_rewind(site, {"rewound": seen})
+    state_file(log_dir).unlink()  # resumed meanwhile: the head is the data again
+    with pytest.raises(SwitchoverError, match="it is not rewound now, and was rewound to seq 25") as e:
+        _same_rewind(site, {"rewound": seen})
+    assert "`twinsite rewind db --to 25`" in str(e.value.hint)
+    applied.write(25, 1.0)  # what settle leaves: the point is the applied position, no rewound state
+    _same_rewind(site, {"rewound": seen})
+    write_json(state_file(log_dir), asdict(Position(head=40, at=30, target=30)))  # a rewind after a plain preflight
+    with pytest.raises(SwitchoverError, match="it is rewound to seq 30 now, and was not rewound"):
+        _same_rewind(site, {"rewound": []})
+    applied.close()
+
+
+def test_a_standby_refuses_to_rewind_during_an_unfinished_switchover(tmp_path: Path) -> None:
+    site, _log_dir = _standby_with_rewind(tmp_path)
+    (site.dir / "switchover.json").write_text(json.dumps({"kind": "switchover", "finished": None}))
+    where = ["--config-dir", str(site.config_dir), "--state-dir", str(site.state_dir), "--json"]
+    refused = twinsite_cmd("rewind", "db", "--to", "1", *where, env={"TWINSITE_HOST": "dr1"})
+    assert refused.returncode == 14, refused.stdout + refused.stderr
+    assert "a switchover of db is unfinished here" in json.loads(refused.stdout)["error"]["message"]

@@ -106,7 +106,7 @@ def settle(log_dir: Path) -> tuple[int, float] | None:
             f"the rewind of {log_dir.parent} to seq {pos.target} is unfinished (at seq {pos.at})",
             hint="run the same `twinsite rewind` again to finish it first",
         )
-    ts = dict(points(RewindLog(log_dir), pos.head)).get(pos.at, 0.0)
+    ts = dict(points(RewindLog(log_dir, readonly=True), pos.head)).get(pos.at, 0.0)
     applied = SeqFile(log_dir.parent / "applied_seq")
     try:
         applied.write(pos.at, ts)

@@ -175,6 +175,25 @@ class _Changes:
         return {"files": sorted(os.fsdecode(p) for p in self.paths), "bytes": self.bytes, "records": self.records}
 
 
+def _refuse_during_switchover_or_test(r: Replica) -> None:
+    """A switchover under way takes the data its preflight saw, and a test reads the replica through its
+    overlay (and spools what arrives): neither may have the replica moved under it."""
+    from twinsite.recovery.spool import Spool
+    from twinsite.switchover.runner import unfinished
+
+    name = r.scenario.name
+    if unfinished(r.state.parent.parent / "switchover.json"):  # (<state>/<scenario>/recv/root-N)
+        raise RewindError(
+            f"a switchover of {name} is unfinished here", hint=f"run `twinsite switchover {name}` again to finish it"
+        )
+    spool = Spool(r.state)
+    if spool.spooling or spool.held():
+        raise RewindError(
+            f"an assured-recovery test of {name} runs here, or its spool is not applied yet",
+            hint=f"wait for it to end, or `twinsite recover-test {name} --cleanup`",
+        )
+
+
 def _rewind(args: argparse.Namespace) -> tuple[Any, str]:
     r = _replica(args)
     role = agent.role_of(r.scenario, args.state_dir)
@@ -184,6 +203,8 @@ def _rewind(args: argparse.Namespace) -> tuple[Any, str]:
             "would change it under the application",
             hint="rewind a standby's replica; to take the active host back in time, switch over to a rewound standby",
         )
+    if not args.dry_run:
+        _refuse_during_switchover_or_test(r)
     pos = read_position(r.log.dir)
     head = pos.head if pos else r.head
     start = pos.at if pos else head

@@ -41,7 +41,7 @@ from twinsite.errors import TwinsiteError
 from twinsite.recovery import RecoveryError, evidence, overlay
 from twinsite.recovery.actions import run_all
 from twinsite.recovery.spool import Spool
-from twinsite.switchover.runner import DONE, RUNNING, Runner, RunState, Step
+from twinsite.switchover.runner import DONE, RUNNING, Runner, RunState, Step, unfinished
 from twinsite.switchover.steps import Site
 from twinsite.tree import digest
 
@@ -146,8 +146,7 @@ def preflight(t: Test, ctx: Ctx) -> dict[str, Any]:
             f"{site.host} is the active host of {s.name}: a test runs on a standby",
             hint="run it on a standby (playbooks/assured_recovery.yml picks them)",
         )
-    so = site.dir / "switchover.json"
-    if so.exists() and json.loads(so.read_text()).get("finished") is None:
+    if unfinished(site.dir / "switchover.json"):
         raise RecoveryError(f"a switchover of {s.name} is unfinished here", hint="finish it first")
     for i, root in enumerate(s.roots):
         pos = read_position(site.recv(i) / "rewind")

@@ -155,6 +155,14 @@ class Runner:
         return [{"step": s.name, "does": s.describe} for s in self.steps]
 
 
+def unfinished(path: Path) -> bool:
+    """Whether the run file ``path`` holds a run that has not finished (a switchover under way or stopped)."""
+    try:
+        return json.loads(path.read_text()).get("finished") is None
+    except FileNotFoundError:
+        return False
+
+
 def report(run: RunState) -> dict[str, Any]:
     """Each step with its start, duration and attempts; the whole duration."""
     starts = [s.started for s in run.steps if s.started is not None]

@@ -166,7 +166,10 @@ def preflight(site: Site, ctx: Ctx) -> dict[str, Any]:
 
 
 def _rewound(site: Site, ctx: Ctx) -> list[dict[str, Any]]:
-    """The roots whose replica is rewound (refused unless the switchover is to the rewound data)."""
+    """The roots whose replica is rewound (refused unless the switchover is to the rewound data, and then
+    only at a point: not in the middle of a move, nor with a test's spool that holds newer changes)."""
+    from twinsite.recovery.spool import Spool
+
     found = []
     for i, root in enumerate(site.s.roots):
         pos = read_position(site.recv(i) / "rewind")
@@ -178,8 +181,41 @@ def _rewound(site: Site, ctx: Ctx) -> list[dict[str, Any]]:
                 hint=f"`twinsite rewind {site.s.name} --resume` first, or switch over to the rewound data with "
                 f"--rewound (recovery from a corruption: what was applied after seq {pos.at} is left behind)",
             )
+        if pos.sub != 0 or pos.target != pos.at:
+            raise SwitchoverError(
+                f"the rewind of {root.path} to seq {pos.target} is unfinished (at seq {pos.at})",
+                hint="run the same `twinsite rewind` again to finish it, then switch over",
+            )
+        if Spool(site.recv(i)).held():
+            raise SwitchoverError(
+                f"an assured-recovery test's spool of {root.path} holds changes newer than the rewound point",
+                hint=f"`twinsite recover-test {site.s.name} --cleanup` first",
+            )
         found.append({"root": root.path, "seq": pos.at, "head": pos.head})
     return found
+
+
+def _same_rewind(site: Site, pre: dict[str, Any]) -> None:
+    """Promote (under the apply locks) takes the data preflight saw: a rewind or resume made between them
+    would switch over to other data than the report says. A point already settled counts as seen."""
+    seen = {r["root"]: r for r in pre.get("rewound") or []}
+    for i, root in enumerate(site.s.roots):
+        pos, want = read_position(site.recv(i) / "rewind"), seen.get(root.path)
+        if want is None and pos is None:
+            continue
+        if want is not None and pos is None:  # settled by an earlier run of this step?
+            if agent.applied_position(site.state_dir, site.s.name, i).seq == want["seq"]:
+                continue
+        elif want is not None and pos is not None and (pos.at, pos.head) == (want["seq"], want["head"]):
+            continue
+        now = f"rewound to seq {pos.at}" if pos else "not rewound"
+        back = f"--to {want['seq']}" if want else "--resume"
+        raise SwitchoverError(
+            f"the replica of {root.path} changed since this switchover started: it is {now} now, and was "
+            + (f"rewound to seq {want['seq']}" if want else "not rewound"),
+            hint=f"nothing was switched here: put it back as it was (`twinsite rewind {site.s.name} {back}`), "
+            "then run the switchover again",
+        )
 
 
 def _monitor_view(site: Site) -> dict[str, Any]:
@@ -347,22 +383,10 @@ def promote(site: Site, ctx: Ctx) -> dict[str, Any]:
     from twinsite.recovery.spool import Spool
 
     for i, root in enumerate(site.s.roots):  # what an assured-recovery test's spool held was acknowledged
-        if Spool(site.recv(i)).held():
+        if Spool(site.recv(i)).held() and read_position(site.recv(i) / "rewind") is None:
             apply_here(Path(root.path), site.recv(i), asdict(site.s.cdp))
     if changed or pre.get("rewound"):
-        locks = [apply_lock(site.recv(i)) for i in range(len(site.s.roots))]
-        for i, lock in enumerate(locks):
-            site.recv(i).mkdir(parents=True, exist_ok=True)
-            lock.__enter__()
-        try:
-            for i in range(len(site.s.roots)):  # the rewound point becomes the live data (preflight allowed it)
-                if pre.get("rewound"):
-                    settle(site.recv(i) / "rewind")
-            if changed:
-                store(site.state_dir, advanced(role, site.host, ctx["run_id"]))
-        finally:
-            for lock in reversed(locks):
-                lock.__exit__(None, None, None)
+        _take_over(site, ctx, role, changed)
     positions = site.positions()
     result: dict[str, Any] = {
         "epoch": pre["epoch"],
@@ -384,12 +408,35 @@ def promote(site: Site, ctx: Ctx) -> dict[str, Any]:
     # the old host failed after it was last heard (it streamed changes or keep-alives until then) and
     # before the monitor missed it; without either, when this switchover noticed
     failure = min(max(*heard, last), noticed) if all(heard) else noticed
+    if pre.get("rewound"):  # a rewound replica refused the old host from the rewind on: it was not heard
+        failure = noticed
     result["last_applied_at"] = last or None
     result["last_heard_at"] = max(heard) if all(heard) else None
     result["failure_noticed_at"] = noticed
     result["failure_at"] = failure
     result["rpo_seconds"] = round(max(0.0, failure - last), 3) if last else None
     return result
+
+
+def _take_over(site: Site, ctx: Ctx, role: Role, changed: bool) -> None:
+    """Under every root's apply lock: the rewound point (if preflight allowed one) becomes the live data,
+    then the role names this host."""
+    pre = ctx["preflight"]
+    locks = [apply_lock(site.recv(i)) for i in range(len(site.s.roots))]
+    for i, lock in enumerate(locks):
+        site.recv(i).mkdir(parents=True, exist_ok=True)
+        lock.__enter__()
+    try:
+        if changed:
+            _same_rewind(site, pre)
+        for i in range(len(site.s.roots)):
+            if pre.get("rewound"):
+                settle(site.recv(i) / "rewind")
+        if changed:
+            store(site.state_dir, advanced(role, site.host, ctx["run_id"]))
+    finally:
+        for lock in reversed(locks):
+            lock.__exit__(None, None, None)
 
 
 def _end_test(site: Site, why: str) -> dict[str, Any] | None:
