@@ -18,6 +18,8 @@ Only the standard library: hosts run from a bundle without prometheus_client.
 from __future__ import annotations
 
 import ipaddress
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -173,6 +175,10 @@ class _Server(ThreadingHTTPServer):
     page: Callable[[], str]
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
@@ -209,7 +215,8 @@ class Exporter:
     _written: float = field(default=0.0, init=False, repr=False)
 
     def start(self) -> None:
-        """Check the settings and bind the endpoint: a wrong address or directory stops the agent at once."""
+        """Check the settings and bind the endpoint: a wrong address or directory stops the agent at once (a
+        configuration error); an address it cannot bind (in use) is reported and the agent runs without it."""
         if self.textfile_dir is not None and not self.textfile_dir.is_dir():
             raise ConfigError(
                 f"--metrics-textfile {self.textfile_dir}: no such directory",
@@ -219,9 +226,10 @@ class Exporter:
             return
         bind = loopback(self.listen)
         try:
-            self._server = _Server(bind, _Handler)
-        except OSError as exc:
-            raise ConfigError(f"--metrics-listen {self.listen}: cannot listen: {exc.strerror}") from exc
+            self._server = (_Server6 if ":" in bind[0] else _Server)(bind, _Handler)
+        except OSError as exc:  # (a port in use: the agent goes on replicating, without the endpoint)
+            print(f"twinsite agent: --metrics-listen {self.listen}: cannot listen: {exc.strerror}", file=sys.stderr)
+            return
         self._server.page = lambda: render(self.config_dir, self.state_dir, self.host)
         self.address = self._server.server_address[:2]  # type: ignore[assignment]
         threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True).start()

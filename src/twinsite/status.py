@@ -30,6 +30,7 @@ from typing import Any
 from twinsite import __version__
 from twinsite.alerts.channels import EventLog
 from twinsite.alerts.dispatch import EVENTS_FILE
+from twinsite.apply.applier import Position
 from twinsite.cdp import bookmarks
 from twinsite.cdp.log import RewindLog
 from twinsite.cdp.rewind import points, read_position
@@ -50,7 +51,10 @@ def collect(config_dir: Path, state_dir: Path, *, host: str | None = None, now: 
     """This host's view of every scenario in ``config_dir`` (the ``result`` of ``twinsite status --json``)."""
     host = host or this_host()
     now = time.time() if now is None else now
-    events = EventLog(state_dir / EVENTS_FILE).read()
+    try:
+        events = EventLog(state_dir / EVENTS_FILE).read()
+    except UNREADABLE:  # (a damaged event log hides the alerts only; each row's problems say so)
+        events = None
     rows: list[dict[str, Any]] = []
     for s in agent.load_dir(config_dir):
         role = agent.role_of(s, state_dir)
@@ -88,8 +92,14 @@ def _sender(config_dir: Path, state_dir: Path, name: str, index: int, replica: s
 
 def _standby(state_dir: Path, name: str, index: int) -> dict[str, Any]:
     """What a standby (or any other host) holds of one root: the applied position, the rewind window."""
-    pos = agent.applied_position(state_dir, name, index)
-    row: dict[str, Any] = {"state": "standby", "applied_seq": pos.seq, "applied_ts": pos.ts or None, "problems": []}
+    problems: list[str] = []
+    try:
+        pos = agent.applied_position(state_dir, name, index)
+    except UNREADABLE as exc:  # (a damaged position: named, and the rest still shown)
+        pos = Position()
+        problems.append(f"the applied position of root {index}: {exc}")
+    row: dict[str, Any] = {"state": "standby", "applied_seq": pos.seq, "applied_ts": pos.ts or None}
+    row["problems"] = problems
     log_dir = agent.receiver_state(state_dir, name, index) / "rewind"
     row["rewind"] = _guard(row["problems"], f"the rewind log {log_dir}", lambda: rewind_window(log_dir, pos.seq))
     if row["rewind"] and row["rewind"]["rewound_to"] is not None:
@@ -123,15 +133,18 @@ def rewind_window(log_dir: Path, head: int) -> dict[str, Any] | None:
 
 
 def _scenario_facts(
-    s: Scenario, role: Role, state_dir: Path, events: list[dict[str, Any]], now: float
+    s: Scenario, role: Role, state_dir: Path, events: list[dict[str, Any]] | None, now: float
 ) -> tuple[dict[str, Any], list[str]]:
     """What is of the whole scenario (given on each of its rows), and what of it could not be read."""
     problems: list[str] = []
     rec = evidence.recovery_dir(state_dir, s.name)
+    if events is None:
+        problems.append(f"the event log {state_dir / EVENTS_FILE} cannot be read: recent alerts are not shown")
+    mine = [e for e in events or [] if e.get("scenario") == s.name]
     facts = {
         "switchovers": role.epoch,
         "last_test": _guard(problems, f"the test evidence in {rec}", lambda: last_test(rec, now)),
-        "alerts": alerts(state_dir, s.name, role.active, [e for e in events if e.get("scenario") == s.name], now),
+        "alerts": alerts(state_dir, s.name, role.active, mine, now),
     }
     return facts, problems
 

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import twinsite_cmd
 from twinsite.alerts import Alert
-from twinsite.alerts.dispatch import Alerter
+from twinsite.alerts.dispatch import EVENTS_FILE, Alerter
 from twinsite.apply.applier import SeqFile
 from twinsite.cdp import bookmarks
 from twinsite.cdp.log import RewindLog, make_group
@@ -192,6 +192,14 @@ def test_unreadable_state_is_named_and_the_rest_still_given(site: Site) -> None:
     (row,) = status_json(site, "dr1")["result"]["scenarios"]
     assert row["rewind"] is None and "corrupt rewind log" in row["problems"][0]
     assert row["last_test"]["result"] == "passed" and row["applied_seq"] == 30
+    # a damaged applied position and event log too: named, and the scenario still shown
+    (agent.receiver_state(site.state, "app", 0) / "applied_seq").write_bytes(b"\x01" * 32)
+    (site.state / EVENTS_FILE).write_bytes(b"\xff\xfe not json\n")
+    body = status_json(site, "dr1")
+    (row,) = body["result"]["scenarios"]
+    jsonschema.validate(body, SCHEMA, cls=jsonschema.Draft202012Validator)
+    assert any("the applied position of root 0" in p for p in row["problems"]), row["problems"]
+    assert row["last_test"]["result"] == "passed"
 
 
 def test_status_never_cuts_the_group_a_receiver_is_appending(site: Site) -> None:
@@ -243,6 +251,22 @@ def test_the_metrics_endpoint_on_loopback_serves_the_states_figures(site: Site) 
     assert got[("twinsite_replication_info", tuple(sorted((*labels, ("role", "active"), ("state", "syncing")))))] == 1
     assert got[("twinsite_agent_up", ())] == 1
     assert ("twinsite_agent_info", (("host", "prod1"), ("version", "0.1.0"))) in got
+
+
+def test_the_endpoint_listens_on_ipv6_loopback_and_a_port_in_use_does_not_stop_the_agent(site: Site) -> None:
+    _syncing(site, lag_seconds=1.5, backlog_bytes=4096)
+    six = Exporter(site.config, site.state, "prod1", listen="[::1]:0")
+    six.start()
+    try:
+        assert six.address is not None
+        with urllib.request.urlopen(f"http://[::1]:{six.address[1]}/metrics", timeout=10) as answer:
+            assert parse(answer.read().decode())[("twinsite_agent_up", ())] == 1
+        busy = Exporter(site.config, site.state, "prod1", listen=f"[::1]:{six.address[1]}")
+        busy.start()  # (said on stderr; replication goes on without the endpoint)
+        assert busy.address is None
+        busy.stop()
+    finally:
+        six.stop()
 
 
 def test_the_textfile_is_replaced_atomically_and_says_down_after_a_stop(
