@@ -18,12 +18,17 @@ from twinsite.vsphere import VSphereError
 from twinsite.vsphere.connection import Session
 
 
+def _find(session: Session, vm_name: str, datacenter: str | None) -> Any:
+    """The VM by name, in ``datacenter`` when given (else anywhere in vCenter)."""
+    within = session.datacenter(datacenter).vmFolder if datacenter else None
+    return session.vm(vm_name, within=within, where=datacenter or "")
+
+
 def fence(
     session: Session, vm_name: str, *, datacenter: str | None = None, record: Path | None = None
 ) -> dict[str, Any]:
     """Hard power-off of ``vm_name`` (no guest shutdown: a host being fenced may not answer)."""
-    within = session.datacenter(datacenter).vmFolder if datacenter else None
-    vm: Any = session.vm(vm_name, within=within, where=datacenter or "")
+    vm = _find(session, vm_name, datacenter)
     previous = str(vm.runtime.powerState)
     if previous != "poweredOff":
         try:
@@ -59,8 +64,7 @@ def fence(
 
 def release(session: Session, vm_name: str, *, datacenter: str | None = None) -> dict[str, Any]:
     """Power ``vm_name`` on again (the fence lifted, its site repaired); a VM already on is left as it is."""
-    within = session.datacenter(datacenter).vmFolder if datacenter else None
-    vm: Any = session.vm(vm_name, within=within, where=datacenter or "")
+    vm = _find(session, vm_name, datacenter)
     previous = str(vm.runtime.powerState)
     if previous != "poweredOn":
         session.call(f"powering on {vm_name}", vm.PowerOnVM_Task)
