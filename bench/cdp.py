@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.replication_helpers import Scenario, install
+from harness.scenarios import Scenario, install
 from twinsite.lab.topology import Lab
 
 TW = str(Path(sys.executable).parent / "twinsite")

@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from bench.switchover import _configure, _require, _steps
-from tests.integration.switchover_helpers import Load, create_table, restore_db, twinsite_on, wait_replicating
-from tests.integration.test_recovery import Latency
+from harness.db import Latency, Load, create_table, restore_db, wait_replicating
+from harness.hosts import twinsite_on
 from twinsite.lab.topology import Lab
 
 

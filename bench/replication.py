@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.replication_helpers import Scenario, install
+from harness.scenarios import Scenario, install
 from twinsite.lab.topology import Lab
 from twinsite.proc import argv_of
 

@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 
 from bench.replication import _cpu_of, _peak_rss_mib, pct
-from tests.ansible.test_playbooks import ansible
-from tests.integration.switchover_helpers import on_host, twinsite_on
+from harness.cli import ansible
+from harness.hosts import on_host, twinsite_on
 from twinsite.lab import netns
 from twinsite.lab.topology import Lab
 

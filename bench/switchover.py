@@ -15,16 +15,10 @@ from typing import Any
 
 import yaml
 
-from tests.ansible.test_playbooks import ansible
-from tests.integration.switchover_helpers import (
-    Load,
-    create_table,
-    restore_db,
-    role,
-    scenario_file,
-    twinsite_on,
-    wait_replicating,
-)
+from harness.cli import ansible
+from harness.db import Load, create_table, restore_db, role, scenario_file, wait_replicating
+from harness.hosts import twinsite_on
+from harness.vcenter import power_on
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
 
@@ -129,8 +123,6 @@ def _unplanned(lab: Lab) -> list[dict[str, Any]]:
 
 
 def labmod_vm_on(lab: Lab) -> None:
-    from tests.integration.switchover_helpers import power_on
-
     power_on(lab, "prod1-vm")  # fenced by the unplanned switchover
 
 

@@ -1,36 +1,20 @@
-"""Shared fixtures: the lab (brought up once per session), and helpers to reach its hosts."""
+"""Shared fixtures: the lab (brought up once per session) and its links healed after a test. How the tests
+reach the lab (and the benchmarks too) is in the ``harness`` package."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from harness.cli import REPO
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
 
-REPO = Path(__file__).resolve().parent.parent
 # The collection's module_utils are imported by the unit tests as Ansible would import them.
 sys.path.insert(0, str(REPO / "collections"))
-VENV_BIN = Path(sys.executable).parent
-
-
-def twinsite_cmd(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run the real `twinsite` console script of this environment."""
-    return subprocess.run(
-        [str(VENV_BIN / "twinsite"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=dict(os.environ, **(env or {})),
-        check=False,
-    )
 
 
 @pytest.fixture(scope="session")
@@ -55,20 +39,3 @@ def healed(lab: Lab) -> Iterator[Lab]:
     yield lab
     for h in lab.hosts:
         labmod.heal(lab, h.name)
-
-
-def ssh(
-    lab: Lab,
-    host: str,
-    command: str,
-    *,
-    timeout: float = 30,
-    known_hosts: Path | None = None,
-    extra: list[str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` on a lab host through real OpenSSH, host key verified against the lab's known_hosts."""
-    argv = ["ssh", "-F", str(lab.ssh_config), *(extra or [])]
-    if known_hosts is not None:
-        argv += ["-o", f"UserKnownHostsFile={known_hosts}"]
-    argv += [host, command]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from tests.ansible.test_playbooks import ansible, recap
-from tests.integration.switchover_helpers import prepare_db, restore_db, scenario_file, twinsite_on
+from harness.cli import ansible, recap
+from harness.db import prepare_db, restore_db, scenario_file
+from harness.hosts import twinsite_on
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab

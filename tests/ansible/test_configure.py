@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from pyVim.connect import Disconnect
 
-from tests.ansible.test_playbooks import PLAYBOOKS, ansible, recap
-from tests.ansible.test_vsphere import Vc
+from harness.cli import ansible, recap
+from harness.vcenter import Vc
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
+PLAYBOOKS = Path(__file__).parent / "playbooks"
 DEFINITION = {"master": "prod1", "replicas": ["dr1"], "roots": [{"path": "/srv/anstest"}]}
 
 

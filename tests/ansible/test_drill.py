@@ -13,16 +13,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.ansible.test_playbooks import ansible
-from tests.integration.switchover_helpers import (
-    on_host,
-    power_state,
-    psql,
-    restore_db,
-    role,
-    twinsite_on,
-    wait_replicating,
-)
+from harness.cli import ansible
+from harness.db import psql, restore_db, role, wait_replicating
+from harness.hosts import on_host, twinsite_on
+from harness.vcenter import power_state
 from tests.unit.test_status import SCHEMA
 from tests.unit.test_status import parse as metrics
 from twinsite.lab.topology import Lab

@@ -3,40 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, VENV_BIN
+from harness.cli import ansible, recap
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
 PLAYBOOKS = Path(__file__).parent / "playbooks"
-
-
-def ansible(tool: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        PATH=f"{VENV_BIN}:{os.environ['PATH']}",
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-    )
-    return subprocess.run(
-        [str(VENV_BIN / tool), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def recap(output: str) -> dict[str, dict[str, int]]:
-    rows = {}
-    for m in re.finditer(r"^(\S+)\s+: ((?:\w+=\d+\s*)+)$", output, re.M):
-        rows[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
-    return rows
 
 
 def test_ping_every_lab_host(lab: Lab) -> None:

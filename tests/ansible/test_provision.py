@@ -12,8 +12,8 @@ import pytest
 import yaml
 from pyVmomi import vim
 
-from tests.ansible.test_playbooks import ansible, recap
-from tests.ansible.test_vsphere import Vc
+from harness.cli import ansible, recap
+from harness.vcenter import Vc
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab

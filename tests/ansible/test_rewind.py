@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ansible.test_playbooks import ansible, recap
-from tests.integration.switchover_helpers import ensure_configured
+from harness.cli import ansible, recap
+from harness.scenarios import ensure_configured
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab

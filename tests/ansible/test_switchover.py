@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.ansible.test_playbooks import ansible, recap
-from tests.integration.switchover_helpers import prepare_db, restore_db, role, wait_replicating
+from harness.cli import ansible, recap
+from harness.db import prepare_db, restore_db, role, wait_replicating
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab

@@ -20,36 +20,12 @@ import pytest
 from pyVim.connect import Disconnect
 from pyVmomi import vim
 
-from tests.ansible.test_playbooks import PLAYBOOKS, ansible, recap
-from tests.integration.test_vcenter import connect
+from harness.cli import ansible, recap
+from harness.vcenter import Vc
 from twinsite.lab.topology import VCENTER_USER, Lab
 
 pytestmark = pytest.mark.lab
-
-
-class Vc:
-    """An independent pyVmomi view of the simulator."""
-
-    def __init__(self, lab: Lab) -> None:
-        self.si = connect(lab)
-        self.content = self.si.RetrieveContent()
-
-    def vms(self) -> dict[str, Any]:
-        view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [vim.VirtualMachine], True)
-        return {v.name: v for v in view.view}
-
-    def cluster(self) -> Any:
-        view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [vim.ClusterComputeResource], True)
-        return next(c for c in view.view if c.name == "DR-Cluster")
-
-    def wait(self, task: Any) -> Any:
-        while task.info.state not in ("success", "error"):
-            time.sleep(0.05)
-        assert task.info.state == "success", task.info.error
-        return task.info.result
-
-    def reconfigure_cluster(self, spec: Any) -> None:
-        self.wait(self.cluster().ReconfigureComputeResource_Task(spec=spec, modify=True))
+PLAYBOOKS = Path(__file__).parent / "playbooks"
 
 
 @pytest.fixture

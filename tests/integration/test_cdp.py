@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import VENV_BIN
+from harness.cli import VENV_BIN
+from harness.scenarios import Scenario, install
 from tests.fsops import mutate, populate
-from tests.integration.replication_helpers import Scenario, install
 from twinsite.lab.topology import Lab
 from twinsite.tree import digest
 

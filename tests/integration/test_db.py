@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.conftest import ssh
-from tests.integration.switchover_helpers import ensure_configured
+from harness.hosts import ssh
+from harness.scenarios import ensure_configured
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab

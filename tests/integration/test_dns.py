@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import twinsite_cmd
+from harness.cli import twinsite_cmd
 from twinsite.lab import dns as labdns
 from twinsite.lab.topology import Lab
 from twinsite.redirect.dns import DnsError, TsigKey, resolve_addresses, update_address

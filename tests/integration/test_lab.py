@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ssh, twinsite_cmd
+from harness.cli import twinsite_cmd
+from harness.hosts import ssh
 from twinsite import lab as labmod
 from twinsite.lab import netns
 from twinsite.lab.topology import PRIVATE_DIRS, Lab

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import VENV_BIN
-from tests.integration.replication_helpers import Scenario, install
+from harness.cli import VENV_BIN
+from harness.scenarios import Scenario, install
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
 

@@ -17,22 +17,28 @@ from typing import Any
 
 import pytest
 import yaml
+from pyVim.connect import Disconnect
+from pyVmomi import vim
 
-from tests.integration.switchover_helpers import (
-    TWINSITE,
+from harness.db import (
+    Latency,
     Load,
-    ensure_configured,
-    events,
-    on_host,
+    commits_on,
     prepare_db,
     psql,
     restore_db,
+    role,
     scenario_file,
-    twinsite_on,
+    set_mode,
     wait_replicating,
 )
+from harness.hosts import TWINSITE, events, on_host, twinsite_on
+from harness.scenarios import ensure_configured
+from harness.vcenter import by_name, connect, wait_task
+from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
 from twinsite.recovery.steps import STEPS
+from twinsite.vsphere.snapshot import snapshots
 
 pytestmark = pytest.mark.lab
 
@@ -68,11 +74,6 @@ def write_scenario(lab: Lab, doc: dict[str, Any]) -> None:
 
 
 def ensure_replica_vm(lab: Lab) -> bool:
-    from pyVim.connect import Disconnect
-    from pyVmomi import vim
-
-    from tests.integration.test_vcenter import by_name, connect, wait_task
-
     si = connect(lab)
     try:
         content = si.RetrieveContent()
@@ -88,11 +89,6 @@ def ensure_replica_vm(lab: Lab) -> bool:
 
 
 def destroy_vm(lab: Lab, name: str) -> None:
-    from pyVim.connect import Disconnect
-    from pyVmomi import vim
-
-    from tests.integration.test_vcenter import by_name, connect, wait_task
-
     si = connect(lab)
     try:
         vm = by_name(si.RetrieveContent(), vim.VirtualMachine)[name]
@@ -104,44 +100,11 @@ def destroy_vm(lab: Lab, name: str) -> None:
 
 
 def snapshot_names(lab: Lab, vm_name: str) -> list[str]:
-    from pyVim.connect import Disconnect
-    from pyVmomi import vim
-
-    from tests.integration.test_vcenter import by_name, connect
-    from twinsite.vsphere.snapshot import snapshots
-
     si = connect(lab)
     try:
         return [s["name"] for s, _o in snapshots(by_name(si.RetrieveContent(), vim.VirtualMachine)[vm_name])]
     finally:
         Disconnect(si)
-
-
-class Latency(threading.Thread):
-    """Samples prod1's sender status: the age of the newest change dr1 acknowledged, at each acknowledgement."""
-
-    def __init__(self, lab: Lab) -> None:
-        super().__init__(daemon=True)
-        self.file = lab.host("prod1").private_dir("/var/lib/twinsite") / "db" / "root-0" / "dr1" / "status.json"
-        self.samples: list[tuple[float, float, int]] = []  # (when, latency, acked seq)
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                st = json.loads(self.file.read_text())
-                self.samples.append((time.time(), float(st["ack_latency_seconds"]), int(st["acked_seq"])))
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.05)
-
-    def between(self, t0: float, t1: float) -> list[float]:
-        """One latency per acknowledgement seen in [t0, t1] (the status is rewritten at most 5 times a second)."""
-        seen: dict[int, float] = {}
-        for at, latency, acked in self.samples:
-            if t0 <= at <= t1:
-                seen.setdefault(acked, latency)
-        return list(seen.values())
 
 
 def overlay_mounted_on_dr1(lab: Lab) -> bool:
@@ -361,10 +324,6 @@ def test_a_test_ends_at_once_when_the_active_host_fails_and_the_switchover_proce
     """Automatic mode (witness client1, vCenter fence): prod1's site is cut while a test runs on dr1. The test
     ends, dr1's monitor switches over, and dr1 is active on its real replica, holding every commit acknowledged
     during the test up to a second before the cut (the spool's). configure.yml puts the lab back."""
-    from tests.integration.switchover_helpers import commits_on, role
-    from tests.integration.test_switchover import set_mode
-    from twinsite import lab as labmod
-
     doc = scenario_on_dr1
     doc["assured_recovery"]["checks"] = [{"type": "tcp", "port": 1, "timeout": 1}]  # keeps it checking
     doc["assured_recovery"]["start_timeout"] = 300

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import VENV_BIN, ssh
-from tests.integration.replication_helpers import Scenario, install
+from harness.cli import VENV_BIN
+from harness.hosts import ssh
+from harness.scenarios import Scenario, install
 from tests.integration.test_monitor import (
     hook,  # noqa: F401 (a fixture)
     wait_for,

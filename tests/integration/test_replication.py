@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import twinsite_cmd
+from harness.cli import twinsite_cmd
+from harness.scenarios import Scenario, install
 from tests.fsops import mutate, populate
-from tests.integration.replication_helpers import Scenario, install
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
 

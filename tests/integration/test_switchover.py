@@ -12,23 +12,21 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ssh
-from tests.integration.switchover_helpers import (
+from harness.db import (
     DB_NAME,
     Load,
     commits_on,
-    ensure_configured,
     notes_on,
-    on_host,
-    power_state,
     prepare_db,
     psql,
     restore_db,
     role,
-    twinsite_on,
-    wait_event,
+    set_mode,
     wait_replicating,
 )
+from harness.hosts import on_host, ssh, twinsite_on, wait_event
+from harness.scenarios import ensure_configured
+from harness.vcenter import power_state
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
 
@@ -149,20 +147,6 @@ def test_a_switchover_killed_after_each_step_ends_as_one_that_was_not(db: Lab) -
     have = commits_on(lab, "prod1")
     assert [c.n for c in load.acked if c.n not in have] == []
     assert resolves_from_client1(lab) == lab.host("prod1").address
-
-
-def set_mode(lab: Lab, **monitoring: Any) -> None:
-    """db in automatic mode with fast monitoring, on both hosts (the agents reload it within seconds)."""
-    import yaml
-
-    from tests.integration.switchover_helpers import scenario_file
-
-    for h in ("prod1", "dr1"):
-        f = scenario_file(lab, h)
-        doc = yaml.safe_load(f.read_text())
-        doc["switchover"]["mode"] = "automatic"
-        doc["monitoring"] = monitoring
-        f.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
 def test_the_split_brain_guard_then_an_unplanned_failover_and_a_switchback_that_sets_divergence_aside(

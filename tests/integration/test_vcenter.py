@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import json
 import ssl
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from pyVim.connect import Disconnect, SmartConnect
+from pyVim.connect import Disconnect
 from pyVmomi import vim
 
-from tests.conftest import twinsite_cmd
+from harness.cli import twinsite_cmd
+from harness.vcenter import by_name, connect, wait_task
 from twinsite.lab.topology import VCENTER_USER, Lab
 
 pytestmark = pytest.mark.lab
-
-
-def connect(lab: Lab, *, password: str | None = None, context: ssl.SSLContext | None = None) -> Any:
-    return SmartConnect(
-        host=lab.ctl_address,
-        port=443,
-        user=VCENTER_USER,
-        pwd=password if password is not None else lab.vcenter_password_file.read_text().strip(),
-        sslContext=context or ssl.create_default_context(cafile=str(lab.ca_cert)),
-    )
 
 
 def test_pyvmomi_finds_the_dr_cluster_and_the_template(lab: Lab) -> None:
@@ -53,23 +42,6 @@ def test_wrong_password_is_refused(lab: Lab) -> None:
 def test_certificate_is_checked_against_the_lab_ca(lab: Lab) -> None:
     with pytest.raises(ssl.SSLCertVerificationError):
         connect(lab, context=ssl.create_default_context())  # system CAs only: the lab CA is not among them
-
-
-def wait_task(task: Any, timeout: float = 30) -> None:
-    """Poll ``task.info.state`` until the task is over; fail on an error or a timeout."""
-    deadline = time.monotonic() + timeout
-    while (state := task.info.state) not in ("success", "error"):
-        assert time.monotonic() < deadline, f"task still {state} after {timeout} s"
-        time.sleep(0.05)
-    assert state == "success", task.info.error
-
-
-def by_name(content: Any, kind: Any) -> dict[str, Any]:
-    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
-    try:
-        return {o.name: o for o in view.view}
-    finally:
-        view.Destroy()
 
 
 def test_ha_and_drs_settings_are_kept_and_merged(lab: Lab) -> None:

@@ -17,7 +17,7 @@ import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.conftest import twinsite_cmd
+from harness.cli import twinsite_cmd
 from twinsite.alerts import Alert
 from twinsite.alerts.dispatch import Alerter, channels_from
 

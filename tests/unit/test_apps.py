@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import twinsite_cmd
+from harness.cli import twinsite_cmd
 from twinsite.apps import AppError, load, wait_healthy
 from twinsite.apps.postgresql import PostgreSQL
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from ansible_collections.twinsite.dr.plugins.module_utils._cli import TwinsiteError, parse_answer
 
-from tests.conftest import twinsite_cmd
+from harness.cli import twinsite_cmd
 from twinsite import JSON_API, __version__
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import twinsite_cmd
+from harness.cli import twinsite_cmd
 from twinsite.config import load_file
 from twinsite.config.loader import EXPECTED, check_documents, schema
 from twinsite.config.scenario import Root, parse_size

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import twinsite_cmd
+from harness.cli import twinsite_cmd
 
 
 def record(*phases: dict[str, object], planned: list[str] | None = None) -> dict[str, object]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, twinsite_cmd
+from harness.cli import REPO, twinsite_cmd
 from twinsite.config import reference
 from twinsite.config.loader import schema
 from twinsite.config.scenario import keys_read

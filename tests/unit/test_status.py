@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import twinsite_cmd
+from harness.cli import twinsite_cmd
 from twinsite.alerts import Alert
 from twinsite.alerts.dispatch import EVENTS_FILE, Alerter
 from twinsite.apply.applier import SeqFile

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import twinsite_cmd
+from harness.cli import twinsite_cmd
 from twinsite.apply.applier import SeqFile
 from twinsite.cdp.rewind import Position, pause, state_file
 from twinsite.config.loader import check_documents

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, twinsite_cmd
+from harness.cli import REPO, twinsite_cmd
 
 EXAMPLE = REPO / "docs" / "examples" / "placement.yml"
 

@@ -1,5 +1,7 @@
-"""For the switchover tests: a load generator that commits to the lab's PostgreSQL as users do (through
-db.dr.test, following DNS), running twinsite on a lab host, reading its state, and putting the lab back."""
+"""The lab's ``db`` scenario: its real PostgreSQL on prod1, replicated to dr1 as ``playbooks/configure.yml``
+declares it. A load generator that commits as users do (through db.dr.test, following DNS), a probe of
+production's replication latency, SQL on either host, the scenario's role and declaration, and putting the
+lab back whatever a test or a benchmark did."""
 
 from __future__ import annotations
 
@@ -12,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+import yaml
 
-from tests.conftest import VENV_BIN
+from harness.hosts import TWINSITE, on_host, twinsite_on
+from harness.scenarios import ensure_configured
+from harness.vcenter import power_on
 from twinsite import lab as labmod
 from twinsite.lab.topology import DNS_ZONE, Lab
 from twinsite.redirect.dns import TsigKey, resolve_addresses, update_address
 
 DB_NAME = f"db.{DNS_ZONE}"
-TWINSITE = "/opt/twinsite/bin/twinsite"
 TABLE = "switchover_load"
 
 
@@ -82,6 +86,7 @@ class Load(threading.Thread):
         self.join(timeout=30)
 
     def wait_for(self, n: int, *, on: str | None = None, timeout: float = 60) -> None:
+        """Until ``n`` commits were acknowledged (on the server at address ``on``, if given)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if sum(1 for c in self.acked if on is None or c.server == on) >= n:
@@ -92,32 +97,31 @@ class Load(threading.Thread):
         )
 
 
-def on_host(
-    lab: Lab, host: str, *argv: str, timeout: float = 300, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run a command inside a lab host (not over SSH: a process killed there reports its own signal)."""
-    prefix = ["env", *[f"{k}={v}" for k, v in (env or {}).items()]] if env else []
-    return subprocess.run(
-        [str(VENV_BIN / "twinsite"), "lab", "exec", host, "--", *prefix, *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+class Latency(threading.Thread):
+    """Samples prod1's sender status: the age of the newest change dr1 acknowledged, at each acknowledgement."""
 
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(daemon=True)
+        self.file = lab.host("prod1").private_dir("/var/lib/twinsite") / "db" / "root-0" / "dr1" / "status.json"
+        self.samples: list[tuple[float, float, int]] = []  # (when, latency, acked seq)
+        self.stopping = threading.Event()
 
-def twinsite_on(
-    lab: Lab, host: str, *args: str, timeout: float = 300, env: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """``twinsite ARGS --json`` on a lab host; the whole JSON answer (ok or not)."""
-    p = on_host(lab, host, TWINSITE, *args, "--json", timeout=timeout, env=env)
-    try:
-        body: dict[str, Any] = json.loads(p.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError) as exc:
-        raise AssertionError(
-            f"twinsite {' '.join(args)} on {host}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
-        ) from exc
-    return body
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                st = json.loads(self.file.read_text())
+                self.samples.append((time.time(), float(st["ack_latency_seconds"]), int(st["acked_seq"])))
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+
+    def between(self, t0: float, t1: float) -> list[float]:
+        """One latency per acknowledgement seen in [t0, t1] (the status is rewritten at most 5 times a second)."""
+        seen: dict[int, float] = {}
+        for at, latency, acked in self.samples:
+            if t0 <= at <= t1:
+                seen.setdefault(acked, latency)
+        return list(seen.values())
 
 
 def psql(lab: Lab, host: str, sql: str) -> subprocess.CompletedProcess[str]:
@@ -129,7 +133,8 @@ def psql(lab: Lab, host: str, sql: str) -> subprocess.CompletedProcess[str]:
 def notes_on(lab: Lab, host: str) -> list[str]:
     """Every row's note in the load table, read from the PostgreSQL running on ``host``."""
     p = psql(lab, host, f"select note from {TABLE} order by id")  # noqa: S608 (a constant)
-    assert p.returncode == 0, p.stderr
+    if p.returncode != 0:
+        raise AssertionError(p.stderr)
     return p.stdout.splitlines()
 
 
@@ -139,42 +144,21 @@ def commits_on(lab: Lab, host: str) -> set[int]:
 
 
 def role(lab: Lab, host: str) -> dict[str, Any]:
+    """``twinsite role db`` on ``host``: which host is active, at which epoch, as ``host`` knows it."""
     body = twinsite_on(lab, host, "role", "db")
-    assert body["ok"], body
+    if not body["ok"]:
+        raise AssertionError(body)
     return dict(body["result"])
-
-
-def events(lab: Lab, host: str, since: float = 0.0) -> list[dict[str, Any]]:
-    f = lab.host(host).private_dir("/var/lib/twinsite") / "events.jsonl"
-    if not f.exists():
-        return []
-    out = []
-    for line in f.read_text().splitlines():
-        e = json.loads(line)
-        at = e.get("at", "")
-        if "kind" in e and (not since or at >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since - 1))):
-            out.append(e)
-    return out
-
-
-def wait_event(lab: Lab, host: str, kind: str, since: float, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [e for e in events(lab, host, since) if e["kind"] == kind]
-        if found:
-            return found[0]
-        time.sleep(0.2)
-    raise AssertionError(
-        f"no {kind} event on {host} within {timeout} s: {[e['kind'] for e in events(lab, host, since)]}"
-    )
 
 
 def create_table(lab: Lab) -> None:
     p = psql(lab, "prod1", f"create table if not exists {TABLE}(id bigserial primary key, note text)")
-    assert p.returncode == 0, p.stderr
+    if p.returncode != 0:
+        raise AssertionError(p.stderr)
 
 
 def wait_replicating(lab: Lab, active: str, timeout: float = 120) -> None:
+    """Until ``active`` replicates db with everything it planned acknowledged."""
     deadline = time.monotonic() + timeout
     rows: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
@@ -187,35 +171,18 @@ def wait_replicating(lab: Lab, active: str, timeout: float = 120) -> None:
 
 
 def scenario_file(lab: Lab, host: str) -> Path:
+    """db's declaration on ``host``, as configure.yml writes it."""
     return lab.host(host).private_dir("/etc/twinsite") / "scenarios" / "db.yml"
 
 
-_DECLARED: dict[str, bytes] = {}  # every host's scenario declarations as configure.yml last left them
-
-
-def _declarations(lab: Lab) -> dict[str, bytes]:
-    found: dict[str, bytes] = {}
-    for h in lab.hosts:
-        d = lab.host(h.name).private_dir("/etc/twinsite") / "scenarios"
-        if d.is_dir():
-            found |= {f"{h.name}/{f.name}": f.read_bytes() for f in sorted(d.iterdir()) if f.is_file()}
-    return found
-
-
-def ensure_configured(lab: Lab) -> None:
-    """The lab as playbooks/configure.yml declares it: the playbook runs unless it already ran in this session
-    and every host's scenario declarations are still byte for byte as it left them, with both agents running
-    (a test that changed a declaration, stopped a scenario or an agent gets a real run)."""
-    from tests.ansible.test_playbooks import ansible
-
-    if _DECLARED and _declarations(lab) == _DECLARED:
-        running = [twinsite_on(lab, h, "service", "status").get("result", {}).get("running") for h in ("prod1", "dr1")]
-        if all(running):
-            return
-    configured = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
-    assert configured.returncode == 0, configured.stdout[-3000:]
-    _DECLARED.clear()
-    _DECLARED.update(_declarations(lab))
+def set_mode(lab: Lab, **monitoring: Any) -> None:
+    """db in automatic mode with fast monitoring, on both hosts (the agents reload it within seconds)."""
+    for h in ("prod1", "dr1"):
+        f = scenario_file(lab, h)
+        doc = yaml.safe_load(f.read_text())
+        doc["switchover"]["mode"] = "automatic"
+        doc["monitoring"] = monitoring
+        f.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
 def prepare_db(lab: Lab) -> None:
@@ -244,31 +211,3 @@ def restore_db(lab: Lab) -> None:
     )
     on_host(lab, "prod1", TWINSITE, "app", "db", "start")
     power_on(lab, "prod1-vm")
-
-
-def power_on(lab: Lab, vm_name: str) -> None:
-    from pyVim.connect import Disconnect
-    from pyVmomi import vim
-
-    from tests.integration.test_vcenter import by_name, connect, wait_task
-
-    si = connect(lab)
-    try:
-        vm = by_name(si.RetrieveContent(), vim.VirtualMachine)[vm_name]
-        if vm.runtime.powerState != "poweredOn":
-            wait_task(vm.PowerOnVM_Task())
-    finally:
-        Disconnect(si)
-
-
-def power_state(lab: Lab, vm_name: str) -> str:
-    from pyVim.connect import Disconnect
-    from pyVmomi import vim
-
-    from tests.integration.test_vcenter import by_name, connect
-
-    si = connect(lab)
-    try:
-        return str(by_name(si.RetrieveContent(), vim.VirtualMachine)[vm_name].runtime.powerState)
-    finally:
-        Disconnect(si)

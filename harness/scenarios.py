@@ -1,4 +1,6 @@
-"""Running real agents on the lab hosts for the replication tests: install, configure, start, kill, wait."""
+"""Scenarios on the lab. A test's own scenario: prod1 -> dr1 with its own root /srv/<name> and config
+directory, run by an agent the test starts and kills, from the agent bundle installed the way the agent role
+installs it. And the lab's declared scenarios, as ``playbooks/configure.yml`` leaves them."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO, VENV_BIN
+from harness.cli import REPO, VENV_BIN, ansible
+from harness.hosts import twinsite_on
 from twinsite import bundle
 from twinsite.lab import netns
 from twinsite.lab.topology import Lab
@@ -141,5 +144,34 @@ class Scenario:
 
     def assert_equal(self) -> None:
         diffs = differences(entries(self.src), entries(self.dst))
-        assert diffs == [], f"{len(diffs)} differences, first: {diffs[:10]}"
-        assert digest(self.src) == digest(self.dst)
+        if diffs != []:
+            raise AssertionError(f"{len(diffs)} differences, first: {diffs[:10]}")
+        if digest(self.src) != digest(self.dst):
+            raise AssertionError(f"the digest of {self.src} differs from the replica's, {self.dst}")
+
+
+_DECLARED: dict[str, bytes] = {}  # every host's scenario declarations as configure.yml last left them
+
+
+def _declarations(lab: Lab) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    for h in lab.hosts:
+        d = lab.host(h.name).private_dir("/etc/twinsite") / "scenarios"
+        if d.is_dir():
+            found |= {f"{h.name}/{f.name}": f.read_bytes() for f in sorted(d.iterdir()) if f.is_file()}
+    return found
+
+
+def ensure_configured(lab: Lab) -> None:
+    """The lab as playbooks/configure.yml declares it: the playbook runs unless it already ran in this session
+    and every host's scenario declarations are still byte for byte as it left them, with both agents running
+    (a test that changed a declaration, stopped a scenario or an agent gets a real run)."""
+    if _DECLARED and _declarations(lab) == _DECLARED:
+        running = [twinsite_on(lab, h, "service", "status").get("result", {}).get("running") for h in ("prod1", "dr1")]
+        if all(running):
+            return
+    configured = ansible("ansible-playbook", "playbooks/configure.yml", timeout=600)
+    if configured.returncode != 0:
+        raise AssertionError(configured.stdout[-3000:])
+    _DECLARED.clear()
+    _DECLARED.update(_declarations(lab))

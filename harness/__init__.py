@@ -1,0 +1,15 @@
+"""How the tests and the benchmarks drive the lab, shared by both (neither imports the other).
+
+* :mod:`harness.cli`: the ``twinsite`` console script of this environment and ``ansible``/``ansible-playbook``
+  against the repository's inventory, as the controller runs them;
+* :mod:`harness.hosts`: reaching a lab host (over real SSH, or inside it with ``twinsite lab exec``), the JSON
+  answer of the twinsite installed there, and the events its agent recorded;
+* :mod:`harness.scenarios`: installing the agent bundle, a test's own scenario run by an agent it starts, and
+  the lab as ``playbooks/configure.yml`` declares it;
+* :mod:`harness.db`: the lab's ``db`` scenario (PostgreSQL replicated prod1 -> dr1): the load generator that
+  commits through db.dr.test as users do, the probe of production's replication latency, its role, and
+  putting it back;
+* :mod:`harness.vcenter`: the vCenter simulator through pyVmomi (connect, find by name, wait for a task).
+
+Importing the package imports nothing else; each module imports only what it needs.
+"""

@@ -1,0 +1,50 @@
+"""Running twinsite and Ansible on the controller: the ``twinsite`` console script of this environment, and
+``ansible``/``ansible-playbook`` of this environment with the repository's ansible.cfg (its inventories,
+the collection)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def twinsite_cmd(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `twinsite` console script of this environment."""
+    return subprocess.run(
+        [str(VENV_BIN / "twinsite"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, **(env or {})),
+        check=False,
+    )
+
+
+def ansible(tool: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``ansible``, ``ansible-playbook``... of this environment, run from the repository (its ansible.cfg)."""
+    env = dict(
+        os.environ,
+        PATH=f"{VENV_BIN}:{os.environ['PATH']}",
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+    )
+    return subprocess.run(
+        [str(VENV_BIN / tool), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP of an ``ansible-playbook`` output: per host, its counters (ok, changed, failed...)."""
+    rows = {}
+    for m in re.finditer(r"^(\S+)\s+: ((?:\w+=\d+\s*)+)$", output, re.M):
+        rows[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+    return rows

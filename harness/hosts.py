@@ -1,0 +1,88 @@
+"""Reaching the lab's hosts: a command over real OpenSSH (host keys verified), a command inside a host
+(``twinsite lab exec``: a process killed there reports its own signal), the JSON answer of the twinsite
+installed on a host, and the events its agent recorded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.cli import VENV_BIN
+from twinsite.lab.topology import Lab
+
+TWINSITE = "/opt/twinsite/bin/twinsite"  # where the agent role (and harness.scenarios.install) puts it
+
+
+def ssh(
+    lab: Lab,
+    host: str,
+    command: str,
+    *,
+    timeout: float = 30,
+    known_hosts: Path | None = None,
+    extra: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` on a lab host through real OpenSSH, host key verified against the lab's known_hosts."""
+    argv = ["ssh", "-F", str(lab.ssh_config), *(extra or [])]
+    if known_hosts is not None:
+        argv += ["-o", f"UserKnownHostsFile={known_hosts}"]
+    argv += [host, command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def on_host(
+    lab: Lab, host: str, *argv: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command inside a lab host (not over SSH: a process killed there reports its own signal)."""
+    prefix = ["env", *[f"{k}={v}" for k, v in (env or {}).items()]] if env else []
+    return subprocess.run(
+        [str(VENV_BIN / "twinsite"), "lab", "exec", host, "--", *prefix, *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def twinsite_on(
+    lab: Lab, host: str, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """``twinsite ARGS --json`` on a lab host; the whole JSON answer (ok or not)."""
+    p = on_host(lab, host, TWINSITE, *args, "--json", timeout=timeout, env=env)
+    try:
+        body: dict[str, Any] = json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError) as exc:
+        raise AssertionError(
+            f"twinsite {' '.join(args)} on {host}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
+        ) from exc
+    return body
+
+
+def events(lab: Lab, host: str, since: float = 0.0) -> list[dict[str, Any]]:
+    """The host's event log (its alerts), those at or after ``since`` (to the second) if given."""
+    f = lab.host(host).private_dir("/var/lib/twinsite") / "events.jsonl"
+    if not f.exists():
+        return []
+    out = []
+    for line in f.read_text().splitlines():
+        e = json.loads(line)
+        at = e.get("at", "")
+        if "kind" in e and (not since or at >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since - 1))):
+            out.append(e)
+    return out
+
+
+def wait_event(lab: Lab, host: str, kind: str, since: float, timeout: float) -> dict[str, Any]:
+    """The first ``kind`` event in the host's log since ``since``, waited for up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in events(lab, host, since) if e["kind"] == kind]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(
+        f"no {kind} event on {host} within {timeout} s: {[e['kind'] for e in events(lab, host, since)]}"
+    )

@@ -1,0 +1,89 @@
+"""The lab's vCenter simulator through pyVmomi, independently of twinsite's own vSphere code: a verified
+connection as the lab's user, objects found by name, tasks waited for, and a VM's power state."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from typing import Any
+
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim
+
+from twinsite.lab.topology import VCENTER_USER, Lab
+
+
+def connect(lab: Lab, *, password: str | None = None, context: ssl.SSLContext | None = None) -> Any:
+    """A session as the lab's vCenter user, the certificate checked against the lab's CA (unless ``context``)."""
+    return SmartConnect(
+        host=lab.ctl_address,
+        port=443,
+        user=VCENTER_USER,
+        pwd=password if password is not None else lab.vcenter_password_file.read_text().strip(),
+        sslContext=context or ssl.create_default_context(cafile=str(lab.ca_cert)),
+    )
+
+
+def wait_task(task: Any, timeout: float = 30) -> None:
+    """Poll ``task.info.state`` until the task is over; fail on an error or a timeout."""
+    deadline = time.monotonic() + timeout
+    while (state := task.info.state) not in ("success", "error"):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"task still {state} after {timeout} s")
+        time.sleep(0.05)
+    if state != "success":
+        raise AssertionError(task.info.error)
+
+
+def by_name(content: Any, kind: Any) -> dict[str, Any]:
+    """Every object of a kind (``vim.VirtualMachine``...) in the inventory, by name."""
+    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
+    try:
+        return {o.name: o for o in view.view}
+    finally:
+        view.Destroy()
+
+
+def power_on(lab: Lab, vm_name: str) -> None:
+    """Power the VM on unless it is on (a fenced production VM, after the test)."""
+    si = connect(lab)
+    try:
+        vm = by_name(si.RetrieveContent(), vim.VirtualMachine)[vm_name]
+        if vm.runtime.powerState != "poweredOn":
+            wait_task(vm.PowerOnVM_Task())
+    finally:
+        Disconnect(si)
+
+
+def power_state(lab: Lab, vm_name: str) -> str:
+    si = connect(lab)
+    try:
+        return str(by_name(si.RetrieveContent(), vim.VirtualMachine)[vm_name].runtime.powerState)
+    finally:
+        Disconnect(si)
+
+
+class Vc:
+    """An independent pyVmomi view of the simulator."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.si = connect(lab)
+        self.content = self.si.RetrieveContent()
+
+    def vms(self) -> dict[str, Any]:
+        view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [vim.VirtualMachine], True)
+        return {v.name: v for v in view.view}
+
+    def cluster(self) -> Any:
+        view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [vim.ClusterComputeResource], True)
+        return next(c for c in view.view if c.name == "DR-Cluster")
+
+    def wait(self, task: Any) -> Any:
+        while task.info.state not in ("success", "error"):
+            time.sleep(0.05)
+        if task.info.state != "success":
+            raise AssertionError(task.info.error)
+        return task.info.result
+
+    def reconfigure_cluster(self, spec: Any) -> None:
+        self.wait(self.cluster().ReconfigureComputeResource_Task(spec=spec, modify=True))
