@@ -17,8 +17,8 @@ from harness.cli import ansible
 from harness.db import psql, restore_db, role, wait_replicating
 from harness.hosts import on_host, twinsite_on
 from harness.vcenter import power_state
-from tests.unit.test_status import SCHEMA
-from tests.unit.test_status import parse as metrics
+from tests.views import SCHEMA
+from tests.views import parse as metrics
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab

@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,39 +15,11 @@ import pytest
 
 from harness.cli import VENV_BIN
 from harness.scenarios import Scenario, install
+from tests.integration.webhook import wait_for
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def hook(lab: Lab) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    got: list[dict[str, Any]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    srv = ThreadingHTTPServer((lab.uplink_address, 0), Hook)  # reachable from the lab hosts
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://{lab.uplink_address}:{srv.server_address[1]}/hook", got
-    srv.shutdown()
-
-
-def wait_for(got: list[dict[str, Any]], kind: str, timeout: float, context: Callable[[], str]) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [a for a in got if a["kind"] == kind]
-        if found:
-            return found[0]
-        time.sleep(0.1)
-    raise AssertionError(f"no {kind} alert within {timeout} s; got {[a['kind'] for a in got]}\n{context()}")
 
 
 def test_the_standby_alerts_when_the_active_host_or_its_application_fails(

@@ -18,10 +18,7 @@ import pytest
 from harness.cli import VENV_BIN
 from harness.hosts import ssh
 from harness.scenarios import Scenario, install
-from tests.integration.test_monitor import (
-    hook,  # noqa: F401 (a fixture)
-    wait_for,
-)
+from tests.integration.webhook import wait_for
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
@@ -57,7 +54,7 @@ def who_answers(lab: Lab) -> str:
 
 
 @pytest.fixture
-def vip(healed: Lab, hook: tuple[str, list[dict[str, Any]]]) -> Iterator[tuple[Scenario, list[dict[str, Any]]]]:  # noqa: F811
+def vip(healed: Lab, hook: tuple[str, list[dict[str, Any]]]) -> Iterator[tuple[Scenario, list[dict[str, Any]]]]:
     lab = healed
     url, got = hook
     install(lab)

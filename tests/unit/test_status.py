@@ -13,15 +13,14 @@ import threading
 import time
 import urllib.request
 from dataclasses import asdict
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from harness.cli import twinsite_cmd
+from tests.views import SCHEMA, parse
 from twinsite.alerts import Alert
 from twinsite.alerts.dispatch import EVENTS_FILE, Alerter
 from twinsite.apply.applier import SeqFile
@@ -41,7 +40,6 @@ from twinsite.switchover.runner import DONE, RunState, StepState
 from twinsite.sync.progress import SyncProgress
 
 NOW = time.time()
-SCHEMA = json.loads(resources.files("twinsite").joinpath("schemas/status.schema.json").read_text())
 SCENARIO = """\
 name: app
 master: prod1
@@ -218,15 +216,6 @@ def test_a_sender_that_stopped_writing_is_stale(site: Site) -> None:
 
 
 # -- metrics -------------------------------------------------------------------------------------------------
-def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample, by name and labels, through Prometheus's own text-format parser."""
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
 def row_labels(site: Site, replica: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({"scenario": "app", "root": str(site.root), "replica": replica}.items()))
 
