@@ -15,6 +15,8 @@ from twinsite.lab.topology import Lab
 
 # The collection's module_utils are imported by the unit tests as Ansible would import them.
 sys.path.insert(0, str(REPO / "collections"))
+# The tests' helper modules that assert are rewritten like the tests: a failed check says what it compared.
+pytest.register_assert_rewrite("tests.unit.replicating")
 
 
 @pytest.fixture(scope="session")

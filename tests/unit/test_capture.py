@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fsops import mutate, populate
-from tests.unit.test_apply import Pipe, same
+from tests.unit.replicating import Pipe, same
 from twinsite.capture.inotify import Watcher
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fsops import mutate, populate
-from tests.unit.test_apply import Pipe, captured
-from tests.unit.test_undo import apply_all
+from tests.unit.replicating import Pipe, apply_all, captured
 from twinsite.apply.applier import Applier, SeqFile
 from twinsite.apply.batching import cut
 from twinsite.cdp.log import RewindLog, make_group

@@ -15,18 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.fsops import mutate, populate
-from tests.unit.test_apply import Pipe, captured
+from tests.unit.replicating import Pipe, apply_all, captured
 from twinsite.apply.applier import Applier
 from twinsite.apply.batching import cut
 from twinsite.cdp.undo import capture
 from twinsite.journal.record import Meta, Op, Record
 from twinsite.tree import differences, digest, entries
-
-
-def apply_all(ap: Applier, records: list[Record]) -> None:
-    for r in records:
-        ap.apply(r)
-    ap.commit()
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
