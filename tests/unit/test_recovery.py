@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import xxhash
 
-from tests.unit.test_spool import frames, hello, reference, serve, tree, workload
+from tests.unit.receiving import frames, hello, reference, serve, tree, workload
 from twinsite.config.loader import validate_text
 from twinsite.config.scenario import Scenario
 from twinsite.errors import ConfigError

@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from tests.unit.test_receiver import blob, recs
+from tests.unit.receiving import Answers, blob, hello, recs, serve
 from twinsite.apply.applier import Position, SeqFile
 from twinsite.config.scenario import Scenario
 from twinsite.engine import agent
-from twinsite.receiver import Receiver
 from twinsite.roles import Role, advanced, check_sender, current, standbys, store
-from twinsite.transport.frames import Kind, pack_batch, pack_json, read_frame
+from twinsite.transport.frames import Kind, pack_batch
 
 
 def scenario(**extra: object) -> Scenario:
@@ -36,24 +35,12 @@ class Replica:
         self.root = tmp / "root"
         self.host = host
 
-    def serve(self, frames: list[bytes], monkeypatch: pytest.MonkeyPatch) -> list[tuple[Kind, dict[str, object]]]:
+    def serve(self, frames: list[bytes], monkeypatch: pytest.MonkeyPatch) -> Answers:
         monkeypatch.setenv("TWINSITE_HOST", self.host)
-        rx = Receiver(self.root, self.recv, io.BytesIO(b"".join(frames)), out := io.BytesIO())
-        try:
-            rx.serve()
-        except Exception as exc:  # the receiver's run() turns these into an ERROR frame; so does this
-            out.write(pack_json(Kind.ERROR, {"type": type(exc).__name__, "message": str(exc)}))
-        finally:
-            rx.close()
-        out.seek(0)
-        answers = []
-        while out.tell() < len(out.getvalue()):
-            kind, _f, payload = read_frame(out)
-            answers.append((kind, json.loads(payload)))
-        return answers
+        return serve(self.root, self.recv, frames)
 
     def hello(self, epoch: int, host: str = "prod1") -> bytes:
-        return pack_json(Kind.HELLO, {"scenario": "db", "root": str(self.root), "epoch": epoch, "host": host})
+        return hello(self.root, "db", epoch=epoch, host=host)
 
     def position(self) -> Position:
         f = SeqFile(self.recv / "applied_seq")
@@ -116,10 +103,8 @@ def test_a_promotion_during_a_session_stops_it_at_the_next_batch(
     frames = [rep.hello(0), pack_batch(blob(recs(1, 3)), compress=True), pack_batch(blob(recs(4, 2)), compress=True)]
     first_end = len(frames[0]) + len(frames[1])
     monkeypatch.setenv("TWINSITE_HOST", "dr1")
-    rx = Receiver(rep.root, rep.recv, PromoteAfterFirstBatch(b"".join(frames)), io.BytesIO())
     with pytest.raises(Exception, match="dr1 is the active host"):
-        rx.serve()
-    rx.close()
+        serve(rep.root, rep.recv, frames, raising=True, stream=PromoteAfterFirstBatch)
     assert sorted(p.name for p in rep.root.iterdir()) == ["f1", "f2", "f3"]
     assert rep.position() == Position(3, 0.0, 0)
 

@@ -5,72 +5,16 @@ not listed or compared while the spool holds records; an interrupted drain resum
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import random
 from pathlib import Path
 
 import pytest
 
-from tests.unit.test_receiver import answers_in, blob
+from tests.unit.receiving import frames, hello, reference, serve, tree, workload
 from twinsite import receiver
-from twinsite.journal.record import Meta, Op, Record
+from twinsite.journal.record import Record
 from twinsite.receiver import Receiver
 from twinsite.recovery.spool import Spool
-from twinsite.transport.frames import Kind, pack_batch, pack_json
-from twinsite.tree import Entry, entries
-
-
-def workload(seed: int, n: int) -> list[list[Record]]:
-    """Batches of creates, writes, renames and deletes (each batch replay-safe: one namespace op per name)."""
-    rng = random.Random(seed)
-    seq, batches, names = 0, [], []
-    for b in range(n):
-        batch = []
-        for _ in range(rng.randint(1, 6)):
-            seq += 1
-            if names and rng.random() < 0.5:
-                name = rng.choice(names)
-                data = rng.randbytes(rng.randint(1, 3000))
-                batch.append(
-                    Record(seq=seq, ts=float(seq), op=Op.WRITE, path=name, offset=rng.randint(0, 100), data=data)
-                )
-            else:
-                name = f"f{b}-{seq}".encode()
-                names.append(name)
-                batch.append(Record(seq=seq, ts=float(seq), op=Op.CREATE, path=name, meta=Meta(0o644, 0, 0, 0)))
-        batches.append(batch)
-    return batches
-
-
-def serve(root: Path, state: Path, frames: list[bytes]) -> list[tuple[Kind, dict[str, object]]]:
-    rx = Receiver(root, state, io.BytesIO(b"".join(frames)), out := io.BytesIO())
-    try:
-        rx.serve()
-    except Exception as exc:  # (run() sends these as an ERROR frame)
-        out.write(pack_json(Kind.ERROR, {"type": type(exc).__name__, "message": str(exc)}))
-    finally:
-        rx.close()
-    return answers_in(out)
-
-
-def hello(root: Path) -> bytes:
-    return pack_json(Kind.HELLO, {"scenario": "t", "root": str(root)})
-
-
-def frames(root: Path, batches: list[list[Record]]) -> list[bytes]:
-    return [hello(root)] + [pack_batch(blob(b), compress=False) for b in batches]
-
-
-def tree(root: Path) -> dict[bytes, Entry]:
-    """The tree as the digest sees it, without modification times (writes here stamp the time of applying)."""
-    return {k: dataclasses.replace(e, mtime_ns=0) for k, e in entries(root).items()}
-
-
-def reference(tmp_path: Path, batches: list[list[Record]]) -> dict[bytes, Entry]:
-    root = tmp_path / "reference"
-    serve(root, tmp_path / "reference-state", frames(root, batches))
-    return tree(root)
+from twinsite.transport.frames import Kind, pack_json
 
 
 def test_spooled_batches_are_acknowledged_not_applied_then_applied_in_order(tmp_path: Path) -> None:

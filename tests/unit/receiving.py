@@ -1,0 +1,110 @@
+"""The receiver over a real byte stream, in one process: the frames a sender sends (a hello, batches of
+records), a :class:`twinsite.receiver.Receiver` serving them from memory, and every frame it answered,
+decoded. And seeded workloads of batches, with the tree of a replica that applied them directly."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from twinsite.journal.record import Meta, Op, Record
+from twinsite.receiver import Receiver
+from twinsite.transport.frames import Kind, pack_batch, pack_json, read_frame
+from twinsite.tree import Entry, entries
+
+Answers = list[tuple[Kind, dict[str, object]]]
+
+
+def recs(first: int, n: int) -> list[Record]:
+    """Creates of f<first>... f<first+n-1>, at seq first... first+n-1."""
+    out = []
+    for i in range(first, first + n):
+        out.append(Record(seq=i, ts=0.0, op=Op.CREATE, path=f"f{i}".encode(), meta=Meta(0o644, 0, 0, 0)))
+    return out
+
+
+def blob(records: list[Record]) -> bytes:
+    """The records as a batch frame carries them."""
+    return b"".join(r.encode() for r in records)
+
+
+def hello(root: Path, scenario: str = "t", **more: object) -> bytes:
+    """A sender's HELLO for ``root`` (and whatever else it says: its epoch and host, its CDP settings)."""
+    return pack_json(Kind.HELLO, {"scenario": scenario, "root": str(root), **more})
+
+
+def frames(root: Path, batches: list[list[Record]]) -> list[bytes]:
+    """A session: the hello, then each batch (uncompressed)."""
+    return [hello(root)] + [pack_batch(blob(b), compress=False) for b in batches]
+
+
+def answers_in(out: io.BytesIO) -> Answers:
+    """Every frame the receiver wrote, decoded."""
+    out.seek(0)
+    answers = []
+    while out.tell() < len(out.getvalue()):
+        kind, _f, payload = read_frame(out)
+        answers.append((kind, json.loads(payload)))
+    return answers
+
+
+def serve(
+    root: Path,
+    state: Path,
+    sent: list[bytes],
+    *,
+    raising: bool = False,
+    stream: Callable[[bytes], BinaryIO] = io.BytesIO,
+) -> Answers:
+    """A receiver of ``root`` (its state in ``state``) serves the frames ``sent``, read through ``stream``; its
+    answers. An error ends the session as `twinsite receive` ends it, with an ERROR frame, or with ``raising``
+    is raised."""
+    rx = Receiver(root, state, stream(b"".join(sent)), out := io.BytesIO())
+    try:
+        rx.serve()
+    except Exception as exc:  # (run() sends these as an ERROR frame)
+        if raising:
+            raise
+        out.write(pack_json(Kind.ERROR, {"type": type(exc).__name__, "message": str(exc)}))
+    finally:
+        rx.close()
+    return answers_in(out)
+
+
+def workload(seed: int, n: int) -> list[list[Record]]:
+    """Batches of creates, writes, renames and deletes (each batch replay-safe: one namespace op per name)."""
+    rng = random.Random(seed)
+    seq, batches, names = 0, [], []
+    for b in range(n):
+        batch = []
+        for _ in range(rng.randint(1, 6)):
+            seq += 1
+            if names and rng.random() < 0.5:
+                name = rng.choice(names)
+                data = rng.randbytes(rng.randint(1, 3000))
+                batch.append(
+                    Record(seq=seq, ts=float(seq), op=Op.WRITE, path=name, offset=rng.randint(0, 100), data=data)
+                )
+            else:
+                name = f"f{b}-{seq}".encode()
+                names.append(name)
+                batch.append(Record(seq=seq, ts=float(seq), op=Op.CREATE, path=name, meta=Meta(0o644, 0, 0, 0)))
+        batches.append(batch)
+    return batches
+
+
+def tree(root: Path) -> dict[bytes, Entry]:
+    """The tree as the digest sees it, without modification times (writes here stamp the time of applying)."""
+    return {k: dataclasses.replace(e, mtime_ns=0) for k, e in entries(root).items()}
+
+
+def reference(tmp_path: Path, batches: list[list[Record]]) -> dict[bytes, Entry]:
+    """The tree of a replica (under ``tmp_path``) that applied every batch directly."""
+    root = tmp_path / "reference"
+    serve(root, tmp_path / "reference-state", frames(root, batches))
+    return tree(root)
