@@ -1,5 +1,5 @@
-"""Shared fixtures: the lab (brought up once per session) and its links healed after a test. How the tests
-reach the lab (and the benchmarks too) is in the ``harness`` package."""
+"""Shared fixtures: the lab (brought up once per session), its links healed after a test, and the lab's `db`
+scenario prepared and put back. How the tests reach the lab (and the benchmarks too) is in ``harness``."""
 
 from __future__ import annotations
 
@@ -41,3 +41,22 @@ def healed(lab: Lab) -> Iterator[Lab]:
     yield lab
     for h in lab.hosts:
         labmod.heal(lab, h.name)
+
+
+@pytest.fixture
+def db(lab: Lab) -> Iterator[Lab]:
+    """The lab's `db` scenario as configure.yml declares it: prod1 active and replicating to dr1, with the load
+    generator's table. Put back afterwards whatever the test did: an assured-recovery test it left on dr1
+    ended, prod1 active again (PostgreSQL there only, db.dr.test -> prod1, prod1-vm on), and every declaration
+    as configure.yml writes it (a test may change them: automatic mode, checks, a schedule)."""
+    from harness.db import prepare_db, restore_db  # (here: the unit tests need neither PostgreSQL nor vCenter)
+    from harness.hosts import TWINSITE, on_host
+    from harness.scenarios import ensure_configured
+
+    prepare_db(lab)
+    try:
+        yield lab
+    finally:
+        on_host(lab, "dr1", TWINSITE, "recover-test", "db", "--cleanup")
+        restore_db(lab)
+        ensure_configured(lab)

@@ -6,26 +6,16 @@ its evidence."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import yaml
 
 from harness.cli import ansible, recap
-from harness.db import prepare_db, restore_db, scenario_file
+from harness.db import scenario_file
 from harness.hosts import twinsite_on
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture(scope="module")
-def db(lab: Lab) -> Iterator[Lab]:
-    prepare_db(lab)
-    try:
-        yield lab
-    finally:
-        restore_db(lab)
 
 
 def play(*extra: str, ok: bool = True) -> tuple[str, dict[str, dict[str, int]]]:

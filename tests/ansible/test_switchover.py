@@ -4,24 +4,13 @@ reports no change; the same for the switch-back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from harness.cli import ansible, recap
-from harness.db import prepare_db, restore_db, role, wait_replicating
+from harness.db import role, wait_replicating
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def db(lab: Lab) -> Iterator[Lab]:
-    prepare_db(lab)
-    try:
-        yield lab
-    finally:
-        restore_db(lab)
 
 
 def play(name: str, *extra: str) -> tuple[str, dict[str, dict[str, int]]]:

@@ -24,7 +24,6 @@ from harness.db import (
     Latency,
     Load,
     commits_on,
-    prepare_db,
     psql,
     restore_db,
     role,
@@ -45,19 +44,15 @@ pytestmark = pytest.mark.lab
 STEP_NAMES = [name for name, _does, _fn in STEPS]
 
 
-@pytest.fixture(scope="module")
-def db(lab: Lab) -> Iterator[Lab]:
-    """`db` as configure.yml declares it, replicating from prod1, and the VM `dr1` (the replica VM) in the
-    vCenter simulator for the post-test snapshot; put back afterwards."""
-    prepare_db(lab)
+@pytest.fixture(scope="module", autouse=True)
+def replica_vm(lab: Lab) -> Iterator[None]:
+    """The VM `dr1` (the replica VM) in the vCenter simulator, for the post-test snapshot. configure.yml
+    declares it; made here if it is missing after configure.yml ran, and then removed again afterwards."""
+    ensure_configured(lab)
     made = ensure_replica_vm(lab)
-    try:
-        yield lab
-    finally:
-        on_host(lab, "dr1", TWINSITE, "recover-test", "db", "--cleanup")
-        restore_db(lab)
-        if made:
-            destroy_vm(lab, "dr1")
+    yield
+    if made:
+        destroy_vm(lab, "dr1")
 
 
 @pytest.fixture

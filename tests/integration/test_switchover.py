@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,31 +16,17 @@ from harness.db import (
     Load,
     commits_on,
     notes_on,
-    prepare_db,
     psql,
-    restore_db,
     role,
     set_mode,
     wait_replicating,
 )
 from harness.hosts import on_host, ssh, twinsite_on, wait_event
-from harness.scenarios import ensure_configured
 from harness.vcenter import power_state
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def db(lab: Lab) -> Iterator[Lab]:
-    """The `db` scenario as configure.yml declares it, replicating; put back afterwards."""
-    prepare_db(lab)
-    try:
-        yield lab
-    finally:
-        restore_db(lab)
-        ensure_configured(lab)
 
 
 def resolves_from_client1(lab: Lab) -> str:
