@@ -3,7 +3,7 @@
 * :mod:`harness.cli`: the ``twinsite`` console script of this environment and ``ansible``/``ansible-playbook``
   against the repository's inventory, as the controller runs them;
 * :mod:`harness.hosts`: reaching a lab host (over real SSH, or inside it with ``twinsite lab exec``), the JSON
-  answer of the twinsite installed there, and the events its agent recorded;
+  answer of the twinsite installed there, and what its agent recorded (event log, agent log);
 * :mod:`harness.scenarios`: installing the agent bundle, a test's own scenario run by an agent it starts, and
   the lab as ``playbooks/configure.yml`` declares it;
 * :mod:`harness.db`: the lab's ``db`` scenario (PostgreSQL replicated prod1 -> dr1): the load generator that

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg2
 import yaml
 
-from harness.hosts import TWINSITE, on_host, twinsite_on
+from harness.hosts import TWINSITE, agent_log, log_size, on_host, twinsite_on, wait_logged
 from harness.scenarios import ensure_configured
 from harness.vcenter import power_on
 from twinsite import lab as labmod
@@ -176,13 +176,19 @@ def scenario_file(lab: Lab, host: str) -> Path:
 
 
 def set_mode(lab: Lab, **monitoring: Any) -> None:
-    """db in automatic mode with fast monitoring, on both hosts (the agents reload it within seconds)."""
+    """db in automatic mode with fast monitoring, on both hosts; returns once the agents reloaded it: prod1's
+    restarted its sender (the monitoring settings are part of what identifies it) and dr1's monitors prod1
+    with it. (prod1 is active, as the db fixture leaves it; ``monitoring`` differs from the declared one.)"""
+    logs = {h: agent_log(lab, h) for h in ("prod1", "dr1")}
+    ends = {h: log_size(f) for h, f in logs.items()}
     for h in ("prod1", "dr1"):
         f = scenario_file(lab, h)
         doc = yaml.safe_load(f.read_text())
         doc["switchover"]["mode"] = "automatic"
         doc["monitoring"] = monitoring
         f.write_text(yaml.safe_dump(doc, sort_keys=False))
+    wait_logged(logs["prod1"], "twinsite agent: started db/0/dr1/", after=ends["prod1"], timeout=30)
+    wait_logged(logs["dr1"], "twinsite agent: monitoring prod1 for db", after=ends["dr1"], timeout=30)
 
 
 def prepare_db(lab: Lab) -> None:

@@ -1,6 +1,6 @@
 """Reaching the lab's hosts: a command over real OpenSSH (host keys verified), a command inside a host
 (``twinsite lab exec``: a process killed there reports its own signal), the JSON answer of the twinsite
-installed on a host, and the events its agent recorded."""
+installed on a host, and what its agent recorded: the event log and the agent's own log."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.cli import VENV_BIN
 from twinsite.lab.topology import Lab
+from twinsite.proc import wait_until
 
 TWINSITE = "/opt/twinsite/bin/twinsite"  # where the agent role (and harness.scenarios.install) puts it
 
@@ -86,3 +87,24 @@ def wait_event(lab: Lab, host: str, kind: str, since: float, timeout: float) -> 
     raise AssertionError(
         f"no {kind} event on {host} within {timeout} s: {[e['kind'] for e in events(lab, host, since)]}"
     )
+
+
+def agent_log(lab: Lab, host: str) -> Path:
+    """The log of the host's supervised agent (``twinsite service start``, as the agent role starts it)."""
+    return lab.host(host).private_dir("/var/lib/twinsite") / "agent.log"
+
+
+def log_size(path: Path) -> int:
+    """Where a log ends now: what is written after it is new."""
+    return path.stat().st_size if path.exists() else 0
+
+
+def wait_logged(path: Path, line: str, *, after: int, timeout: float) -> None:
+    """Until ``line`` is in the log written after byte ``after`` (an agent says what it did once it did it)."""
+
+    def logged() -> bool:
+        with open(path, "rb") as f:
+            f.seek(after)
+            return line in f.read().decode(errors="replace")
+
+    wait_until(lambda: path.exists() and logged(), timeout=timeout, interval=0.1, what=f"{line!r} in {path}")

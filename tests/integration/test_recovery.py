@@ -36,6 +36,7 @@ from harness.scenarios import ensure_configured
 from harness.vcenter import by_name, connect, wait_task
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
+from twinsite.proc import wait_until
 from twinsite.recovery.steps import STEPS
 from twinsite.vsphere.snapshot import snapshots
 
@@ -137,7 +138,9 @@ def test_a_test_under_load_proves_the_replica_and_leaves_it_equal_to_the_source(
     try:
         load.wait_for(200)
         t0 = time.time()
-        time.sleep(12)
+        wait_until(  # the baseline: as many acknowledgements without a test as the check below asks of it
+            lambda: len(latency.between(t0, time.time())) > 50, timeout=60, interval=0.2, what="50 acknowledgements"
+        )
         t1 = time.time()
         body = twinsite_on(db, "dr1", "recover-test", "db")
         t2 = time.time()
@@ -324,7 +327,6 @@ def test_a_test_ends_at_once_when_the_active_host_fails_and_the_switchover_proce
     doc["assured_recovery"]["start_timeout"] = 300
     write_scenario(db, doc)
     set_mode(db, interval="2s", misses=2, timeout="2s")  # (rewrites both hosts' files, the check included)
-    time.sleep(5)  # the agents reload the definition
     load = Load(db)
     load.start()
     test: dict[str, subprocess.CompletedProcess[str]] = {}

@@ -139,8 +139,7 @@ def test_the_split_brain_guard_then_an_unplanned_failover_and_a_switchback_that_
 ) -> None:
     lab = db
     prod, dr = lab.host("prod1").address, lab.host("dr1").address
-    set_mode(lab, interval="2s", misses=2, timeout="2s")
-    time.sleep(5)  # the agents reload the definition
+    set_mode(lab, interval="2s", misses=2, timeout="2s")  # (returns once the agents reloaded it)
 
     # 1. only the link between prod1 and dr1 is cut; the witness client1 still reaches prod1: no switchover
     t0 = time.time()

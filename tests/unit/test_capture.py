@@ -12,6 +12,7 @@ import pytest
 from tests.fsops import mutate, populate
 from tests.unit.replicating import Pipe, same
 from twinsite.capture.inotify import Watcher
+from twinsite.proc import wait_until
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -41,9 +42,12 @@ def test_capture_under_a_concurrent_workload_converges(tmp_path: Path, seed: int
     finally:
         stop.set()
         writer.join()
-    for _ in range(3):  # the last events drain
-        time.sleep(0.3)
-        pipe.ship(list(watcher.take().plan(pipe.planner)))
+    # the last events drain: the reader ends once it has read what it held, and what is still queued is read here
+    watcher.stop()
+    wait_until(lambda: not reader.is_alive(), timeout=5, what="the capture thread ending")
+    while watcher.read(timeout_ms=0):
+        pass
+    pipe.ship(list(watcher.take().plan(pipe.planner)))
     watcher.close()
     assert watcher.events > 1000
     assert watcher.overflows == 0

@@ -33,6 +33,7 @@ from twinsite.errors import ConfigError
 from twinsite.journal.record import Op, Record
 from twinsite.metrics import TEXTFILE, Exporter, loopback
 from twinsite.monitor import Monitor, Verdict
+from twinsite.proc import wait_until
 from twinsite.recovery import evidence
 from twinsite.recovery.steps import STEPS
 from twinsite.roles import Role, store
@@ -330,7 +331,7 @@ def test_watch_prints_progress_until_the_sync_ends(site: Site, monkeypatch: pyte
     answer: list[Any] = []
     t = threading.Thread(target=lambda: answer.append(watch(site.config, site.state, interval=0.05, out=out)))
     t.start()
-    time.sleep(0.3)
+    wait_until(lambda: "\n" in out.getvalue(), timeout=10, what="watch printing the sync's progress")
     assert t.is_alive()
     p = SyncProgress(files_total=10, bytes_total=10 << 20, files_done=10, bytes_done=10 << 20, started_at=NOW - 10)
     p.finished_at = NOW
