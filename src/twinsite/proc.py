@@ -1,7 +1,7 @@
-"""Running external programs and keeping track of the daemons we start.
+"""Running external programs, keeping track of the daemons we start, and waiting for things to happen.
 
 One place for: running a command with a clear error when it fails, starting a daemon with its pid
-recorded in a file, asking whether it still runs, and stopping it.
+recorded in a file, asking whether it still runs, stopping it, and polling for a condition (:func:`wait_until`).
 """
 
 from __future__ import annotations
@@ -154,11 +154,19 @@ def stop_pidfile(pidfile: Path, *, comm: str | None = None, argv_has: str | None
     return pid is not None
 
 
-def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.02, what: str) -> None:
-    """Poll ``predicate()`` until it is true; raise :class:`CommandError` naming ``what`` on timeout."""
+def wait_until(
+    predicate: Callable[[], bool], *, timeout: float, interval: float = 0.02, what: str | None = None
+) -> bool:
+    """The one way to wait for something: call ``predicate()`` every ``interval`` s until it is true (True), or
+    until ``timeout`` s have passed, with one last call then (False; with ``what``, a :class:`CommandError`
+    naming it instead). A predicate may raise to end the wait, and may keep what it saw for the caller's
+    own error message."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise CommandError(f"{what} did not happen within {timeout:.0f} s")
+    while not predicate():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            if what is not None:
+                raise CommandError(f"{what} did not happen within {timeout:.0f} s")
+            return False
+        time.sleep(min(interval, left))
+    return True

@@ -1,9 +1,9 @@
 """A host's view of every scenario, from its state directory: what ``twinsite status`` prints and what the
-agent exports as metrics (twinsite.metrics). Nothing here asks another host or the agent: it reads files.
+agent exports as metrics (agent.metrics). Nothing here asks another host or the agent: it reads files.
 
 One row per scenario and root, and on the active host per standby too (docs/status.md):
 
-* the role (``active``, ``standby``, ``other``), the active host and the epoch (twinsite.roles);
+* the role (``active``, ``standby``, ``other``), the active host and the epoch (state.role);
 * on the active host, the sender's status (state, planned/sent/acked seq, lag, backlog, the sync's progress,
   the last error), ``stale`` when the agent stopped writing it; on a standby, the applied position and,
   with CDP, the rewind window (oldest and newest point, bookmarks), ``rewound`` while rewound;
@@ -29,18 +29,16 @@ from typing import Any
 
 from twinsite import __version__
 from twinsite.alerts.channels import EventLog
-from twinsite.alerts.dispatch import EVENTS_FILE
-from twinsite.apply.applier import Position
-from twinsite.cdp import bookmarks
 from twinsite.cdp.log import RewindLog
-from twinsite.cdp.rewind import points, read_position
+from twinsite.cdp.rewind import points
 from twinsite.config.scenario import Scenario
-from twinsite.engine import agent
-from twinsite.engine.sender import SenderStatus, read_status
+from twinsite.config.store import load_dir
 from twinsite.errors import TwinsiteError
-from twinsite.monitor import KINDS, load_state, monitor_file
-from twinsite.recovery import evidence
-from twinsite.roles import Role, standbys, this_host
+from twinsite.state import applied, bookmarks, evidence, monitor, rewind, sender_status, stopped
+from twinsite.state.applied import AppliedPosition
+from twinsite.state.layout import HostState, ReceiverState, ScenarioState
+from twinsite.state.role import Role, current, standbys, this_host
+from twinsite.state.sender_status import SenderStatus
 
 STALE_AFTER = 30.0  # seconds without a status update (the sender's heartbeat is 5 s): the agent is not running
 RECENT = 86400.0  # alerts of the last day count as recent
@@ -52,72 +50,74 @@ def collect(config_dir: Path, state_dir: Path, *, host: str | None = None, now: 
     host = host or this_host()
     now = time.time() if now is None else now
     try:
-        events = EventLog(state_dir / EVENTS_FILE).read()
+        events = EventLog(HostState(state_dir).events).read()
     except UNREADABLE:  # (a damaged event log hides the alerts only; each row's problems say so)
         events = None
     rows: list[dict[str, Any]] = []
-    for s in agent.load_dir(config_dir):
-        role = agent.role_of(s, state_dir)
+    for s in load_dir(config_dir):
+        place = ScenarioState(state_dir, s.name)
+        role = current(place, s.master)
         peers = standbys(role, s.master, s.replicas)
         kind = "active" if role.active == host else ("standby" if host in peers else "other")
-        facts, problems = _scenario_facts(s, role, state_dir, events, now)
+        facts, problems = _scenario_facts(s, role, place, events, now)
+        halted = stopped.is_stopped(config_dir, s.name)
         for i, root in enumerate(s.roots):
             base = {"scenario": s.name, "role": kind, "root": root.path, "active": role.active, "epoch": role.epoch}
             if kind == "active":
-                parts = [_sender(config_dir, state_dir, s.name, i, replica, now) for replica in peers]
+                parts = [_sender(place, i, replica, halted, now) for replica in peers]
             else:
-                parts = [_standby(state_dir, s.name, i)]
+                parts = [_standby(place.receiver(i), i)]
             rows += [{**base, **part, **facts, "problems": part["problems"] + problems} for part in parts]
     return {"host": host, "version": __version__, "generated_at": round(now, 3), "scenarios": rows}
 
 
-def _sender(config_dir: Path, state_dir: Path, name: str, index: int, replica: str, now: float) -> dict[str, Any]:
+def _sender(place: ScenarioState, index: int, replica: str, halted: bool, now: float) -> dict[str, Any]:
     """The sender's status of one root towards one standby, as it wrote it."""
     problems: list[str] = []
-    f = agent.sender_state(state_dir, name, index, replica) / "status.json"
+    f = place.sender(index, replica).status
     try:
-        st = read_status(f)
+        st = sender_status.read(f)
     except UNREADABLE as exc:
         st = None
         problems.append(f"{f}: {exc}")
-    row = asdict(st or SenderStatus(scenario=name, root="", replica=replica, state="stopped", updated_at=0.0))
+    row = asdict(st or SenderStatus(scenario=place.name, root="", replica=replica, state="stopped", updated_at=0.0))
     row.pop("root")  # (the scenario's, in the row already)
     row["replica"] = replica
-    if agent.is_stopped(config_dir, name):
+    if halted:
         row["state"] = "stopped"
     elif st is not None and st.state != "stopped" and now - st.updated_at > STALE_AFTER:
         row["state"] = "stale"  # the agent stopped writing: it is not running
     return {**row, "rewind": None, "problems": problems}  # (the rewind log is the standby's)
 
 
-def _standby(state_dir: Path, name: str, index: int) -> dict[str, Any]:
+def _standby(recv: ReceiverState, index: int) -> dict[str, Any]:
     """What a standby (or any other host) holds of one root: the applied position, the rewind window."""
     problems: list[str] = []
     try:
-        pos = agent.applied_position(state_dir, name, index)
+        pos = applied.read(recv.applied)
     except UNREADABLE as exc:  # (a damaged position: named, and the rest still shown)
-        pos = Position()
+        pos = AppliedPosition()
         problems.append(f"the applied position of root {index}: {exc}")
     row: dict[str, Any] = {"state": "standby", "applied_seq": pos.seq, "applied_ts": pos.ts or None}
     row["problems"] = problems
-    log_dir = agent.receiver_state(state_dir, name, index) / "rewind"
-    row["rewind"] = _guard(row["problems"], f"the rewind log {log_dir}", lambda: rewind_window(log_dir, pos.seq))
+    what = f"the rewind log {recv.rewind_log}"
+    row["rewind"] = _guard(row["problems"], what, lambda: rewind_window(recv, pos.seq))
     if row["rewind"] and row["rewind"]["rewound_to"] is not None:
         row["state"] = "rewound"
     return row
 
 
-def rewind_window(log_dir: Path, head: int) -> dict[str, Any] | None:
+def rewind_window(recv: ReceiverState, head: int) -> dict[str, Any] | None:
     """The points a replica can be rewound to (None without CDP): the oldest and newest, their source times,
     the span between them, bookmarks (all, and those still reachable), the log's size, a rewind in effect."""
-    if not log_dir.is_dir():
+    if not recv.rewind_log.is_dir():
         return None
-    log = RewindLog(log_dir, readonly=True)
+    log = RewindLog(recv.rewind_log, readonly=True)
     pts = points(log, head)
     reachable = {seq for seq, _ in pts}
-    marks = bookmarks.load(log_dir.parent)
+    marks = bookmarks.load(recv.bookmarks)
     (old_seq, old_ts), (new_seq, new_ts) = pts[0], pts[-1]
-    pos = read_position(log_dir)
+    pos = rewind.read(recv.rewind)
     return {
         "oldest_seq": old_seq,
         "oldest_ts": old_ts or None,
@@ -133,26 +133,26 @@ def rewind_window(log_dir: Path, head: int) -> dict[str, Any] | None:
 
 
 def _scenario_facts(
-    s: Scenario, role: Role, state_dir: Path, events: list[dict[str, Any]] | None, now: float
+    s: Scenario, role: Role, place: ScenarioState, events: list[dict[str, Any]] | None, now: float
 ) -> tuple[dict[str, Any], list[str]]:
     """What is of the whole scenario (given on each of its rows), and what of it could not be read."""
     problems: list[str] = []
-    rec = evidence.recovery_dir(state_dir, s.name)
+    tests = place.recovery.evidence
     if events is None:
-        problems.append(f"the event log {state_dir / EVENTS_FILE} cannot be read: recent alerts are not shown")
+        problems.append(f"the event log {place.host.events} cannot be read: recent alerts are not shown")
     mine = [e for e in events or [] if e.get("scenario") == s.name]
     facts = {
         "switchovers": role.epoch,
-        "last_test": _guard(problems, f"the test evidence in {rec}", lambda: last_test(rec, now)),
-        "alerts": alerts(state_dir, s.name, role.active, mine, now),
+        "last_test": _guard(problems, f"the test evidence in {tests.parent}", lambda: last_test(tests, now)),
+        "alerts": alerts(place, role.active, mine, now),
     }
     return facts, problems
 
 
-def last_test(recovery_dir: Path, now: float) -> dict[str, Any] | None:
+def last_test(tests: Path, now: float) -> dict[str, Any] | None:
     """The newest assured-recovery test kept here: its result, when it ran, how long ago it ended, how old
     the data it tested was (the oldest root's)."""
-    r = evidence.find(recovery_dir, None)
+    r = evidence.find(tests, None)
     if r is None:
         return None
     ended = r["started_ts"] + (r.get("seconds") or 0.0)
@@ -170,15 +170,11 @@ def last_test(recovery_dir: Path, now: float) -> dict[str, Any] | None:
     }
 
 
-def alerts(state_dir: Path, scenario: str, active: str, events: list[dict[str, Any]], now: float) -> dict[str, Any]:
-    """This host's alerts of a scenario. ``open``: the monitoring conditions alerting now (monitor.json: only
+def alerts(place: ScenarioState, active: str, events: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """This host's alerts of a scenario. ``open``: the monitoring conditions alerting now (state.monitor: only
     the standby's monitor resolves what it raised; other alerts are events, not states); ``recent``: the
     critical and warning alerts of the last day in the event log; ``latest``: the newest alert there."""
-    conditions, _ = load_state(monitor_file(state_dir, scenario), active)
-    open_kinds = sorted(
-        [KINDS[name] for name, c in conditions.items() if c.alerting and name in KINDS]
-        + (["cannot-check"] if any(c.blind for c in conditions.values()) else [])
-    )
+    open_kinds = monitor.watching(place.monitor, active).open_kinds()
     sent = [e for e in events if e.get("event") == "alert"]
     recent = [e for e in sent if e.get("severity") in ("critical", "warning") and now - _ts(e.get("at")) <= RECENT]
     latest = sent[-1] if sent else None

@@ -13,6 +13,8 @@ from twinsite.tree import Entry, differences, entries
 
 
 def entries_json(listing: dict[bytes, Entry]) -> list[list[Any]]:
+    """``twinsite digest --entries``: [path, kind, mode, uid, gid, size, content (a link's target), xattrs,
+    mtime_ns, link group] per entry, bytes as hex."""
     return [
         [
             k.hex(),
@@ -21,7 +23,7 @@ def entries_json(listing: dict[bytes, Entry]) -> list[list[Any]]:
             e.uid,
             e.gid,
             e.size,
-            e.content,
+            e.target.hex() if e.kind == "link" else e.content,
             [[a.hex(), b.hex()] for a, b in e.xattrs],
             e.mtime_ns,
             e.link_group.hex(),
@@ -31,21 +33,22 @@ def entries_json(listing: dict[bytes, Entry]) -> list[list[Any]]:
 
 
 def entries_from_json(rows: list[list[Any]]) -> dict[bytes, Entry]:
-    return {
-        bytes.fromhex(r[0]): Entry(
-            bytes.fromhex(r[0]),
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            r[6],
-            tuple((bytes.fromhex(a), bytes.fromhex(b)) for a, b in r[7]),
-            r[8],
-            bytes.fromhex(r[9]),
+    out = {}
+    for path, kind, mode, uid, gid, size, content, xattrs, mtime_ns, group in rows:
+        link = kind == "link"
+        out[bytes.fromhex(path)] = Entry(
+            kind,
+            mode,
+            uid,
+            gid,
+            size,
+            mtime_ns,
+            target=bytes.fromhex(content) if link else b"",
+            xattrs=tuple((bytes.fromhex(a), bytes.fromhex(b)) for a, b in xattrs),
+            content="" if link else content,
+            link_group=bytes.fromhex(group),
         )
-        for r in rows
-    }
+    return out
 
 
 def remote_entries(s: Scenario, host: str, root: Root, *, timeout: float = 600) -> dict[bytes, Entry]:

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from harness.cli import twinsite_cmd
+from twinsite.errors import DnsError
 from twinsite.lab import dns as labdns
 from twinsite.lab.topology import Lab
-from twinsite.redirect.dns import DnsError, TsigKey, resolve_addresses, update_address
+from twinsite.redirect.dns import TsigKey, resolve_addresses, update_address
 
 pytestmark = pytest.mark.lab
 

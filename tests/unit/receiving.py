@@ -1,5 +1,5 @@
 """The receiver over a real byte stream, in one process: the frames a sender sends (a hello, batches of
-records), a :class:`twinsite.receiver.Receiver` serving them from memory, and every frame it answered,
+records), a :class:`twinsite.engine.receiver.Receiver` serving them from memory, and every frame it answered,
 decoded. And seeded workloads of batches, with the tree of a replica that applied them directly."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from twinsite.engine.receiver import Receiver
 from twinsite.journal.record import Meta, Op, Record
-from twinsite.receiver import Receiver
+from twinsite.state.layout import ReceiverState
 from twinsite.transport.frames import Kind, pack_batch, pack_json, read_frame
 from twinsite.tree import Entry, entries
 
@@ -55,7 +56,7 @@ def answers_in(out: io.BytesIO) -> Answers:
 
 def serve(
     root: Path,
-    state: Path,
+    state: ReceiverState,
     sent: list[bytes],
     *,
     raising: bool = False,
@@ -106,5 +107,5 @@ def tree(root: Path) -> dict[bytes, Entry]:
 def reference(tmp_path: Path, batches: list[list[Record]]) -> dict[bytes, Entry]:
     """The tree of a replica (under ``tmp_path``) that applied every batch directly."""
     root = tmp_path / "reference"
-    serve(root, tmp_path / "reference-state", frames(root, batches))
+    serve(root, ReceiverState(tmp_path / "reference-state"), frames(root, batches))
     return tree(root)

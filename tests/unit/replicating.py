@@ -44,13 +44,12 @@ class Pipe:
             self.resync()
 
     def resync(self) -> None:
-        from twinsite.engine.sender import remote_from_manifest
-        from twinsite.receiver import manifest
+        from twinsite.sync import manifest
 
         self.planner = Planner(
             self.src, block_size=4096, next_seq=self._next, now=lambda: 0.0, fetch_sigs=self._remote_sigs
         )
-        self.planner.remote = remote_from_manifest(manifest(self.dst))
+        self.planner.remote = manifest.decode(manifest.encode(self.dst))
         recs = list(self.planner.plan_all())
         for r in recs:
             self.applier.apply(r)
@@ -58,7 +57,7 @@ class Pipe:
         self.applier.commit()
 
     def _remote_sigs(self, paths: list[bytes]) -> dict[bytes, bytes]:
-        from twinsite.receiver import file_signatures
+        from twinsite.engine.receiver import file_signatures
 
         return {p: bytes.fromhex(file_signatures(self.applier.root_fd, p, 4096)) for p in paths}
 

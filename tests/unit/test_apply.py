@@ -11,9 +11,9 @@ import pytest
 
 from tests.fsops import mutate, populate
 from tests.unit.replicating import Pipe, captured, same
-from twinsite.apply.applier import Applier, ApplyError
+from twinsite.apply.applier import Applier
 from twinsite.apply.batching import BatchCutter, cut
-from twinsite.apply.paths import UnsafePathError
+from twinsite.errors import ApplyError, UnsafePathError
 from twinsite.journal.record import Meta, Op, Record
 from twinsite.sync.planner import Planner
 from twinsite.tree import differences, entries
@@ -209,8 +209,8 @@ def test_sync_methods_metadata_trusts_size_and_mtime_checksum_does_not(tmp_path:
     (dst / "same-meta").write_bytes(b"B" * 10000)  # a silent difference: same size ...
     st = os.stat(src / "same-meta")
     os.utime(dst / "same-meta", ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and same mtime
-    from twinsite.engine.sender import remote_from_manifest
-    from twinsite.receiver import file_signatures, manifest
+    from twinsite.engine.receiver import file_signatures
+    from twinsite.sync import manifest
 
     ap = Applier(dst)
     seq = iter(range(1, 1000))
@@ -222,7 +222,7 @@ def test_sync_methods_metadata_trusts_size_and_mtime_checksum_does_not(tmp_path:
         fetch_sigs=lambda paths: {p: bytes.fromhex(file_signatures(ap.root_fd, p, 4096)) for p in paths},
         checksum=method == "checksum",
     )
-    planner.remote = remote_from_manifest(manifest(dst))
+    planner.remote = manifest.decode(manifest.encode(dst))
     records = list(planner.plan_all())
     for r in records:
         ap.apply(r)

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import twinsite_cmd
-from twinsite.apps import AppError, load, wait_healthy
+from twinsite.apps import load, wait_healthy
 from twinsite.apps.postgresql import PostgreSQL
+from twinsite.errors import AppError
 
 BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1] if Path("/usr/lib/postgresql").exists() else None
 

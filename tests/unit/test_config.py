@@ -225,7 +225,7 @@ def test_root_selection_include_then_exclude() -> None:
 def test_a_scenario_with_alerts_and_application_settings_is_run_by_the_agent(tmp_path: Path) -> None:
     """The agent keys its senders by the scenario's hash: mappings inside must not break it, and changing
     only them does not restart replication."""
-    from twinsite.engine.agent import wanted
+    from twinsite.agent.loop import wanted
 
     text = """\
         name: db

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from twinsite.errors import JournalError
 from twinsite.journal.record import HEAD, MAGIC, MAX_DATA, Meta, Op, Record, RecordError, decode
-from twinsite.journal.segments import Journal, JournalError
+from twinsite.journal.segments import Journal
 
 
 def sample(seq: int, rng: random.Random | None = None) -> Record:

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from twinsite.errors import ConfigError
-from twinsite.vsphere import PlacementError
+from twinsite.errors import ConfigError, PlacementError
 from twinsite.vsphere.placement import (
     Host,
     Plan,

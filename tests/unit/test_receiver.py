@@ -8,22 +8,15 @@ import pytest
 import zstandard
 
 from tests.unit.receiving import blob, hello, recs, serve
-from twinsite.apply.applier import SeqFile
+from twinsite.errors import ProtocolError
 from twinsite.journal.record import Op, Record
-from twinsite.transport.frames import (
-    COMPRESSED,
-    HEAD,
-    MAGIC,
-    MAX_BATCH_RAW,
-    Kind,
-    ProtocolError,
-    pack,
-    pack_batch,
-)
+from twinsite.state.applied import AppliedFile
+from twinsite.state.layout import ReceiverState
+from twinsite.transport.frames import COMPRESSED, HEAD, MAGIC, MAX_BATCH_RAW, Kind, pack, pack_batch
 
 
 def test_batches_are_acknowledged_after_they_are_durable(tmp_path: Path) -> None:
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     frames = [
         hello(root),
         pack_batch(blob(recs(1, 3)), compress=True),
@@ -36,13 +29,13 @@ def test_batches_are_acknowledged_after_they_are_durable(tmp_path: Path) -> None
         (Kind.ACK, {"seq": 5, "diverged": 0}),
     ]
     assert sorted(p.name for p in root.iterdir()) == ["f1", "f2", "f3", "f4", "f5"]
-    seqfile = SeqFile(state / "applied_seq")
+    seqfile = AppliedFile(state.applied)
     assert seqfile.read() == 5
     seqfile.close()
 
 
 def test_a_replayed_batch_is_ignored(tmp_path: Path) -> None:
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     serve(root, state, [hello(root), pack_batch(blob(recs(1, 3)), compress=True)], raising=True)
     (root / "f2").write_text("changed on the replica by someone")
     answers = serve(root, state, [hello(root), pack_batch(blob(recs(1, 3)), compress=True)], raising=True)
@@ -52,13 +45,13 @@ def test_a_replayed_batch_is_ignored(tmp_path: Path) -> None:
 
 
 def test_a_sequence_gap_is_refused(tmp_path: Path) -> None:
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     with pytest.raises(ProtocolError, match="sequence gap: applied up to 3, got 5"):
         serve(root, state, [hello(root), pack_batch(blob(recs(1, 3) + recs(5, 1)), compress=True)], raising=True)
 
 
 def test_a_frame_with_a_flipped_bit_is_refused(tmp_path: Path) -> None:
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     frame = bytearray(pack_batch(blob(recs(1, 3)), compress=False))
     frame[HEAD.size + 17] ^= 0x04
     with pytest.raises(ProtocolError, match="checksum mismatch"):
@@ -67,14 +60,14 @@ def test_a_frame_with_a_flipped_bit_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_absurd_frame_length_is_refused_before_reading(tmp_path: Path) -> None:
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     frame = HEAD.pack(MAGIC, Kind.BATCH, 0, 1 << 31, 0)
     with pytest.raises(ProtocolError, match="exceeds"):
         serve(root, state, [hello(root), frame], raising=True)
 
 
 def test_a_decompression_bomb_is_refused(tmp_path: Path) -> None:
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     bomb = zstandard.ZstdCompressor(level=19, write_content_size=False).compress(b"\0" * (MAX_BATCH_RAW + 4096))
     assert len(bomb) < 1 << 20
     with pytest.raises(ProtocolError, match="does not decompress within"):
@@ -82,7 +75,7 @@ def test_a_decompression_bomb_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_torn_frame_ends_the_session_without_applying_it(tmp_path: Path) -> None:
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     frame = pack_batch(blob(recs(1, 3)), compress=False)
     answers = serve(root, state, [hello(root), frame[: len(frame) // 2]], raising=True)
     assert answers == [(Kind.READY, {"applied_seq": 0, "version": "0.1.0"})]
@@ -90,13 +83,13 @@ def test_a_torn_frame_ends_the_session_without_applying_it(tmp_path: Path) -> No
 
 
 def test_a_sender_for_another_root_is_refused(tmp_path: Path) -> None:
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     with pytest.raises(ProtocolError, match="this receiver serves"):
         serve(root, state, [hello(Path("/srv/other"))], raising=True)
 
 
 def test_a_record_with_nothing_to_act_on_after_the_first_batch_is_reported_as_divergence(tmp_path: Path) -> None:
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     write_missing = Record(seq=4, ts=0.0, op=Op.WRITE, path=b"not-there", data=b"x")
     frames = [
         hello(root),
@@ -115,19 +108,20 @@ def test_with_cdp_every_batch_is_logged_before_it_is_applied_and_a_rewound_repli
     tmp_path: Path,
 ) -> None:
     from twinsite.cdp.log import RewindLog
-    from twinsite.cdp.rewind import RewindError, move
+    from twinsite.cdp.rewind import move
+    from twinsite.errors import RewindError
 
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     answers = serve(root, state, [hello(root, cdp=CDP), pack_batch(blob(recs(1, 3)), compress=False)], raising=True)
     assert answers[-1] == (Kind.ACK, {"seq": 3, "diverged": 0})
-    log = RewindLog(state / "rewind")
+    log = RewindLog(state.rewind_log)
     assert [(g.first_seq, g.last_seq) for g in log.groups()] == [(1, 3)]
-    move(root, log, 3, 0)  # rewound: the three files are gone again ...
+    move(root, state, log, 3, 0)  # rewound: the three files are gone again ...
     assert sorted(p.name for p in root.iterdir()) == []
     with pytest.raises(RewindError, match="rewound to seq 0"):  # (sent as an ERROR frame by `receive`)
         serve(root, state, [hello(root, cdp=CDP), pack_batch(blob(recs(4, 1)), compress=False)], raising=True)
     assert sorted(p.name for p in root.iterdir()) == []  # ... and nothing was applied
-    move(root, log, 3, 3)
+    move(root, state, log, 3, 3)
     answers = serve(root, state, [hello(root, cdp=CDP), pack_batch(blob(recs(4, 1)), compress=False)], raising=True)
     assert answers[-1][1]["seq"] == 4 and sorted(p.name for p in root.iterdir()) == ["f1", "f2", "f3", "f4"]
 
@@ -135,14 +129,14 @@ def test_with_cdp_every_batch_is_logged_before_it_is_applied_and_a_rewound_repli
 def test_a_group_logged_but_not_applied_before_a_crash_is_finished_from_the_log(tmp_path: Path) -> None:
     from twinsite.cdp.log import RewindLog, make_group
 
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     answers = serve(root, state, [hello(root, cdp=CDP), pack_batch(blob(recs(1, 3)), compress=False)], raising=True)
-    log = RewindLog(state / "rewind")
+    log = RewindLog(state.rewind_log)
     log.append(make_group(recs(4, 2), []))  # the crash: logged (fsynced), never applied nor acknowledged
     log.close()
     answers = serve(root, state, [hello(root, cdp=CDP)], raising=True)
     assert answers == [(Kind.READY, {"applied_seq": 5, "version": answers[0][1]["version"]})]
     assert sorted(p.name for p in root.iterdir()) == ["f1", "f2", "f3", "f4", "f5"]
-    assert SeqFile(state / "applied_seq").read() == 5
+    assert AppliedFile(state.applied).read() == 5
     answers = serve(root, state, [hello(root)], raising=True)  # CDP turned off
-    assert not (state / "rewind").exists()  # a log with a gap could not rewind: it goes
+    assert not (state.rewind_log).exists()  # a log with a gap could not rewind: it goes

@@ -19,16 +19,20 @@ import pytest
 import xxhash
 
 from tests.unit.receiving import frames, hello, reference, serve, tree, workload
+from twinsite.config import cron
 from twinsite.config.loader import validate_text
 from twinsite.config.scenario import Scenario
-from twinsite.errors import ConfigError
-from twinsite.receiver import Receiver, apply_here
-from twinsite.recovery import RecoveryError, overlay, schedule
+from twinsite.engine import overlay
+from twinsite.engine.receiver import Receiver, apply_here
+from twinsite.engine.spool import Spool
+from twinsite.errors import ConfigError, RecoveryError
+from twinsite.ops.site import Site
 from twinsite.recovery.actions import run_all
 from twinsite.recovery.scheduler import due
-from twinsite.recovery.spool import Spool
 from twinsite.recovery.steps import Test
-from twinsite.switchover.steps import Site
+from twinsite.state import schedule
+from twinsite.state import spool as spool_marker
+from twinsite.state.layout import ReceiverState, RecoveryState
 from twinsite.transport.frames import Kind, pack_json
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay needs root (CI runs as root)")
@@ -85,7 +89,7 @@ def test_the_receiver_spools_under_a_test_then_applies_below_it_even_if_it_start
     tmp_path: Path,
 ) -> None:
     batches = workload(11, 30)
-    root, state, scratch = tmp_path / "root", tmp_path / "state", tmp_path / "scratch"
+    root, state, scratch = tmp_path / "root", ReceiverState(tmp_path / "state"), tmp_path / "scratch"
     serve(root, state, frames(root, batches[:10]))
     before = tree(root)
     spool = Spool(state)
@@ -116,7 +120,7 @@ def test_the_receiver_spools_under_a_test_then_applies_below_it_even_if_it_start
 @needs_root
 def test_the_spool_is_never_applied_into_a_mounted_overlay(tmp_path: Path) -> None:
     batches = workload(12, 8)
-    root, state, scratch = tmp_path / "root", tmp_path / "state", tmp_path / "scratch"
+    root, state, scratch = tmp_path / "root", ReceiverState(tmp_path / "state"), tmp_path / "scratch"
     spool = Spool(state)
     spool.start(max_size=1 << 30, reason="test")
     serve(root, state, frames(root, batches))
@@ -135,14 +139,14 @@ def test_the_spool_is_never_applied_into_a_mounted_overlay(tmp_path: Path) -> No
 
 def test_a_spool_is_applied_without_a_sender_when_this_host_is_promoted(tmp_path: Path) -> None:
     batches = workload(13, 20)
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     serve(root, state, frames(root, batches[:5]))
     Spool(state).start(max_size=1 << 30, reason="test")
     serve(root, state, frames(root, batches[5:]))
     assert apply_here(root, state, {"enabled": True, "retention": 3600, "max_size": 1 << 30}) == batches[-1][-1].seq
     assert not Spool(state).held() and not Spool(state).spooling
     assert tree(root) == reference(tmp_path, batches)
-    assert (state / "rewind").is_dir()  # with CDP, as the receiver would have: the applied changes can be undone
+    assert (state.rewind_log).is_dir()  # with CDP, as the receiver would have: the applied changes can be undone
 
 
 def at(text: str) -> dt.datetime:
@@ -150,16 +154,16 @@ def at(text: str) -> dt.datetime:
 
 
 def test_cron_expressions_match_and_find_the_next_run() -> None:
-    hourly = schedule.parse("17 * * * *")
+    hourly = cron.parse("17 * * * *")
     assert hourly.matches(at("2026-12-01T05:17:40")) and not hourly.matches(at("2026-12-01T05:18:00"))
     assert hourly.next_after(at("2026-12-01T05:17:40")) == at("2026-12-01T06:17:00")
-    assert schedule.parse("@hourly").next_after(at("2026-12-01T05:00:00")) == at("2026-12-01T06:00:00")
-    weekdays = schedule.parse("*/20 8-17 * * 1-5")
+    assert cron.parse("@hourly").next_after(at("2026-12-01T05:00:00")) == at("2026-12-01T06:00:00")
+    weekdays = cron.parse("*/20 8-17 * * 1-5")
     assert weekdays.next_after(at("2026-12-04T17:50:00")) == at("2026-12-07T08:00:00")  # Friday -> Monday
-    either = schedule.parse("0 3 1 * 0")  # the 1st, or a Sunday (cron's rule when both are restricted)
+    either = cron.parse("0 3 1 * 0")  # the 1st, or a Sunday (cron's rule when both are restricted)
     assert either.next_after(at("2026-12-01T04:00:00")) == at("2026-12-06T03:00:00")
-    assert schedule.parse("0 0 * * 7").matches(at("2026-12-06T00:00:00"))  # 7 is Sunday too
-    assert schedule.parse("0 0 31 2 *").next_after(at("2026-01-01T00:00:00")) is None
+    assert cron.parse("0 0 * * 7").matches(at("2026-12-06T00:00:00"))  # 7 is Sunday too
+    assert cron.parse("0 0 31 2 *").next_after(at("2026-01-01T00:00:00")) is None
 
 
 @pytest.mark.parametrize(
@@ -174,7 +178,7 @@ def test_cron_expressions_match_and_find_the_next_run() -> None:
 )
 def test_a_wrong_cron_expression_says_which_field_and_why(text: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says):
-        schedule.parse(text)
+        cron.parse(text)
 
 
 def test_validate_names_the_line_and_key_of_a_wrong_schedule() -> None:
@@ -196,11 +200,12 @@ def test_a_scheduled_minute_is_due_once(tmp_path: Path) -> None:
         {"name": "db", "master": "p", "replicas": ["d"], "roots": [{"path": "/srv/db"}],
          "assured_recovery": {"schedule": "17 * * * *"}}
     )  # fmt: skip
-    assert due(s, tmp_path, at("2026-12-01T05:16:59")) is None
-    assert due(s, tmp_path, at("2026-12-01T05:17:01")) == "2026-12-01T05:17"
-    (tmp_path / "schedule.json").write_text('{"last": "2026-12-01T05:17"}')
-    assert due(s, tmp_path, at("2026-12-01T05:17:40")) is None  # started already this minute
-    assert due(s, tmp_path, at("2026-12-01T06:17:00")) == "2026-12-01T06:17"
+    kept = RecoveryState(tmp_path).schedule
+    assert due(s, kept, at("2026-12-01T05:16:59")) is None
+    assert due(s, kept, at("2026-12-01T05:17:01")) == "2026-12-01T05:17"
+    schedule.store(kept, "2026-12-01T05:17")
+    assert due(s, kept, at("2026-12-01T05:17:40")) is None  # started already this minute
+    assert due(s, kept, at("2026-12-01T06:17:00")) == "2026-12-01T06:17"
 
 
 def _test_here(tmp_path: Path, **ar: Any) -> Test:
@@ -216,7 +221,9 @@ def test_a_full_spool_or_a_request_ends_the_test_at_once(tmp_path: Path) -> None
     t.interrupt_if_needed()  # nothing wrong: goes on
     sp = t.spools()[0]
     sp.start(max_size=1 << 20, reason="test")
-    (sp.dir / "spooling.json").write_text(json.dumps({**(sp.settings() or {}), "full": True}))
+    marker = sp.settings()
+    assert marker is not None
+    spool_marker.mark_full(sp.marker, marker)
     with pytest.raises(RecoveryError, match="reached its cap"):
         t.interrupt_if_needed()
     sp.stop()

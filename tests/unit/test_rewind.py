@@ -11,23 +11,22 @@ import pytest
 
 from tests.fsops import mutate, populate
 from tests.unit.replicating import Pipe, apply_all, captured
-from twinsite.apply.applier import Applier, SeqFile
+from twinsite.apply.applier import Applier
 from twinsite.apply.batching import cut
 from twinsite.cdp.log import RewindLog, make_group
-from twinsite.cdp.rewind import (
-    RUN_BYTES,
-    RewindError,
-    move,
-    points,
-    read_position,
-    resolve_seq,
-    resolve_time,
-    settle,
-)
+from twinsite.cdp.rewind import RUN_BYTES, move, points, resolve_seq, resolve_time, settle
 from twinsite.cdp.undo import capture
+from twinsite.errors import JournalError, RewindError
 from twinsite.journal.record import Op
-from twinsite.journal.segments import JournalError
+from twinsite.state import rewind
+from twinsite.state.applied import AppliedFile
+from twinsite.state.layout import ReceiverState
 from twinsite.tree import digest
+
+
+def recv(tmp_path: Path) -> ReceiverState:
+    """The receiver's state of the replicas made here."""
+    return ReceiverState(tmp_path / "state")
 
 
 def replicate_with_log(tmp_path: Path, seed: int, rounds: int) -> tuple[Path, Path, RewindLog, dict[int, str]]:
@@ -38,7 +37,7 @@ def replicate_with_log(tmp_path: Path, seed: int, rounds: int) -> tuple[Path, Pa
     populate(src, rng, files=50)
     pipe = Pipe(src, dst)
     pipe.ship(list(pipe.planner.plan_all()))
-    log = RewindLog(tmp_path / "state" / "rewind", segment_size=200_000)
+    log = RewindLog(recv(tmp_path).rewind_log, segment_size=200_000)
     ap = Applier(dst)
     at_points = {pipe.seq: digest(src)}
     for _ in range(rounds):
@@ -64,13 +63,15 @@ def test_moving_to_20_random_points_back_and_forth_reproduces_each_and_ends_at_t
     assert len(log.segments()) > 1
     rng = random.Random(3)
     for target in rng.sample(sorted(at_points), 20):
-        pos = move(dst, log, head, target, run_bytes=run_bytes)
+        pos = move(dst, recv(tmp_path), log, head, target, run_bytes=run_bytes)
         assert digest(dst) == at_points[target], f"at seq {target}"
-        assert (read_position(log.dir) is not None) == (target != head)  # marked rewound until back at the head
+        assert (rewind.read(recv(tmp_path).rewind) is not None) == (
+            target != head
+        )  # marked rewound until back at the head
         assert pos.at == target
-    move(dst, log, head, head)
+    move(dst, recv(tmp_path), log, head, head)
     assert digest(dst) == digest(src)
-    assert read_position(log.dir) is None
+    assert rewind.read(recv(tmp_path).rewind) is None
 
 
 @RUNS
@@ -90,13 +91,13 @@ def test_an_interrupted_move_resumes_and_ends_in_the_same_state(tmp_path: Path, 
                 raise KeyboardInterrupt  # stands for kill -9: the position on disk is all that is left
 
         try:
-            move(dst, log, head, target, on_step=crash, run_bytes=run_bytes)
+            move(dst, recv(tmp_path), log, head, target, on_step=crash, run_bytes=run_bytes)
         except KeyboardInterrupt:
             crashes += 1
             other = rng.choice(seqs)  # the operator may even change their mind before running it again
-            move(dst, log, head, other, run_bytes=run_bytes)
+            move(dst, recv(tmp_path), log, head, other, run_bytes=run_bytes)
             assert digest(dst) == at_points[other]
-            move(dst, log, head, target, run_bytes=run_bytes)
+            move(dst, recv(tmp_path), log, head, target, run_bytes=run_bytes)
         assert digest(dst) == at_points[target]
         at = target
     assert crashes >= 4
@@ -151,7 +152,7 @@ def test_points_times_and_the_window(tmp_path: Path) -> None:
     with pytest.raises(RewindError, match="outside the rewind window"):
         resolve_time(log, head, pts[0][1] - 3600)
     with pytest.raises(RewindError):
-        move(_dst, log, head, head + 1)
+        move(_dst, recv(tmp_path), log, head, head + 1)
 
 
 def test_retention_prunes_oldest_segments_by_size_and_age_but_never_what_a_rewind_needs(tmp_path: Path) -> None:
@@ -212,25 +213,25 @@ def test_settling_a_rewound_replica_makes_its_point_the_applied_position(tmp_pat
     source time); the rewound state goes. An unfinished move is refused; settling again changes nothing."""
     _src, dst, log, at_points = replicate_with_log(tmp_path, seed=7, rounds=6)
     head = log.last_seq
-    applied = SeqFile(log.dir.parent / "applied_seq")
+    applied = AppliedFile(recv(tmp_path).applied)
     applied.write(head, 1.0, 3)
-    assert settle(log.dir) is None  # not rewound: nothing to do
+    assert settle(recv(tmp_path)) is None  # not rewound: nothing to do
     target = sorted(at_points)[2]
 
     def crash(_pos: object) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        move(dst, log, head, target, on_step=crash, run_bytes=4000)
+        move(dst, recv(tmp_path), log, head, target, on_step=crash, run_bytes=4000)
     with pytest.raises(RewindError, match=f"to seq {target} is unfinished"):
-        settle(log.dir)
-    move(dst, log, head, target)
+        settle(recv(tmp_path))
+    move(dst, recv(tmp_path), log, head, target)
     when = dict(points(log, head))[target]
-    assert settle(log.dir) == (target, when)
-    assert read_position(log.dir) is None
+    assert settle(recv(tmp_path)) == (target, when)
+    assert rewind.read(recv(tmp_path).rewind) is None
     pos = applied.position()
     assert (pos.seq, pos.ts, pos.epoch) == (target, when, 3)
     assert digest(dst) == at_points[target]  # the data did not move
-    assert settle(log.dir) is None
+    assert settle(recv(tmp_path)) is None
     assert applied.position().seq == target
     applied.close()

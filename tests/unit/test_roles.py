@@ -5,7 +5,6 @@ position from another epoch is not trusted."""
 from __future__ import annotations
 
 import io
-import json
 import struct
 from pathlib import Path
 
@@ -13,10 +12,12 @@ import pytest
 import xxhash
 
 from tests.unit.receiving import Answers, blob, hello, recs, serve
-from twinsite.apply.applier import Position, SeqFile
+from twinsite.agent import loop
 from twinsite.config.scenario import Scenario
-from twinsite.engine import agent
-from twinsite.roles import Role, advanced, check_sender, current, standbys, store
+from twinsite.state import applied, bookmarks, sender_epoch
+from twinsite.state.applied import AppliedFile, AppliedPosition
+from twinsite.state.layout import ReceiverState, ScenarioState
+from twinsite.state.role import Role, advanced, check_sender, current, standbys, store
 from twinsite.transport.frames import Kind, pack_batch
 
 
@@ -30,8 +31,8 @@ class Replica:
     """A receiver's state laid out as on a host: <state>/db/recv/root-0, the role file at <state>/db/role.json."""
 
     def __init__(self, tmp: Path, host: str = "dr1") -> None:
-        self.state_dir = tmp / "state"
-        self.recv = agent.receiver_state(self.state_dir, "db", 0)
+        self.place = ScenarioState(tmp / "state", "db")
+        self.recv = self.place.receiver(0)
         self.root = tmp / "root"
         self.host = host
 
@@ -42,33 +43,31 @@ class Replica:
     def hello(self, epoch: int, host: str = "prod1") -> bytes:
         return hello(self.root, "db", epoch=epoch, host=host)
 
-    def position(self) -> Position:
-        f = SeqFile(self.recv / "applied_seq")
-        try:
-            return f.position()
-        finally:
-            f.close()
+    def position(self) -> AppliedPosition:
+        return applied.read(self.recv.applied)
 
 
 def test_without_a_role_file_the_declared_master_is_active_at_epoch_0(tmp_path: Path) -> None:
-    r = current(tmp_path, "db", "prod1")
+    place = ScenarioState(tmp_path, "db")
+    r = current(place, "prod1")
     assert (r.active, r.epoch) == ("prod1", 0)
     assert standbys(r, "prod1", ("dr1", "dr2")) == ["dr1", "dr2"]
     nxt = advanced(r, "dr1", "run1")
-    store(tmp_path, nxt)
-    back = current(tmp_path, "db", "prod1")
+    store(place, nxt)
+    back = current(place, "prod1")
     assert (back.active, back.epoch, back.previous, back.run) == ("dr1", 1, "prod1", "run1")
     assert standbys(back, "prod1", ("dr1", "dr2")) == ["prod1", "dr2"]
 
 
 def test_a_sender_of_another_epoch_or_into_the_active_host_is_refused(tmp_path: Path) -> None:
-    f = tmp_path / "role.json"
+    place = ScenarioState(tmp_path, "db")
+    f = place.role
     assert check_sender(f, "dr1", 0, "prod1") == 0  # nothing switched yet
-    f.write_text(json.dumps({"active": "dr1", "epoch": 1}))
+    store(place, Role("db", "dr1", 1))
     with pytest.raises(Exception, match="dr1 is the active host of this scenario") as exc:
         check_sender(f, "dr1", 1, "prod1")
     assert type(exc.value).__name__ == "SupersededError"
-    f.write_text(json.dumps({"active": "dr1", "epoch": 1}))
+    store(place, Role("db", "dr1", 1))
     with pytest.raises(Exception, match="prod1 replicates at epoch 0, but prod1 knows epoch 1") as exc2:
         check_sender(f, "prod1", 0, "prod1")
     assert "superseded" in str(exc2.value)
@@ -78,7 +77,7 @@ def test_a_sender_of_another_epoch_or_into_the_active_host_is_refused(tmp_path: 
 def test_a_stale_active_host_is_refused_and_nothing_is_applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rep = Replica(tmp_path)
     assert rep.serve([rep.hello(0), pack_batch(blob(recs(1, 3)), compress=True)], monkeypatch)[-1][0] == Kind.ACK
-    store(rep.state_dir, advanced(Role("db", "prod1"), "dr1", "r1"))  # dr1 was promoted
+    store(rep.place, advanced(Role("db", "prod1"), "dr1", "r1"))  # dr1 was promoted
     answers = rep.serve([rep.hello(0), pack_batch(blob(recs(4, 2)), compress=True)], monkeypatch)
     assert [k for k, _ in answers] == [Kind.ERROR]
     assert answers[0][1]["type"] == "SupersededError"
@@ -96,8 +95,8 @@ def test_a_promotion_during_a_session_stops_it_at_the_next_batch(
 
         def readinto(self, buf: object) -> int:
             n = super().readinto(buf)  # type: ignore[arg-type]
-            if self.tell() > first_end and not (rep.state_dir / "db" / "role.json").exists():
-                store(rep.state_dir, advanced(Role("db", "prod1"), "dr1", "r1"))
+            if self.tell() > first_end and not rep.place.role.exists():
+                store(rep.place, advanced(Role("db", "prod1"), "dr1", "r1"))
             return n
 
     frames = [rep.hello(0), pack_batch(blob(recs(1, 3)), compress=True), pack_batch(blob(recs(4, 2)), compress=True)]
@@ -106,46 +105,44 @@ def test_a_promotion_during_a_session_stops_it_at_the_next_batch(
     with pytest.raises(Exception, match="dr1 is the active host"):
         serve(rep.root, rep.recv, frames, raising=True, stream=PromoteAfterFirstBatch)
     assert sorted(p.name for p in rep.root.iterdir()) == ["f1", "f2", "f3"]
-    assert rep.position() == Position(3, 0.0, 0)
+    assert rep.position() == AppliedPosition(3, 0.0, 0)
 
 
 def test_a_position_from_another_epoch_is_reset_with_its_rewind_log_and_bookmarks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rep = Replica(tmp_path, host="prod1")  # prod1, once active, now a standby of dr1
-    rep.recv.mkdir(parents=True)
-    seq = SeqFile(rep.recv / "applied_seq")
-    seq.write(5000, 1.5, 0)
-    seq.close()
-    (rep.recv / "rewind").mkdir()
-    (rep.recv / "rewind" / "00000000000000000001.rwl").write_bytes(b"old epoch")
-    (rep.recv / "bookmarks.json").write_text(json.dumps({"before": {"seq": 4000, "ts": 1.0, "created_at": 1.0}}))
-    store(rep.state_dir, advanced(Role("db", "prod1"), "dr1", "r1"))
+    applied.write(rep.recv.applied, 5000, 1.5, 0)
+    rep.recv.rewind_log.mkdir()
+    (rep.recv.rewind_log / "00000000000000000001.rwl").write_bytes(b"old epoch")
+    bookmarks.add(rep.recv.bookmarks, "before", 4000, 1.0)
+    store(rep.place, advanced(Role("db", "prod1"), "dr1", "r1"))
     answers = rep.serve([rep.hello(1, host="dr1"), pack_batch(blob(recs(1, 2)), compress=True)], monkeypatch)
     assert answers[0] == (Kind.READY, {"applied_seq": 0, "version": "0.1.0"})
     assert answers[1][0] == Kind.ACK and answers[1][1]["seq"] == 2
-    assert rep.position() == Position(2, 0.0, 1)
-    assert not (rep.recv / "rewind").exists() and not (rep.recv / "bookmarks.json").exists()
-    assert json.loads((rep.recv / "bookmarks.epoch-0.json").read_text())["before"]["seq"] == 4000
+    assert rep.position() == AppliedPosition(2, 0.0, 1)
+    assert not rep.recv.rewind_log.exists() and not rep.recv.bookmarks.exists()
+    assert bookmarks.load(rep.recv.old_bookmarks(0))["before"]["seq"] == 4000
 
 
 def test_the_position_file_keeps_time_and_epoch_and_reads_the_old_format(tmp_path: Path) -> None:
-    f = SeqFile(tmp_path / "applied_seq")
-    assert f.position() == Position()
+    at = ReceiverState(tmp_path).applied
+    f = AppliedFile(at)
+    assert f.position() == AppliedPosition()
     f.write(42, 1764612345.25, 3)
-    assert f.position() == Position(42, 1764612345.25, 3)
+    assert f.position() == AppliedPosition(42, 1764612345.25, 3)
     f.write(43, 1764612346.0)  # the epoch stays
-    assert f.position() == Position(43, 1764612346.0, 3)
+    assert f.position() == AppliedPosition(43, 1764612346.0, 3)
     f.close()
     old = tmp_path / "old"
     old.write_bytes(struct.pack("<QQ", 7, xxhash.xxh3_64_intdigest(struct.pack("<Q", 7))))
-    g = SeqFile(old)
-    assert g.position() == Position(7, 0.0, 0)
+    g = AppliedFile(old)
+    assert g.position() == AppliedPosition(7, 0.0, 0)
     g.close()
-    raw = bytearray((tmp_path / "applied_seq").read_bytes())
+    raw = bytearray(at.read_bytes())
     raw[3] ^= 1
-    (tmp_path / "applied_seq").write_bytes(bytes(raw))
-    h = SeqFile(tmp_path / "applied_seq")
+    at.write_bytes(bytes(raw))  # (a damaged position: by hand)
+    h = AppliedFile(at)
     with pytest.raises(Exception, match="corrupt"):
         h.position()
     h.close()
@@ -155,18 +152,18 @@ def test_the_agent_runs_senders_where_the_role_says_and_drops_another_epochs_jou
     s = scenario()
     cfg = tmp_path / "cfg"
     cfg.mkdir()
-    assert [v[2:] for v in agent.wanted([s], "prod1", cfg, tmp_path).values()] == [("dr1", 0)]
-    assert agent.wanted([s], "dr1", cfg, tmp_path) == {}
-    store(tmp_path, advanced(Role("db", "prod1"), "dr1", "r1"))
-    assert agent.wanted([s], "prod1", cfg, tmp_path) == {}
-    assert [v[2:] for v in agent.wanted([s], "dr1", cfg, tmp_path).values()] == [("prod1", 1)]
-    old = agent.sender_state(tmp_path, "db", 0, "prod1")
-    (old / "journal").mkdir(parents=True)
-    (old / "journal" / "seg").write_bytes(b"epoch 0 records")
-    snd = agent.make_sender(s, 0, "prod1", tmp_path, epoch=1)
+    assert [v[2:] for v in loop.wanted([s], "prod1", cfg, tmp_path).values()] == [("dr1", 0)]
+    assert loop.wanted([s], "dr1", cfg, tmp_path) == {}
+    store(ScenarioState(tmp_path, "db"), advanced(Role("db", "prod1"), "dr1", "r1"))
+    assert loop.wanted([s], "prod1", cfg, tmp_path) == {}
+    assert [v[2:] for v in loop.wanted([s], "dr1", cfg, tmp_path).values()] == [("prod1", 1)]
+    old = ScenarioState(tmp_path, "db").sender(0, "prod1")
+    old.journal.mkdir(parents=True)
+    (old.journal / "seg").write_bytes(b"epoch 0 records")
+    snd = loop.make_sender(s, 0, "prod1", tmp_path, epoch=1)
     try:
-        assert not (old / "journal" / "seg").exists()
-        assert (old / "epoch").read_text().strip() == "1"
+        assert not (old.journal / "seg").exists()
+        assert sender_epoch.read(old.epoch) == 1
         assert snd.epoch == 1
     finally:
         snd.journal.close()

@@ -10,16 +10,17 @@ from pathlib import Path
 import pytest
 
 from tests.unit.receiving import frames, hello, reference, serve, tree, workload
-from twinsite import receiver
+from twinsite.engine import receiver
+from twinsite.engine.receiver import Receiver
+from twinsite.engine.spool import Spool
 from twinsite.journal.record import Record
-from twinsite.receiver import Receiver
-from twinsite.recovery.spool import Spool
+from twinsite.state.layout import ReceiverState
 from twinsite.transport.frames import Kind, pack_json
 
 
 def test_spooled_batches_are_acknowledged_not_applied_then_applied_in_order(tmp_path: Path) -> None:
     batches = workload(1, 40)
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     serve(root, state, frames(root, batches[:10]))  # replicating normally
     before = tree(root)
     spool = Spool(state)
@@ -38,20 +39,20 @@ def test_spooled_batches_are_acknowledged_not_applied_then_applied_in_order(tmp_
 
 def test_the_cap_refuses_a_batch_and_says_the_spool_is_full(tmp_path: Path) -> None:
     batches = workload(2, 30)
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     Spool(state).start(max_size=4000, reason="test")
     answers = serve(root, state, frames(root, batches))
     acked = [a[1]["seq"] for a in answers if a[0] == Kind.ACK]
     assert answers[-1][0] == Kind.ERROR and "the spool is full" in str(answers[-1][1]["message"])
     assert acked and acked[-1] < batches[-1][-1].seq  # nothing past the cap was acknowledged
     settings = Spool(state).settings()
-    assert settings is not None and settings["full"] is True
+    assert settings is not None and settings.full is True
     assert Spool(state).journal().last_seq == acked[-1]  # and everything acknowledged is kept
 
 
 @pytest.mark.parametrize("kind", [Kind.MANIFEST_REQ, Kind.SIGS_REQ])
 def test_the_replica_is_not_listed_or_compared_while_the_spool_holds_records(tmp_path: Path, kind: Kind) -> None:
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     Spool(state).start(max_size=1 << 20, reason="test")
     serve(root, state, frames(root, workload(3, 3)))
     req = {} if kind == Kind.MANIFEST_REQ else {"paths": [b"f0-1".hex()], "block_size": 4096}
@@ -63,7 +64,7 @@ def test_an_interrupted_drain_resumes_and_ends_in_the_same_tree(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batches = workload(4, 50)
-    root, state = tmp_path / "root", tmp_path / "state"
+    root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
     spool = Spool(state)
     spool.start(max_size=1 << 30, reason="test")
     serve(root, state, frames(root, batches))

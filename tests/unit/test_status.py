@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 import urllib.request
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +20,25 @@ import pytest
 
 from harness.cli import twinsite_cmd
 from tests.views import SCHEMA, parse
+from twinsite.agent.metrics import TEXTFILE, Exporter, loopback
 from twinsite.alerts import Alert
-from twinsite.alerts.dispatch import EVENTS_FILE, Alerter
-from twinsite.apply.applier import SeqFile
-from twinsite.cdp import bookmarks
+from twinsite.alerts.dispatch import Alerter
 from twinsite.cdp.log import RewindLog, make_group
 from twinsite.cli.status_cmd import COLUMNS, watch
-from twinsite.engine import agent
-from twinsite.engine.sender import SenderStatus, write_json_atomic
+from twinsite.config.store import load_dir
 from twinsite.errors import ConfigError
 from twinsite.journal.record import Op, Record
-from twinsite.metrics import TEXTFILE, Exporter, loopback
 from twinsite.monitor import Monitor, Verdict
 from twinsite.proc import wait_until
 from twinsite.recovery import evidence
 from twinsite.recovery.steps import STEPS
-from twinsite.roles import Role, store
-from twinsite.switchover.runner import DONE, RunState, StepState
+from twinsite.state import bookmarks, sender_status
+from twinsite.state import evidence as kept
+from twinsite.state.applied import AppliedFile
+from twinsite.state.layout import ScenarioState
+from twinsite.state.role import Role, store
+from twinsite.state.runs import DONE, RunState, StepState
+from twinsite.state.sender_status import SenderStatus
 from twinsite.sync.progress import SyncProgress
 
 NOW = time.time()
@@ -58,30 +59,29 @@ class Site:
         self.config, self.state, self.root = tmp / "config", tmp / "state", tmp / "root"
         self.config.mkdir()
         (self.config / "app.yml").write_text(SCENARIO.format(root=self.root))
-        self.s = agent.load_dir(self.config)[0]
-        store(self.state, Role("app", "prod1", 2, NOW - 7200, "dr1", "run-2"))
+        self.s = load_dir(self.config)[0]
+        self.place = ScenarioState(self.state, "app")
+        store(self.place, Role("app", "prod1", 2, NOW - 7200, "dr1", "run-2"))
         self.test_ended = 0.0
 
     def sender(self, **status: Any) -> SenderStatus:
         st = SenderStatus(scenario="app", root=str(self.root), replica="dr1", **status)
-        path = agent.sender_state(self.state, "app", 0, "dr1") / "status.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, asdict(st))
+        sender_status.write(self.place.sender(0, "dr1").status, st)
         return st
 
     def standby(self) -> None:
         """dr1: applied seq 30, a rewind log of three batches over an hour, a bookmark, a passed test, an
         alert sent and a monitoring condition still alerting."""
-        recv = agent.receiver_state(self.state, "app", 0)
-        log = RewindLog(recv / "rewind")
+        recv = self.place.receiver(0)
+        log = RewindLog(recv.rewind_log)
         for first, ts in ((1, NOW - 3600), (11, NOW - 1800), (21, NOW - 600)):
             recs = [Record(seq, ts + seq - first, Op.WRITE, b"f", data=b"x") for seq in range(first, first + 10)]
             log.append(make_group(recs, [Record(first, ts, Op.TRUNCATE, b"f")]))
         log.close()
-        applied = SeqFile(recv / "applied_seq")
+        applied = AppliedFile(recv.applied)
         applied.write(30, NOW - 591)
         applied.close()
-        bookmarks.add(recv, "before-upgrade", 20, NOW - 1791)
+        bookmarks.add(recv.bookmarks, "before-upgrade", 20, NOW - 1791)
         self.test_passed()
         self.alerts()
 
@@ -94,7 +94,7 @@ class Site:
         steps[5].result = {"ok": True, "checks": []}
         run = RunState("t1", "recovery-test", {"scheduled": True}, t0, steps, finished=t0 + len(steps))
         record = evidence.summarize(run, scenario="app", host="dr1", result="passed", reason=None)
-        evidence.write(evidence.recovery_dir(self.state, "app"), record, keep=10)
+        kept.write(self.place.recovery.evidence, record, keep=10)
 
     def alerts(self) -> None:
         Alerter(self.state, []).send(
@@ -186,14 +186,14 @@ def test_the_table_fits_120_columns_with_units_and_the_sync_under_its_row(site: 
 
 def test_unreadable_state_is_named_and_the_rest_still_given(site: Site) -> None:
     site.standby()
-    seg = agent.receiver_state(site.state, "app", 0) / "rewind" / f"{1:020d}.rwl"
+    seg = site.place.receiver(0).rewind_log / f"{1:020d}.rwl"
     seg.write_bytes(b"TWG1" + b"\xff" * 60 + seg.read_bytes())  # a damaged header at the start
     (row,) = status_json(site, "dr1")["result"]["scenarios"]
     assert row["rewind"] is None and "corrupt rewind log" in row["problems"][0]
     assert row["last_test"]["result"] == "passed" and row["applied_seq"] == 30
     # a damaged applied position and event log too: named, and the scenario still shown
-    (agent.receiver_state(site.state, "app", 0) / "applied_seq").write_bytes(b"\x01" * 32)
-    (site.state / EVENTS_FILE).write_bytes(b"\xff\xfe not json\n")
+    site.place.receiver(0).applied.write_bytes(b"\x01" * 32)  # (damaged by hand)
+    site.place.host.events.write_bytes(b"\xff\xfe not json\n")
     body = status_json(site, "dr1")
     (row,) = body["result"]["scenarios"]
     jsonschema.validate(body, SCHEMA, cls=jsonschema.Draft202012Validator)
@@ -203,7 +203,7 @@ def test_unreadable_state_is_named_and_the_rest_still_given(site: Site) -> None:
 
 def test_status_never_cuts_the_group_a_receiver_is_appending(site: Site) -> None:
     site.standby()
-    seg = agent.receiver_state(site.state, "app", 0) / "rewind" / f"{1:020d}.rwl"
+    seg = site.place.receiver(0).rewind_log / f"{1:020d}.rwl"
     with open(seg, "ab") as f:
         f.write(b"TWG1" + b"\0" * 20)  # the first bytes of the next group
     size = seg.stat().st_size
@@ -354,7 +354,7 @@ def test_watch_with_nothing_syncing_ends_at_once(site: Site) -> None:
 def test_the_supervised_agent_is_restarted_when_its_metrics_options_change(site: Site, tmp_path: Path) -> None:
     """`twinsite service start` (what the agent role runs) keeps a supervisor that runs with the same options,
     and replaces one that runs with others: the real supervisor and agent, writing their real textfile."""
-    from twinsite.engine import service
+    from twinsite.agent import service
 
     site.standby()
     out = tmp_path / "metrics"  # (node-exporter's directory: made by the agent role)

@@ -9,24 +9,29 @@ import os
 import subprocess
 import sys
 import textwrap
-from dataclasses import asdict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.cli import twinsite_cmd
-from twinsite.apply.applier import SeqFile
-from twinsite.cdp.rewind import Position, pause, state_file
+from twinsite.cdp.rewind import pause
 from twinsite.config.loader import check_documents
-from twinsite.durable import write_json
-from twinsite.engine import agent
-from twinsite.errors import ConfigError
+from twinsite.config.store import load_dir
+from twinsite.errors import ConfigError, SwitchoverError
+from twinsite.ops.runner import Context, Result, Runner, Step
+from twinsite.ops.site import Site
 from twinsite.redirect.dns import _relative
 from twinsite.redirect.methods import address_of
-from twinsite.switchover import SwitchoverError
+from twinsite.state import rewind, runs
+from twinsite.state.applied import AppliedFile
+from twinsite.state.layout import ReceiverState, ScenarioState
+from twinsite.state.rewind import RewindPosition
+from twinsite.state.role import Role, store
+from twinsite.switchover.preflight import Preflight, Request, rewound_roots, same_rewind
 from twinsite.switchover.report import summarize, text
-from twinsite.switchover.runner import Runner, Step
-from twinsite.switchover.steps import Site, _copy_differences, _rewound, _same_rewind
+from twinsite.switchover.switchback import copy_differences
 from twinsite.tree import entries
 
 BASE = {"name": "db", "master": "prod1", "replicas": ["dr1"], "roots": [{"path": "/srv/db"}]}
@@ -59,7 +64,7 @@ def test_a_switch_back_sets_aside_what_differs_here_and_only_that(tmp_path: Path
     (here / "only-here").write_bytes(b"made here only")
     (active / "only-there").write_bytes(b"made there only")
     os.symlink("same", here / "link")
-    items = _copy_differences(here, entries(here), entries(active), aside, unshipped={b"sub/diverged"})
+    items = copy_differences(here, entries(here), entries(active), aside, unshipped={b"sub/diverged"})
     got = {i["path"]: (i["why"], i["unreplicated"]) for i in items}
     assert got == {
         "sub/diverged": ("differs", True),
@@ -73,8 +78,14 @@ def test_a_switch_back_sets_aside_what_differs_here_and_only_that(tmp_path: Path
     assert next(i for i in items if i["path"] == "link")["target"] == "same"
 
 
-def fixed(result: dict[str, object], seconds: float = 0.0) -> Step:
-    return Step(str(result.pop("_name")), "", lambda ctx: dict(result))
+@dataclass(frozen=True)
+class Given(Result):
+    """A step's result as the report reads it back from the run file."""
+
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.facts)
 
 
 def test_the_report_measures_the_outage_from_the_failure_and_the_loss_from_the_last_applied_change(
@@ -93,7 +104,7 @@ def test_the_report_measures_the_outage_from_the_failure_and_the_loss_from_the_l
         "verify-users": {"probes": [{"ok": True}]},
     }
     runner = Runner(
-        tmp_path / "run.json", "switchover", [Step(n, n, lambda ctx, n=n: results.get(n, {})) for n in names]
+        tmp_path / "run.json", "switchover", [Step(n, n, lambda ctx, n=n: Given(results.get(n, {}))) for n in names]
     )
     run = runner.run({"scenario": "db"})
     r = summarize(run, "db", "dr1")
@@ -116,12 +127,12 @@ def test_the_fault_hook_kills_the_process_after_the_step_and_the_next_run_does_i
     script.write_text(
         textwrap.dedent(f"""
         from pathlib import Path
-        from twinsite.switchover.runner import Runner, Step
+        from twinsite.ops.runner import Result, Runner, Step
         def step(name):
             def run(ctx):
                 with open({str(log)!r}, "a") as f:
                     f.write(name + "\\n")
-                return {{}}
+                return Result()
             return Step(name, name, run)
         Runner(Path({str(tmp_path / "state.json")!r}), "t", [step("a"), step("b")]).run({{}})
     """)
@@ -137,11 +148,11 @@ def test_the_fault_hook_kills_the_process_after_the_step_and_the_next_run_does_i
 def test_a_run_refused_before_any_step_took_new_parameters(tmp_path: Path) -> None:
     calls: list[dict[str, object]] = []
 
-    def pre(ctx: dict[str, object]) -> dict[str, object]:
-        calls.append(dict(ctx))
-        if not ctx.get("unplanned"):
+    def pre(ctx: Context) -> Result:
+        calls.append(dict(ctx.params))
+        if not ctx.params.get("unplanned"):
             raise ConfigError("the active host does not answer")
-        return {}
+        return Result()
 
     runner = Runner(tmp_path / "run.json", "switchover", [Step("preflight", "", pre)])
     with pytest.raises(Exception, match="does not answer"):
@@ -194,57 +205,63 @@ def test_the_active_host_refuses_to_rewind_its_live_data(tmp_path: Path) -> None
     cfg, state = tmp_path / "cfg", tmp_path / "state"
     cfg.mkdir()
     (cfg / "db.yml").write_text(json.dumps({**BASE, "cdp": {"enabled": True}}))
-    (state / "db" / "recv" / "root-0" / "rewind").mkdir(parents=True)
-    (state / "db" / "role.json").write_text(json.dumps({"active": "dr1", "epoch": 1}))  # after a switchover
+    place = ScenarioState(state, "db")
+    place.receiver(0).rewind_log.mkdir(parents=True)
+    store(place, Role("db", "dr1", 1))  # after a switchover
     where = ["--config-dir", str(cfg), "--state-dir", str(state), "--json"]
     refused = twinsite_cmd("rewind", "db", "--to", "1", *where, env={"TWINSITE_HOST": "dr1"})
     assert refused.returncode == 14, refused.stdout + refused.stderr
     assert "this host is the active host of db" in json.loads(refused.stdout)["error"]["message"]
 
 
-def _standby_with_rewind(tmp_path: Path) -> tuple[Site, Path]:
+def _standby_with_rewind(tmp_path: Path) -> tuple[Site, ReceiverState]:
     cfg, state = tmp_path / "cfg", tmp_path / "state"
     cfg.mkdir()
     (cfg / "db.yml").write_text(json.dumps({**BASE, "cdp": {"enabled": True}}))
-    log_dir = state / "db" / "recv" / "root-0" / "rewind"
-    log_dir.mkdir(parents=True)
-    s = agent.load_dir(cfg)[0]
-    return Site(s, "dr1", state, cfg, None), log_dir
+    s = load_dir(cfg)[0]
+    site = Site(s, "dr1", state, cfg, None)
+    site.recv(0).rewind_log.mkdir(parents=True)
+    return site, site.recv(0)
+
+
+def _seen(rewound: list[dict[str, Any]]) -> Preflight:
+    """What an unplanned preflight to dr1 saw of the rewound roots."""
+    return Preflight("prod1", "dr1", epoch=1, mode="unplanned", replication_last_seen=None, rewound=rewound)
 
 
 def test_a_switchover_to_rewound_data_takes_only_a_finished_point_and_only_the_one_preflight_saw(
     tmp_path: Path,
 ) -> None:
-    site, log_dir = _standby_with_rewind(tmp_path)
-    applied = SeqFile(log_dir.parent / "applied_seq")
+    site, recv = _standby_with_rewind(tmp_path)
+    applied = AppliedFile(recv.applied)
     applied.write(40, 1.0, 0)
-    pause(log_dir, head=40, target=25)  # a rewind under way (interrupted)
+    pause(recv, head=40, target=25)  # a rewind under way (interrupted)
     with pytest.raises(SwitchoverError, match="is rewound to seq 40: it is not the latest data"):
-        _rewound(site, {})
+        rewound_roots(site, Request())
     with pytest.raises(SwitchoverError, match="the rewind of /srv/db to seq 25 is unfinished"):
-        _rewound(site, {"rewound": True})
-    write_json(state_file(log_dir), asdict(Position(head=40, at=25, target=25)))  # ... and finished
-    seen = _rewound(site, {"rewound": True})
+        rewound_roots(site, Request(rewound=True))
+    rewind.store(recv.rewind, RewindPosition(head=40, at=25, target=25))  # ... and finished
+    seen = rewound_roots(site, Request(rewound=True))
     assert seen == [{"root": "/srv/db", "seq": 25, "head": 40}]
-    _same_rewind(site, {"rewound": seen})  # nothing moved since: taken
-    write_json(state_file(log_dir), asdict(Position(head=40, at=20, target=20)))  # rewound further meanwhile
+    same_rewind(site, _seen(seen))  # nothing moved since: taken
+    rewind.store(recv.rewind, RewindPosition(head=40, at=20, target=20))  # rewound further meanwhile
     with pytest.raises(SwitchoverError, match="it is rewound to seq 20 now, and was rewound to seq 25"):
-        _same_rewind(site, {"rewound": seen})
-    state_file(log_dir).unlink()  # resumed meanwhile: the head is the data again
+        same_rewind(site, _seen(seen))
+    recv.rewind.unlink()  # resumed meanwhile: the head is the data again
     with pytest.raises(SwitchoverError, match="it is not rewound now, and was rewound to seq 25") as e:
-        _same_rewind(site, {"rewound": seen})
+        same_rewind(site, _seen(seen))
     assert "`twinsite rewind db --to 25`" in str(e.value.hint)
     applied.write(25, 1.0)  # what settle leaves: the point is the applied position, no rewound state
-    _same_rewind(site, {"rewound": seen})
-    write_json(state_file(log_dir), asdict(Position(head=40, at=30, target=30)))  # a rewind after a plain preflight
+    same_rewind(site, _seen(seen))
+    rewind.store(recv.rewind, RewindPosition(head=40, at=30, target=30))  # a rewind after a plain preflight
     with pytest.raises(SwitchoverError, match="it is rewound to seq 30 now, and was not rewound"):
-        _same_rewind(site, {"rewound": []})
+        same_rewind(site, _seen([]))
     applied.close()
 
 
 def test_a_standby_refuses_to_rewind_during_an_unfinished_switchover(tmp_path: Path) -> None:
-    site, _log_dir = _standby_with_rewind(tmp_path)
-    (site.dir / "switchover.json").write_text(json.dumps({"kind": "switchover", "finished": None}))
+    site, _recv = _standby_with_rewind(tmp_path)
+    runs.store(site.place.switchover_run, runs.RunState("r1", "switchover", {}, 0.0, []))  # unfinished
     where = ["--config-dir", str(site.config_dir), "--state-dir", str(site.state_dir), "--json"]
     refused = twinsite_cmd("rewind", "db", "--to", "1", *where, env={"TWINSITE_HOST": "dr1"})
     assert refused.returncode == 14, refused.stdout + refused.stderr

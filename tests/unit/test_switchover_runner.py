@@ -10,24 +10,30 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from twinsite.errors import TwinsiteError
-from twinsite.switchover import SwitchoverError
-from twinsite.switchover.runner import DONE, FAILED, RUNNING, Runner, Step, report
+from twinsite.errors import SwitchoverError, TwinsiteError
+from twinsite.ops.runner import Context, Result, Runner, Step, report
+from twinsite.state.runs import DONE, FAILED, RUNNING
+
+
+@dataclass(frozen=True)
+class Seen(Result):
+    seen: list[str]  # the steps whose results it was given
+    scenario: str  # the run's parameter
 
 
 def recorder(log: Path, name: str, fail: dict[str, int] | None = None) -> Step:
-    def run(ctx: dict[str, Any]) -> dict[str, Any]:
+    def run(ctx: Context) -> Seen:
         with open(log, "a") as f:
             f.write(name + "\n")
         if fail and fail.get(name, 0) > 0:
             fail[name] -= 1
             raise TwinsiteError(f"{name} cannot go on yet", hint="wait")
-        return {"seen": sorted(k for k in ctx if k not in ("scenario", "run_id")), "scenario": ctx["scenario"]}
+        return Seen(seen=sorted(ctx.results), scenario=ctx.params["scenario"])
 
     return Step(name, f"does {name}", run)
 
@@ -65,9 +71,14 @@ def test_another_kind_of_run_in_progress_is_refused(tmp_path: Path) -> None:
 CHILD = textwrap.dedent(
     """
     import sys, time
+    from dataclasses import dataclass
     from pathlib import Path
-    from twinsite.switchover.runner import Runner, Step
+    from twinsite.ops.runner import Result, Runner, Step
     base = Path(sys.argv[1])
+
+    @dataclass(frozen=True)
+    class Ok(Result):
+        ok: bool = True
 
     def make(name):
         def run(ctx):
@@ -76,7 +87,7 @@ CHILD = textwrap.dedent(
                 f.flush()
             time.sleep(0.3)
             (base / (name + ".done")).touch()  # idempotent, like every switchover step
-            return {"ok": True}
+            return Ok()
         return Step(name, name, run)
 
     Runner(base / "run.json", "switchover", [make(n) for n in ("a", "b", "c", "d")]).run({"scenario": "db"})

@@ -12,15 +12,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from twinsite.errors import TwinsiteError
-
 SEVERITIES = ("critical", "warning", "info", "resolved")
-
-
-class AlertError(TwinsiteError):
-    """An alert channel could not deliver (the message says which and why)."""
-
-    exit_code = 17
 
 
 def _now() -> dt.datetime:

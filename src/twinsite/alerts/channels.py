@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from twinsite.alerts import Alert, AlertError
+from twinsite.alerts import Alert
+from twinsite.errors import AlertError
+from twinsite.state import events
 
 FACILITIES = {"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "local0": 16, "local1": 17,
               "local2": 18, "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23}  # fmt: skip
@@ -38,16 +40,9 @@ class EventLog:
     path: Path
     name: str = "eventlog"
 
-    def append(self, event: dict[str, object]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(event, sort_keys=True) + "\n").encode()
+    def append(self, event: dict[str, Any]) -> None:
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            events.append(self.path, event)
         except OSError as exc:
             raise AlertError(f"cannot write the event log: {exc.strerror}", where=str(self.path)) from exc
 
@@ -55,18 +50,8 @@ class EventLog:
         self.append({"event": "alert", **alert.to_dict()})
 
     def read(self) -> list[dict[str, Any]]:
-        """Every event, oldest first; a line that is not JSON (torn by a crash) is an ``unreadable`` event."""
-        events: list[dict[str, Any]] = []
-        try:
-            with open(self.path) as f:
-                for n, line in enumerate(f, 1):
-                    try:
-                        events.append(json.loads(line))
-                    except ValueError:
-                        events.append({"event": "unreadable", "line": n})
-        except FileNotFoundError:
-            pass
-        return events
+        """Every event, oldest first (state.events)."""
+        return events.read(self.path)
 
 
 @dataclass(frozen=True)

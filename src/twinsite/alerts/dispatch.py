@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twinsite.alerts import Alert, AlertError
+from twinsite.alerts import Alert
 from twinsite.alerts.channels import Channel, Email, EventLog, Syslog, Webhook
-
-EVENTS_FILE = "events.jsonl"
+from twinsite.errors import AlertError
+from twinsite.state.layout import HostState
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Alerter:
     event of its own and reported, never raised, so that one dead mail server hides nothing else."""
 
     def __init__(self, state_dir: Path, channels: Sequence[Channel]) -> None:
-        self.eventlog = EventLog(state_dir / EVENTS_FILE)
+        self.eventlog = EventLog(HostState(state_dir).events)
         self.channels = list(channels)
 
     def send(self, alert: Alert) -> list[Delivery]:

@@ -17,25 +17,16 @@ import ctypes.util
 import errno
 import os
 import stat
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import xxhash
-
-from twinsite.apply.paths import DIR_FLAGS, ParentNotDirectoryError, UnsafePathError, parent_fd
-from twinsite.errors import TwinsiteError
+from twinsite.apply.paths import DIR_FLAGS, parent_fd
+from twinsite.errors import ApplyError, ParentNotDirectoryError, UnsafePathError
 from twinsite.journal.record import Meta, Op, Record
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 FILE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class ApplyError(TwinsiteError):
-    """A record could not be applied (I/O error, disk full): the batch is not acknowledged."""
-
-    exit_code = 10
 
 
 def syncfs(fd: int) -> None:
@@ -52,64 +43,6 @@ class ApplyStats:
     bytes_written: int = 0
     refused_parents: int = 0  # records under a parent that is a symlink or a file here: never followed
     by_op: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where a replica stands: the last applied seq, the source time of that record, and the epoch (the
-    switchover generation, twinsite.roles) whose numbering the seq belongs to."""
-
-    seq: int = 0
-    ts: float = 0.0
-    epoch: int = 0
-
-
-class SeqFile:
-    """A durable position: seq, source time and epoch plus their xxh3 checksum, rewritten in place and
-    fdatasync'ed. A 16-byte file (seq and checksum) from an earlier version reads as epoch 0, time unknown."""
-
-    FMT = struct.Struct("<QQ")
-    FMT2 = struct.Struct("<QdQQ")  # seq, ts, epoch, xxh3-64 of the 24 bytes before it
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-
-    def read(self) -> int:
-        return self.position().seq
-
-    def position(self) -> Position:
-        raw = os.pread(self.fd, self.FMT2.size, 0)
-        if not raw:
-            return Position()
-        corrupt = ApplyError(
-            "applied-seq file is corrupt",
-            where=str(self.path),
-            hint="the replica's position is unknown: run a verified resync",
-        )
-        if len(raw) == self.FMT.size:
-            seq, digest = self.FMT.unpack(raw)
-            if xxhash.xxh3_64_intdigest(struct.pack("<Q", seq)) != digest:
-                raise corrupt
-            return Position(int(seq))
-        if len(raw) != self.FMT2.size:
-            raise ApplyError("applied-seq file is truncated", where=str(self.path))
-        seq, ts, epoch, digest = self.FMT2.unpack(raw)
-        if xxhash.xxh3_64_intdigest(raw[:24]) != digest:
-            raise corrupt
-        return Position(int(seq), float(ts), int(epoch))
-
-    def write(self, seq: int, ts: float = 0.0, epoch: int | None = None) -> None:
-        """Store the position (``epoch`` None: the one stored now). Durable when it returns."""
-        if epoch is None:
-            epoch = self.position().epoch
-        head = struct.pack("<QdQ", seq, ts, epoch)
-        os.pwrite(self.fd, head + struct.pack("<Q", xxhash.xxh3_64_intdigest(head)), 0)
-        os.fdatasync(self.fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 class Applier:

@@ -13,6 +13,8 @@ captured (cdp/undo.py) on the rule that a name is the subject of at most one nam
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from twinsite.journal.record import Op, Record
 
 DATA_OPS = frozenset({Op.WRITE, Op.TRUNCATE, Op.SETATTR})
@@ -62,3 +64,25 @@ def cut(records: list[Record], limit: int | None = None, *, deletes_free: bool =
         batches[-1].append(rec)
         cutter.add(rec)
     return batches
+
+
+def wire_batches(
+    items: Iterable[tuple[Record, bytes | memoryview]], batch_bytes: int
+) -> Iterator[tuple[list[Record], bytes]]:
+    """The sender's cut: records with their encoding (the journal's bytes: the wire carries what was made
+    durable) in batches of about ``batch_bytes``, each safe to replay, each with its bytes joined."""
+    cutter = BatchCutter()
+    batch: list[Record] = []
+    raws: list[bytes | memoryview] = []
+    size = 0
+    for rec, raw in items:
+        if batch and (cutter.conflicts(rec) or size >= batch_bytes):
+            yield batch, b"".join(raws)
+            batch, raws, size = [], [], 0
+            cutter.reset()
+        batch.append(rec)
+        raws.append(raw)
+        cutter.add(rec)
+        size += len(raw)
+    if batch:
+        yield batch, b"".join(raws)

@@ -13,22 +13,11 @@ import errno
 import os
 from collections.abc import Iterator
 
-from twinsite.errors import TwinsiteError
+from twinsite.errors import ParentNotDirectoryError, UnsafePathError
 
 NAME_MAX = 255
 PATH_MAX = 4096
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class UnsafePathError(TwinsiteError):
-    """A record's path would leave the scenario root, or is malformed. The record is refused."""
-
-    exit_code = 9
-
-
-class ParentNotDirectoryError(UnsafePathError):
-    """A parent of the path is a symlink or a file on the replica. Nothing is followed or written; the
-    replica is not what the sender believes (it replaced a directory), so this counts as a divergence."""
 
 
 def split(path: bytes) -> list[bytes]:

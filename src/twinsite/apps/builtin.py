@@ -10,8 +10,10 @@ from typing import Any
 
 import yaml
 
-from twinsite.apps import AppError, Application, CheckResult, timed
-from twinsite.apps.checks import run
+from twinsite.apps.base import Application
+from twinsite.apps.checks import CheckResult, run, timed
+from twinsite.apps.postgresql import PostgreSQL
+from twinsite.errors import AppError
 
 SERVICE_KEYS = {"start", "stop", "status", "unit", "start_timeout", "stop_timeout", "checks", "description"}
 
@@ -139,13 +141,4 @@ def site_definition(plugins_dir: Path, name: str) -> dict[str, Any] | None:
     return {**doc, "type": name}
 
 
-BUILTIN: dict[str, type[Application]] = {"files": Files, "sqlite": Sqlite, "service": Service}
-
-
-def _register_postgresql() -> None:
-    from twinsite.apps.postgresql import PostgreSQL
-
-    BUILTIN["postgresql"] = PostgreSQL
-
-
-_register_postgresql()
+BUILTIN: dict[str, type[Application]] = {"files": Files, "sqlite": Sqlite, "service": Service, "postgresql": PostgreSQL}

@@ -1,16 +1,40 @@
-"""Running commands with a timeout, and the checks any application can add: a TCP port, a site script."""
+"""Check results, running commands with a timeout, and the checks any application can add: a TCP port, a
+site script."""
 
 from __future__ import annotations
 
 import functools
 import os
 import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twinsite.apps import AppError, CheckResult, timed
-from twinsite.errors import CommandError
+from twinsite.errors import AppError, CommandError
 from twinsite.proc import run as proc_run
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    output: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "output": self.output, "seconds": round(self.seconds, 3)}
+
+
+def timed(name: str, fn: Callable[[], tuple[bool, str]]) -> CheckResult:
+    """Run one check, timed; an AppError is a failed check (its message the output)."""
+    t0 = time.monotonic()
+    try:
+        ok, out = fn()
+    except AppError as exc:
+        ok, out = False, str(exc)
+    return CheckResult(name, ok, out.strip()[-2000:], time.monotonic() - t0)
 
 
 def run(argv: list[str], *, timeout: float, what: str, env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -19,8 +19,9 @@ import re
 import shlex
 from pathlib import Path
 
-from twinsite.apps import AppError, Application, CheckResult, timed
-from twinsite.apps.checks import run
+from twinsite.apps.base import Application
+from twinsite.apps.checks import CheckResult, run, timed
+from twinsite.errors import AppError
 
 # Reads every row of every user table from the heap, whole (each row turned into text, which also reads its
 # TOASTed values), with index scans turned off so that nothing is answered from an index or the visibility

@@ -19,7 +19,7 @@ from pathlib import Path
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
-from twinsite.errors import TwinsiteError
+from twinsite.errors import CaptureError
 from twinsite.sync.changes import ChangeSet
 
 MASK = (
@@ -35,12 +35,6 @@ MASK = (
     | F.DONT_FOLLOW
     | F.EXCL_UNLINK
 )
-
-
-class CaptureError(TwinsiteError):
-    """Capture cannot watch the data (watch limit reached, root missing)."""
-
-    exit_code = 13
 
 
 class Watcher:

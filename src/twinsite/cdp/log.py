@@ -24,8 +24,8 @@ from pathlib import Path
 import xxhash
 
 from twinsite.durable import fsync_dir
+from twinsite.errors import JournalError
 from twinsite.journal.record import Record, RecordError, decode
-from twinsite.journal.segments import JournalError
 
 MAGIC = b"TWG1"
 HEAD = struct.Struct("<4sQQddQQ")

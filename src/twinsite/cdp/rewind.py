@@ -8,111 +8,52 @@ Moving is done in *runs*: whole groups in the direction of travel (their undo re
 going back, their own records oldest first going forward), about ``RUN_BYTES`` of records at a time. A run
 is applied in sub-batches cut so that replaying one after a crash is safe (apply/batching.py), each made durable
 (syncfs) before the position is stored; the position names the run's end, so that a move a crash
-interrupted rebuilds the same run and skips the sub-batches already done. The position lives in
-``rewind.json`` beside the log; while it exists the replica is *rewound* and the receiver applies nothing.
+interrupted rebuilds the same run and skips the sub-batches already done. The position is ``rewind.json``
+beside the log (state.rewind); while it exists the replica is *rewound* and the receiver applies nothing.
 A move that a crash interrupted continues from the stored position and ends in the same state.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
-import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
 
-from twinsite.apply.applier import Applier, SeqFile
+from twinsite.apply.applier import Applier
 from twinsite.apply.batching import cut
 from twinsite.cdp.log import Group, RewindLog
-from twinsite.durable import remove, write_json
-from twinsite.errors import TwinsiteError
+from twinsite.errors import RewindError
 from twinsite.journal.record import Record
+from twinsite.state import applied, rewind
+from twinsite.state.layout import ReceiverState
+from twinsite.state.rewind import RewindPosition
 
 RUN_BYTES = 32 << 20  # records of whole groups held in memory and moved through together
 
 
-class RewindError(TwinsiteError):
-    """A rewind was refused (outside the window, unknown point) or cannot continue."""
-
-    exit_code = 14
-
-
-@dataclass
-class Position:
-    head: int  # the last applied seq: where forward ends
-    at: int  # the replica is the state after this seq ...
-    sub: int = 0  # ... plus this many sub-batches of the run being moved through
-    direction: int = 0  # -1 undoing that run, +1 redoing it
-    target: int = 0
-    run_end: int = 0  # where that run ends (the point after its last group)
-
-    @property
-    def rewound(self) -> bool:
-        """Not at the head, or on the way away from it: the receiver applies nothing meanwhile."""
-        return self.at != self.head or self.sub != 0 or self.target != self.head
-
-
-def state_file(log_dir: Path) -> Path:
-    return log_dir.parent / "rewind.json"
-
-
-def read_position(log_dir: Path) -> Position | None:
-    try:
-        data = json.loads(state_file(log_dir).read_text())
-    except FileNotFoundError:
-        return None
-    return Position(**data)
-
-
-def _store(log_dir: Path, pos: Position | None) -> None:
-    path = state_file(log_dir)
-    if pos is None or not pos.rewound:
-        remove(path)
-    else:
-        write_json(path, asdict(pos), indent=None)
-
-
-@contextlib.contextmanager
-def apply_lock(state_dir: Path) -> Iterator[None]:
-    """Held by the receiver while it applies a batch, and by a rewind while it moves the replica."""
-    fd = os.open(state_dir / "apply.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def pause(log_dir: Path, head: int, target: int) -> Position:
+def pause(recv: ReceiverState, head: int, target: int) -> RewindPosition:
     """Mark the replica as leaving the head for ``target`` (the receiver stops applying), before moving."""
-    pos = read_position(log_dir) or Position(head=head, at=head)
-    pos.target = target
-    _store(log_dir, pos)
+    pos = replace(rewind.read(recv.rewind) or RewindPosition(head=head, at=head), target=target)
+    rewind.store(recv.rewind, pos)
     return pos
 
 
-def settle(log_dir: Path) -> tuple[int, float] | None:
+def settle(recv: ReceiverState) -> tuple[int, float] | None:
     """A switchover to the rewound data: the replica's point becomes its applied position (seq and source
     time) and the rewound state goes. Returns that point, or None when the replica was not rewound. Refused
     while a move is unfinished (the replica would be between two points). The caller holds the apply lock.
     Idempotent: the applied position is durable before the rewound state is removed."""
-    pos = read_position(log_dir)
+    pos = rewind.read(recv.rewind)
     if pos is None:
         return None
-    if pos.sub != 0 or pos.target != pos.at:
+    if not pos.settled:
         raise RewindError(
-            f"the rewind of {log_dir.parent} to seq {pos.target} is unfinished (at seq {pos.at})",
+            f"the rewind of {recv.dir} to seq {pos.target} is unfinished (at seq {pos.at})",
             hint="run the same `twinsite rewind` again to finish it first",
         )
-    ts = dict(points(RewindLog(log_dir, readonly=True), pos.head)).get(pos.at, 0.0)
-    applied = SeqFile(log_dir.parent / "applied_seq")
-    try:
-        applied.write(pos.at, ts)
-    finally:
-        applied.close()
-    _store(log_dir, None)
+    ts = dict(points(RewindLog(recv.rewind_log, readonly=True), pos.head)).get(pos.at, 0.0)
+    applied.write(recv.applied, pos.at, ts)
+    rewind.store(recv.rewind, None)
     return pos.at, ts
 
 
@@ -156,42 +97,43 @@ def _outside(pts: list[tuple[int, float]], what: str) -> RewindError:
 
 def move(
     root: Path,
+    recv: ReceiverState,
     log: RewindLog,
     head: int,
     target: int,
     *,
-    on_step: Callable[[Position], None] | None = None,
+    on_step: Callable[[RewindPosition], None] | None = None,
     on_run: Callable[[list[Record]], None] | None = None,
     run_bytes: int = RUN_BYTES,
-) -> Position:
-    """Bring the replica under ``root`` to point ``target`` (back or forward), resuming an interrupted move.
-    Returns the final position; at the head the rewound state is cleared. ``on_run`` sees each run's
-    records before they are applied, ``on_step`` the position after each durable sub-batch."""
+) -> RewindPosition:
+    """Bring the replica under ``root`` to point ``target`` (back or forward), resuming an interrupted move
+    (its position: ``recv.rewind``). Returns the final position; at the head the rewound state is cleared.
+    ``on_run`` sees each run's records before they are applied, ``on_step`` the position after each durable
+    sub-batch."""
     pts = points(log, head)
     if target < pts[0][0] or target > head:
         raise _outside(pts, f"seq {target}")
-    pos = pause(log.dir, head, target)
+    pos = pause(recv, head, target)
     applier = Applier(root)
     try:
         while pos.sub or pos.at != target:
             if not pos.sub:  # (a run half done is finished the way it was going first)
-                pos.direction = -1 if target < pos.at else 1
-                pos.run_end = 0
+                pos = replace(pos, direction=-1 if target < pos.at else 1, run_end=0)
             for run_end, records in _runs(log, pos, target, run_bytes):
                 if on_run:
                     on_run(records)
                 subs = cut(records, deletes_free=True)
-                pos.run_end = run_end
+                pos = replace(pos, run_end=run_end)
                 for i in range(pos.sub, len(subs)):
                     for r in subs[i]:
                         applier.apply(r)
                     applier.commit()  # durable before the position says so
-                    pos.sub = i + 1
-                    _store(log.dir, pos)
+                    pos = replace(pos, sub=i + 1)
+                    rewind.store(recv.rewind, pos)
                     if on_step:
                         on_step(pos)
-                pos.at, pos.sub, pos.run_end = run_end, 0, 0
-        _store(log.dir, pos)  # (at the head: the rewound mark goes)
+                pos = replace(pos, at=run_end, sub=0, run_end=0)
+        rewind.store(recv.rewind, pos)  # (at the head: the rewound mark goes)
     finally:
         applier.close()
     return pos
@@ -200,12 +142,12 @@ def move(
 def planned(log: RewindLog, head: int, start: int, target: int) -> Iterator[list[Record]]:
     """The records a move from point ``start`` to point ``target`` applies, run by run (a dry run)."""
     if start != target:
-        pos = Position(head=head, at=start, direction=-1 if target < start else 1, target=target)
+        pos = RewindPosition(head=head, at=start, direction=-1 if target < start else 1, target=target)
         for _end, records in _runs(log, pos, target, RUN_BYTES):
             yield records
 
 
-def _runs(log: RewindLog, pos: Position, target: int, run_bytes: int) -> Iterator[tuple[int, list[Record]]]:
+def _runs(log: RewindLog, pos: RewindPosition, target: int, run_bytes: int) -> Iterator[tuple[int, list[Record]]]:
     """(end, records) of the runs from the replica's position towards ``target``: whole groups, about
     ``run_bytes`` of records each. A run begun before a crash is rebuilt alone, up to where it was stored
     to end, whatever the target is now (the caller then sets out again)."""
@@ -226,7 +168,7 @@ def _runs(log: RewindLog, pos: Position, target: int, run_bytes: int) -> Iterato
     raise RewindError(f"the rewind log ends at seq {end} on the way to seq {goal}")
 
 
-def _groups(log: RewindLog, pos: Position, back: bool, target: int) -> Iterator[Group]:
+def _groups(log: RewindLog, pos: RewindPosition, back: bool, target: int) -> Iterator[Group]:
     """The groups to pass, in order, from the replica's position (checked to follow on one another)."""
     expect = pos.at
     if back:

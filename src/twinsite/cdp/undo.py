@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from twinsite.apply.paths import DIR_FLAGS, parent_fd
 from twinsite.journal.record import Meta, Op, Record
 from twinsite.sync.planner import all_zero
+from twinsite.tree import read_xattrs
 
 CHUNK = 1 << 20
 NEW = b"\0new"  # origin of a path the batch created (no pre-batch data)
@@ -64,7 +65,7 @@ def _meta(pfd: int, name: bytes, st: os.stat_result) -> Meta:
         flags = (DIR_FLAGS if stat.S_ISDIR(st.st_mode) else os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC) | os.O_NONBLOCK
         fd = os.open(name, flags, dir_fd=pfd)
         try:
-            xattrs = tuple(sorted((os.fsencode(k), os.getxattr(fd, k)) for k in os.listxattr(fd)))
+            xattrs = read_xattrs(fd)
         finally:
             os.close(fd)
     mtime = st.st_mtime_ns

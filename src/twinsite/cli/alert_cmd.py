@@ -8,11 +8,13 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from twinsite.alerts import Alert, AlertError
+from twinsite.alerts import Alert
 from twinsite.alerts.channels import EventLog
-from twinsite.alerts.dispatch import EVENTS_FILE, Alerter, channels_from
+from twinsite.alerts.dispatch import Alerter, channels_from
 from twinsite.cli.options import dirs
-from twinsite.engine import agent
+from twinsite.config.store import find
+from twinsite.errors import AlertError
+from twinsite.state.layout import DEFAULT_STATE_DIR, HostState
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,13 +27,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e = sub.add_parser("events", help="the event log: alerts and what happened, newest last")
     e.add_argument("--scenario", help="only this scenario's events")
     e.add_argument("--last", type=int, default=50, help="how many (default 50)")
-    e.add_argument("--state-dir", type=Path, default=agent.DEFAULT_STATE_DIR)
+    e.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     e.add_argument("--json", action="store_true")
     e.set_defaults(handler=_events)
 
 
 def _alert(args: argparse.Namespace) -> tuple[Any, str]:
-    s = agent.find_scenario(args.config_dir, args.scenario)
+    s = find(args.config_dir, args.scenario)
     alert = Alert(
         kind="test",
         severity="info",
@@ -57,7 +59,7 @@ def _alert(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _events(args: argparse.Namespace) -> tuple[Any, str]:
-    path = args.state_dir / EVENTS_FILE
+    path = HostState(args.state_dir).events
     events = [e for e in EventLog(path).read() if args.scenario is None or e.get("scenario") == args.scenario]
     events = events[-args.last :] if args.last > 0 else events
     lines = [

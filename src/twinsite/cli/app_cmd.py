@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from twinsite.apps import DEFAULT_PLUGINS_DIR, AppError, for_scenario
+from twinsite.apps import DEFAULT_PLUGINS_DIR, for_scenario
 from twinsite.cli.options import dirs
-from twinsite.engine import agent
+from twinsite.config.store import find
+from twinsite.errors import AppError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _app(args: argparse.Namespace) -> tuple[Any, str]:
-    s = agent.find_scenario(args.config_dir, args.scenario)
+    s = find(args.config_dir, args.scenario)
     app = for_scenario(s, args.plugins_dir)
     head = f"{s.name} ({s.application})"
     if args.action in ("start", "stop"):

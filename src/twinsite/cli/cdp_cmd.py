@@ -10,27 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twinsite.apply.applier import SeqFile
-from twinsite.cdp import bookmarks
 from twinsite.cdp.log import RewindLog
-from twinsite.cdp.rewind import (
-    RewindError,
-    apply_lock,
-    move,
-    pause,
-    planned,
-    points,
-    read_position,
-    resolve_seq,
-    resolve_time,
-)
+from twinsite.cdp.rewind import move, pause, planned, points, resolve_seq, resolve_time
 from twinsite.cli.options import dirs
 from twinsite.clock import iso
 from twinsite.config.scenario import Scenario
-from twinsite.engine import agent
-from twinsite.errors import ConfigError
+from twinsite.config.store import find
+from twinsite.errors import ConfigError, RewindError
 from twinsite.journal.record import Record
-from twinsite.roles import this_host
+from twinsite.locks import held
+from twinsite.state import applied, bookmarks, rewind, runs
+from twinsite.state.layout import ReceiverState, ScenarioState
+from twinsite.state.role import current, this_host
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,25 +55,23 @@ def _common(p: argparse.ArgumentParser) -> None:
 class Replica:
     scenario: Scenario
     root: Path
-    state: Path
+    state: ReceiverState
     log: RewindLog
     head: int
 
 
 def _replica(args: argparse.Namespace) -> Replica:
-    s = agent.find_scenario(args.config_dir, args.scenario)
+    s = find(args.config_dir, args.scenario)
     if not 0 <= args.root < len(s.roots):
         raise ConfigError(f"scenario {s.name} has {len(s.roots)} root(s); --root {args.root} is not one of them")
-    state = agent.receiver_state(args.state_dir, s.name, args.root)
-    if not (state / "rewind").is_dir():
+    state = ScenarioState(args.state_dir, s.name).receiver(args.root)
+    if not state.rewind_log.is_dir():
         raise RewindError(
-            f"no rewind log for {s.name} on this host ({state / 'rewind'})",
+            f"no rewind log for {s.name} on this host ({state.rewind_log})",
             hint="rewinding needs `cdp: {enabled: true}` in the scenario, on its standby, and points recorded since",
         )
-    seqf = SeqFile(state / "applied_seq")
-    head = seqf.read()
-    seqf.close()
-    return Replica(s, Path(s.roots[args.root].path), state, RewindLog(state / "rewind"), head)
+    head = applied.read(state.applied).seq
+    return Replica(s, Path(s.roots[args.root].path), state, RewindLog(state.rewind_log), head)
 
 
 def parse_time(text: str) -> float:
@@ -98,7 +87,7 @@ def parse_time(text: str) -> float:
 
 
 def _target(r: Replica, text: str) -> int:
-    marks = bookmarks.load(r.state)
+    marks = bookmarks.load(r.state.bookmarks)
     if text in marks:
         return resolve_seq(r.log, r.head, int(marks[text]["seq"]))
     if text.isdigit():
@@ -119,9 +108,9 @@ def _points(args: argparse.Namespace) -> tuple[Any, str]:
     reachable = {s for s, _ in pts}
     marks = [
         {"name": n, **m, "time": iso(m["ts"]), "reachable": m["seq"] in reachable}
-        for n, m in sorted(bookmarks.load(r.state).items(), key=lambda kv: kv[1]["seq"])
+        for n, m in sorted(bookmarks.load(r.state.bookmarks).items(), key=lambda kv: kv[1]["seq"])
     ]
-    pos = read_position(r.log.dir)
+    pos = rewind.read(r.state.rewind)
     result: dict[str, Any] = {
         "scenario": r.scenario.name,
         "root": str(r.root),
@@ -152,7 +141,7 @@ def _points(args: argparse.Namespace) -> tuple[Any, str]:
 def _bookmark(args: argparse.Namespace) -> tuple[Any, str]:
     r = _replica(args)
     ts = points(r.log, r.head)[-1][1]
-    created, mark = bookmarks.add(r.state, args.name, r.head, ts)
+    created, mark = bookmarks.add(r.state.bookmarks, args.name, r.head, ts)
     result = {"scenario": r.scenario.name, "name": args.name, "changed": created, **mark, "time": iso(mark["ts"])}
     verb = "bookmarked" if created else "already bookmarked"
     return result, f"{r.scenario.name}: {verb} {args.name!r} at seq {mark['seq']} ({result['time']})"
@@ -175,14 +164,13 @@ class _Changes:
         return {"files": sorted(os.fsdecode(p) for p in self.paths), "bytes": self.bytes, "records": self.records}
 
 
-def _refuse_during_switchover_or_test(r: Replica) -> None:
+def _refuse_during_switchover_or_test(r: Replica, state_dir: Path) -> None:
     """A switchover under way takes the data its preflight saw, and a test reads the replica through its
     overlay (and spools what arrives): neither may have the replica moved under it."""
-    from twinsite.recovery.spool import Spool
-    from twinsite.switchover.runner import unfinished
+    from twinsite.engine.spool import Spool
 
     name = r.scenario.name
-    if unfinished(r.state.parent.parent / "switchover.json"):  # (<state>/<scenario>/recv/root-N)
+    if runs.unfinished(ScenarioState(state_dir, name).switchover_run):
         raise RewindError(
             f"a switchover of {name} is unfinished here", hint=f"run `twinsite switchover {name}` again to finish it"
         )
@@ -196,7 +184,7 @@ def _refuse_during_switchover_or_test(r: Replica) -> None:
 
 def _rewind(args: argparse.Namespace) -> tuple[Any, str]:
     r = _replica(args)
-    role = agent.role_of(r.scenario, args.state_dir)
+    role = current(ScenarioState(args.state_dir, r.scenario.name), r.scenario.master)
     if role.active == this_host() and not args.dry_run:
         raise RewindError(
             f"this host is the active host of {r.scenario.name} (epoch {role.epoch}): its data is live, a rewind "
@@ -204,8 +192,8 @@ def _rewind(args: argparse.Namespace) -> tuple[Any, str]:
             hint="rewind a standby's replica; to take the active host back in time, switch over to a rewound standby",
         )
     if not args.dry_run:
-        _refuse_during_switchover_or_test(r)
-    pos = read_position(r.log.dir)
+        _refuse_during_switchover_or_test(r, args.state_dir)
+    pos = rewind.read(r.state.rewind)
     head = pos.head if pos else r.head
     start = pos.at if pos else head
     target = head if args.resume else _target(r, args.to)
@@ -215,9 +203,9 @@ def _rewind(args: argparse.Namespace) -> tuple[Any, str]:
         for records in planned(r.log, head, start, target):
             changes.add(records)
     elif start != target or (pos and pos.sub):
-        pause(r.log.dir, head, target)  # the receiver stops applying ...
-        with apply_lock(r.state):  # ... after the batch it may be in the middle of
-            move(r.root, r.log, head, target, on_run=changes.add)
+        pause(r.state, head, target)  # the receiver stops applying ...
+        with held(r.state.apply_lock):  # ... after the batch it may be in the middle of
+            move(r.root, r.state, r.log, head, target, on_run=changes.add)
     result: dict[str, Any] = {
         "scenario": r.scenario.name,
         "root": str(r.root),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from twinsite.engine.agent import DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR
+from twinsite.state.layout import DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR
 
 
 def dirs(p: argparse.ArgumentParser, *, state: bool = True) -> None:
@@ -18,7 +18,7 @@ def dirs(p: argparse.ArgumentParser, *, state: bool = True) -> None:
 
 
 def metrics(p: argparse.ArgumentParser) -> None:
-    """The agent's metrics (twinsite.metrics), both off unless given."""
+    """The agent's metrics (agent.metrics), both off unless given."""
     p.add_argument(
         "--metrics-listen",
         metavar="ADDR:PORT",

@@ -10,7 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from twinsite import receiver
+from twinsite.engine import receiver
+from twinsite.state.layout import ReceiverState
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,4 +22,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _receive(args: argparse.Namespace) -> tuple[Any, str]:
-    raise SystemExit(receiver.run(args.root, args.state))
+    raise SystemExit(receiver.run(args.root, ReceiverState(args.state)))

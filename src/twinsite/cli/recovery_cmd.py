@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twinsite.cli.options import dirs
-from twinsite.engine import agent
+from twinsite.config.store import find
 from twinsite.errors import ConfigError, TwinsiteError
-from twinsite.roles import this_host
+from twinsite.state.role import this_host
 
 if TYPE_CHECKING:
     from twinsite.recovery.steps import Test
@@ -40,11 +40,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run(args: argparse.Namespace) -> tuple[Any, str]:
-    from twinsite.recovery import TestFailed, evidence
-    from twinsite.recovery.steps import Test, run_test
-    from twinsite.switchover.steps import Site
+    from twinsite.errors import TestFailed
+    from twinsite.ops.site import Site
+    from twinsite.recovery import evidence
+    from twinsite.recovery.running import run_test
+    from twinsite.recovery.steps import Test
 
-    s = agent.find_scenario(args.config_dir, args.scenario)
+    s = find(args.config_dir, args.scenario)
     t = Test(Site(s, this_host(), args.state_dir, args.config_dir, args.plugins_dir))
     if args.history or args.report is not None:
         return _evidence(t, args.report)
@@ -71,7 +73,7 @@ def _run(args: argparse.Namespace) -> tuple[Any, str]:
 
 def _cleanup(t: Test) -> tuple[Any, str]:
     from twinsite.recovery import evidence
-    from twinsite.recovery.steps import recover
+    from twinsite.recovery.running import recover
 
     done = recover(t)
     if done is None:
@@ -83,12 +85,13 @@ def _cleanup(t: Test) -> tuple[Any, str]:
 
 
 def _plan(t: Test) -> tuple[Any, str]:
+    from twinsite.ops.runner import Context
     from twinsite.recovery.steps import preflight
 
     s, plan = t.site.s, t.runner().plan()
     try:
-        pre = preflight(t, {})
-        ready, why = True, f"a test can start now (active {pre['active']}, lag {pre['lag_seconds']} s)"
+        pre = preflight(t, Context("dry-run", {}, {}))
+        ready, why = True, f"a test can start now (active {pre.active}, lag {pre.lag_seconds} s)"
     except TwinsiteError as exc:  # (a refusal is the answer here, not an error)
         ready, why = False, f"a test would be refused now: {exc}"
     lines = [f"assured-recovery test of {s.name} on {t.site.host}"]
@@ -99,11 +102,12 @@ def _plan(t: Test) -> tuple[Any, str]:
 
 def _evidence(t: Test, report: str | None) -> tuple[Any, str]:
     from twinsite.recovery import evidence
+    from twinsite.state import evidence as kept
 
     if report is None:
-        records = evidence.history(t.dir)
+        records = kept.history(t.place.evidence)
         return {"scenario": t.site.s.name, "host": t.site.host, "tests": records}, evidence.history_text(records)
-    found = evidence.find(t.dir, report or None)
+    found = kept.find(t.place.evidence, report or None)
     if found is None:
         raise ConfigError(f"no assured-recovery test {report or ''} of {t.site.s.name} here".replace("  ", " "))
     return found, evidence.text(found)

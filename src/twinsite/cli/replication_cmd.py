@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from twinsite.cli.options import dirs, metrics
-from twinsite.engine import agent
+from twinsite.config.store import find
 from twinsite.errors import ConfigError
-from twinsite.roles import members, this_host
+from twinsite.state.role import members, this_host
 from twinsite.tree import digest, entries
 from twinsite.verify import compare, entries_json
 
@@ -38,15 +38,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _agent(args: argparse.Namespace) -> tuple[Any, str]:
+    from twinsite import logs
+    from twinsite.agent import loop
+    from twinsite.agent.metrics import Exporter
+
+    logs.setup("agent")
     host = args.host or this_host()
     exporter = None
     if args.metrics_listen or args.metrics_textfile:
-        from twinsite.metrics import Exporter
-
         exporter = Exporter(
             args.config_dir, args.state_dir, host, listen=args.metrics_listen, textfile_dir=args.metrics_textfile
         )
-    raise SystemExit(agent.run(args.config_dir, args.state_dir, host, metrics=exporter))
+    raise SystemExit(loop.run(args.config_dir, args.state_dir, host, metrics=exporter))
 
 
 def _digest(args: argparse.Namespace) -> tuple[Any, str]:
@@ -60,14 +63,7 @@ def _digest(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _verify(args: argparse.Namespace) -> tuple[Any, str]:
-    scenarios = {s.name: s for s in agent.load_dir(args.config_dir)}
-    if args.scenario not in scenarios:
-        raise ConfigError(
-            f"no scenario called {args.scenario!r}",
-            where=str(args.config_dir),
-            hint=f"known: {', '.join(sorted(scenarios)) or 'none'}",
-        )
-    s = scenarios[args.scenario]
+    s = find(args.config_dir, args.scenario)
     reports: list[dict[str, Any]] = []
     here = this_host()
     targets = [args.replica] if args.replica else [h for h in members(s.master, s.replicas) if h != here]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from twinsite.agent import service
 from twinsite.cli.options import dirs, metrics, metrics_argv
-from twinsite.engine import service
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

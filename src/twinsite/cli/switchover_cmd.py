@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import os
 import sys
 from collections.abc import Iterator
@@ -12,14 +11,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twinsite.cli.options import dirs
-from twinsite.engine import agent
-from twinsite.errors import ConfigError, TwinsiteError
-from twinsite.roles import Role, current, members, store, this_host
-from twinsite.switchover import SwitchoverError
+from twinsite.config.store import find
+from twinsite.errors import AlreadyActiveError, ConfigError, SwitchoverError, TwinsiteError
+from twinsite.locks import held
+from twinsite.proc import read_pid
+from twinsite.state.layout import ScenarioState
+from twinsite.state.role import Role, current, members, store, this_host
 
 if TYPE_CHECKING:  # (imported where used: `twinsite role`, which the switchover runs on peers, starts fast)
-    from twinsite.switchover.runner import Runner
-    from twinsite.switchover.steps import Site
+    from twinsite.ops.runner import Runner
+    from twinsite.ops.site import Site
+    from twinsite.state.runs import RunState
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,8 +72,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _role(args: argparse.Namespace) -> tuple[Any, str]:
-    s = agent.find_scenario(args.config_dir, args.scenario)
-    role = current(args.state_dir, s.name, s.master)
+    s = find(args.config_dir, args.scenario)
+    place = ScenarioState(args.state_dir, s.name)
+    role = current(place, s.master)
     changed = False
     if args.set:
         if args.epoch is None:
@@ -86,7 +89,7 @@ def _role(args: argparse.Namespace) -> tuple[Any, str]:
             )
         if (role.active, role.epoch) != (args.set, args.epoch):
             role = Role(s.name, args.set, args.epoch, _now(), role.active, args.run)
-            store(args.state_dir, role)
+            store(place, role)
             changed = True
     result = {**role.to_json(), "host": this_host(), "changed": changed}
     here = "this host" if role.active == this_host() else role.active
@@ -102,39 +105,36 @@ def _now() -> float:
 @contextlib.contextmanager
 def _exclusive(site: Site) -> Iterator[None]:
     """One switchover of a scenario at a time on a host; its pid in switchover.pid while it runs."""
-    site.dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(site.dir / "switchover.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            pid = (site.dir / "switchover.pid").read_text().strip() if (site.dir / "switchover.pid").exists() else "?"
+    place = site.place
+    with held(place.switchover_lock, wait=False) as mine:
+        if not mine:
+            pid = read_pid(place.switchover_pid, argv_has=None)
             raise SwitchoverError(
-                f"another switchover of {site.s.name} is running here (pid {pid})", hint="wait for it to end"
-            ) from exc
-        (site.dir / "switchover.pid").write_text(f"{os.getpid()}\n")
+                f"another switchover of {site.s.name} is running here (pid {pid or '?'})", hint="wait for it to end"
+            )
+        place.switchover_pid.write_text(f"{os.getpid()}\n")
         try:
             yield
         finally:
-            (site.dir / "switchover.pid").unlink(missing_ok=True)
-    finally:
-        os.close(fd)
+            place.switchover_pid.unlink(missing_ok=True)
 
 
 def _run(args: argparse.Namespace) -> tuple[Any, str]:
-    from twinsite.switchover import report as reports
-    from twinsite.switchover.runner import Runner
-    from twinsite.switchover.steps import Site, steps
+    from twinsite.ops.runner import Runner
+    from twinsite.ops.site import Site
+    from twinsite.state import reports
+    from twinsite.switchover.report import text
+    from twinsite.switchover.steps import steps
 
-    s = agent.find_scenario(args.config_dir, args.scenario)
+    s = find(args.config_dir, args.scenario)
     site = Site(s, this_host(), args.state_dir, args.config_dir, args.plugins_dir)
-    runner = Runner(site.dir / "switchover.json", args.kind, steps(site, args.kind))
+    runner = Runner(site.place.switchover_run, args.kind, steps(site, args.kind))
     if args.report is not None:
-        found = reports.load(site.dir, args.report or None)
+        found = reports.load(site.place.reports, args.report or None)
         if found is None:
             what = f"report {args.report}" if args.report else "switchover report"
             raise ConfigError(f"no {what} for {s.name} here")
-        return found, reports.text(found)
+        return found, text(found)
     saved = runner.load()
     resuming = saved is not None and saved.finished is None
     if args.dry_run:
@@ -161,8 +161,9 @@ def _run(args: argparse.Namespace) -> tuple[Any, str]:
 def _execute(
     site: Site, runner: Runner, params: dict[str, Any], args: argparse.Namespace, resuming: bool
 ) -> tuple[Any, str]:
-    from twinsite.switchover import report as reports
-    from twinsite.switchover.runner import StepState
+    from twinsite.state import reports
+    from twinsite.state.runs import StepState
+    from twinsite.switchover.report import text
 
     s, kind = site.s, args.kind
 
@@ -187,9 +188,8 @@ def _execute(
     except TwinsiteError as exc:
         failed = runner.load()
         if failed is not None:
-            r = reports.summarize(failed, s.name, site.host)
-            reports.write(site.dir, r)
-        nothing = isinstance(exc, SwitchoverError) and exc.hint == "nothing to do"
+            _write_report(site, failed)
+        nothing = isinstance(exc.__cause__, AlreadyActiveError)
         if not nothing:
             _alert(
                 site,
@@ -200,8 +200,7 @@ def _execute(
                 f"the {kind} again: it continues where it stopped",
             )
         raise
-    r = reports.summarize(run, s.name, site.host)
-    reports.write(site.dir, r)
+    r = _write_report(site, run)
     rto, rpo = r["rto"], r["rpo"]
     if kind == "rejoin":
         fa = run.results["find-active"]
@@ -215,7 +214,7 @@ def _execute(
             if aside.get("paths")
             else "nothing",
         )
-        return {"changed": True, **r, "text": reports.text(r)}, reports.text(r)
+        return {"changed": True, **r, "text": text(r)}, text(r)
     _alert(
         site,
         f"{kind}-done",
@@ -227,10 +226,19 @@ def _execute(
         details=(
             ("RTO (outage, s)", str(rto["outage_seconds"])),
             ("RPO (s)", str(rpo["seconds"])),
-            ("report", str(reports.reports_dir(site.dir) / f"{r['id']}.txt")),
+            ("report", str(reports.text_file(site.place.reports, r["id"]))),
         ),
     )
-    return {"changed": True, **r, "text": reports.text(r)}, reports.text(r)
+    return {"changed": True, **r, "text": text(r)}, text(r)
+
+
+def _write_report(site: Site, run: RunState) -> dict[str, Any]:
+    from twinsite.state import reports
+    from twinsite.switchover.report import summarize, text
+
+    r = summarize(run, site.s.name, site.host)
+    reports.write(site.place.reports, r, text(r))
+    return r
 
 
 def _alert(
@@ -255,7 +263,7 @@ def _active(site: Site, kind: str) -> tuple[str, int]:
     """Who is active now: this host's view for a switchover; every host's (the newest epoch) for a switch-back,
     which runs on a host whose own view may be stale."""
     if kind in ("switchback", "rejoin"):
-        from twinsite.switchover.steps import active_now
+        from twinsite.switchover.switchback import active_now
 
         active, epoch, _views = active_now(site)
         return active, epoch

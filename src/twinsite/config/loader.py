@@ -19,9 +19,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+from twinsite.config.cron import parse as parse_schedule
 from twinsite.config.scenario import Scenario
 from twinsite.errors import ConfigError
-from twinsite.recovery.schedule import parse as parse_schedule
 
 #: Keys under which a file may hold a list of scenarios (a scenario file, or an inventory's group_vars).
 LIST_KEYS = ("scenarios", "twinsite_scenarios")

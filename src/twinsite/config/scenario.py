@@ -147,7 +147,7 @@ class Switchover:
 class AssuredRecovery:
     """Tests of the replica on the standby (docs/assured-recovery.md)."""
 
-    schedule: str | None = None  # a cron expression (twinsite.recovery.schedule), run by the agent
+    schedule: str | None = None  # a cron expression (twinsite.config.cron), run by the agent
     # most disk the spool may use during a test; past it the test ends
     spool_max_size: int = field(default=10 * 2**30, metadata=_read("spool.max_size", parse_size))
     # scripts run besides the plugin's

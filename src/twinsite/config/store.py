@@ -1,8 +1,9 @@
 """The scenarios a host holds: one YAML file per scenario under the config directory.
 
-``apply`` is what the ``twinsite.dr.scenario`` module calls through the CLI: validate, compare with what
-is there, report before/after, and change only when something differs (and not in check mode). A stopped
-scenario keeps its definition and gets a ``<name>.stopped`` marker that the agent honours.
+:func:`load_dir` reads them all (checked before any is used), :func:`find` one by name. ``apply`` is what
+the ``twinsite.dr.scenario`` module calls through the CLI: validate, compare with what is there, report
+before/after, and change only when something differs (and not in check mode). A stopped scenario keeps its
+definition and gets a marker that the agent honours (state.stopped).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Any
 
 import yaml
 
-from twinsite.config.loader import check_documents
+from twinsite.config.loader import check_documents, load_file
+from twinsite.config.scenario import Scenario
 from twinsite.durable import write_text
 from twinsite.errors import ConfigError
+from twinsite.state import stopped
 
 STATES = ("present", "started", "stopped", "absent")
 
@@ -28,6 +31,30 @@ class ApplyResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"changed": self.changed, "before": self.before, "after": self.after}
+
+
+def load_dir(config_dir: Path) -> list[Scenario]:
+    """Every scenario in ``config_dir/*.yml``; all files are checked before any is used."""
+    if not config_dir.is_dir():
+        return []
+    scenarios: list[Scenario] = []
+    for f in sorted(config_dir.glob("*.yml")) + sorted(config_dir.glob("*.yaml")):
+        scenarios.extend(load_file(f))
+    names = [s.name for s in scenarios]
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise ConfigError(f"scenario names used more than once: {', '.join(dups)}", where=str(config_dir))
+    return scenarios
+
+
+def find(config_dir: Path, name: str) -> Scenario:
+    """The scenario called ``name`` in ``config_dir``, or a ConfigError naming the ones there are."""
+    found = {s.name: s for s in load_dir(config_dir)}
+    if name not in found:
+        raise ConfigError(
+            f"no scenario {name!r} in {config_dir}", where=str(config_dir), hint=f"known: {', '.join(found) or 'none'}"
+        )
+    return found[name]
 
 
 def _file(config_dir: Path, name: str) -> Path:
@@ -43,8 +70,7 @@ def current(config_dir: Path, name: str) -> dict[str, Any]:
         doc = yaml.safe_load(f.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot read the scenario file: {exc}", where=str(f)) from exc
-    stopped = (config_dir / f"{name}.stopped").exists()
-    return {"state": "stopped" if stopped else "started", "definition": doc}
+    return {"state": "stopped" if stopped.is_stopped(config_dir, name) else "started", "definition": doc}
 
 
 def _run_state(wanted: str, current_state: str) -> str:
@@ -77,14 +103,10 @@ def apply(config_dir: Path, name: str, definition: dict[str, Any] | None, state:
     changed = before != after
     if changed and not check:
         f = _file(config_dir, name)
-        marker = config_dir / f"{name}.stopped"
         if after["state"] == "absent":
             f.unlink(missing_ok=True)
-            marker.unlink(missing_ok=True)
+            stopped.mark(config_dir, name, False)
         else:
             write_text(f, yaml.safe_dump(after["definition"], sort_keys=False))
-            if after["state"] == "stopped":
-                marker.touch()
-            else:
-                marker.unlink(missing_ok=True)
+            stopped.mark(config_dir, name, after["state"] == "stopped")
     return ApplyResult(changed, before, after)

@@ -13,16 +13,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from twinsite.durable import fsync_dir
-from twinsite.errors import TwinsiteError
+from twinsite.errors import JournalError
 from twinsite.journal.record import MAGIC, Record, RecordError, decode
 
 READ_CHUNK = 4 << 20
-
-
-class JournalError(TwinsiteError):
-    """The journal on disk is corrupt or inconsistent (not a torn tail)."""
-
-    exit_code = 8
 
 
 def _scan(data: bytes) -> tuple[list[Record], int, RecordError | None]:

@@ -7,10 +7,10 @@ import json
 import os
 import shutil
 
-from twinsite.errors import LabError
+from twinsite.errors import DnsError, LabError
 from twinsite.lab.topology import DNS_ZONE, Lab
 from twinsite.proc import pid_alive, read_pid, run, spawn, stop_pidfile, wait_until
-from twinsite.redirect.dns import DnsError, TsigKey, resolve_addresses
+from twinsite.redirect.dns import TsigKey, resolve_addresses
 
 KNOTD = "/usr/sbin/knotd"
 

@@ -6,37 +6,31 @@ Each round asks the active host over SSH, through one persistent OpenSSH connect
 scenario's state directory): ``twinsite app SCENARIO check --json`` (the application's plugin checks) and
 ``twinsite status --json`` (replication as the active host sees it). ssh's own failure (exit 255 or no
 answer within the timeout) means unreachable; then the other two are not known and count as neither.
-The state of every condition is kept in ``<state>/<scenario>/monitor.json``.
+The state of every condition is kept durably after every round (state.monitor). What an automatic
+switchover does when the active host is down: monitor.auto.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
+import logging
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from twinsite.alerts import Alert
 from twinsite.alerts.dispatch import Alerter, channels_from
 from twinsite.config.scenario import Scenario
+from twinsite.monitor import auto
+from twinsite.state import monitor as kept
+from twinsite.state import runs
+from twinsite.state.layout import ScenarioState
+from twinsite.state.monitor import ALERT_KINDS, Condition, MonitorView
 from twinsite.transport.remote import TIMED_OUT, UNREACHABLE, run_on
 
-KINDS = {"reachable": "host-unreachable", "application": "application-down", "replication": "replication-unhealthy"}
-
-
-@dataclass
-class Condition:
-    ok: bool | None = None  # None: not known this round (the host did not answer)
-    misses: int = 0
-    since: float | None = None  # first miss of the current run of misses
-    alerting: bool = False
-    detail: str = ""
-    checked_at: float = 0.0
-    unknown: int = 0  # rounds in a row it could not be told (the host answered, the check did not)
-    blind: bool = False  # the cannot-check alert is out
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,14 +47,14 @@ class Monitor(threading.Thread):
         super().__init__(name=f"monitor-{scenario.name}", daemon=True)
         self.s = scenario
         self.host = host
-        self.active = active or scenario.master  # the host that is active now (twinsite.roles)
+        self.active = active or scenario.master  # the host that is active now (state.role)
         self.state_dir = state_dir
         self.config_dir = config_dir  # the active host keeps its scenarios at the same path
-        self.dir = state_dir / scenario.name
+        self.place = ScenarioState(state_dir, scenario.name)
         self.alerter = Alerter(state_dir, channels_from(scenario.alerts))
-        self.ssh_dir = state_dir / "ssh"
+        self.ssh_dir = self.place.host.ssh
         self.ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.place.dir.mkdir(parents=True, exist_ok=True)
         self.conditions: dict[str, Condition] = {}
         self.auto: dict[str, object] = {}  # the automatic switchover's decision for the current outage
         self.stopped = threading.Event()
@@ -157,7 +151,7 @@ class Monitor(threading.Thread):
             what = f"resolved: {what.split(' (', 1)[0]} no longer holds"
             action = "nothing; it passed again"
         return Alert(
-            kind=("resolved-" if resolved else "") + KINDS[name],
+            kind=("resolved-" if resolved else "") + ALERT_KINDS[name],
             severity="resolved" if resolved else ("warning" if name == "replication" else "critical"),
             scenario=s.name,
             host=active,
@@ -188,12 +182,10 @@ class Monitor(threading.Thread):
             self.automatic()
         return alerts
 
-    # -- automatic switchover (twinsite.switchover.auto) -------------------------------------------------
+    # -- automatic switchover (monitor.auto) -------------------------------------------------------------
     def automatic(self) -> str | None:
         """Start (or continue) an unplanned switchover when the active host is down for a second opinion
         too; returns what was decided this round, or None when the active host is fine."""
-        from twinsite.switchover import auto
-
         c = self.conditions.get("reachable")
         if c is None or not c.alerting or c.ok is not False:
             if self.auto:
@@ -204,7 +196,7 @@ class Monitor(threading.Thread):
             return "running"
         outage = self.auto.get("since") == c.since
         if outage and self.auto.get("started"):
-            if _interrupted(self.dir / "switchover.json"):
+            if runs.interrupted(self.place.switchover_run):
                 auto.start(self.s, self.state_dir, self.config_dir, str(self.auto["second"]))
                 return "continued"
             return "done"  # finished, or failed: a failed one is the operator's (it alerted)
@@ -251,8 +243,8 @@ class Monitor(threading.Thread):
             t0 = time.monotonic()
             try:
                 self.round()
-            except Exception as exc:  # a bug must not end monitoring silently: say it, go on
-                print(f"twinsite monitor {self.s.name}: round failed: {exc!r}", flush=True)
+            except Exception:  # a bug must not end monitoring silently: say it, go on
+                log.exception("monitor %s: round failed", self.s.name)
             self.stopped.wait(max(0.2, self.s.monitoring.interval - (time.monotonic() - t0)))
 
     def stop(self, *, wait: bool = True) -> None:
@@ -260,47 +252,14 @@ class Monitor(threading.Thread):
         if wait:
             self.join()
 
-    # -- state ---------------------------------------------------------------------------------------
-    @property
-    def state_file(self) -> Path:
-        return monitor_file(self.state_dir, self.s.name)
-
+    # -- state (state.monitor) -----------------------------------------------------------------------------
     def _load(self) -> None:
-        self.conditions, self.auto = load_state(self.state_file, self.active)
+        view = kept.watching(self.place.monitor, self.active)
+        self.conditions, self.auto = dict(view.conditions), dict(view.automatic)
 
     def _save(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        body = {"scenario": self.s.name, "active": self.active, "standby": self.host, "updated_at": time.time()}
-        conditions = {k: asdict(c) for k, c in self.conditions.items()}
-        tmp.write_text(json.dumps({**body, "conditions": conditions, "automatic": self.auto}))
-        os.replace(tmp, self.state_file)
-
-
-def monitor_file(state_dir: Path, scenario: str) -> Path:
-    return state_dir / scenario / "monitor.json"
-
-
-def load_state(path: Path, active: str) -> tuple[dict[str, Condition], dict[str, object]]:
-    """The conditions and the automatic switchover's decision kept in ``monitor.json`` for watching ``active``
-    (none when it is missing, unreadable, or about another active host: they start afresh then)."""
-    try:
-        data = json.loads(path.read_text())
-        if data.get("active") != active:
-            return {}, {}
-        return {k: Condition(**v) for k, v in data.get("conditions", {}).items()}, dict(data.get("automatic") or {})
-    except (FileNotFoundError, ValueError, TypeError, AttributeError):
-        return {}, {}
-
-
-def _interrupted(run_file: Path) -> bool:
-    """An unfinished switchover run whose last step was cut short (not failed: a failure is reported)."""
-    try:
-        run = json.loads(run_file.read_text())
-    except (FileNotFoundError, ValueError):
-        return False
-    states = [st["state"] for st in run.get("steps", [])]
-    return run.get("finished") is None and "failed" not in states
+        view = MonitorView(self.s.name, self.active, self.host, 0.0, self.conditions, self.auto)
+        kept.write(self.place.monitor, view)
 
 
 def _application(out: str) -> tuple[bool | None, str]:

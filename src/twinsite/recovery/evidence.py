@@ -1,4 +1,4 @@
-"""The evidence of assured-recovery tests: one JSON record per test in ``<state>/<scenario>/recovery/tests/``.
+"""The evidence of assured-recovery tests: one JSON record per test, kept by state.evidence.
 
 A record says what was tested (each root's replica ``seq`` and the source time of its last change, so the
 age of the tested data: the real RPO at that moment), how long each step took (the time to a healthy
@@ -9,22 +9,11 @@ crash, recovered by the agent). ``twinsite recover-test SCENARIO --history`` lis
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from twinsite.clock import iso
-from twinsite.durable import remove, write_json
-from twinsite.switchover.runner import RunState, report
-
-
-def recovery_dir(state_dir: Path, scenario: str) -> Path:
-    """Where a scenario's tests keep their run, overlays and evidence on this host."""
-    return state_dir / scenario / "recovery"
-
-
-def tests_dir(recovery_dir: Path) -> Path:
-    return recovery_dir / "tests"
+from twinsite.ops.runner import report
+from twinsite.state.runs import RunState
 
 
 def when(ts: float | None) -> str | None:
@@ -71,33 +60,6 @@ def summarize(run: RunState, *, scenario: str, host: str, result: str, reason: s
             {"step": s["step"], "state": s["state"], "seconds": s["seconds"], "error": s["error"]} for s in rep["steps"]
         ],
     }
-
-
-def write(recovery_dir: Path, record: dict[str, Any], *, keep: int) -> Path:
-    d = tests_dir(recovery_dir)
-    path = d / f"{record['started_ts']:.0f}-{record['id']}.json"
-    write_json(path, record)
-    for old in sorted(d.glob("*.json"))[:-keep]:
-        remove(old)
-    return path
-
-
-def history(recovery_dir: Path) -> list[dict[str, Any]]:
-    """Every kept record, oldest first."""
-    out = []
-    for f in sorted(tests_dir(recovery_dir).glob("*.json")):
-        try:
-            out.append(json.loads(f.read_text()))
-        except ValueError:
-            continue  # (a record is written atomically: a bad one was put there by hand)
-    return out
-
-
-def find(recovery_dir: Path, test_id: str | None) -> dict[str, Any] | None:
-    records = history(recovery_dir)
-    if test_id is None:
-        return records[-1] if records else None
-    return next((r for r in records if r["id"] == test_id), None)
 
 
 def history_text(records: list[dict[str, Any]]) -> str:

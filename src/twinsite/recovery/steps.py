@@ -15,38 +15,35 @@ replication keeps arriving and the active host notices nothing (docs/assured-rec
     after-pass         a passing test's actions on the tested data: snapshot, archive, script
     apply-spool        the receiver applies what arrived meanwhile, in order, and goes on as before
 
-The run is persisted step by step (twinsite.switchover.runner). A test is never continued: a failing step,
-an interruption (the spool's cap, the active host lost, a switchover) or a crash ends it through
-:func:`cleanup` (application stopped, overlays removed, spool off), and its evidence says so. A crash is found
-by the agent, which runs the cleanup of a test whose lock no process holds.
+The run is persisted step by step (ops.runner). A test is never continued: a failing step, an interruption
+(the spool's cap, the active host lost, a switchover) or a crash ends it (recovery.running), and its evidence
+says so.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
-import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from twinsite import apps
-from twinsite.alerts import Alert
-from twinsite.cdp import bookmarks
-from twinsite.cdp.rewind import apply_lock, read_position
-from twinsite.errors import TwinsiteError
-from twinsite.recovery import RecoveryError, evidence, overlay
+from twinsite.engine import overlay
+from twinsite.engine.spool import Spool
+from twinsite.errors import RecoveryError, TwinsiteError
+from twinsite.locks import held
+from twinsite.ops.runner import Context, NoBookmark, Result, Runner, Skipped, Step, bind
+from twinsite.ops.site import Site
+from twinsite.proc import wait_until
 from twinsite.recovery.actions import run_all
-from twinsite.recovery.spool import Spool
-from twinsite.switchover.runner import DONE, RUNNING, Runner, RunState, Step, unfinished
-from twinsite.switchover.steps import Site
+from twinsite.recovery.evidence import when
+from twinsite.state import bookmarks, end_request, monitor, rewind, runs
+from twinsite.state.layout import RecoveryState
+from twinsite.state.runs import RunState
 from twinsite.tree import digest
 
 KIND = "recovery-test"
-Ctx = dict[str, Any]
 
 
 @dataclass
@@ -57,15 +54,15 @@ class Test:
     site: Site
 
     @property
-    def dir(self) -> Path:
-        return evidence.recovery_dir(self.site.state_dir, self.site.s.name)
+    def place(self) -> RecoveryState:
+        return self.site.place.recovery
 
     @property
     def roots(self) -> list[Path]:
         return [Path(r.path) for r in self.site.s.roots]
 
     def scratch(self, i: int) -> Path:
-        return self.dir / "overlay" / str(i)
+        return self.place.overlay(i)
 
     def spools(self) -> list[Spool]:
         return [Spool(self.site.recv(i)) for i in range(len(self.roots))]
@@ -79,22 +76,11 @@ class Test:
         return apps.load(settings, tuple(r.path for r in s.roots), self.site.plugins_dir)
 
     def runner(self) -> Runner:
-        return Runner(self.dir / "run.json", KIND, steps(self), error=RecoveryError)
+        return Runner(self.place.run, KIND, steps(self), error=RecoveryError)
 
-    @contextlib.contextmanager
-    def lock(self, *, wait: bool = False) -> Iterator[bool]:
+    def lock(self) -> AbstractContextManager[bool]:
         """Held by the process running (or cleaning up) a test: yields False when another holds it."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.dir / "test.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
-            os.close(fd)
+        return held(self.place.lock, wait=False)
 
     def unfinished(self) -> RunState | None:
         run = self.runner().load()
@@ -102,43 +88,110 @@ class Test:
 
     # -- ending a test from outside: a switchover, an operator -------------------------------------------------
     def request_end(self, why: str) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "end").write_text(why + "\n")
-
-    def end_requested(self) -> str | None:
-        try:
-            return (self.dir / "end").read_text().strip() or "asked to end"
-        except FileNotFoundError:
-            return None
+        end_request.request(self.place.end, why)
 
     def interrupt_if_needed(self) -> None:
         """Raise to end the test at once: asked to (a switchover), the spool reached its cap, or this host's
         monitor has lost the active host (a switchover may be next: the replica must be itself again)."""
-        why = self.end_requested()
+        why = end_request.read(self.place.end)
         if why:
             raise RecoveryError(f"the test was ended: {why}")
         for i, sp in enumerate(self.spools()):
-            if (sp.settings() or {}).get("full"):
+            if sp.full:
                 raise RecoveryError(
                     f"the spool of {self.roots[i]} reached its cap ({self.site.s.assured_recovery.spool_max_size} "
                     "bytes): the test ends so that replication applies again",
                     hint="raise assured_recovery.spool.max_size, or test when fewer changes arrive",
                 )
-        try:
-            mon = json.loads((self.site.dir / "monitor.json").read_text())
-        except (FileNotFoundError, ValueError):
+        mon = monitor.read(self.site.place.monitor)
+        if mon is None:
             return
-        reach = mon.get("conditions", {}).get("reachable", {})
-        fresh = time.time() - float(mon.get("updated_at") or 0) < 3 * self.site.s.monitoring.interval + 30
-        if reach.get("ok") is False and fresh and mon.get("active") == self.site.role().active:
+        reach = mon.conditions.get("reachable")
+        fresh = time.time() - mon.updated_at < 3 * self.site.s.monitoring.interval + 30
+        if reach is not None and reach.ok is False and fresh and mon.active == self.site.role().active:
             raise RecoveryError(
-                f"the active host stopped answering during the test ({reach.get('detail', '')}): it ends at once",
+                f"the active host stopped answering during the test ({reach.detail}): it ends at once",
                 hint="the switchover, if configured, proceeds; the replica is itself again",
             )
 
 
+# -- the results -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ready(Result):
+    active: str
+    epoch: int
+    lag_seconds: float | None
+
+
+@dataclass(frozen=True)
+class Spooled(Result):
+    STEP = "spool"
+
+    tested: list[dict[str, Any]]  # per root: the seq tested, its source time, the data's age
+    since: float
+    digests: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class TestBookmarked(Result):
+    __test__ = False  # (not a pytest test class)
+
+    bookmark: str
+
+
+@dataclass(frozen=True)
+class Mounted(Result):
+    mounted: list[str]
+
+
+@dataclass(frozen=True)
+class Started(Result):
+    pass
+
+
+@dataclass(frozen=True)
+class Checked(Result):
+    STEP = "check-application"
+
+    ok: bool
+    checks: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Stopped(Result):
+    was_running: bool
+
+
+@dataclass(frozen=True)
+class Unmounted(Result):
+    STEP = "unmount"
+
+    overlays: list[dict[str, Any]]
+    digests: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class ActionsRun(Result):
+    actions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NoActions(Result):
+    actions: list[dict[str, Any]]
+    skipped: str
+
+
+@dataclass(frozen=True)
+class SpoolApplied(Result):
+    records: int
+    bytes: int
+    full: bool
+    applied: bool
+    apply_seconds: float
+
+
 # -- the steps ---------------------------------------------------------------------------------------------
-def preflight(t: Test, ctx: Ctx) -> dict[str, Any]:
+def preflight(t: Test, ctx: Context) -> Ready:
     site, s = t.site, t.site.s
     role = site.role()
     if role.active == site.host:
@@ -146,10 +199,10 @@ def preflight(t: Test, ctx: Ctx) -> dict[str, Any]:
             f"{site.host} is the active host of {s.name}: a test runs on a standby",
             hint="run it on a standby (playbooks/assured_recovery.yml picks them)",
         )
-    if unfinished(site.dir / "switchover.json"):
+    if runs.unfinished(site.place.switchover_run):
         raise RecoveryError(f"a switchover of {s.name} is unfinished here", hint="finish it first")
     for i, root in enumerate(s.roots):
-        pos = read_position(site.recv(i) / "rewind")
+        pos = rewind.read(site.recv(i).rewind)
         if pos is not None:
             raise RecoveryError(
                 f"the replica of {root.path} is rewound to seq {pos.at}: it is not the replica to test",
@@ -177,134 +230,125 @@ def preflight(t: Test, ctx: Ctx) -> dict[str, Any]:
             where=role.active,
             hint="test once it is replicating (twinsite status on the active host)",
         )
-    app = t.app()
-    for p in app.data_paths():
+    for p in t.app().data_paths():
         if not any(p.resolve().is_relative_to(r.resolve()) for r in t.roots):
             raise RecoveryError(
                 f"the application's data {p} is outside the scenario's roots", hint="it would not be tested"
             )
-    return {
-        "active": role.active,
-        "epoch": role.epoch,
-        "lag_seconds": max((float(r.get("lag_seconds") or 0) for r in rows), default=None),
-    }
+    lag = max((float(r.get("lag_seconds") or 0) for r in rows), default=None)
+    return Ready(active=role.active, epoch=role.epoch, lag_seconds=lag)
 
 
-def spool(t: Test, ctx: Ctx) -> dict[str, Any]:
+def spool(t: Test, ctx: Context) -> Spooled:
     ar = t.site.s.assured_recovery
     started = time.time()
     for i, sp in enumerate(t.spools()):
-        recv = t.site.recv(i)
-        recv.mkdir(parents=True, exist_ok=True)
-        with apply_lock(recv):  # a batch being applied ends first; the receiver looks at the marker before each
-            sp.start(max_size=ar.spool_max_size, reason=f"assured-recovery test {ctx['run_id']}")
-    tested = []
-    for root, p in zip(t.roots, t.site.positions(), strict=True):
-        tested.append(
-            {
-                "root": str(root),
-                "seq": p.seq,
-                "ts": p.ts or None,
-                "time": evidence.when(p.ts),
-                "age_seconds": round(started - p.ts, 3) if p.ts else None,
-            }
-        )
-    return {"tested": tested, "since": started, "digests": [{"root": str(r), "digest": digest(r)} for r in t.roots]}
+        with held(t.site.recv(i).apply_lock):  # a batch being applied ends first; the receiver looks at the marker
+            sp.start(max_size=ar.spool_max_size, reason=f"assured-recovery test {ctx.run_id}")
+    tested = [
+        {
+            "root": str(root),
+            "seq": p.seq,
+            "ts": p.ts or None,
+            "time": when(p.ts),
+            "age_seconds": round(started - p.ts, 3) if p.ts else None,
+        }
+        for root, p in zip(t.roots, t.site.positions(), strict=True)
+    ]
+    return Spooled(tested=tested, since=started, digests=[{"root": str(r), "digest": digest(r)} for r in t.roots])
 
 
-def bookmark(t: Test, ctx: Ctx) -> dict[str, Any]:
+def bookmark(t: Test, ctx: Context) -> TestBookmarked | NoBookmark:
     if not t.site.s.cdp.enabled:
-        return {"bookmark": None, "note": "cdp is off"}
-    name = f"recovery-test-{ctx['run_id']}"
-    for i, tested in enumerate(ctx["spool"]["tested"]):
-        bookmarks.add(t.site.recv(i), name, tested["seq"], tested["ts"] or 0.0)
-    return {"bookmark": name}
+        return NoBookmark(bookmark=None, note="cdp is off")
+    name = f"recovery-test-{ctx.run_id}"
+    for i, tested in enumerate(ctx.get(Spooled).tested):
+        bookmarks.add(t.site.recv(i).bookmarks, name, tested["seq"], tested["ts"] or 0.0)
+    return TestBookmarked(bookmark=name)
 
 
-def mount(t: Test, ctx: Ctx) -> dict[str, Any]:
-    return {"mounted": [str(r) for i, r in enumerate(t.roots) if overlay.mount(r, t.scratch(i)) or True]}
+def mount(t: Test, ctx: Context) -> Mounted:
+    for i, r in enumerate(t.roots):
+        overlay.mount(r, t.scratch(i))
+    return Mounted(mounted=[str(r) for r in t.roots])
 
 
-def start_application(t: Test, ctx: Ctx) -> dict[str, Any]:
+def start_application(t: Test, ctx: Context) -> Started:
     t.app().start()
-    return {}
+    return Started()
 
 
-def check_application(t: Test, ctx: Ctx) -> dict[str, Any]:
+def check_application(t: Test, ctx: Context) -> Checked:
     ar, s = t.site.s.assured_recovery, t.site.s
     timeout = (
         ar.start_timeout if ar.start_timeout is not None else float(s.application_settings.get("start_timeout", 60))
     )
     ok, results = apps.wait_healthy(t.app(), quick=False, timeout=timeout, between=t.interrupt_if_needed)
-    return {"ok": ok, "checks": [r.to_dict() for r in results]}
+    return Checked(ok=ok, checks=[r.to_dict() for r in results])
 
 
-def stop_application(t: Test, ctx: Ctx) -> dict[str, Any]:
-    return _stop_app(t)
+def stop_application(t: Test, ctx: Context) -> Stopped | Skipped:
+    return stop_app(t)
 
 
-def _stop_app(t: Test) -> dict[str, Any]:
+def stop_app(t: Test) -> Stopped | Skipped:
     if not any(overlay.mounted(r) for r in t.roots):
-        return {"skipped": "no overlay is mounted: the application was not started on one"}
+        return Skipped("no overlay is mounted: the application was not started on one")
     app = t.app()
     was = app.running()
     app.stop()
-    return {"was_running": was}
+    return Stopped(was_running=was)
 
 
-def unmount(t: Test, ctx: Ctx) -> dict[str, Any]:
+def unmount(t: Test, ctx: Context) -> Unmounted:
     out = [overlay.unmount(r, t.scratch(i)) for i, r in enumerate(t.roots)]
-    return {"overlays": out, "digests": [{"root": str(r), "digest": digest(r)} for r in t.roots]}
+    return Unmounted(overlays=out, digests=[{"root": str(r), "digest": digest(r)} for r in t.roots])
 
 
-def _passed(ctx: Ctx) -> tuple[bool, str | None]:
-    if not ctx["check-application"]["ok"]:
-        failed = [c["name"] for c in ctx["check-application"]["checks"] if not c["ok"]]
+def passed(ctx: Context) -> tuple[bool, str | None]:
+    """Whether the test passed: every check, and the replica unchanged by it (equal digests before and after)."""
+    checked = ctx.get(Checked)
+    if not checked.ok:
+        failed = [c["name"] for c in checked.checks if not c["ok"]]
         return False, f"check(s) failed: {', '.join(failed)}"
-    before = {d["root"]: d["digest"] for d in ctx["spool"]["digests"]}
-    changed = [d["root"] for d in ctx["unmount"]["digests"] if before.get(d["root"]) != d["digest"]]
+    before = {d["root"]: d["digest"] for d in ctx.get(Spooled).digests}
+    changed = [d["root"] for d in ctx.get(Unmounted).digests if before.get(d["root"]) != d["digest"]]
     if changed:
         return False, f"the replica changed during the test: {', '.join(changed)}"
     return True, None
 
 
-def after_pass(t: Test, ctx: Ctx) -> dict[str, Any]:
-    ok, why = _passed(ctx)
+def after_pass(t: Test, ctx: Context) -> ActionsRun | NoActions:
+    ok, why = passed(ctx)
     specs = t.site.s.assured_recovery.after_pass
     if not ok or not specs:
-        return {"actions": [], "skipped": why or "no actions configured"}
-    facts = {"id": ctx["run_id"], "scenario": t.site.s.name, "host": t.site.host, "tested": ctx["spool"]["tested"]}
-    return {"actions": run_all(specs, facts=facts, roots=t.roots, plugins=t.site.plugins)}
+        return NoActions(actions=[], skipped=why or "no actions configured")
+    facts = {"id": ctx.run_id, "scenario": t.site.s.name, "host": t.site.host, "tested": ctx.get(Spooled).tested}
+    return ActionsRun(actions=run_all(specs, facts=facts, roots=t.roots, plugins=t.site.plugins))
 
 
-def apply_spool(t: Test, ctx: Ctx) -> dict[str, Any]:
-    return _spool_off(t, wait=t.site.s.assured_recovery.drain_timeout)
+def apply_spool(t: Test, ctx: Context) -> SpoolApplied:
+    return spool_off(t, wait=t.site.s.assured_recovery.drain_timeout)
 
 
-def _spool_off(t: Test, *, wait: float) -> dict[str, Any]:
+def spool_off(t: Test, *, wait: float) -> SpoolApplied:
     """Turn the spools off; wait up to ``wait`` s for the receivers to apply what they hold."""
     sps = t.spools()
     positions = t.site.positions()
     records = sum(max(0, sp.last_seq - p.seq) for sp, p in zip(sps, positions, strict=True))
     size = sum(sp.journal().disk_bytes() if sp.held() else 0 for sp in sps)
-    full = any((sp.settings() or {}).get("full") for sp in sps)
+    full = any(sp.full for sp in sps)
     for sp in sps:
         sp.close()
         sp.stop()
     t0 = time.monotonic()
-    while any(sp.held() for sp in sps) and time.monotonic() - t0 < wait:
-        time.sleep(0.1)
-    applied = not any(sp.held() for sp in sps)
-    return {
-        "records": records,
-        "bytes": size,
-        "full": full,
-        "applied": applied,
-        "apply_seconds": round(time.monotonic() - t0, 3),
-    }
+    applied = wait_until(lambda: not any(sp.held() for sp in sps), timeout=wait, interval=0.1)
+    return SpoolApplied(
+        records=records, bytes=size, full=full, applied=applied, apply_seconds=round(time.monotonic() - t0, 3)
+    )
 
 
-STEPS: tuple[tuple[str, str, Callable[[Test, Ctx], dict[str, Any]]], ...] = (
+STEPS = (
     ("preflight", "a standby, in sync, not rewound, no switchover running", preflight),
     ("spool", "the receiver keeps what arrives (durable, acknowledged) instead of applying it", spool),
     ("bookmark", "with CDP: the tested point, by name", bookmark),
@@ -320,133 +364,8 @@ INTERRUPTIBLE = {"preflight", "spool", "bookmark", "mount", "start-application",
 
 
 def steps(t: Test) -> list[Step]:
-    def bind(name: str, fn: Callable[[Test, Ctx], dict[str, Any]]) -> Callable[[Ctx], dict[str, Any]]:
-        def run(ctx: Ctx) -> dict[str, Any]:
-            if name in INTERRUPTIBLE:
-                t.interrupt_if_needed()
-            return fn(t, ctx)
+    def before(name: str) -> None:
+        if name in INTERRUPTIBLE:
+            t.interrupt_if_needed()
 
-        return run
-
-    return [Step(name, does, bind(name, fn)) for name, does, fn in STEPS]
-
-
-# -- running, ending, recovering ---------------------------------------------------------------------------
-def cleanup(t: Test, *, wait: float = 0.0) -> dict[str, Any]:
-    """Whatever a test left: its application stopped, its overlays removed, the spools off (idempotent)."""
-    out: dict[str, Any] = {}
-    try:
-        out["application"] = _stop_app(t)
-    except TwinsiteError as exc:
-        out["application"] = {"error": str(exc)}  # the unmount below detaches lazily if it still runs
-    out["overlays"] = [overlay.unmount(r, t.scratch(i)) for i, r in enumerate(t.roots)]
-    out["spool"] = _spool_off(t, wait=wait)
-    return out
-
-
-def _finish(t: Test, run: RunState, result: str, reason: str | None) -> dict[str, Any]:
-    s = t.site.s
-    runner = t.runner()
-    runner.finish(run)
-    (t.dir / "end").unlink(missing_ok=True)
-    record = evidence.summarize(run, scenario=s.name, host=t.site.host, result=result, reason=reason)
-    record["path"] = str(evidence.write(t.dir, record, keep=s.assured_recovery.keep))
-    if result != "passed":
-        severity = "warning" if result == "interrupted" else "critical"
-        t.site.alerter.send(
-            Alert(
-                kind=f"recovery-test-{result}",
-                severity=severity,
-                scenario=s.name,
-                host=t.site.host,
-                what=f"the assured-recovery test {run.id} of {s.name} on {t.site.host} {result}: {reason}",
-                action=f"read its evidence (twinsite recover-test {s.name} --report {run.id} on {t.site.host}); "
-                "the replica was left as it was and replication goes on",
-                details=(("evidence", record["path"]),),
-            )
-        )
-    failed_actions = "; ".join(f"{a['type']}: {a['detail']}" for a in record["actions"] if not a.get("ok"))
-    if failed_actions:
-        t.site.alerter.send(
-            Alert(
-                kind="recovery-action-failed",
-                severity="warning",
-                scenario=s.name,
-                host=t.site.host,
-                what=f"after the passing test {run.id}: {failed_actions}",
-                action="fix the action's settings (assured_recovery.after_pass); the test itself passed",
-            )
-        )
-    return record
-
-
-def run_test(t: Test, *, scheduled: bool = False, on_step: Callable[[Any], None] | None = None) -> dict[str, Any]:
-    """Run one test to its end; its evidence record. A test already running here is an error."""
-    with t.lock() as mine:
-        if not mine:
-            raise RecoveryError(f"a test of {t.site.s.name} is already running here", hint="wait for it to end")
-        left = t.unfinished()
-        if left is not None:
-            _recover_locked(t, left)
-        (t.dir / "end").unlink(missing_ok=True)
-        runner = t.runner()
-        try:
-            run = runner.run({"scheduled": scheduled}, on_step=on_step)
-        except TwinsiteError as exc:
-            run = runner.load() or runner.current({})
-            failed_at = next((st.name for st in run.steps if st.state not in (DONE,)), "?")
-            if failed_at == "preflight":  # nothing was touched: a refusal, not a test
-                runner.finish(run)
-                raise
-            cleanup(t, wait=min(30.0, t.site.s.assured_recovery.drain_timeout))
-            reason = exc.message.removeprefix(f"step {failed_at} failed: ")
-            return _finish(t, run, "failed", f"{failed_at}: {reason}")
-        ok, why = _passed(run.results)
-        return _finish(t, run, "passed" if ok else "failed", why)
-
-
-def _recover_locked(t: Test, run: RunState) -> dict[str, Any]:
-    at = next((st.name for st in run.steps if st.state in (RUNNING, "failed")), None) or next(
-        (st.name for st in run.steps if st.state != DONE), "the end"
-    )
-    done = cleanup(t)
-    record = _finish(t, run, "interrupted", f"the test stopped during {at} (its process ended); cleaned up")
-    record["cleanup"] = done
-    return record
-
-
-def recover(t: Test) -> dict[str, Any] | None:
-    """The cleanup of a test whose process died (the agent runs it): None when there is nothing to do or a
-    live process still runs the test."""
-    if t.unfinished() is None:
-        return None
-    with t.lock() as mine:
-        if not mine:
-            return None
-        run = t.unfinished()
-        return None if run is None else _recover_locked(t, run)
-
-
-def end(t: Test, why: str, *, wait: float = 15.0) -> dict[str, Any] | None:
-    """End a running test at once (a switchover does, before it drains or promotes): asked first, then done
-    here if its process has not removed the overlays and turned the spools off within ``wait`` s. None when
-    no test runs. (The test's process may still wait for the spool to be applied: that does not matter here.)"""
-
-    def busy() -> bool:
-        return any(overlay.mounted(r) for r in t.roots) or any(sp.spooling for sp in t.spools())
-
-    if t.unfinished() is None and not busy():
-        return None
-    t.request_end(why)
-    deadline = time.monotonic() + wait
-    while busy() and time.monotonic() < deadline:
-        with t.lock() as free:
-            if free:
-                break  # no process runs it (any more)
-        time.sleep(0.1)
-    out = recover(t)  # (its process is gone without finishing: cleaned up here)
-    if out is None and busy():
-        out = {"cleanup": cleanup(t)}  # it does not answer: what it would do, done here (idempotent)
-    if t.unfinished() is None:
-        (t.dir / "end").unlink(missing_ok=True)
-    return out or {"ended": True}
+    return bind(t, STEPS, before=before)

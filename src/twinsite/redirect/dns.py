@@ -20,7 +20,7 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
-from twinsite.errors import ConfigError, TwinsiteError
+from twinsite.errors import ConfigError, DnsError
 
 ALGORITHMS = {
     "hmac-sha256": dns.tsig.HMAC_SHA256,
@@ -28,12 +28,6 @@ ALGORITHMS = {
     "hmac-sha384": dns.tsig.HMAC_SHA384,
     "hmac-sha224": dns.tsig.HMAC_SHA224,
 }
-
-
-class DnsError(TwinsiteError):
-    """The DNS server refused an update, rejected our signature, or did not answer."""
-
-    exit_code = 7
 
 
 @dataclass(frozen=True)

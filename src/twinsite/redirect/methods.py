@@ -26,19 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twinsite.apps import AppError
 from twinsite.apps.checks import run, site_script
 from twinsite.config.scenario import Replication, parse_duration
-from twinsite.errors import CommandError, ConfigError, TwinsiteError
+from twinsite.errors import AppError, CommandError, ConfigError, RedirectError, TwinsiteError
 from twinsite.proc import run as proc_run
 from twinsite.redirect.dns import TsigKey, lookup, update_address
 from twinsite.transport.remote import run_on
-
-
-class RedirectError(TwinsiteError):
-    """Users could not be moved (a redirect method failed)."""
-
-    exit_code = 21
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,7 @@
 """The report of a switchover (or switch-back): what each step did and took, the RTO and the RPO.
 
-Written as JSON and as text to ``<state>/<scenario>/switchovers/<run id>.{json,txt}`` when the run ends,
-and also when it fails (then with the failed step and its error). ``twinsite switchover SCENARIO --report``
-prints the newest; ``--report ID`` another.
+Written as JSON and as text (state.reports) when the run ends, and also when it fails (then with the failed
+step and its error). ``twinsite switchover SCENARIO --report`` prints the newest; ``--report ID`` another.
 
 * **RTO**: ``outage_seconds`` runs from when users lost the application (planned: the stop on the old
   active host; unplanned: the failure, which is when the old host was last heard, or the first missed
@@ -16,12 +15,11 @@ prints the newest; ``--report ID`` another.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from twinsite.clock import iso
-from twinsite.durable import write_json, write_text
-from twinsite.switchover.runner import RunState, report
+from twinsite.ops.runner import report
+from twinsite.state.runs import RunState
 
 
 def summarize(run: RunState, scenario: str, host: str) -> dict[str, Any]:
@@ -119,30 +117,3 @@ def text(r: dict[str, Any]) -> str:
         sa = r["set_aside"]
         lines.append(f"  set aside: {sa['paths']} path(s), {sa['bytes']} bytes in {sa['directory']}")
     return "\n".join(lines)
-
-
-def reports_dir(scenario_state: Path) -> Path:
-    return scenario_state / "switchovers"
-
-
-def write(scenario_state: Path, r: dict[str, Any]) -> Path:
-    d = reports_dir(scenario_state)
-    write_json(d / f"{r['id']}.json", r)
-    write_text(d / f"{r['id']}.txt", text(r) + "\n")
-    return d / f"{r['id']}.json"
-
-
-def load(scenario_state: Path, run_id: str | None) -> dict[str, Any] | None:
-    d = reports_dir(scenario_state)
-    if run_id:
-        f = d / f"{run_id}.json"
-    else:
-        found = sorted(d.glob("*.json"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            return None
-        f = found[-1]
-    try:
-        data: dict[str, Any] = json.loads(f.read_text())
-    except FileNotFoundError:
-        return None
-    return data

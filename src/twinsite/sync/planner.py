@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from twinsite.journal.record import Meta, Op, Record
+from twinsite.journal.record import Op, Record
 from twinsite.sync.progress import SyncProgress
 from twinsite.sync.signatures import DIGEST, block_signatures
+from twinsite.tree import Entry, entry
 
 READ_CHUNK = 1 << 20  # a multiple of every supported block size
 _ZEROS = bytes(READ_CHUNK)
@@ -30,62 +31,27 @@ def all_zero(buf: bytes) -> bool:
     return buf == (_ZEROS if len(buf) == READ_CHUNK else bytes(len(buf)))
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteEntry:
-    kind: str  # dir, file, link, fifo
-    mode: int
-    uid: int
-    gid: int
-    size: int = 0
-    mtime_ns: int = 0
-    target: bytes = b""
-    xattrs: tuple[tuple[bytes, bytes], ...] = ()
-
-    def meta(self) -> Meta:
-        return Meta(self.mode, self.uid, self.gid, self.mtime_ns, self.xattrs)
-
-
-def read_xattrs(fd_or_path: int | bytes) -> tuple[tuple[bytes, bytes], ...]:
-    try:
-        if isinstance(fd_or_path, int):
-            keys = os.listxattr(fd_or_path)
-            return tuple(sorted((os.fsencode(k), os.getxattr(fd_or_path, k)) for k in keys))
-        keys = os.listxattr(fd_or_path, follow_symlinks=False)
-        return tuple(sorted((os.fsencode(k), os.getxattr(fd_or_path, k, follow_symlinks=False)) for k in keys))
-    except OSError:
-        return ()
-
-
-def local_entry(full: bytes, st: os.stat_result) -> RemoteEntry | None:
+def local_entry(full: bytes, st: os.stat_result) -> Entry | None:
     """What the replica should hold for a source path, or None for a kind twinsite does not replicate."""
-    mode = st.st_mode
-    perm = stat.S_IMODE(mode)
-    if stat.S_ISDIR(mode):
-        return RemoteEntry("dir", perm, st.st_uid, st.st_gid, xattrs=read_xattrs(full))
-    if stat.S_ISREG(mode):
-        return RemoteEntry("file", perm, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, xattrs=read_xattrs(full))
-    if stat.S_ISLNK(mode):
-        return RemoteEntry("link", perm, st.st_uid, st.st_gid, target=os.readlink(full))
-    if stat.S_ISFIFO(mode):
-        return RemoteEntry("fifo", perm, st.st_uid, st.st_gid, xattrs=read_xattrs(full))
-    return None  # sockets and device nodes: not replicated (documented policy), counted in stats
+    e = entry(full, st)
+    return None if e.kind == "other" else e  # sockets and device nodes: documented policy, counted in stats
 
 
-class RemoteTree(MutableMapping[bytes, RemoteEntry]):
+class RemoteTree(MutableMapping[bytes, Entry]):
     """What the replica holds, by relative path, with an index of each directory's children so that a
     subtree is found in time proportional to its size (forgetting or moving one file must not scan every
     path: an initial sync of N files would be quadratic)."""
 
-    def __init__(self, entries: Mapping[bytes, RemoteEntry] | None = None) -> None:
-        self._entries: dict[bytes, RemoteEntry] = {}
+    def __init__(self, entries: Mapping[bytes, Entry] | None = None) -> None:
+        self._entries: dict[bytes, Entry] = {}
         self._kids: dict[bytes, set[bytes]] = {}
         for k, v in (entries or {}).items():
             self[k] = v
 
-    def __getitem__(self, key: bytes) -> RemoteEntry:
+    def __getitem__(self, key: bytes) -> Entry:
         return self._entries[key]
 
-    def get(self, key: bytes, default: RemoteEntry | None = None) -> RemoteEntry | None:  # type: ignore[override]
+    def get(self, key: bytes, default: Entry | None = None) -> Entry | None:  # type: ignore[override]
         return self._entries.get(key, default)
 
     def __contains__(self, key: object) -> bool:
@@ -97,7 +63,7 @@ class RemoteTree(MutableMapping[bytes, RemoteEntry]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __setitem__(self, key: bytes, value: RemoteEntry) -> None:
+    def __setitem__(self, key: bytes, value: Entry) -> None:
         if key not in self._entries:
             parent, _, _ = key.rpartition(b"/")
             self._kids.setdefault(parent, set()).add(key)
@@ -180,7 +146,7 @@ class Planner:
         return self._remote
 
     @remote.setter
-    def remote(self, entries: Mapping[bytes, RemoteEntry]) -> None:
+    def remote(self, entries: Mapping[bytes, Entry]) -> None:
         self._remote = entries if isinstance(entries, RemoteTree) else RemoteTree(entries)
 
     def _inode_at(self, paths: list[bytes]) -> list[tuple[tuple[int, int], bytes]]:
@@ -315,7 +281,7 @@ class Planner:
         a later comparison corrects or deletes them."""
         parts = rel.split(b"/")[:-1]
         for i in range(1, len(parts) + 1):
-            self.remote.setdefault(b"/".join(parts[:i]), RemoteEntry("dir", 0o755, 0, 0))
+            self.remote.setdefault(b"/".join(parts[:i]), Entry("dir", 0o755, 0, 0))
 
     def _ensure_parents(self, rel: bytes) -> Iterator[Record]:
         parts = rel.split(b"/")[:-1]
@@ -358,7 +324,7 @@ class Planner:
             self.remote[rel] = want
 
     def _plan_file(
-        self, rel: bytes, full: bytes, st: os.stat_result, want: RemoteEntry, have: RemoteEntry | None
+        self, rel: bytes, full: bytes, st: os.stat_result, want: Entry, have: Entry | None
     ) -> Iterator[Record]:
         key = (st.st_dev, st.st_ino)
         other_st: os.stat_result | None = None
@@ -417,9 +383,7 @@ class Planner:
         except (FileNotFoundError, NotADirectoryError):
             return False
 
-    def _plan_content(
-        self, rel: bytes, fd: int, size: int, want: RemoteEntry, have: RemoteEntry | None
-    ) -> Iterator[Record]:
+    def _plan_content(self, rel: bytes, fd: int, size: int, want: Entry, have: Entry | None) -> Iterator[Record]:
         """Ship what differs, reading the file once: the signatures kept are those of exactly the bytes
         shipped, so a file changing while it is read never leaves the planner believing the replica holds
         bytes it does not (a later event re-plans it against what was really sent)."""

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, Protocol, cast
 import xxhash
 import zstandard
 
-from twinsite.errors import TwinsiteError
+from twinsite.errors import PeerClosed, ProtocolError
 
 MAGIC = b"TWF1"
 HEAD = struct.Struct("<4sBBIQ")
@@ -37,16 +37,6 @@ class Kind(enum.IntEnum):
     PING = 10
     PONG = 11
     BYE = 12
-
-
-class ProtocolError(TwinsiteError):
-    """The peer sent something that is not a valid frame (corrupt, oversized, unexpected)."""
-
-    exit_code = 11
-
-
-class PeerClosed(ProtocolError):
-    """The stream ended (the peer exited or the link was cut)."""
 
 
 def frame_head(kind: Kind, payload: bytes, flags: int = 0) -> bytes:

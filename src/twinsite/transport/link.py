@@ -13,25 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from twinsite.errors import HostUnreachableError, TwinsiteError
-from twinsite.roles import SupersededError
+from twinsite.errors import HostUnreachableError, LinkError, PeerClosed, ProtocolError, SupersededError, TwinsiteError
 from twinsite.transport.channels import Channel
-from twinsite.transport.frames import (
-    Kind,
-    PeerClosed,
-    ProtocolError,
-    batch_frame,
-    pack,
-    pack_json,
-    parse_json,
-    read_frame,
-)
-
-
-class LinkError(TwinsiteError):
-    """The connection to the standby failed; the sender reconnects and resumes from the acknowledged seq."""
-
-    exit_code = 12
+from twinsite.transport.frames import Kind, batch_frame, pack, pack_json, parse_json, read_frame
 
 
 class Link:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from twinsite.config.scenario import Replication
-from twinsite.errors import HostUnreachableError, TwinsiteError
+from twinsite.errors import HostUnreachableError, RemoteError, TwinsiteError
 from twinsite.transport.channels import openssh_argv, to_host
 
 UNREACHABLE = 255  # ssh's own exit code
@@ -104,10 +104,3 @@ def remote_error(err: dict[str, Any], host: str) -> TwinsiteError:
     exc.type = str(err.get("type", "TwinsiteError"))
     exc.remote_exit_code = int(err.get("exit_code", 2))
     return exc
-
-
-class RemoteError(TwinsiteError):
-    """An error a peer's twinsite reported; ``type`` and ``remote_exit_code`` are its own."""
-
-    type: str = "TwinsiteError"
-    remote_exit_code: int = 2

@@ -9,20 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from twinsite.errors import TwinsiteError
-
-
-class VSphereError(TwinsiteError):
-    """vCenter refused or could not do something: wrong credentials, unreachable, unknown object, failed task."""
-
-    exit_code = 15
-
-
-class PlacementError(TwinsiteError):
-    """The protected servers cannot be placed on the DR hosts under the rules (the message says why)."""
-
-    exit_code = 16
-
 
 @dataclass(frozen=True)
 class Outcome:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-from twinsite.vsphere import VSphereError
+from twinsite.errors import VSphereError
 
 T = TypeVar("T")
 

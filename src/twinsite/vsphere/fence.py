@@ -2,19 +2,18 @@
 
 The fence step of an unplanned switchover. Idempotent: a VM already off is reported as such and counts
 as fenced. The result says what was found and done, and when; with ``record`` it is also appended to a
-JSON-lines file and fsynced (the switchover keeps its evidence there). ``release`` powers the VM on again
+JSON-lines file and fsynced (state.events: the switchover keeps its evidence there). ``release`` powers the VM on again
 once its site is repaired, before the switch-back.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 from pathlib import Path
 from typing import Any
 
-from twinsite.vsphere import VSphereError
+from twinsite.errors import VSphereError
+from twinsite.state import events
 from twinsite.vsphere.connection import Session
 
 
@@ -52,13 +51,7 @@ def fence(
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     if record is not None:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, (json.dumps({"event": "fence", **result}, sort_keys=True) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        events.append(record, {"event": "fence", **result})
     return result
 
 

@@ -39,8 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from twinsite.errors import ConfigError
-from twinsite.vsphere import PlacementError
+from twinsite.errors import ConfigError, PlacementError
 
 _MAX_MOVES = 200  # improvement steps after the greedy passes; each strictly lowers the failure deficit
 _NO_RESERVE_HINT = "; host_failures=0 drops the reserve (a DR host failure then leaves replicas down)"

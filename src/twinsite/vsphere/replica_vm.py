@@ -25,7 +25,8 @@ from typing import Any
 
 from pyVmomi import vim
 
-from twinsite.vsphere import Outcome, VSphereError
+from twinsite.errors import VSphereError
+from twinsite.vsphere import Outcome
 from twinsite.vsphere.connection import Session
 
 STATES = ("present", "poweredon", "poweredoff", "absent")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from twinsite.vsphere import VSphereError
+from twinsite.errors import VSphereError
 from twinsite.vsphere.connection import Session
 
 STATES = ("present", "absent", "reverted")

@@ -1,4 +1,4 @@
-"""Bookmarks: names for points of a replica ("before upgrade 4.2"), kept beside its rewind log.
+"""``bookmarks.json``: names for points of a replica ("before upgrade 4.2"), kept beside its rewind log.
 
 ``bookmarks.json`` in the receiver's state directory maps each name to the point it marks (the applied seq
 when it was made, and that point's source time) and when it was made. A bookmark whose point has been
@@ -8,6 +8,7 @@ pruned from the rewind log is still listed, marked unreachable.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -19,13 +20,9 @@ from twinsite.errors import ConfigError
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
 
 
-def _file(state_dir: Path) -> Path:
-    return state_dir / "bookmarks.json"
-
-
-def load(state_dir: Path) -> dict[str, dict[str, Any]]:
+def load(path: Path) -> dict[str, dict[str, Any]]:
     try:
-        data: dict[str, dict[str, Any]] = json.loads(_file(state_dir).read_text())
+        data: dict[str, dict[str, Any]] = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
     return data
@@ -40,12 +37,18 @@ def check_name(name: str) -> None:
         )
 
 
-def add(state_dir: Path, name: str, seq: int, ts: float) -> tuple[bool, dict[str, Any]]:
+def add(path: Path, name: str, seq: int, ts: float) -> tuple[bool, dict[str, Any]]:
     """Mark point ``seq`` as ``name``. Returns (created, bookmark); an existing name is left as it is."""
     check_name(name)
-    marks = load(state_dir)
+    marks = load(path)
     if name in marks:
         return False, marks[name]
     marks[name] = {"seq": seq, "ts": ts, "created_at": time.time()}
-    write_json(_file(state_dir), marks)
+    write_json(path, marks)
     return True, marks[name]
+
+
+def set_aside(path: Path, to: Path) -> None:
+    """Keep the bookmarks of an epoch that ended under another name (their seqs are that epoch's numbering)."""
+    if path.exists():
+        os.replace(path, to)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from twinsite.config.scenario import Scenario
 from twinsite.proc import read_pid, spawn
+from twinsite.state.layout import ScenarioState
 from twinsite.transport.remote import run_on
 
 # On the witness: connect to the active host; "refused" is an answer (the host is up, nothing listens).
@@ -65,12 +66,12 @@ def second_opinion(s: Scenario, active: str, *, timeout: float = 2.0) -> Opinion
 
 def running(state_dir: Path, scenario: str) -> int | None:
     """The pid of a switchover of ``scenario`` running on this host, if one is."""
-    return read_pid(state_dir / scenario / "switchover.pid", argv_has="switchover")
+    return read_pid(ScenarioState(state_dir, scenario).switchover_pid, argv_has="switchover")
 
 
 def start(s: Scenario, state_dir: Path, config_dir: Path, second: str) -> int:
     """Start the unplanned switchover as a process of its own (it survives the monitor, and resumes)."""
-    d = state_dir / s.name
+    place = ScenarioState(state_dir, s.name)
     argv = [sys.executable, "-m", "twinsite.cli.main", "switchover", s.name, "--automatic", "--second-opinion",
             second, "--config-dir", str(config_dir), "--state-dir", str(state_dir)]  # fmt: skip
-    return spawn(argv, pidfile=d / "switchover.pid", logfile=d / "switchover.log")
+    return spawn(argv, pidfile=place.switchover_pid, logfile=place.switchover_log)

@@ -15,9 +15,8 @@ import shutil
 import time
 from pathlib import Path
 
-from twinsite.errors import CommandError
+from twinsite.errors import CommandError, RecoveryError
 from twinsite.proc import run
-from twinsite.recovery import RecoveryError
 
 SOURCE = "twinsite-test"
 

@@ -8,6 +8,7 @@ agent's metrics options) go to the supervisor, which gives them to each agent it
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -17,18 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from twinsite.proc import argv_of, read_pid, spawn, stop_pidfile
+from twinsite import logs
+from twinsite.proc import argv_of, read_pid, spawn, stop_pidfile, wait_until
+from twinsite.state.layout import HostState
 
 SUPERVISOR_MARK = "supervise"
-
-
-def pidfile(state_dir: Path) -> Path:
-    return state_dir / "supervisor.pid"
+log = logging.getLogger(__name__)
 
 
 def status(state_dir: Path) -> dict[str, object]:
-    pid = read_pid(pidfile(state_dir), argv_has=SUPERVISOR_MARK)
-    agent = read_pid(state_dir / "agent.pid", argv_has="agent")
+    host = HostState(state_dir)
+    pid = read_pid(host.supervisor_pid, argv_has=SUPERVISOR_MARK)
+    agent = read_pid(host.agent_pid, argv_has="agent")
     return {"running": pid is not None, "supervisor_pid": pid, "agent_pid": agent}
 
 
@@ -53,18 +54,20 @@ def start(config_dir: Path, state_dir: Path, agent_args: Sequence[str] = ()) -> 
             return False
         stop(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    spawn(argv, pidfile=pidfile(state_dir), logfile=state_dir / "agent.log")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and status(state_dir)["agent_pid"] is None:
-        time.sleep(0.05)
+    host = HostState(state_dir)
+    spawn(argv, pidfile=host.supervisor_pid, logfile=host.agent_log)
+    # (the supervisor starts the agent at once; a slow start is not an error: the service is started)
+    wait_until(lambda: status(state_dir)["agent_pid"] is not None, timeout=10, interval=0.05)
     return True
 
 
 def stop(state_dir: Path) -> bool:
-    return stop_pidfile(pidfile(state_dir), argv_has=SUPERVISOR_MARK, timeout=20)
+    return stop_pidfile(HostState(state_dir).supervisor_pid, argv_has=SUPERVISOR_MARK, timeout=20)
 
 
 def supervise(config_dir: Path, state_dir: Path, agent_args: Sequence[str] = ()) -> int:
+    logs.setup("supervisor")
+    agent_pid = HostState(state_dir).agent_pid
     done = threading.Event()
     proc: subprocess.Popen[bytes] | None = None
 
@@ -79,14 +82,14 @@ def supervise(config_dir: Path, state_dir: Path, agent_args: Sequence[str] = ())
     while not done.is_set():
         started = time.monotonic()
         proc = subprocess.Popen(agent_argv(config_dir, state_dir, agent_args))
-        (state_dir / "agent.pid").write_text(f"{proc.pid}\n")
+        agent_pid.write_text(f"{proc.pid}\n")
         rc = proc.wait()
         if done.is_set():
             break
-        print(f"twinsite supervisor: agent exited with {rc}; starting it again in {delay:.0f} s", flush=True)
+        log.warning("agent exited with %s; starting it again in %.0f s", rc, delay)
         if time.monotonic() - started > 60:
             delay = 1.0
         done.wait(delay)
         delay = min(delay * 2, 30.0)
-    (state_dir / "agent.pid").unlink(missing_ok=True)
+    agent_pid.unlink(missing_ok=True)
     return 0

@@ -5,11 +5,11 @@ seq durably, and only then acknowledges. Records at or below the applied seq (a 
 ignored; a gap is refused. Every error is sent to the sender as an ERROR frame and ends the session.
 
 With continuous data protection (the scenario's ``cdp``, sent in HELLO) every batch is first appended to the
-rewind log with its undo, fsynced, then applied (cdp/log.py). A replica that is rewound (``rewind.json``)
+rewind log with its undo, fsynced, then applied (cdp/log.py). A replica that is rewound (state.rewind)
 applies nothing: the receiver refuses the session until ``twinsite rewind --resume``. Each batch is applied
-holding ``apply.lock``, which a rewind takes to wait for the batch in progress.
+holding ``apply.lock`` (twinsite.locks), which a rewind takes to wait for the batch in progress.
 
-Roles (twinsite.roles): a session is taken only from a sender of this host's epoch, and never while this host
+Roles (state.role): a session is taken only from a sender of this host's epoch, and never while this host
 is itself the active one; the role is checked again before every batch, so that a switchover that promotes
 this host (holding ``apply.lock`` while it writes the role) stops replication into it at a batch boundary. A
 position stored under another epoch counts from another switchover's numbering: it is reset, and with it the
@@ -26,28 +26,23 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from twinsite import __version__
-from twinsite.apply.applier import Applier, Position, SeqFile
+from twinsite.apply.applier import Applier
 from twinsite.apply.batching import cut
 from twinsite.apply.paths import parent_fd
 from twinsite.cdp.log import RewindLog, make_group
-from twinsite.cdp.rewind import RewindError, apply_lock, read_position
 from twinsite.cdp.undo import capture
-from twinsite.errors import ConfigError, TwinsiteError
+from twinsite.engine import overlay
+from twinsite.engine.spool import Spool
+from twinsite.errors import ConfigError, PeerClosed, ProtocolError, RecoveryError, RewindError, TwinsiteError
 from twinsite.journal.record import Record, decode
-from twinsite.recovery import RecoveryError, overlay
-from twinsite.recovery.spool import Spool
-from twinsite.roles import check_sender, receiver_role_file, this_host
+from twinsite.locks import held
+from twinsite.state import bookmarks, heard, rewind
+from twinsite.state.applied import AppliedFile, AppliedPosition
+from twinsite.state.layout import ReceiverState
+from twinsite.state.role import check_sender, this_host
+from twinsite.sync import manifest
 from twinsite.sync.signatures import signatures
-from twinsite.transport.frames import (
-    Kind,
-    PeerClosed,
-    ProtocolError,
-    batch_payload,
-    pack_json,
-    parse_json,
-    read_frame,
-)
-from twinsite.tree import walk
+from twinsite.transport.frames import Kind, batch_payload, pack_json, parse_json, read_frame
 
 DRAIN_RECORDS = 2000  # records per durable sub-batch when the spool is applied (like the sender's batches)
 
@@ -56,30 +51,6 @@ def check_root(root: Path) -> Path:
     if not root.is_absolute() or str(root) in ("/", "") or ".." in root.parts:
         raise ConfigError(f"refusing to replicate into {root!s}: an absolute directory other than / is needed")
     return root
-
-
-def manifest(root: Path) -> list[dict[str, Any]]:
-    """The replica's listing for the sender's comparison (paths and bytes as hex)."""
-    out: list[dict[str, Any]] = []
-    if not root.exists():
-        return out
-    base = os.fsencode(root)
-    for rel, st in walk(root):
-        full = base + b"/" + rel
-        item: dict[str, Any] = {"p": rel.hex(), "m": st.st_mode, "u": st.st_uid, "g": st.st_gid}
-        if os.path.islink(full):
-            item["t"] = os.readlink(full).hex()
-        else:
-            item["s"], item["mt"] = st.st_size, st.st_mtime_ns
-            try:
-                item["x"] = [
-                    [os.fsencode(k).hex(), os.getxattr(full, k, follow_symlinks=False).hex()]
-                    for k in sorted(os.listxattr(full, follow_symlinks=False))
-                ]
-            except OSError:
-                item["x"] = []
-        out.append(item)
-    return out
 
 
 def file_signatures(root_fd: int, rel: bytes, block: int) -> str:
@@ -95,12 +66,12 @@ def file_signatures(root_fd: int, rel: bytes, block: int) -> str:
 
 
 class Receiver:
-    def __init__(self, root: Path, state: Path, inp: BinaryIO, out: BinaryIO) -> None:
+    def __init__(self, root: Path, state: ReceiverState, inp: BinaryIO, out: BinaryIO) -> None:
         self.root = check_root(root)
         self.state = state
-        state.mkdir(parents=True, exist_ok=True)
+        state.dir.mkdir(parents=True, exist_ok=True)
         self.inp, self.out = inp, out
-        self.applied = SeqFile(state / "applied_seq")
+        self.applied = AppliedFile(state.applied)
         self.applier = Applier(self.root)
         self.batches = 0
         self.rewind_log: RewindLog | None = None
@@ -109,7 +80,6 @@ class Receiver:
         self.epoch = 0
         self.sender_host: str | None = None
         self.host = this_host()
-        self.role_file = receiver_role_file(state)
         self.spool = Spool(state)
         self._heard_at = 0.0
 
@@ -120,7 +90,7 @@ class Receiver:
         finished here from the log: its records are durable, and the sender, whatever it resends, numbers
         from the seq this returns. A log that does not reach the applied seq (CDP was off meanwhile) cannot
         rewind from here: it is removed, as it is when CDP is turned off."""
-        log_dir = self.state / "rewind"
+        log_dir = self.state.rewind_log
         self.cdp = cdp
         if not cdp.get("enabled"):
             shutil.rmtree(log_dir, ignore_errors=True)
@@ -163,7 +133,7 @@ class Receiver:
                 self.send(Kind.READY, {"applied_seq": applied_seq, "version": __version__})
             elif kind == Kind.MANIFEST_REQ:
                 self._refuse_if_spooled("listed")
-                self.send(Kind.MANIFEST, {"entries": manifest(self.root)})
+                self.send(Kind.MANIFEST, {"entries": manifest.encode(self.root)})
             elif kind == Kind.SIGS_REQ:
                 self._refuse_if_spooled("compared block by block")
                 req = parse_json(payload)
@@ -173,9 +143,9 @@ class Receiver:
             elif kind == Kind.BATCH:
                 skipped = self.applier.stats.skipped_missing - self.applier.stats.refused_parents
                 refused = self.applier.stats.refused_parents
-                with apply_lock(self.state):
+                with held(self.state.apply_lock):
                     self._refuse_if_rewound()
-                    check_sender(self.role_file, self.host, self.epoch, self.sender_host)  # promoted meanwhile?
+                    check_sender(self.state.role, self.host, self.epoch, self.sender_host)  # promoted meanwhile?
                     applied_seq = self._batch(batch_payload(flags, payload), applied_seq)
                 # The first batch of a session may replay records already applied before a crash: skipping
                 # them is expected. Later, a record whose file is missing means the replica is not what the
@@ -188,7 +158,7 @@ class Receiver:
                 self.send(Kind.ACK, {"seq": applied_seq, "diverged": diverged})
             elif kind == Kind.PING:
                 if not self.spool.spooling and self.spool.held():  # a test ended while nothing was sent
-                    with apply_lock(self.state):
+                    with held(self.state.apply_lock):
                         applied_seq = max(applied_seq, self.drain_spool())
                 self._heard()
                 self.send(Kind.PONG, {"applied_seq": applied_seq})
@@ -202,9 +172,9 @@ class Receiver:
         if str(hello.get("root")) != str(self.root):
             raise ProtocolError(f"sender replicates {hello.get('root')}, this receiver serves {self.root}")
         self._refuse_if_rewound()
-        with apply_lock(self.state):
+        with held(self.state.apply_lock):
             self.sender_host = hello.get("host")
-            self.epoch = check_sender(self.role_file, self.host, int(hello.get("epoch", 0)), self.sender_host)
+            self.epoch = check_sender(self.state.role, self.host, int(hello.get("epoch", 0)), self.sender_host)
             applied_seq = self._follow_epoch(self.applied.position())
             applied_seq = self._setup_cdp(dict(hello.get("cdp") or {}), applied_seq)
             if not self.spool.spooling:
@@ -228,9 +198,9 @@ class Receiver:
         now = time.time()
         if now - self._heard_at >= 1.0:
             self._heard_at = now
-            (self.state / "heard").write_text(f"{now:.3f}\n")
+            heard.write(self.state.heard, now)
 
-    def _follow_epoch(self, pos: Position) -> int:
+    def _follow_epoch(self, pos: AppliedPosition) -> int:
         """The applied seq to resume from: the stored one, or 0 when it was stored under another epoch (what a
         spool of that epoch holds was acknowledged: it is applied first, in that epoch's numbering)."""
         if pos.epoch == self.epoch:
@@ -246,15 +216,13 @@ class Receiver:
             self.spool.stop()
             self.drain_spool()
             self.epoch = now
-        shutil.rmtree(self.state / "rewind", ignore_errors=True)  # its seqs are another epoch's numbering
-        marks = self.state / "bookmarks.json"
-        if marks.exists():
-            os.replace(marks, self.state / f"bookmarks.epoch-{pos.epoch}.json")
+        shutil.rmtree(self.state.rewind_log, ignore_errors=True)  # its seqs are another epoch's numbering
+        bookmarks.set_aside(self.state.bookmarks, self.state.old_bookmarks(pos.epoch))
         self.applied.write(0, 0.0, self.epoch)
         return 0
 
     def _refuse_if_rewound(self) -> None:
-        pos = read_position(self.state / "rewind")
+        pos = rewind.read(self.state.rewind)
         if pos is not None:
             raise RewindError(
                 f"the replica is rewound to seq {pos.at} (replication stopped at {pos.head}); "
@@ -339,7 +307,7 @@ class Receiver:
             self.rewind_log.close()
 
 
-def run(root: Path, state: Path) -> int:
+def run(root: Path, state: ReceiverState) -> int:
     """Entry point of ``twinsite receive``: serve until the sender says BYE or the stream ends."""
     out = sys.stdout.buffer
     inp = sys.stdin.buffer
@@ -363,13 +331,13 @@ def run(root: Path, state: Path) -> int:
             receiver.close()
 
 
-def apply_here(root: Path, state: Path, cdp: dict[str, Any]) -> int:
+def apply_here(root: Path, state: ReceiverState, cdp: dict[str, Any]) -> int:
     """Apply what a spool holds without a sender: a switchover promoting this host, from which no receiver
     will be started again. Under the apply lock, with the rewind log as the scenario has it. Returns the
     applied seq."""
     import io
 
-    with apply_lock(state):
+    with held(state.apply_lock):
         receiver = Receiver(root, state, io.BytesIO(), io.BytesIO())
         try:
             receiver.spool.stop()

@@ -1,12 +1,16 @@
-"""A persisted, resumable run of idempotent steps.
+"""A persisted, resumable run of idempotent steps: what a switchover and an assured-recovery test are made of.
 
-The run's state is one JSON file, replaced atomically and fsynced (with its directory) at every change:
-before a step starts (``running``, attempt n) and after it ends (``done`` with its result, or ``failed``
-with the error). Running the same run again skips the steps that are done and runs the others, starting
-with the one that was ``running`` (a crash inside it) or ``failed``: every step must therefore be
-idempotent, as the switchover steps are. A finished run is not run again; a new one starts only after it.
-An unfinished run keeps its own parameters, unless no step of it is done yet (a refused preflight): then
-the new parameters (``--unplanned`` given after the refusal) replace them.
+The run's state is one file (state.runs), replaced durably at every change: before a step starts
+(``running``, attempt n) and after it ends (``done`` with its result, or ``failed`` with the error). Running
+the same run again skips the steps that are done and runs the others, starting with the one that was
+``running`` (a crash inside it) or ``failed``: every step must therefore be idempotent, as the switchover
+steps are. A finished run is not run again; a new one starts only after it. An unfinished run keeps its own
+parameters, unless no step of it is done yet (a refused preflight): then the new parameters (``--unplanned``
+given after the refusal) replace them.
+
+A step gets a :class:`Context` (the run's id and parameters, and what the steps before it found) and
+returns a frozen :class:`Result`; a later step reads an earlier one's result by its type
+(``ctx.get(Preflight)``), restored from the run file when the run was continued by another process.
 
 ``TWINSITE_CRASH_AFTER=STEP`` (for the fault tests) makes the process kill itself with SIGKILL right after
 STEP's work and before it is recorded as done: the worst moment to die, which the next run must survive.
@@ -14,57 +18,92 @@ STEP's work and before it is recorded as done: the worst moment to die, which th
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self, TypeVar
 
-from twinsite.durable import write_json
-from twinsite.errors import TwinsiteError
-from twinsite.switchover import SwitchoverError
+from twinsite.errors import SwitchoverError, TwinsiteError
+from twinsite.state import runs
+from twinsite.state.runs import DONE, RunState, StepState
 
-PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+R = TypeVar("R", bound="Result")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a step found or did; kept in the run file as JSON (``to_json``), read back with ``from_json``.
+    ``STEP`` names the step whose result a class is, for :meth:`Context.get`."""
+
+    STEP: ClassVar[str] = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Skipped(Result):
+    """A step with nothing to do in this run (and why)."""
+
+    skipped: str
+
+
+@dataclass(frozen=True)
+class NoBookmark(Result):
+    """A bookmark step of a scenario without CDP: no rewind point is kept, none is named."""
+
+    bookmark: None
+    note: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a step is given: the run's id, its parameters, and the results of the steps done before it."""
+
+    run_id: str
+    params: Mapping[str, Any]
+    results: Mapping[str, Mapping[str, Any]]
+
+    def get(self, kind: type[R]) -> R:
+        """The result of the step ``kind`` is the result of (a step before this one: it is done)."""
+        return kind.from_json(self.results[kind.STEP])
 
 
 @dataclass(frozen=True)
 class Step:
     name: str
     describe: str  # what it does, for the plan (--dry-run)
-    run: Callable[[dict[str, Any]], dict[str, Any]]  # gets the results of the steps before it, by name
+    run: Callable[[Context], Result]
 
 
-@dataclass
-class StepState:
-    name: str
-    state: str = PENDING
-    attempts: int = 0
-    started: float | None = None
-    ended: float | None = None
-    result: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
+def bind(
+    target: T,
+    table: Sequence[tuple[str, str, Callable[[T, Context], Result]]],
+    *,
+    before: Callable[[str], None] | None = None,
+) -> list[Step]:
+    """The steps of a table of (name, what it does, function of the target and the context), each bound to
+    ``target``; ``before(name)`` runs before each step (it may raise to end the run)."""
 
-    @property
-    def seconds(self) -> float | None:
-        return None if self.started is None or self.ended is None else self.ended - self.started
+    def one(name: str, fn: Callable[[T, Context], Result]) -> Callable[[Context], Result]:
+        def run(ctx: Context) -> Result:
+            if before is not None:
+                before(name)
+            return fn(target, ctx)
 
+        return run
 
-@dataclass
-class RunState:
-    id: str
-    kind: str
-    params: dict[str, Any]
-    created: float
-    steps: list[StepState]
-    finished: float | None = None
-
-    @property
-    def results(self) -> dict[str, Any]:
-        return {s.name: s.result for s in self.steps if s.state == DONE}
+    return [Step(name, does, one(name, fn)) for name, does, fn in table]
 
 
 class Runner:
@@ -78,16 +117,10 @@ class Runner:
 
     # -- state ---------------------------------------------------------------------------------------
     def load(self) -> RunState | None:
-        try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return None
-        except ValueError as exc:
-            raise self.error(f"the run state is not readable: {exc}", where=str(self.path)) from exc
-        return RunState(**{**data, "steps": [StepState(**s) for s in data["steps"]]})
+        return runs.load(self.path, self.error)
 
     def _store(self, run: RunState) -> None:
-        write_json(self.path, asdict(run))
+        runs.store(self.path, run)
 
     def current(self, params: dict[str, Any]) -> RunState:
         """The unfinished run (continued whatever ``params`` say now: it keeps its own), or a new one."""
@@ -117,10 +150,16 @@ class Runner:
         for step, st in zip(self.steps, run.steps, strict=True):
             if st.state == DONE:
                 continue
-            st.state, st.attempts, st.started, st.ended, st.error = RUNNING, st.attempts + 1, time.time(), None, None
+            st.state, st.attempts, st.started, st.ended, st.error = (
+                runs.RUNNING,
+                st.attempts + 1,
+                time.time(),
+                None,
+                None,
+            )
             self._store(run)  # a crash from here on leaves it `running`: it runs again next time
             try:
-                result = step.run({**run.params, **run.results, "run_id": run.id})
+                result = step.run(Context(run.id, run.params, run.results))
             except TwinsiteError as exc:
                 self._fail(run, st, str(exc), on_step)
                 raise self.error(
@@ -131,7 +170,7 @@ class Runner:
                 raise
             if os.environ.get("TWINSITE_CRASH_AFTER") == step.name:
                 os.kill(os.getpid(), signal.SIGKILL)
-            st.state, st.ended, st.result = DONE, time.time(), result or {}
+            st.state, st.ended, st.result = DONE, time.time(), result.to_json()
             self._store(run)
             if on_step:
                 on_step(st)
@@ -140,7 +179,7 @@ class Runner:
         return run
 
     def _fail(self, run: RunState, st: StepState, error: str, on_step: Callable[[StepState], None] | None) -> None:
-        st.state, st.ended, st.error = FAILED, time.time(), error
+        st.state, st.ended, st.error = runs.FAILED, time.time(), error
         self._store(run)
         if on_step:
             on_step(st)
@@ -153,14 +192,6 @@ class Runner:
 
     def plan(self) -> list[dict[str, str]]:
         return [{"step": s.name, "does": s.describe} for s in self.steps]
-
-
-def unfinished(path: Path) -> bool:
-    """Whether the run file ``path`` holds a run that has not finished (a switchover under way or stopped)."""
-    try:
-        return json.loads(path.read_text()).get("finished") is None
-    except FileNotFoundError:
-        return False
 
 
 def report(run: RunState) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 applied in order afterwards.
 
 An assured-recovery test runs the application on the replica's data through an overlay; the data below it
-must not change meanwhile. While ``<recv state>/spool/spooling.json`` exists the receiver appends every
+must not change meanwhile. While the marker ``spool/spooling.json`` exists (state.spool) the receiver appends every
 batch to ``spool/records/`` (journal segments, fsynced: docs/formats.md) instead of applying it, and
 acknowledges it: the active host trims its journal as usual, production never notices. Without the marker,
 the receiver first applies what the spool holds (in replay-safe sub-batches, each made durable before the
@@ -15,60 +15,55 @@ acknowledged: the active host keeps it in its journal, and the test, which watch
 
 from __future__ import annotations
 
-import json
 import shutil
-import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-from twinsite.durable import fsync_dir, remove, write_json
+from twinsite.durable import fsync_dir
+from twinsite.errors import RecoveryError
 from twinsite.journal.record import Record
 from twinsite.journal.segments import Journal
-from twinsite.recovery import RecoveryError
-
-MARKER = "spooling.json"
+from twinsite.state import spool as marker
+from twinsite.state.layout import ReceiverState
+from twinsite.state.spool import SpoolMarker
 
 
 class Spool:
-    def __init__(self, recv_state: Path) -> None:
-        self.dir = recv_state / "spool"
+    def __init__(self, recv: ReceiverState) -> None:
+        self.dir = recv.spool
+        self.marker = recv.spool_marker
+        self.records = recv.spool_records
         self._journal: Journal | None = None
 
-    # -- the marker ----------------------------------------------------------------------------------
-    def settings(self) -> dict[str, Any] | None:
-        try:
-            data: dict[str, Any] = json.loads((self.dir / MARKER).read_text())
-        except FileNotFoundError:
-            return None
-        return data
+    # -- the marker (state.spool) ------------------------------------------------------------------------
+    def settings(self) -> SpoolMarker | None:
+        return marker.read(self.marker)
+
+    @property
+    def full(self) -> bool:
+        """The cap was reached: a test watching this ends."""
+        now = self.settings()
+        return now is not None and now.full
 
     @property
     def spooling(self) -> bool:
-        return (self.dir / MARKER).exists()
+        return self.marker.exists()
 
     def start(self, *, max_size: int, reason: str) -> bool:
         """Spool from the next batch on (idempotent: returns False when it already spools)."""
-        if self.spooling:
-            return False
-        write_json(self.dir / MARKER, {"since": time.time(), "max_size": max_size, "reason": reason, "full": False})
-        return True
+        return marker.start(self.marker, max_size=max_size, reason=reason)
 
     def stop(self) -> bool:
         """Apply again from the next batch (the receiver first applies what was spooled)."""
-        was = self.spooling
-        remove(self.dir / MARKER)
-        return was
+        return marker.stop(self.marker)
 
     # -- the records ---------------------------------------------------------------------------------
     def journal(self) -> Journal:
         if self._journal is None:
-            self._journal = Journal(self.dir / "records", segment_size=16 << 20)
+            self._journal = Journal(self.records, segment_size=16 << 20)
         return self._journal
 
     def held(self) -> bool:
-        d = self.dir / "records"
-        return d.is_dir() and any(d.iterdir())
+        return self.records.is_dir() and any(self.records.iterdir())
 
     @property
     def last_seq(self) -> int:
@@ -76,13 +71,13 @@ class Spool:
 
     def append(self, records: list[Record]) -> int:
         """Durably keep ``records`` (in seq order, following on); refused past the cap, which is noted."""
-        settings = self.settings() or {}
-        cap = int(settings.get("max_size", 0))
+        settings = self.settings()
+        cap = settings.max_size if settings else 0
         j = self.journal()
         size = sum(r.size for r in records)
         if cap and j.disk_bytes() + size > cap:
-            if not settings.get("full"):
-                write_json(self.dir / MARKER, {**settings, "full": True, "full_at": time.time()})
+            if settings is not None:
+                marker.mark_full(self.marker, settings)
             raise RecoveryError(
                 f"the spool is full ({j.disk_bytes()} of {cap} bytes): nothing more is taken until the test ends",
                 where=str(self.dir),
@@ -105,7 +100,7 @@ class Spool:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        shutil.rmtree(self.dir / "records", ignore_errors=True)
+        shutil.rmtree(self.records, ignore_errors=True)
         if self.dir.exists():
             fsync_dir(self.dir)
 

@@ -1,4 +1,4 @@
-"""Which host of a scenario is active: the role, kept in state on every host, not in the declaration.
+"""``role.json``: which host of a scenario is active, kept in state on every host, not in the declaration.
 
 A scenario declares its ``master`` (the host active when it is created) and its ``replicas``. A switchover
 moves the active role; the declaration stays as it is, so that the next ``configure.yml`` run does not
@@ -24,28 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from twinsite.durable import write_json
-from twinsite.errors import TwinsiteError
-
-FILE = "role.json"
+from twinsite.errors import SupersededError, TwinsiteError
+from twinsite.state.layout import ScenarioState
 
 
 def this_host() -> str:
     """This host's name in the scenarios: TWINSITE_HOST, or the hostname."""
     return os.environ.get("TWINSITE_HOST") or socket.gethostname()
-
-
-class SupersededError(TwinsiteError):
-    """A sender whose epoch is not the receiver's: a stale active host, or a receiver that is active itself.
-    ``epoch`` is the receiver's, so the sender can tell which of the two is behind."""
-
-    exit_code = 20
-
-    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None, epoch: int = 0) -> None:
-        super().__init__(message, where=where, hint=hint)
-        self.epoch = epoch
-
-    def to_json(self) -> dict[str, Any]:
-        return {**super().to_json(), "epoch": self.epoch}
 
 
 @dataclass(frozen=True)
@@ -59,10 +44,6 @@ class Role:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def role_file(state_dir: Path, scenario: str) -> Path:
-    return state_dir / scenario / FILE
 
 
 def read_file(path: Path) -> dict[str, Any] | None:
@@ -81,13 +62,13 @@ def read_file(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def current(state_dir: Path, scenario: str, master: str) -> Role:
+def current(place: ScenarioState, master: str) -> Role:
     """This host's view of the scenario's role (the declared master at epoch 0 when nothing was switched)."""
-    data = read_file(role_file(state_dir, scenario))
+    data = read_file(place.role)
     if data is None:
-        return Role(scenario=scenario, active=master)
+        return Role(scenario=place.name, active=master)
     return Role(
-        scenario=scenario,
+        scenario=place.name,
         active=str(data["active"]),
         epoch=int(data["epoch"]),
         since=float(data.get("since") or 0.0),
@@ -96,8 +77,8 @@ def current(state_dir: Path, scenario: str, master: str) -> Role:
     )
 
 
-def store(state_dir: Path, role: Role) -> None:
-    write_json(role_file(state_dir, role.scenario), role.to_json())
+def store(place: ScenarioState, role: Role) -> None:
+    write_json(place.role, role.to_json())
 
 
 def advanced(role: Role, active: str, run: str | None) -> Role:
@@ -118,7 +99,8 @@ def standbys(role: Role, master: str, replicas: tuple[str, ...]) -> list[str]:
 def check_sender(path: Path, host: str, sender_epoch: int, sender_host: str | None) -> int:
     """Whether a receiver on ``host`` may take a stream from a sender of ``sender_epoch``; returns the epoch.
 
-    ``path`` is the scenario's role file on the receiver's host. Without one, only epoch 0 is taken."""
+    ``path`` is the scenario's role file on the receiver's host (ReceiverState.role). Without one, only epoch 0
+    is taken."""
     data = read_file(path)
     epoch = int(data["epoch"]) if data else 0
     active = str(data["active"]) if data else None
@@ -145,8 +127,3 @@ def check_sender(path: Path, host: str, sender_epoch: int, sender_host: str | No
             epoch=epoch,
         )
     return epoch
-
-
-def receiver_role_file(recv_state: Path) -> Path:
-    """The role file beside a receiver's state (``<state>/<scenario>/recv/root-<n>``)."""
-    return recv_state.parent.parent / FILE

@@ -18,8 +18,8 @@ Only the standard library: hosts run from a bundle without prometheus_client.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +35,7 @@ from twinsite.status import collect
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TEXTFILE = "twinsite.prom"
+log = logging.getLogger(__name__)
 
 # name -> (type, help); the order of the exposition
 METRICS: dict[str, tuple[str, str]] = {
@@ -228,7 +229,7 @@ class Exporter:
         try:
             self._server = (_Server6 if ":" in bind[0] else _Server)(bind, _Handler)
         except OSError as exc:  # (a port in use: the agent goes on replicating, without the endpoint)
-            print(f"twinsite agent: --metrics-listen {self.listen}: cannot listen: {exc.strerror}", file=sys.stderr)
+            log.warning("--metrics-listen %s: cannot listen: %s", self.listen, exc.strerror)
             return
         self._server.page = lambda: render(self.config_dir, self.state_dir, self.host)
         self.address = self._server.server_address[:2]  # type: ignore[assignment]

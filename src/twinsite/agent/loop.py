@@ -1,0 +1,165 @@
+"""The agent's loop: run what this host should run for every scenario, and follow the declarations.
+
+The host is active for a scenario when its role says so (state.role; with none, when it is the declared
+master); it then runs a sender to every other host of the scenario, for each root (engine.sender). A standby
+runs the scenario's monitor (twinsite.monitor) and its scheduled assured-recovery tests, and cleans up after
+a test whose process died (recovery.scheduler). Every ``reload_every`` seconds the configuration directory is
+read again: scenarios added, changed, stopped (state.stopped) or removed, and roles switched over, are
+followed. What it does is logged (twinsite.logs); where it keeps state is state.layout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from twinsite.agent.metrics import Exporter
+from twinsite.alerts.dispatch import Alerter, channels_from
+from twinsite.config.scenario import Root, Scenario
+from twinsite.config.store import load_dir
+from twinsite.engine.sender import Sender
+from twinsite.errors import TwinsiteError
+from twinsite.monitor import Monitor
+from twinsite.recovery.scheduler import Tests
+from twinsite.state import role, sender_epoch, stopped
+from twinsite.state.layout import ScenarioState
+from twinsite.transport.channels import Endpoint, to_host
+
+log = logging.getLogger(__name__)
+
+
+def endpoint(s: Scenario, root: Root, index: int, replica: str, state_dir: Path) -> Endpoint:
+    """How a sender reaches its standby: ``twinsite receive`` there, on that root's receiver state."""
+    rep = s.replication
+    state = str(ScenarioState(state_dir, s.name).receiver(index).dir)
+    return to_host(rep, replica, [rep.remote_twinsite, "receive", "--root", root.path, "--state", state])
+
+
+def wanted(
+    scenarios: list[Scenario], host: str, config_dir: Path, state_dir: Path
+) -> dict[str, tuple[Scenario, int, str, int]]:
+    """The senders this host should run, keyed by what identifies their configuration (and the epoch)."""
+    out: dict[str, tuple[Scenario, int, str, int]] = {}
+    for s in scenarios:
+        now = role.current(ScenarioState(state_dir, s.name), s.master)
+        if now.active != host or stopped.is_stopped(config_dir, s.name):
+            continue
+        for i, _root in enumerate(s.roots):
+            for replica in role.standbys(now, s.master, s.replicas):
+                out[f"{s.name}/{i}/{replica}/{now.epoch}/{hash(s)}"] = (s, i, replica, now.epoch)
+    return out
+
+
+def make_sender(s: Scenario, index: int, replica: str, state_dir: Path, epoch: int = 0) -> Sender:
+    root = s.roots[index]
+    place = ScenarioState(state_dir, s.name).sender(index, replica)
+    if place.dir.exists() and sender_epoch.read(place.epoch) != epoch:
+        # a journal of another epoch numbers from another switchover; what it held was either shipped
+        # before that switchover (planned) or set aside by `twinsite switchback` (unplanned)
+        shutil.rmtree(place.dir)
+    place.dir.mkdir(parents=True, exist_ok=True)
+    sender_epoch.write(place.epoch, epoch)
+    return Sender(
+        s,
+        root,
+        endpoint(s, root, index, replica, state_dir),
+        place,
+        replica=replica,
+        epoch=epoch,
+        alerter=Alerter(state_dir, channels_from(s.alerts)),
+    )
+
+
+def run(
+    config_dir: Path, state_dir: Path, host: str, *, reload_every: float = 2.0, metrics: Exporter | None = None
+) -> int:
+    """Run until SIGTERM/SIGINT, following changes to the config directory (scenarios added, changed,
+    stopped or removed) within ``reload_every`` seconds; with ``metrics``, exporting them (agent.metrics)."""
+    done = threading.Event()
+    if metrics is not None:
+        metrics.start()  # (a refused address stops the agent here, before anything runs)
+
+    def _stop(_sig: int, _frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    running: dict[str, Sender] = {}
+    monitors: dict[str, Monitor] = {}
+    tests = Tests(host, config_dir, state_dir)
+    log.info("on %s: watching %s", host, config_dir)
+    while not done.is_set():
+        try:
+            scenarios = load_dir(config_dir)
+            want = wanted(scenarios, host, config_dir, state_dir)
+            _follow_monitors(monitors, scenarios, host, config_dir, state_dir)
+            tests.follow(scenarios, lambda name: stopped.is_stopped(config_dir, name))
+        except TwinsiteError as exc:  # a bad scenario file, an unreadable role file
+            log.warning("configuration not reloaded: %s", exc)
+            want = {k: (snd.scenario, 0, "", snd.epoch) for k, snd in running.items()}
+        for key in [k for k in running if k not in want]:
+            running.pop(key).stop()
+            log.info("stopped %s", key.rsplit("/", 1)[0])
+        for key, (s, i, replica, epoch) in want.items():
+            if key not in running:
+                snd = make_sender(s, i, replica, state_dir, epoch)
+                snd.start()
+                running[key] = snd
+                log.info("started %s", key.rsplit("/", 1)[0])
+        _export(metrics)
+        done.wait(reload_every)
+    _shut_down(running, monitors, metrics)
+    return 0
+
+
+def _shut_down(running: dict[str, Sender], monitors: dict[str, Monitor], metrics: Exporter | None) -> None:
+    for snd in running.values():
+        snd.stop()
+    if metrics is not None:
+        metrics.stop()
+    for mon in monitors.values():
+        mon.stop(wait=False)
+    for mon in monitors.values():
+        mon.join(timeout=5)  # (daemon threads: a round still waiting on ssh ends with the process)
+
+
+def _export(metrics: Exporter | None) -> None:
+    if metrics is None:
+        return
+    try:
+        metrics.tick()
+    except (TwinsiteError, OSError, ValueError) as exc:  # the metrics must never stop replication
+        log.warning("metrics not written: %s", exc)
+
+
+def _follow_monitors(
+    monitors: dict[str, Monitor], scenarios: list[Scenario], host: str, config_dir: Path, state_dir: Path
+) -> None:
+    """One monitor per scenario this host is a standby of (monitoring on, scenario not stopped), watching
+    the host that is active now; a switchover makes a new one."""
+    want: dict[str, tuple[Scenario, role.Role]] = {}
+    for s in scenarios:
+        now = role.current(ScenarioState(state_dir, s.name), s.master)
+        if host not in role.standbys(now, s.master, s.replicas) or not s.monitoring.enabled:
+            continue
+        if stopped.is_stopped(config_dir, s.name):
+            continue
+        # (alerts and application settings are not in the scenario's hash: a change to them is a new monitor)
+        extra = json.dumps([s.alerts, s.application_settings, s.redirect, repr(s.switchover)], sort_keys=True)
+        want[f"{s.name}/{now.active}/{now.epoch}/{hash(s)}/{extra}"] = (s, now)
+    gone = [monitors.pop(k) for k in [k for k in monitors if k not in want]]
+    for mon in gone:  # all told first, then waited for: no monitor waits for another's round
+        mon.stop(wait=False)
+    for mon in gone:
+        mon.join()
+        log.info("stopped monitoring %s", mon.s.name)
+    for key, (s, now) in want.items():
+        if key not in monitors:
+            monitors[key] = Monitor(s, host, state_dir, config_dir, active=now.active)
+            monitors[key].start()
+            log.info("monitoring %s for %s", now.active, s.name)

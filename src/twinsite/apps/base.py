@@ -1,0 +1,51 @@
+"""The interface every application plugin implements (twinsite.apps), and where site plugins live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twinsite.apps.checks import CheckResult, extra_checks
+
+DEFAULT_PLUGINS_DIR = Path("/etc/twinsite/plugins")
+
+
+class Application:
+    """The interface every plugin implements. ``settings`` are the scenario's application mapping."""
+
+    kind = "application"
+
+    def __init__(self, settings: dict[str, Any], roots: tuple[str, ...], plugins_dir: Path) -> None:
+        self.settings = settings
+        self.roots = roots
+        self.plugins_dir = plugins_dir
+
+    def data_paths(self) -> list[Path]:
+        """Where the application's data lives (inside the scenario's roots)."""
+        return [Path(r) for r in self.roots]
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port its users reach it on (what a switchover checks from their side), if it has one."""
+        return None
+
+    def start(self) -> None:
+        """Start it and wait until it runs (idempotent: a running application is left alone)."""
+
+    def stop(self) -> None:
+        """Stop it cleanly and wait until it is down (idempotent)."""
+
+    def running(self) -> bool:
+        return True
+
+    def checks(self, *, quick: bool = False) -> list[CheckResult]:
+        """The plugin's own checks, then the scenario's extra ones (tcp ports, scripts). ``quick`` leaves
+        out what reads a lot (PostgreSQL's full scan): what monitoring runs every round."""
+        return self.own_checks(quick=quick) + extra_checks(self.settings.get("checks", []), self.plugins_dir)
+
+    def own_checks(self, *, quick: bool = False) -> list[CheckResult]:
+        return []
+
+    def healthy(self, *, quick: bool = False) -> tuple[bool, list[CheckResult]]:
+        results = self.checks(quick=quick)
+        return all(r.ok for r in results), results

@@ -1,0 +1,36 @@
+"""``switchovers/<run>.json`` and ``.txt``: the report of each switchover, switch-back or rejoin run on this
+host, failed runs included (switchover.report builds it: each step, the RTO and the RPO)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from twinsite.durable import write_json, write_text
+
+
+def write(directory: Path, report: dict[str, Any], text: str) -> Path:
+    write_json(directory / f"{report['id']}.json", report)
+    write_text(directory / f"{report['id']}.txt", text + "\n")
+    return directory / f"{report['id']}.json"
+
+
+def text_file(directory: Path, run_id: str) -> Path:
+    return directory / f"{run_id}.txt"
+
+
+def load(directory: Path, run_id: str | None) -> dict[str, Any] | None:
+    """The report of ``run_id``, or the newest one (None: there is none)."""
+    if run_id:
+        f = directory / f"{run_id}.json"
+    else:
+        found = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            return None
+        f = found[-1]
+    try:
+        data: dict[str, Any] = json.loads(f.read_text())
+    except FileNotFoundError:
+        return None
+    return data

@@ -1,0 +1,57 @@
+"""``status.json``: what a sender last said about one root and one standby (what ``twinsite status`` shows).
+
+The sender rewrites it (durably, state.durable's one writer) whenever its state changes, at most every
+0.2 s for acknowledgements, and every 5 s as a heartbeat, so that a reader can tell a running agent from a
+stopped one by ``updated_at``. Keys of another version are dropped on reading and missing ones take their
+defaults: readers always see this version's fields.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from twinsite.durable import write_json
+
+
+@dataclass
+class SenderStatus:
+    scenario: str
+    root: str
+    replica: str
+    state: str = "starting"  # starting, syncing, replicating, disconnected, degraded, superseded, stopped
+    planned_seq: int = 0
+    sent_seq: int = 0
+    acked_seq: int = 0
+    lag_seconds: float = 0.0
+    ack_latency_seconds: float = 0.0  # the age of the newest acknowledged change when it was acknowledged
+    backlog_bytes: int = 0
+    bytes_sent: int = 0
+    connects: int = 0
+    resyncs: int = 0
+    overflows: int = 0
+    divergences: int = 0
+    rescans: int = 0
+    rescan_records: int = 0  # records a rescan found necessary: changes capture did not report
+    journal_overflow: bool = False
+    sync: dict[str, Any] | None = None  # progress of the current (or the last) initial sync / resync
+    last_error: str | None = None
+    last_error_at: float | None = None
+    updated_at: float = field(default_factory=time.time)
+
+
+def read(path: Path) -> SenderStatus | None:
+    """The status a sender wrote, None when there is none."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    known = {f.name for f in fields(SenderStatus)}
+    return SenderStatus(**{k: v for k, v in data.items() if k in known})
+
+
+def write(path: Path, status: SenderStatus) -> None:
+    write_json(path, asdict(status), indent=None)

@@ -1,0 +1,58 @@
+"""The replica's manifest: what a standby holds of a root, as the receiver lists it (``MANIFEST`` frame) and the
+sender reads it back for the planner's comparison (docs/formats.md).
+
+One JSON object per path, bytes as hex: ``p`` the relative path, ``m`` st_mode, ``u`` and ``g`` the owner,
+then ``t`` a link's target, or ``s`` the size, ``mt`` st_mtime_ns and ``x`` the xattrs ([key, value] pairs).
+Sockets and device nodes are listed but never replicated (decoding leaves them out).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from twinsite.tree import Entry, read_xattrs, walk
+
+KINDS = ((stat.S_ISDIR, "dir"), (stat.S_ISREG, "file"), (stat.S_ISLNK, "link"), (stat.S_ISFIFO, "fifo"))
+
+
+def encode(root: Path) -> list[dict[str, Any]]:
+    """The manifest of the tree under ``root`` (empty when there is none yet)."""
+    out: list[dict[str, Any]] = []
+    if not root.exists():
+        return out
+    base = os.fsencode(root)
+    for rel, st in walk(root):
+        full = base + b"/" + rel
+        item: dict[str, Any] = {"p": rel.hex(), "m": st.st_mode, "u": st.st_uid, "g": st.st_gid}
+        if stat.S_ISLNK(st.st_mode):
+            item["t"] = os.readlink(full).hex()
+        else:
+            item["s"], item["mt"] = st.st_size, st.st_mtime_ns
+            item["x"] = [[k.hex(), v.hex()] for k, v in read_xattrs(full)]
+        out.append(item)
+    return out
+
+
+def decode(items: list[dict[str, Any]]) -> dict[bytes, Entry]:
+    """The entries of a manifest, by relative path, as the planner compares them with the source's."""
+    out: dict[bytes, Entry] = {}
+    for e in items:
+        mode = int(e["m"])
+        kind = next((name for test, name in KINDS if test(mode)), None)
+        if kind is None:
+            continue
+        file = kind == "file"
+        out[bytes.fromhex(e["p"])] = Entry(
+            kind,
+            stat.S_IMODE(mode),
+            int(e["u"]),
+            int(e["g"]),
+            int(e.get("s", 0)) if file else 0,
+            int(e.get("mt", 0)) if file else 0,
+            target=bytes.fromhex(e.get("t", "")),
+            xattrs=tuple((bytes.fromhex(k), bytes.fromhex(v)) for k, v in e.get("x", [])) if kind != "link" else (),
+        )
+    return out
