@@ -2,7 +2,7 @@
 #   make demo    set up, bring the lab up, run the drill (configure.yml first; report in build/drill/)
 #   make test    set up, lint, run every test (unit, lab integration, real ansible-playbook runs)
 #   make bench   set up, bring the lab up, run the benchmarks (bench/results/latest.{json,md})
-#   make lint    ruff, mypy --strict, ansible-lint (production), ansible-test sanity
+#   make lint    ruff, mypy --strict, import layers (import-linter), ansible-lint (production), ansible-test sanity
 #   make setup   Debian packages, the .venv, the vCenter simulator build
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -54,6 +54,8 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python scripts/import-graph >/dev/null
 	$(BIN)/ansible-lint
 	scripts/ansible-test-sanity
 

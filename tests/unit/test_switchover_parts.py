@@ -20,6 +20,7 @@ from twinsite.cdp.rewind import pause
 from twinsite.config.loader import check_documents
 from twinsite.config.store import load_dir
 from twinsite.errors import ConfigError, SwitchoverError
+from twinsite.locks import held
 from twinsite.ops.runner import Context, Result, Runner, Step
 from twinsite.ops.site import Site
 from twinsite.redirect.dns import _relative
@@ -29,6 +30,7 @@ from twinsite.state.applied import AppliedFile
 from twinsite.state.layout import ReceiverState, ScenarioState
 from twinsite.state.rewind import RewindPosition
 from twinsite.state.role import Role, store
+from twinsite.switchover import handover
 from twinsite.switchover.preflight import Preflight, Request, rewound_roots, same_rewind
 from twinsite.switchover.report import summarize, text
 from twinsite.switchover.switchback import copy_differences
@@ -266,3 +268,23 @@ def test_a_standby_refuses_to_rewind_during_an_unfinished_switchover(tmp_path: P
     refused = twinsite_cmd("rewind", "db", "--to", "1", *where, env={"TWINSITE_HOST": "dr1"})
     assert refused.returncode == 14, refused.stdout + refused.stderr
     assert "a switchover of db is unfinished here" in json.loads(refused.stdout)["error"]["message"]
+
+
+def test_a_promotion_that_cannot_take_every_roots_lock_releases_the_ones_it_took(tmp_path: Path) -> None:
+    """Promote holds every root's apply lock while the role changes; when one cannot be taken (here its state
+    directory cannot be made), the ones taken already are released: a receiver of the first root would
+    otherwise wait for ever, and every later switchover with it."""
+    cfg, state = tmp_path / "cfg", tmp_path / "state"
+    cfg.mkdir()
+    roots = [{"path": "/srv/db"}, {"path": "/srv/logs"}]
+    (cfg / "db.yml").write_text(json.dumps({**BASE, "roots": roots}))
+    site = Site(load_dir(cfg)[0], "dr1", state, cfg, None)
+    site.recv(1).dir.parent.mkdir(parents=True)
+    site.recv(1).dir.write_text("a file where root 1's state directory should be")
+    pre = Preflight("prod1", "dr1", epoch=1, mode="unplanned", replication_last_seen=None)
+    with pytest.raises(FileExistsError) as failed:
+        handover._take_over(site, Context("r1", {}, {"preflight": pre.to_json()}), site.role(), changed=True)
+    # (while the error is alive, as it is while the runner records it and the caller reports it)
+    with held(site.recv(0).apply_lock, wait=False) as free:
+        assert free, f"root 0's apply lock is still held after the failed promotion ({failed.value})"
+    assert site.role().active == "prod1"  # and nothing was switched
