@@ -9,7 +9,8 @@
 * :mod:`harness.db`: the lab's ``db`` scenario (PostgreSQL replicated prod1 -> dr1): the load generator that
   commits through db.dr.test as users do, the probe of production's replication latency, its role, and
   putting it back;
-* :mod:`harness.vcenter`: the vCenter simulator through pyVmomi (connect, find by name, wait for a task).
+* :mod:`harness.vcenter`: the vCenter simulator through pyVmomi (connect, find by name, wait for a task);
+* :mod:`harness.wait`: polling for something observable with the library's ``twinsite.proc.wait_until``.
 
 Importing the package imports nothing else; each module imports only what it needs.
 """

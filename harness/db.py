@@ -19,6 +19,7 @@ import yaml
 from harness.hosts import TWINSITE, agent_log, log_size, on_host, twinsite_on, wait_logged
 from harness.scenarios import ensure_configured
 from harness.vcenter import power_on
+from harness.wait import eventually
 from twinsite import lab as labmod
 from twinsite.lab.topology import DNS_ZONE, Lab
 from twinsite.redirect.dns import TsigKey, resolve_addresses, update_address
@@ -87,14 +88,15 @@ class Load(threading.Thread):
 
     def wait_for(self, n: int, *, on: str | None = None, timeout: float = 60) -> None:
         """Until ``n`` commits were acknowledged (on the server at address ``on``, if given)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if sum(1 for c in self.acked if on is None or c.server == on) >= n:
-                return
-            time.sleep(0.05)
-        raise AssertionError(
-            f"not {n} commits{' on ' + on if on else ''} within {timeout} s ({len(self.acked)} in all)"
-        )
+        if not eventually(
+            lambda: sum(1 for c in self.acked if on is None or c.server == on) >= n,
+            timeout=timeout,
+            interval=0.05,
+            what=f"{n} commits",
+        ):
+            raise AssertionError(
+                f"not {n} commits{' on ' + on if on else ''} within {timeout} s ({len(self.acked)} in all)"
+            )
 
 
 class Latency(threading.Thread):
@@ -159,15 +161,15 @@ def create_table(lab: Lab) -> None:
 
 def wait_replicating(lab: Lab, active: str, timeout: float = 120) -> None:
     """Until ``active`` replicates db with everything it planned acknowledged."""
-    deadline = time.monotonic() + timeout
     rows: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
+
+    def replicating() -> bool:
         body = twinsite_on(lab, active, "status")
-        rows = [r for r in body["result"]["scenarios"] if r["scenario"] == "db" and r["role"] == "active"]
-        if rows and all(r["state"] == "replicating" and r["acked_seq"] == r["planned_seq"] for r in rows):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"db is not replicating from {active}: {rows}")
+        rows[:] = [r for r in body["result"]["scenarios"] if r["scenario"] == "db" and r["role"] == "active"]
+        return bool(rows) and all(r["state"] == "replicating" and r["acked_seq"] == r["planned_seq"] for r in rows)
+
+    if not eventually(replicating, timeout=timeout, interval=0.5, what=f"db replicating from {active}"):
+        raise AssertionError(f"db is not replicating from {active}: {rows}")
 
 
 def scenario_file(lab: Lab, host: str) -> Path:

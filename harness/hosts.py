@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli import VENV_BIN
+from harness.wait import eventually
 from twinsite.lab.topology import Lab
 from twinsite.proc import wait_until
 
@@ -78,15 +79,17 @@ def events(lab: Lab, host: str, since: float = 0.0) -> list[dict[str, Any]]:
 
 def wait_event(lab: Lab, host: str, kind: str, since: float, timeout: float) -> dict[str, Any]:
     """The first ``kind`` event in the host's log since ``since``, waited for up to ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [e for e in events(lab, host, since) if e["kind"] == kind]
-        if found:
-            return found[0]
-        time.sleep(0.2)
-    raise AssertionError(
-        f"no {kind} event on {host} within {timeout} s: {[e['kind'] for e in events(lab, host, since)]}"
-    )
+    found: list[dict[str, Any]] = []
+
+    def logged() -> bool:
+        found[:] = [e for e in events(lab, host, since) if e["kind"] == kind]
+        return bool(found)
+
+    if not eventually(logged, timeout=timeout, interval=0.2, what=f"a {kind} event on {host}"):
+        raise AssertionError(
+            f"no {kind} event on {host} within {timeout} s: {[e['kind'] for e in events(lab, host, since)]}"
+        )
+    return found[0]
 
 
 def agent_log(lab: Lab, host: str) -> Path:

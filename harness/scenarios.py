@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.cli import REPO, VENV_BIN, ansible
 from harness.hosts import twinsite_on
+from harness.wait import eventually
 from twinsite import bundle
 from twinsite.lab import netns
 from twinsite.lab.topology import Lab
@@ -125,22 +126,29 @@ class Scenario:
 
     def wait_synced(self, timeout: float = 120, settle: float = 1.0) -> dict[str, Any]:
         """Until everything planned is acknowledged and nothing new was planned for ``settle`` seconds."""
-        deadline = time.monotonic() + timeout
-        stable_since, last = None, None
-        while time.monotonic() < deadline:
+        stable_since: float | None = None
+        last: tuple[Any, Any] | None = None
+        synced: dict[str, Any] = {}
+
+        def settled() -> bool:
+            nonlocal stable_since, last
             st = self.status()
             key = (st.get("planned_seq"), st.get("acked_seq"))
             fresh = st.get("updated_at", 0) >= self.started_at  # written by this run of the agent
             done = fresh and st.get("state") == "replicating" and key[0] == key[1]
             if done and key == last:
                 if stable_since and time.monotonic() - stable_since >= settle:
-                    return st
+                    synced.update(st)
+                    return True
                 stable_since = stable_since or time.monotonic()
             else:
                 stable_since = None
             last = key
-            time.sleep(0.05)
-        raise AssertionError(f"not in sync after {timeout} s: {self.status()}\n{self.log.read_text()[-3000:]}")
+            return False
+
+        if not eventually(settled, timeout=timeout, interval=0.05, what=f"{self.name} in sync"):
+            raise AssertionError(f"not in sync after {timeout} s: {self.status()}\n{self.log.read_text()[-3000:]}")
+        return synced
 
     def assert_equal(self) -> None:
         diffs = differences(entries(self.src), entries(self.dst))

@@ -10,6 +10,7 @@ from typing import Any
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
+from harness.wait import eventually
 from twinsite.lab.topology import VCENTER_USER, Lab
 
 
@@ -26,12 +27,9 @@ def connect(lab: Lab, *, password: str | None = None, context: ssl.SSLContext | 
 
 def wait_task(task: Any, timeout: float = 30) -> None:
     """Poll ``task.info.state`` until the task is over; fail on an error or a timeout."""
-    deadline = time.monotonic() + timeout
-    while (state := task.info.state) not in ("success", "error"):
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"task still {state} after {timeout} s")
-        time.sleep(0.05)
-    if state != "success":
+    if not eventually(lambda: task.info.state in ("success", "error"), timeout=timeout, interval=0.05, what="a task"):
+        raise AssertionError(f"task still {task.info.state} after {timeout} s")
+    if task.info.state != "success":
         raise AssertionError(task.info.error)
 
 

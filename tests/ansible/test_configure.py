@@ -12,6 +12,7 @@ from pyVim.connect import Disconnect
 
 from harness.cli import ansible, recap
 from harness.vcenter import Vc
+from harness.wait import eventually
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
@@ -28,9 +29,7 @@ def test_configure_installs_declares_is_idempotent_and_check_mode_shows_drift_wi
     marker = lab.host("prod1").private_dir("/srv") / "app" / f"configure-{time.monotonic_ns()}"
     marker.write_text("from prod1")
     replica = lab.host("dr1").private_dir("/srv") / "app" / marker.name
-    deadline = time.monotonic() + 20
-    while not replica.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(replica.exists, timeout=20, interval=0.05, what="the marker on dr1")
     assert replica.read_text() == "from prod1"
     # the replica VM dr1 exists as declared (running, prod1's size) in the DR cluster
     vc = Vc(lab)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from harness.cli import ansible
 from harness.db import psql, restore_db, role, wait_replicating
 from harness.hosts import on_host, twinsite_on
 from harness.vcenter import power_state
+from harness.wait import eventually
 from tests.views import SCHEMA
 from tests.views import parse as metrics
 from twinsite.lab.topology import Lab
@@ -98,12 +98,13 @@ def test_the_drill_tells_the_whole_story_and_reports_what_was_measured(lab: Lab,
     ]
     assert 0 <= lag < 30
     textfile = lab.host("dr1").private_dir("/var/lib/twinsite") / "metrics" / "twinsite.prom"
-    deadline = time.monotonic() + 30
     dr1: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    while time.monotonic() < deadline:  # (rewritten every 15 s: the switch-back's epoch may not be in it yet)
-        dr1 = metrics(textfile.read_text())
-        if dr1.get(("twinsite_switchovers_total", (("scenario", "db"),))) == epoch:
-            break
-        time.sleep(1)
+
+    def counted() -> bool:  # (rewritten every 15 s: the switch-back's epoch may not be in it yet)
+        dr1.clear()
+        dr1.update(metrics(textfile.read_text()))
+        return dr1.get(("twinsite_switchovers_total", (("scenario", "db"),))) == epoch
+
+    eventually(counted, timeout=30, interval=1, what="the switch-back in dr1's textfile")
     assert dr1[("twinsite_switchovers_total", (("scenario", "db"),))] == epoch
     assert dr1[("twinsite_recovery_test_passed", (("scenario", "db"),))] == 1  # the drill's test

@@ -11,18 +11,17 @@ import pytest
 
 from harness.cli import ansible, recap
 from harness.scenarios import ensure_configured
+from harness.wait import eventually
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
 
 
 def wait_for(path: Path, content: bytes, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_bytes() == content:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never held {content[:40]!r}")
+    if not eventually(
+        lambda: path.exists() and path.read_bytes() == content, timeout=timeout, interval=0.05, what=str(path)
+    ):
+        raise AssertionError(f"{path} never held {content[:40]!r}")
 
 
 def module(name: str, args: str, *extra: str) -> dict[str, object]:

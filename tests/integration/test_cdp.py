@@ -20,6 +20,7 @@ import pytest
 
 from harness.cli import VENV_BIN
 from harness.scenarios import Scenario, install
+from harness.wait import eventually
 from tests.fsops import mutate, populate
 from twinsite.lab.topology import Lab
 from twinsite.tree import digest
@@ -110,9 +111,12 @@ def test_a_corruption_is_undone_by_rewinding_to_the_bookmark_before_it(lab: Lab)
 
         # while rewound, replication waits: new writes on prod1 do not reach dr1
         (sc.src / "after").write_bytes(b"written while the replica was rewound")
-        deadline = time.monotonic() + 30
-        while "rewound" not in (sc.status().get("last_error") or "") and time.monotonic() < deadline:
-            time.sleep(0.2)
+        eventually(
+            lambda: "rewound" in (sc.status().get("last_error") or ""),
+            timeout=30,
+            interval=0.2,
+            what="the rewound error",
+        )
         assert "rewound" in (sc.status().get("last_error") or ""), sc.status()
         assert digest(sc.dst) == good
         assert not (sc.dst / "after").exists()

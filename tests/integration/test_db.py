@@ -4,12 +4,12 @@ to dr1 by the `db` scenario (configure.yml), and checked by its application plug
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from harness.hosts import ssh
 from harness.scenarios import ensure_configured
+from harness.wait import eventually
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
@@ -35,9 +35,7 @@ def test_client1_writes_to_db_on_prod1_which_replicates_to_dr1(lab: Lab) -> None
 
     prod_data = lab.host("prod1").private_dir("/srv") / "db" / "data"
     dr_data = lab.host("dr1").private_dir("/srv") / "db" / "data"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (dr_data / "global" / "pg_control").exists():
-        time.sleep(0.5)
+    eventually((dr_data / "global" / "pg_control").exists, timeout=120, interval=0.5, what="pg_control on dr1")
     assert (dr_data / "PG_VERSION").read_text() == (prod_data / "PG_VERSION").read_text()
     assert (prod_data / "postmaster.pid").exists() and not (dr_data / "postmaster.pid").exists()  # excluded
     status = json.loads(ssh(lab, "prod1", "/opt/twinsite/bin/twinsite status --json").stdout)["result"]["scenarios"]

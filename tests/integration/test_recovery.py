@@ -34,6 +34,7 @@ from harness.db import (
 from harness.hosts import TWINSITE, events, on_host, twinsite_on
 from harness.scenarios import ensure_configured
 from harness.vcenter import by_name, connect, wait_task
+from harness.wait import eventually
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
 from twinsite.proc import wait_until
@@ -229,12 +230,13 @@ def test_refusals_on_the_active_host_during_a_switchover_and_with_replication_st
     stopped = db.host("prod1").private_dir("/etc/twinsite") / "scenarios" / "db.stopped"
     stopped.touch()  # replication stops on prod1: the replica is no longer kept consistent
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def refused_as_stopped() -> bool:
+            nonlocal refused
             refused = twinsite_on(db, "dr1", "recover-test", "db")
-            if not refused["ok"] and "is stopped" in refused["error"]["message"]:
-                break
-            time.sleep(1)
+            return not refused["ok"] and "is stopped" in refused["error"]["message"]
+
+        eventually(refused_as_stopped, timeout=30, interval=1, what="a refusal: replication is stopped")
         assert not refused["ok"] and "not a consistent copy" in refused["error"]["message"], refused
     finally:
         stopped.unlink()
@@ -243,14 +245,16 @@ def test_refusals_on_the_active_host_during_a_switchover_and_with_replication_st
 
 
 def wait_cleaned_up(lab: Lab, run_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    found: list[dict[str, Any]] = []
+
+    def recorded() -> bool:
         tests = twinsite_on(lab, "dr1", "recover-test", "db", "--history")["result"]["tests"]
-        found = [t for t in tests if t["id"] == run_id]
-        if found:
-            return found[0]
-        time.sleep(0.5)
-    raise AssertionError(f"dr1's agent did not clean up test {run_id} within {timeout} s")
+        found[:] = [t for t in tests if t["id"] == run_id]
+        return bool(found)
+
+    if not eventually(recorded, timeout=timeout, interval=0.5, what=f"the evidence of test {run_id}"):
+        raise AssertionError(f"dr1's agent did not clean up test {run_id} within {timeout} s")
+    return found[0]
 
 
 def run_state(lab: Lab) -> dict[str, Any]:
@@ -270,9 +274,12 @@ def test_a_test_killed_after_each_step_is_cleaned_up_by_the_agent(db: Lab) -> No
             assert run["finished"] is None, run  # killed before its step was recorded as done
             got = wait_cleaned_up(db, run["id"])  # dr1's agent finds it within seconds
             assert got["result"] == "interrupted" and step in got["reason"], got
-            deadline = time.monotonic() + 30
-            while spool_dir(db).joinpath("records").exists() and time.monotonic() < deadline:
-                time.sleep(0.2)  # the receiver applies the spool at its next batch or keep-alive
+            eventually(  # the receiver applies the spool at its next batch or keep-alive
+                lambda: not spool_dir(db).joinpath("records").exists(),
+                timeout=30,
+                interval=0.2,
+                what="the spool applied",
+            )
             assert not overlay_mounted_on_dr1(db), step
             assert not pg_running_on_dr1(db), step
             assert not spool_dir(db).joinpath("spooling.json").exists(), step
@@ -293,16 +300,19 @@ def test_the_agent_runs_a_scheduled_test_and_cleans_up_after_its_own_kill_9(
     doc["assured_recovery"]["after_pass"] = []
     write_scenario(db, doc)
     state = db.host("dr1").private_dir("/var/lib/twinsite")
-    deadline = time.monotonic() + 90
+    run: dict[str, Any] = {}
+
+    def checking() -> bool:
+        run.clear()
+        run.update(run_state(db))
+        running = [s["name"] for s in run.get("steps", []) if s["state"] == "running"]
+        return run.get("finished") is None and "check-application" in running
+
     killed = None
-    while time.monotonic() < deadline and killed is None:
-        run = run_state(db)
-        if run.get("finished") is None and any(s["state"] == "running" and s["name"] == "check-application"
-                                               for s in run.get("steps", [])):  # fmt: skip
-            pid = int((state / "agent.pid").read_text())
-            subprocess.run(["kill", "-9", str(pid)], check=True)
-            killed = run["id"]
-        time.sleep(0.05)
+    if eventually(checking, timeout=90, interval=0.05, what="a scheduled test checking the application"):
+        pid = int((state / "agent.pid").read_text())
+        subprocess.run(["kill", "-9", str(pid)], check=True)
+        killed = run["id"]
     assert killed, "no scheduled test reached check-application within 90 s"
     got = wait_cleaned_up(db, killed)  # by the agent the supervisor started again
     assert got["result"] == "interrupted" and got["scheduled"] is True, got
@@ -311,9 +321,9 @@ def test_the_agent_runs_a_scheduled_test_and_cleans_up_after_its_own_kill_9(
     doc["assured_recovery"].pop("schedule")
     write_scenario(db, doc)
     time.sleep(3)  # the agent reloads it
-    deadline = time.monotonic() + 60
-    while run_state(db).get("finished") is None and time.monotonic() < deadline:
-        time.sleep(0.5)  # (a test the schedule started in the meantime ends first)
+    eventually(  # (a test the schedule started in the meantime ends first)
+        lambda: run_state(db).get("finished") is not None, timeout=60, interval=0.5, what="the last test's end"
+    )
 
 
 def test_a_test_ends_at_once_when_the_active_host_fails_and_the_switchover_proceeds(
@@ -335,24 +345,22 @@ def test_a_test_ends_at_once_when_the_active_host_fails_and_the_switchover_proce
         load.wait_for(200)
         earlier = run_state(db).get("id")  # (the last test's run, finished, may have stopped in any step)
         runner.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def checking() -> bool:
             run = run_state(db)
-            if (
+            return (
                 run.get("id") != earlier
                 and run.get("finished") is None
                 and any(s["name"] == "check-application" and s["state"] == "running" for s in run.get("steps", []))
-            ):
-                break
-            time.sleep(0.1)
+            )
+
+        eventually(checking, timeout=60, interval=0.1, what="the test checking the application")
         assert overlay_mounted_on_dr1(db), run_state(db)
         time.sleep(2)  # commits keep arriving into the spool
         cut_at = time.time()
         labmod.cut(db, "prod1")
         load.stop()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and role(db, "dr1")["active"] != "dr1":
-            time.sleep(0.5)
+        eventually(lambda: role(db, "dr1")["active"] == "dr1", timeout=120, interval=0.5, what="dr1 active")
         assert role(db, "dr1")["active"] == "dr1"
         runner.join(timeout=120)
         assert test["p"].returncode == 22, test["p"].stdout + test["p"].stderr

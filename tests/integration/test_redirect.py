@@ -9,7 +9,6 @@ import json
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from harness.cli import VENV_BIN
 from harness.hosts import ssh
 from harness.scenarios import Scenario, install
+from harness.wait import eventually
 from tests.integration.webhook import wait_for
 from twinsite.lab.topology import Lab
 
@@ -133,9 +133,7 @@ def test_a_service_address_and_a_script_move_users_and_the_alerts_say_so(
 ) -> None:
     sc, got = vip
     lab = sc.lab
-    deadline = time.monotonic() + 10
-    while who_answers(lab) != "prod1" and time.monotonic() < deadline:
-        time.sleep(0.2)
+    eventually(lambda: who_answers(lab) == "prod1", timeout=10, interval=0.2, what="prod1 answering")
     assert who_answers(lab) == "prod1"  # client1 now has prod1's MAC for the address in its cache
     cached = ssh(lab, "client1", f"ip neigh show {VIP}").stdout
     assert mac(lab, "prod1") in cached, cached
@@ -167,14 +165,13 @@ def test_a_service_address_and_a_script_move_users_and_the_alerts_say_so(
     assert float(done["details"]["RTO (outage, s)"]) > 0 and done["details"]["RPO (s)"] == "0.0"
     assert done["details"]["report"].endswith(f"{r['id']}.txt")
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # dr1 replicates to prod1 (its agent follows the role)
+    def replicating_from_dr1() -> bool:  # dr1 replicates to prod1 (its agent follows the role)
         st = json.loads(
             lab_exec(lab, "dr1", "/opt/twinsite/bin/twinsite", "status", "--config-dir", sc.config_dir, "--json").stdout
         )["result"]["scenarios"]
-        if [x["state"] for x in st if x["role"] == "active"] == ["replicating"]:
-            break
-        time.sleep(0.3)
+        return [x["state"] for x in st if x["role"] == "active"] == ["replicating"]
+
+    eventually(replicating_from_dr1, timeout=30, interval=0.3, what="dr1 replicating")
     back = switch(lab, "prod1", "switchback", sc.config_dir)
     assert back["result"] == "done" and back["to"] == "prod1"
     assert who_answers(lab) == "prod1"

@@ -12,6 +12,7 @@ import pytest
 
 from harness.cli import twinsite_cmd
 from harness.scenarios import Scenario, install
+from harness.wait import eventually
 from tests.fsops import mutate, populate
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
@@ -48,9 +49,7 @@ def test_initial_sync_then_10000_mixed_operations_byte_exact(scenario: Scenario)
     while done < 10_000:
         done += len(mutate(scenario.src, rng, ops=200))
     rescans = scenario.status()["rescans"]
-    deadline = time.monotonic() + 60
-    while scenario.status()["rescans"] < rescans + 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    eventually(lambda: scenario.status()["rescans"] >= rescans + 2, timeout=60, interval=0.2, what="two rescans")
     scenario.wait_synced()
     scenario.assert_equal()
     proc = twinsite_cmd(
@@ -118,9 +117,9 @@ def test_a_cut_link_mid_stream_resumes_after_heal(scenario: Scenario) -> None:
         for _ in range(10):
             mutate(scenario.src, rng, ops=50)
             time.sleep(0.3)
-        deadline = time.monotonic() + 20
-        while scenario.status().get("state") != "disconnected" and time.monotonic() < deadline:
-            time.sleep(0.1)
+        eventually(
+            lambda: scenario.status().get("state") == "disconnected", timeout=20, interval=0.1, what="disconnected"
+        )
         assert scenario.status()["state"] == "disconnected", scenario.status()
         assert scenario.status()["planned_seq"] > scenario.status()["acked_seq"]  # kept in the journal
     finally:
@@ -151,9 +150,12 @@ def test_replica_disk_full_stops_clearly_and_resumes_when_space_is_freed(scenari
         scenario.start()
         scenario.wait_synced()
         (scenario.src / "big").write_bytes(random.Random(1).randbytes(4 << 20))
-        deadline = time.monotonic() + 30
-        while "No space left" not in (scenario.status().get("last_error") or "") and time.monotonic() < deadline:
-            time.sleep(0.1)
+        eventually(
+            lambda: "No space left" in (scenario.status().get("last_error") or ""),
+            timeout=30,
+            interval=0.1,
+            what="ENOSPC",
+        )
         st = scenario.status()
         assert "No space left on device" in st["last_error"], st
         assert st["acked_seq"] < st["planned_seq"]
@@ -231,11 +233,12 @@ def test_an_unknown_host_key_is_refused_loudly(installed: Lab) -> None:
     try:
         (sc.src / "f").write_text("x")
         sc.start()
-        deadline = time.monotonic() + 30
-        while (
-            "Host key verification failed" not in (sc.status().get("last_error") or "") and time.monotonic() < deadline
-        ):
-            time.sleep(0.1)
+        eventually(
+            lambda: "Host key verification failed" in (sc.status().get("last_error") or ""),
+            timeout=30,
+            interval=0.1,
+            what="the host key refused",
+        )
         st = sc.status()
         assert st["state"] == "disconnected", st
         assert "Host key verification failed" in st["last_error"]

@@ -23,6 +23,7 @@ from harness.db import (
 )
 from harness.hosts import on_host, ssh, twinsite_on, wait_event
 from harness.vcenter import power_state
+from harness.wait import eventually
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
 
@@ -162,17 +163,19 @@ def test_the_split_brain_guard_then_an_unplanned_failover_and_a_switchback_that_
         cut_at = time.time()
         labmod.cut(lab, "prod1")
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and role(lab, "dr1")["active"] != "dr1":
-            time.sleep(0.5)
+        eventually(lambda: role(lab, "dr1")["active"] == "dr1", timeout=90, interval=0.5, what="dr1 active")
         promoted_at = time.time()
         assert role(lab, "dr1")["active"] == "dr1", "no automatic switchover within 90 s"
         report = None
-        while time.monotonic() < deadline:
+
+        def finished() -> bool:
+            nonlocal report
             body = twinsite_on(lab, "dr1", "switchover", "db", "--report")
             if body["ok"] and body["result"]["finished"]:
                 report = body["result"]
-                break
-            time.sleep(0.5)
+            return report is not None
+
+        eventually(finished, timeout=deadline - time.monotonic(), interval=0.5, what="the switchover's end")
         assert report is not None, "the automatic switchover did not finish"
         check_report(report, mode="unplanned", old="prod1", new="dr1")
         print(

@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
+from harness.wait import eventually
+
 
 def wait_for(got: list[dict[str, Any]], kind: str, timeout: float, context: Callable[[], str]) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [a for a in got if a["kind"] == kind]
-        if found:
-            return found[0]
-        time.sleep(0.1)
-    raise AssertionError(f"no {kind} alert within {timeout} s; got {[a['kind'] for a in got]}\n{context()}")
+    if not eventually(lambda: any(a["kind"] == kind for a in got), timeout=timeout, interval=0.1, what=kind):
+        raise AssertionError(f"no {kind} alert within {timeout} s; got {[a['kind'] for a in got]}\n{context()}")
+    return next(a for a in got if a["kind"] == kind)

@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 
 from harness.cli import twinsite_cmd
+from harness.wait import eventually
 from tests.views import SCHEMA, parse
 from twinsite.agent.metrics import TEXTFILE, Exporter, loopback
 from twinsite.alerts import Alert
@@ -366,9 +367,7 @@ def test_the_supervised_agent_is_restarted_when_its_metrics_options_change(site:
         out.mkdir()
         assert service.start(site.config, site.state, ["--metrics-textfile", str(out)]) is True
         assert service.status(site.state)["supervisor_pid"] not in (None, first)
-        deadline = time.monotonic() + 30
-        while not (out / TEXTFILE).exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        eventually((out / TEXTFILE).exists, timeout=30, interval=0.1, what="the textfile")
         got = parse((out / TEXTFILE).read_text())
         assert got[("twinsite_agent_up", ())] == 1
         assert got[("twinsite_applied_seq", row_labels(site, socket.gethostname()))] == 30

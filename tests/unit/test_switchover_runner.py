@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from harness.wait import eventually
 from twinsite.errors import SwitchoverError, TwinsiteError
 from twinsite.ops.runner import Context, Result, Runner, Step, report
 from twinsite.state.runs import DONE, FAILED, RUNNING
@@ -101,10 +101,14 @@ def test_kill_9_inside_any_step_resumes_and_ends_in_the_same_state(tmp_path: Pat
     script.write_text(CHILD)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     child = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env)
-    deadline = time.monotonic() + 20
-    while f"start {victim}" not in ((tmp_path / "log").read_text() if (tmp_path / "log").exists() else ""):
-        assert time.monotonic() < deadline and child.poll() is None
-        time.sleep(0.01)
+    log = tmp_path / "log"
+    eventually(
+        lambda: f"start {victim}" in (log.read_text() if log.exists() else "") or child.poll() is not None,
+        timeout=20,
+        interval=0.01,
+        what=f"step {victim} starting",
+    )
+    assert f"start {victim}" in (log.read_text() if log.exists() else "")
     child.send_signal(signal.SIGKILL)
     child.wait()
     state = json.loads((tmp_path / "run.json").read_text())

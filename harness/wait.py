@@ -1,0 +1,22 @@
+"""Waiting for something observable (a file, a status field, a log line, a process state) with the library's
+one wait helper, :func:`twinsite.proc.wait_until`.
+
+A wait that must happen calls ``wait_until`` itself (its timeout fails with what did not happen). A wait
+followed by the assertion that checks the same thing uses :func:`eventually`: the assertion then reports
+what was found instead."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twinsite.errors import CommandError
+from twinsite.proc import wait_until
+
+
+def eventually(predicate: Callable[[], object], *, timeout: float, interval: float = 0.02, what: str) -> bool:
+    """Whether ``predicate()`` became true within ``timeout`` seconds, polled every ``interval`` seconds."""
+    try:
+        wait_until(lambda: bool(predicate()), timeout=timeout, interval=interval, what=what)
+    except CommandError:
+        return False
+    return True
