@@ -28,6 +28,7 @@ from harness.cli import ansible
 from harness.hosts import on_host, twinsite_on
 from twinsite.lab import netns
 from twinsite.lab.topology import Lab
+from twinsite.state.layout import ScenarioState
 
 PROFILE = Path(__file__).resolve().parent.parent / "inventories" / "lab-scale"
 TW = "/opt/twinsite/bin/twinsite"
@@ -122,7 +123,8 @@ def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
                 on_host(lab, h, TW, "scenario", n, "--state", "absent")
         time.sleep(5)  # the agents let go of them (they read their configuration every 2 s)
         for n in all_names:
-            for p in (*_roots(lab, n), *(lab.host(h).private_dir("/var/lib/twinsite") / n for h in ("prod1", "dr1"))):
+            states = (ScenarioState(lab.host(h).private_dir("/var/lib/twinsite"), n).dir for h in ("prod1", "dr1"))
+            for p in (*_roots(lab, n), *states):
                 shutil.rmtree(p, ignore_errors=True)
     ms = 1000.0
     tw = {

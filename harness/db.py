@@ -5,7 +5,6 @@ lab back whatever a test or a benchmark did."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 import time
@@ -23,6 +22,8 @@ from harness.wait import eventually
 from twinsite import lab as labmod
 from twinsite.lab.topology import DNS_ZONE, Lab
 from twinsite.redirect.dns import TsigKey, resolve_addresses, update_address
+from twinsite.state import sender_status
+from twinsite.state.layout import ScenarioState
 
 DB_NAME = f"db.{DNS_ZONE}"
 TABLE = "switchover_load"
@@ -104,16 +105,17 @@ class Latency(threading.Thread):
 
     def __init__(self, lab: Lab) -> None:
         super().__init__(daemon=True)
-        self.file = lab.host("prod1").private_dir("/var/lib/twinsite") / "db" / "root-0" / "dr1" / "status.json"
+        self.file = ScenarioState(lab.host("prod1").private_dir("/var/lib/twinsite"), "db").sender(0, "dr1").status
         self.samples: list[tuple[float, float, int]] = []  # (when, latency, acked seq)
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
-                st = json.loads(self.file.read_text())
-                self.samples.append((time.time(), float(st["ack_latency_seconds"]), int(st["acked_seq"])))
-            except (OSError, ValueError, KeyError):
+                st = sender_status.read(self.file)
+                if st is not None:
+                    self.samples.append((time.time(), st.ack_latency_seconds, st.acked_seq))
+            except (OSError, ValueError):
                 pass
             time.sleep(0.05)
 
@@ -210,8 +212,8 @@ def restore_db(lab: Lab) -> None:
         return
     on_host(lab, "dr1", TWINSITE, "app", "db", "stop")
     for h in ("prod1", "dr1"):
-        state = lab.host(h).private_dir("/var/lib/twinsite") / "db"
-        for f in (state / "role.json", state / "switchover.json"):
+        place = ScenarioState(lab.host(h).private_dir("/var/lib/twinsite"), "db")
+        for f in (place.role, place.switchover_run):
             f.unlink(missing_ok=True)
     key = TsigKey.load(lab.tsig_file)
     update_address(

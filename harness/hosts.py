@@ -14,6 +14,8 @@ from harness.cli import VENV_BIN
 from harness.wait import eventually
 from twinsite.lab.topology import Lab
 from twinsite.proc import wait_until
+from twinsite.state import events as state_events
+from twinsite.state.layout import HostState
 
 TWINSITE = "/opt/twinsite/bin/twinsite"  # where the agent role (and harness.scenarios.install) puts it
 
@@ -65,12 +67,8 @@ def twinsite_on(
 
 def events(lab: Lab, host: str, since: float = 0.0) -> list[dict[str, Any]]:
     """The host's event log (its alerts), those at or after ``since`` (to the second) if given."""
-    f = lab.host(host).private_dir("/var/lib/twinsite") / "events.jsonl"
-    if not f.exists():
-        return []
     out = []
-    for line in f.read_text().splitlines():
-        e = json.loads(line)
+    for e in state_events.read(HostState(lab.host(host).private_dir("/var/lib/twinsite")).events):
         at = e.get("at", "")
         if "kind" in e and (not since or at >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since - 1))):
             out.append(e)
@@ -94,7 +92,7 @@ def wait_event(lab: Lab, host: str, kind: str, since: float, timeout: float) -> 
 
 def agent_log(lab: Lab, host: str) -> Path:
     """The log of the host's supervised agent (``twinsite service start``, as the agent role starts it)."""
-    return lab.host(host).private_dir("/var/lib/twinsite") / "agent.log"
+    return HostState(lab.host(host).private_dir("/var/lib/twinsite")).agent_log
 
 
 def log_size(path: Path) -> int:

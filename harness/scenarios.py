@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 from harness.cli import REPO, VENV_BIN, ansible
@@ -21,6 +21,8 @@ from twinsite import bundle
 from twinsite.lab import netns
 from twinsite.lab.topology import Lab
 from twinsite.proc import argv_of
+from twinsite.state import sender_status
+from twinsite.state.layout import ScenarioState
 from twinsite.tree import differences, digest, entries
 
 BUNDLES = REPO / "build"  # the same place configure.yml's agent role builds it: one build per source version
@@ -40,12 +42,14 @@ class Scenario:
         self.lab, self.name = lab, name
         self.src = lab.host("prod1").private_dir("/srv") / name
         self.dst = lab.host("dr1").private_dir("/srv") / name
-        self.state = lab.host("prod1").private_dir("/var/lib/twinsite") / name
+        self.place = ScenarioState(lab.host("prod1").private_dir("/var/lib/twinsite"), name)  # prod1's state
+        self.state = self.place.dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.log = lab.host("prod1").private_dir("/var/lib/twinsite") / f"{name}-agent.log"
         self.kill_strays()
-        for p in (self.src, self.dst, self.state, lab.host("dr1").private_dir("/var/lib/twinsite") / name):
+        dr1 = ScenarioState(lab.host("dr1").private_dir("/var/lib/twinsite"), name)
+        for p in (self.src, self.dst, self.state, dr1.dir):
             shutil.rmtree(p, ignore_errors=True)
         self.src.mkdir(parents=True)
         doc = {"name": name, "master": "prod1", "replicas": ["dr1"], "roots": [{"path": f"/srv/{name}"}]}
@@ -65,16 +69,13 @@ class Scenario:
         data: dict[str, Any] = json.loads((self.config / f"{self.name}.yml").read_text())
         return data
 
-    @property
-    def status_file(self) -> Path:
-        return self.state / "root-0" / "dr1" / "status.json"
-
     def status(self) -> dict[str, Any]:
+        """What prod1's sender to dr1 last said (empty before it said anything)."""
         try:
-            data: dict[str, Any] = json.loads(self.status_file.read_text())
-            return data
-        except (FileNotFoundError, ValueError):
+            st = sender_status.read(self.place.sender(0, "dr1").status)
+        except ValueError:
             return {}
+        return asdict(st) if st is not None else {}
 
     def start(self) -> None:
         self.started_at = time.time()

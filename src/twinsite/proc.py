@@ -85,6 +85,12 @@ def read_pid(pidfile: Path, *, comm: str | None = None, argv_has: str | None = N
     return pid
 
 
+def write_pid(pidfile: Path, pid: int) -> None:
+    """Record ``pid`` in ``pidfile`` (read back by :func:`read_pid`, which checks the process still runs)."""
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    pidfile.write_text(f"{pid}\n")
+
+
 def pid_alive(pid: int) -> bool:
     """True when ``pid`` exists and is not a zombie."""
     try:
@@ -118,7 +124,7 @@ def spawn(
             )
         except FileNotFoundError as exc:
             raise CommandError(f"program not found: {argv[0]}", hint="run `make setup`") from exc
-    pidfile.write_text(f"{proc.pid}\n")
+    write_pid(pidfile, proc.pid)
     return proc.pid
 
 

@@ -14,6 +14,7 @@ from harness.cli import ansible, recap
 from harness.vcenter import Vc
 from harness.wait import eventually
 from twinsite.lab.topology import Lab
+from twinsite.state import stopped
 
 pytestmark = pytest.mark.lab
 PLAYBOOKS = Path(__file__).parent / "playbooks"
@@ -119,7 +120,7 @@ def test_scenario_module_normal_check_second_run_and_diff(lab: Lab, tmp_path: Pa
     assert rc == 0 and res["changed"] is False, out
     rc, res, out = run_scenario(tmp_path, scenario_name="anstest", scenario_state="stopped")
     assert rc == 0 and res["changed"] is True and res["after"]["state"] == "stopped", out
-    assert (cfgdir / "anstest.stopped").exists()
+    assert stopped.is_stopped(cfgdir, "anstest")
     rc, res, out = run_scenario(tmp_path, scenario_name="anstest", scenario_state="absent")
     assert rc == 0 and res["changed"] is True, out
     assert not (cfgdir / "anstest.yml").exists()

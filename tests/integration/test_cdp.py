@@ -23,6 +23,7 @@ from harness.scenarios import Scenario, install
 from harness.wait import eventually
 from tests.fsops import mutate, populate
 from twinsite.lab.topology import Lab
+from twinsite.state.layout import ScenarioState
 from twinsite.tree import digest
 
 pytestmark = pytest.mark.lab
@@ -196,7 +197,7 @@ def test_the_rewind_log_stays_within_its_cap_under_load(lab: Lab) -> None:
     install(lab)
     cap = 6 << 20
     sc, standby_config = _cdp_scenario(lab, "tcdpcap", max_size=cap)
-    log_dir = lab.host("dr1").private_dir("/var/lib/twinsite") / sc.name / "recv" / "root-0" / "rewind"
+    log_dir = ScenarioState(lab.host("dr1").private_dir("/var/lib/twinsite"), sc.name).receiver(0).rewind_log
     rng = random.Random(8)
     try:
         sc.start()

@@ -18,6 +18,7 @@ from harness.scenarios import Scenario, install
 from tests.integration.webhook import wait_for
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
+from twinsite.state.layout import HostState
 
 pytestmark = pytest.mark.lab
 
@@ -40,7 +41,7 @@ def test_the_standby_alerts_when_the_active_host_or_its_application_fails(
         shutil.copytree(sc.config, standby_conf)
 
     publish()
-    events = lab.host("dr1").private_dir("/var/lib/twinsite") / "events.jsonl"
+    events = HostState(lab.host("dr1").private_dir("/var/lib/twinsite")).events
     sc.start()
 
     def context() -> str:  # what dr1's agent said and logged, when an alert does not come

@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,10 @@ from harness.vcenter import by_name, connect, wait_task
 from harness.wait import eventually
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
-from twinsite.proc import wait_until
+from twinsite.proc import read_pid, wait_until
 from twinsite.recovery.steps import STEPS
+from twinsite.state import runs, stopped
+from twinsite.state.layout import ScenarioState
 from twinsite.vsphere.snapshot import snapshots
 
 pytestmark = pytest.mark.lab
@@ -108,8 +111,9 @@ def overlay_mounted_on_dr1(lab: Lab) -> bool:
     return "twinsite-test" in on_host(lab, "dr1", "cat", "/proc/self/mountinfo").stdout
 
 
-def spool_dir(lab: Lab) -> Path:
-    return lab.host("dr1").private_dir("/var/lib/twinsite") / "db" / "recv" / "root-0" / "spool"
+def on_dr1(lab: Lab) -> ScenarioState:
+    """dr1's state of the scenario db."""
+    return ScenarioState(lab.host("dr1").private_dir("/var/lib/twinsite"), "db")
 
 
 def pg_running_on_dr1(lab: Lab) -> bool:
@@ -175,7 +179,7 @@ def test_a_test_under_load_proves_the_replica_and_leaves_it_equal_to_the_source(
     assert history[-1]["id"] == r["id"] and history[-1]["result"] == "passed"
     # Afterwards: no overlay, the spool applied and gone, no test database running, the test's writes gone,
     # and the replica equals the source, every entry.
-    assert not overlay_mounted_on_dr1(db) and not spool_dir(db).joinpath("records").exists()
+    assert not overlay_mounted_on_dr1(db) and not on_dr1(db).receiver(0).spool_records.exists()
     assert not pg_running_on_dr1(db)
     verified = source_equals_replica(db)
     assert verified["equal"] and verified["roots"][0]["entries"] > 1000, verified
@@ -211,7 +215,7 @@ def test_a_failing_check_fails_the_test_alerts_and_leaves_the_replica_intact(
     alerts = [e for e in events(db, "dr1", since) if e["kind"] == "recovery-test-failed"]
     assert alerts and record["id"] in alerts[0]["what"], events(db, "dr1", since)
     assert not overlay_mounted_on_dr1(db) and not pg_running_on_dr1(db)
-    assert not spool_dir(db).joinpath("spooling.json").exists()
+    assert not on_dr1(db).receiver(0).spool_marker.exists()
     assert source_equals_replica(db)["equal"]
 
 
@@ -220,15 +224,15 @@ def test_refusals_on_the_active_host_during_a_switchover_and_with_replication_st
     assert not on_prod1["ok"] and "is the active host" in on_prod1["error"]["message"]
     plan = twinsite_on(db, "dr1", "recover-test", "db", "--dry-run")["result"]
     assert plan["ready"] and [s["step"] for s in plan["steps"]] == STEP_NAMES
-    unfinished = db.host("dr1").private_dir("/var/lib/twinsite") / "db" / "switchover.json"
-    unfinished.write_text(json.dumps({"id": "x", "kind": "switchover", "finished": None}))
+    unfinished = on_dr1(db).switchover_run
+    runs.store(unfinished, runs.RunState("x", "switchover", {}, 0.0, []))
     try:
         refused = twinsite_on(db, "dr1", "recover-test", "db")
     finally:
         unfinished.unlink()
     assert not refused["ok"] and "switchover of db is unfinished" in refused["error"]["message"], refused
-    stopped = db.host("prod1").private_dir("/etc/twinsite") / "scenarios" / "db.stopped"
-    stopped.touch()  # replication stops on prod1: the replica is no longer kept consistent
+    prod1_config = db.host("prod1").private_dir("/etc/twinsite") / "scenarios"
+    stopped.mark(prod1_config, "db", True)  # replication stops on prod1: the replica is no longer kept consistent
     try:
 
         def refused_as_stopped() -> bool:
@@ -239,9 +243,9 @@ def test_refusals_on_the_active_host_during_a_switchover_and_with_replication_st
         eventually(refused_as_stopped, timeout=30, interval=1, what="a refusal: replication is stopped")
         assert not refused["ok"] and "not a consistent copy" in refused["error"]["message"], refused
     finally:
-        stopped.unlink()
+        stopped.mark(prod1_config, "db", False)
     wait_replicating(db, "prod1")
-    assert not overlay_mounted_on_dr1(db) and not spool_dir(db).joinpath("spooling.json").exists()
+    assert not overlay_mounted_on_dr1(db) and not on_dr1(db).receiver(0).spool_marker.exists()
 
 
 def wait_cleaned_up(lab: Lab, run_id: str, timeout: float = 90) -> dict[str, Any]:
@@ -258,8 +262,8 @@ def wait_cleaned_up(lab: Lab, run_id: str, timeout: float = 90) -> dict[str, Any
 
 
 def run_state(lab: Lab) -> dict[str, Any]:
-    f = lab.host("dr1").private_dir("/var/lib/twinsite") / "db" / "recovery" / "run.json"
-    return dict(json.loads(f.read_text())) if f.exists() else {}
+    run = runs.load(on_dr1(lab).recovery.run)
+    return asdict(run) if run is not None else {}
 
 
 def test_a_test_killed_after_each_step_is_cleaned_up_by_the_agent(db: Lab) -> None:
@@ -275,15 +279,15 @@ def test_a_test_killed_after_each_step_is_cleaned_up_by_the_agent(db: Lab) -> No
             got = wait_cleaned_up(db, run["id"])  # dr1's agent finds it within seconds
             assert got["result"] == "interrupted" and step in got["reason"], got
             eventually(  # the receiver applies the spool at its next batch or keep-alive
-                lambda: not spool_dir(db).joinpath("records").exists(),
+                lambda: not on_dr1(db).receiver(0).spool_records.exists(),
                 timeout=30,
                 interval=0.2,
                 what="the spool applied",
             )
             assert not overlay_mounted_on_dr1(db), step
             assert not pg_running_on_dr1(db), step
-            assert not spool_dir(db).joinpath("spooling.json").exists(), step
-            assert not spool_dir(db).joinpath("records").exists(), step
+            assert not on_dr1(db).receiver(0).spool_marker.exists(), step
+            assert not on_dr1(db).receiver(0).spool_records.exists(), step
             if step == STEP_NAMES[-1]:  # killed after its last step's work: run again, it passes
                 assert twinsite_on(db, "dr1", "recover-test", "db")["result"]["result"] == "passed"
         load.wait_for(len(load.acked) + 50)  # production went on the whole time
@@ -299,7 +303,6 @@ def test_the_agent_runs_a_scheduled_test_and_cleans_up_after_its_own_kill_9(
     doc["assured_recovery"]["schedule"] = "* * * * *"
     doc["assured_recovery"]["after_pass"] = []
     write_scenario(db, doc)
-    state = db.host("dr1").private_dir("/var/lib/twinsite")
     run: dict[str, Any] = {}
 
     def checking() -> bool:
@@ -310,14 +313,15 @@ def test_the_agent_runs_a_scheduled_test_and_cleans_up_after_its_own_kill_9(
 
     killed = None
     if eventually(checking, timeout=90, interval=0.05, what="a scheduled test checking the application"):
-        pid = int((state / "agent.pid").read_text())
+        pid = read_pid(on_dr1(db).host.agent_pid)  # (the agent, in dr1's namespace: not our child)
+        assert pid is not None, "dr1's agent does not run"
         subprocess.run(["kill", "-9", str(pid)], check=True)
         killed = run["id"]
     assert killed, "no scheduled test reached check-application within 90 s"
     got = wait_cleaned_up(db, killed)  # by the agent the supervisor started again
     assert got["result"] == "interrupted" and got["scheduled"] is True, got
     assert not overlay_mounted_on_dr1(db) and not pg_running_on_dr1(db)
-    assert not spool_dir(db).joinpath("spooling.json").exists()
+    assert not on_dr1(db).receiver(0).spool_marker.exists()
     doc["assured_recovery"].pop("schedule")
     write_scenario(db, doc)
     time.sleep(3)  # the agent reloads it
@@ -368,7 +372,7 @@ def test_a_test_ends_at_once_when_the_active_host_fails_and_the_switchover_proce
         assert record["result"] == "failed", record
         assert "stopped answering" in record["reason"] or "switchover" in record["reason"], record["reason"]
         assert not overlay_mounted_on_dr1(db)
-        assert not spool_dir(db).joinpath("spooling.json").exists() and not spool_dir(db).joinpath("records").exists()
+        assert not on_dr1(db).receiver(0).spool_marker.exists() and not on_dr1(db).receiver(0).spool_records.exists()
         report = twinsite_on(db, "dr1", "switchover", "db", "--report")["result"]
         assert report["result"] == "done" and all(c["ok"] for c in report["checks"]), report
         promote = next(s for s in report["steps"] if s["step"] == "promote")

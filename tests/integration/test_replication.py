@@ -251,7 +251,7 @@ def test_the_journal_cap_holds_during_an_outage_and_nothing_is_lost(installed: L
     cap = 1 << 20
     sc = Scenario(installed, "tjournalcap")
     sc.write_definition({**sc.definition(), "journal": {"max_size": cap, "segment_size": cap // 8}})
-    journal = sc.state / "root-0" / "dr1" / "journal"
+    journal = sc.place.sender(0, "dr1").journal
     try:
         (sc.src / "seed").write_text("seed")
         sc.start()

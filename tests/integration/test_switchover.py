@@ -5,7 +5,6 @@ a switchover killed after each of its steps that still ends right."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -26,6 +25,8 @@ from harness.vcenter import power_state
 from harness.wait import eventually
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
+from twinsite.state import runs, sender_status, set_aside
+from twinsite.state.layout import ScenarioState
 
 pytestmark = pytest.mark.lab
 
@@ -107,9 +108,10 @@ def test_a_switchover_killed_after_each_step_ends_as_one_that_was_not(db: Lab) -
                 lab, "dr1", "/opt/twinsite/bin/twinsite", "switchover", "db", env={"TWINSITE_CRASH_AFTER": name}
             )
             assert p.returncode in (-9, 137), (name, p.returncode, p.stderr[-2000:])
-            run = json.loads((lab.host("dr1").private_dir("/var/lib/twinsite") / "db" / "switchover.json").read_text())
-            states = {s["name"]: s["state"] for s in run["steps"]}
-            assert states[name] == "running" and run["finished"] is None, states  # killed before it was recorded
+            run = runs.load(ScenarioState(lab.host("dr1").private_dir("/var/lib/twinsite"), "db").switchover_run)
+            assert run is not None
+            states = {s.name: s.state for s in run.steps}
+            assert states[name] == "running" and run.finished is None, states  # killed before it was recorded
         done = twinsite_on(lab, "dr1", "switchover", "db")
         assert done["ok"], done
         r = done["result"]
@@ -221,21 +223,20 @@ def test_the_split_brain_guard_then_an_unplanned_failover_and_a_switchback_that_
         aside = j["set_aside"]
         assert aside["paths"] > 0 and aside["written_here_unreplicated"], aside
         assert any(p.startswith("data/") for p in aside["written_here_unreplicated"])
-        manifest = json.loads(
-            (
-                lab.host("prod1").private_dir("/var/lib/twinsite") / "db" / "set-aside" / j["id"] / "manifest.json"
-            ).read_text()
+        manifest = set_aside.read(
+            ScenarioState(lab.host("prod1").private_dir("/var/lib/twinsite"), "db").set_aside(j["id"])
         )
-        assert len(manifest["items"]) == aside["paths"]
+        assert manifest is not None and len(manifest["items"]) == aside["paths"]
         assert wait_event(lab, "prod1", "divergent-changes-set-aside", t1, timeout=5)["severity"] == "warning"
         assert role(lab, "prod1")["active"] == "dr1" and role(lab, "dr1")["active"] == "dr1"
         wait_replicating(lab, "dr1")  # dr1 resynchronised prod1 and replicates to it
-        sender = json.loads(
-            (lab.host("dr1").private_dir("/var/lib/twinsite") / "db" / "root-0" / "prod1" / "status.json").read_text()
+        sender = sender_status.read(
+            ScenarioState(lab.host("dr1").private_dir("/var/lib/twinsite"), "db").sender(0, "prod1").status
         )
+        assert sender is not None
         data = sum(f.stat().st_size for f in (lab.host("dr1").private_dir("/srv") / "db").rglob("*") if f.is_file())
-        print(f"resync of prod1: {sender['bytes_sent']} bytes on the wire for {data} bytes of data")
-        assert sender["bytes_sent"] < data / 2, (sender["bytes_sent"], data)  # by delta, not a copy
+        print(f"resync of prod1: {sender.bytes_sent} bytes on the wire for {data} bytes of data")
+        assert sender.bytes_sent < data / 2, (sender.bytes_sent, data)  # by delta, not a copy
         back = twinsite_on(lab, "prod1", "switchback", "db", timeout=600)
         assert back["ok"], back
         b = back["result"]

@@ -13,6 +13,8 @@ from pyVmomi import vim
 from harness.cli import twinsite_cmd
 from harness.vcenter import by_name, connect, wait_task
 from twinsite.lab.topology import VCENTER_USER, Lab
+from twinsite.state import events as state_events
+from twinsite.state.layout import ScenarioState
 
 pytestmark = pytest.mark.lab
 
@@ -188,7 +190,7 @@ def test_fence_powers_a_vm_off_once_records_it_says_so_when_it_was_off_and_relea
         "TWINSITE_VCENTER_PASSWORD": lab.vcenter_password_file.read_text().strip(),
         "TWINSITE_VCENTER_CA_FILE": str(lab.ca_cert),
     }
-    record = tmp_path / "events.jsonl"
+    record = ScenarioState(tmp_path, "db").fence_record
     try:
         content = si.RetrieveContent()
         cluster = by_name(content, vim.ClusterComputeResource)["Prod-Cluster"]
@@ -207,7 +209,7 @@ def test_fence_powers_a_vm_off_once_records_it_says_so_when_it_was_off_and_relea
         assert vm.runtime.powerState == "poweredOff"
         again = twinsite_cmd("fence", "fence-probe", "--record", str(record), "--json", env=env)
         assert json.loads(again.stdout)["result"]["action"] == "already off"
-        events = [json.loads(line) for line in record.read_text().splitlines()]
+        events = state_events.read(record)
         assert [(e["event"], e["vm"], e["changed"]) for e in events] == [
             ("fence", "fence-probe", True),
             ("fence", "fence-probe", False),

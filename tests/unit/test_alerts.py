@@ -20,6 +20,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from harness.cli import twinsite_cmd
 from twinsite.alerts import Alert
 from twinsite.alerts.dispatch import Alerter, channels_from
+from twinsite.state import events as state_events
+from twinsite.state.layout import HostState
 
 
 class Inbox:
@@ -152,7 +154,7 @@ def test_an_alert_reaches_every_channel_with_what_where_since_and_what_to_do(
     assert dev_log.recv(4096).decode().startswith(f"<{3 * 8 + 2}>1 ")  # daemon.crit
     dev_log.close()
 
-    events = [json.loads(x) for x in (tmp_path / "state" / "events.jsonl").read_text().splitlines()]
+    events = state_events.read(HostState(tmp_path / "state").events)
     assert events == [{"event": "alert", **a.to_dict()}]
 
 
@@ -181,7 +183,7 @@ def test_a_dead_channel_does_not_stop_the_others_and_its_failure_is_logged(
     assert "answered HTTP 500" in str(deliveries[2].error) and "t0ps3cret" not in str(deliveries[2].error)
     assert "/hooks/twinsite" not in str(deliveries[2].error)  # tokens also live in paths (Slack, Teams)
     assert len(received) == 1  # the webhook was tried once
-    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    events = state_events.read(HostState(tmp_path).events)
     assert [e["event"] for e in events] == ["alert"] + ["alert-delivery-failed"] * 3
     assert [e["channel"] for e in events[1:]] == ["email", "webhook", "syslog"]
 

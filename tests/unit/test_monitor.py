@@ -8,6 +8,8 @@ from pathlib import Path
 
 from twinsite.config.scenario import Monitoring, Root, Scenario
 from twinsite.monitor import Monitor, Verdict, _application, _replication
+from twinsite.state import monitor as monitor_state
+from twinsite.state.layout import ScenarioState
 
 
 def scenario(misses: int = 3) -> Scenario:
@@ -35,8 +37,8 @@ def test_a_failure_alerts_after_the_misses_in_a_row_once_then_resolves(tmp_path:
     assert m.judge(verdict(True, app=False), now=160) == []  # once
     [resolved] = m.judge(verdict(True, app=True), now=170)
     assert (resolved.kind, resolved.severity) == ("resolved-application-down", "resolved")
-    state = json.loads((tmp_path / "db" / "monitor.json").read_text())
-    assert state["conditions"]["application"]["alerting"] is False
+    kept = monitor_state.read(ScenarioState(tmp_path, "db").monitor)
+    assert kept is not None and kept.conditions["application"].alerting is False
 
 
 def test_an_unreachable_host_leaves_the_other_conditions_unknown(tmp_path: Path) -> None:

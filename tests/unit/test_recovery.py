@@ -40,7 +40,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay n
 
 @needs_root
 def test_an_overlay_takes_the_applications_writes_and_leaves_the_replica_as_it_was(tmp_path: Path) -> None:
-    root, scratch = tmp_path / "replica", tmp_path / "state" / "overlay" / "0"
+    root, scratch = tmp_path / "replica", RecoveryState(tmp_path / "state").overlay(0)
     (root / "sub").mkdir(parents=True)
     (root / "a.txt").write_bytes(b"replica data\n")
     (root / "sub" / "b.txt").write_bytes(b"more\n")

@@ -28,7 +28,7 @@ def scenario(**extra: object) -> Scenario:
 
 
 class Replica:
-    """A receiver's state laid out as on a host: <state>/db/recv/root-0, the role file at <state>/db/role.json."""
+    """A receiver's state laid out as on a host (state.layout): root 0 of scenario db, and its role file."""
 
     def __init__(self, tmp: Path, host: str = "dr1") -> None:
         self.place = ScenarioState(tmp / "state", "db")

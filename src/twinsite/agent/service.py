@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from twinsite import logs
-from twinsite.proc import argv_of, read_pid, spawn, stop_pidfile, wait_until
+from twinsite.proc import argv_of, read_pid, spawn, stop_pidfile, wait_until, write_pid
 from twinsite.state.layout import HostState
 
 SUPERVISOR_MARK = "supervise"
@@ -82,7 +82,7 @@ def supervise(config_dir: Path, state_dir: Path, agent_args: Sequence[str] = ())
     while not done.is_set():
         started = time.monotonic()
         proc = subprocess.Popen(agent_argv(config_dir, state_dir, agent_args))
-        agent_pid.write_text(f"{proc.pid}\n")
+        write_pid(agent_pid, proc.pid)
         rc = proc.wait()
         if done.is_set():
             break

@@ -14,7 +14,7 @@ from twinsite.cli.options import dirs
 from twinsite.config.store import find
 from twinsite.errors import AlreadyActiveError, ConfigError, SwitchoverError, TwinsiteError
 from twinsite.locks import held
-from twinsite.proc import read_pid
+from twinsite.proc import read_pid, write_pid
 from twinsite.state.layout import ScenarioState
 from twinsite.state.role import Role, current, members, store, this_host
 
@@ -112,7 +112,7 @@ def _exclusive(site: Site) -> Iterator[None]:
             raise SwitchoverError(
                 f"another switchover of {site.s.name} is running here (pid {pid or '?'})", hint="wait for it to end"
             )
-        place.switchover_pid.write_text(f"{os.getpid()}\n")
+        write_pid(place.switchover_pid, os.getpid())
         try:
             yield
         finally:

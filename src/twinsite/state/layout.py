@@ -11,7 +11,8 @@
         switchover.lock .pid .log         one switchover at a time; an automatic one's process
         switchovers/<run>.json .txt       switchover reports (state.reports)
         fence.jsonl                       what fencing did (state.events)
-        set-aside/<run>/manifest.json     divergent changes set aside by a switch-back (state.set_aside)
+        set-aside/<run>/                  divergent changes set aside by a switch-back: root-<n>/ copies,
+                                          manifest.json (state.set_aside)
         recovery/                         RecoveryState: assured-recovery tests on this standby
           run.json test.lock end          the test's run (state.runs), its lock, an end request (state.end_request)
           schedule.json                   the last scheduled minute started (state.schedule)
@@ -183,8 +184,10 @@ class ScenarioState:
     def fence_record(self) -> Path:
         return self.dir / "fence.jsonl"
 
-    def set_aside(self, run_id: str) -> Path:
-        return self.dir / "set-aside" / run_id
+    def set_aside(self, run_id: str, index: int | None = None) -> Path:
+        """Where a switch-back sets aside what differed (with ``index``: root n's copies)."""
+        where = self.dir / "set-aside" / run_id
+        return where if index is None else where / f"root-{index}"
 
     @property
     def recovery(self) -> RecoveryState:

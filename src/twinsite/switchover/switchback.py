@@ -130,7 +130,8 @@ def set_aside(site: Site, ctx: Context) -> SetAside | Skipped:
     for i, root in enumerate(site.s.roots):
         local = entries(Path(root.path), root.selects_bytes)
         remote = remote_entries(site.s, fa.active, root)
-        items += copy_differences(Path(root.path), local, remote, dest / f"root-{i}", unshipped.get(i, set()))
+        aside_root = site.place.set_aside(ctx.run_id, i)
+        items += copy_differences(Path(root.path), local, remote, aside_root, unshipped.get(i, set()))
     summary = SetAside(
         directory=str(dest),
         paths=len(items),
