@@ -13,13 +13,13 @@ import contextlib
 import errno
 import os
 import threading
-import time
 from pathlib import Path
 
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
 from twinsite.errors import CaptureError
+from twinsite.proc import wait_until
 from twinsite.sync.changes import ChangeSet
 
 MASK = (
@@ -190,7 +190,5 @@ class Watcher:
     def close(self) -> None:
         """Stop reading (waiting for a :meth:`run` loop to notice) and release the inotify descriptor."""
         self._stop = True
-        deadline = time.monotonic() + 2
-        while self._running.is_set() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not self._running.is_set(), timeout=2, interval=0.01)
         self.ino.close()

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 from twinsite.errors import CommandError, RecoveryError
-from twinsite.proc import run
+from twinsite.proc import run, wait_until
 
 SOURCE = "twinsite-test"
 
@@ -86,17 +85,19 @@ def unmount(root: Path, scratch: Path, *, busy_wait: float = 10.0) -> dict[str, 
     """Unmount the overlay and discard its writes (idempotent). A mount still busy after ``busy_wait`` s
     (a process of the test outlived it) is detached lazily, so replication can apply again."""
     out: dict[str, object] = {"unmounted": False, "lazy": False}
-    deadline = time.monotonic() + busy_wait
-    while mounted(root):
+    busy: list[bytes] = []  # what umount said the last time it refused
+
+    def unmounted() -> bool:
+        if not mounted(root):
+            return True
         proc = run(["umount", str(root)], check=False, timeout=30)
-        if proc.returncode == 0:
-            out["unmounted"] = True
-            break
-        if time.monotonic() > deadline:
-            run(["umount", "-l", str(root)], timeout=30)
-            out.update(unmounted=True, lazy=True, busy=(proc.stdout + proc.stderr).decode(errors="replace").strip())
-            break
-        time.sleep(0.2)
+        busy[:] = [proc.stdout + proc.stderr]
+        out["unmounted"] = proc.returncode == 0
+        return proc.returncode == 0
+
+    if not wait_until(unmounted, timeout=busy_wait, interval=0.2):
+        run(["umount", "-l", str(root)], timeout=30)
+        out.update(unmounted=True, lazy=True, busy=busy[0].decode(errors="replace").strip())
     if scratch.exists():
         shutil.rmtree(scratch, ignore_errors=True)  # (a concurrent cleanup may remove it too)
         out["discarded"] = not scratch.exists()

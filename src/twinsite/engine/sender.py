@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import threading
 import time
@@ -35,6 +36,7 @@ from twinsite.engine.shipper import Shipper
 from twinsite.errors import TwinsiteError
 from twinsite.journal.record import Record
 from twinsite.journal.segments import Journal
+from twinsite.proc import wait_until
 from twinsite.state.layout import SenderState
 from twinsite.state.sender_status import SenderStatus
 from twinsite.sync.changes import ChangeSet
@@ -301,7 +303,12 @@ class Sender(Shipper):
     def _wait_shipped(self, seq: int, gen: int | None = None) -> None:
         """Until the standby has acknowledged ``seq``; with ``gen``, sync records that a lost link took with it
         are never acknowledged: give up then."""
-        while self.status.acked_seq < seq and not self.stop_event.is_set():
+
+        def shipped() -> bool:
+            if self.status.acked_seq >= seq or self.stop_event.is_set():
+                return True
             if gen is not None and gen != self.link_gen:
                 raise SyncInterrupted("the link to the standby was lost during the sync")
-            time.sleep(0.01)
+            return False
+
+        wait_until(shipped, timeout=math.inf, interval=0.01)
