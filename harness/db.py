@@ -20,6 +20,7 @@ from harness.scenarios import ensure_configured
 from harness.vcenter import power_on
 from harness.wait import eventually
 from twinsite import lab as labmod
+from twinsite.errors import TwinsiteError
 from twinsite.lab.topology import DNS_ZONE, Lab
 from twinsite.redirect.dns import TsigKey, resolve_addresses, update_address
 from twinsite.state import sender_status
@@ -115,7 +116,7 @@ class Latency(threading.Thread):
                 st = sender_status.read(self.file)
                 if st is not None:
                     self.samples.append((time.time(), st.ack_latency_seconds, st.acked_seq))
-            except (OSError, ValueError):
+            except (OSError, TwinsiteError):
                 pass
             time.sleep(0.05)
 

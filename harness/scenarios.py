@@ -18,6 +18,7 @@ from harness.cli import REPO, VENV_BIN, ansible
 from harness.hosts import twinsite_on
 from harness.wait import eventually
 from twinsite import bundle
+from twinsite.errors import TwinsiteError
 from twinsite.lab import netns
 from twinsite.lab.topology import Lab
 from twinsite.proc import argv_of
@@ -73,7 +74,7 @@ class Scenario:
         """What prod1's sender to dr1 last said (empty before it said anything)."""
         try:
             st = sender_status.read(self.place.sender(0, "dr1").status)
-        except ValueError:
+        except TwinsiteError:  # (a damaged file says nothing)
             return {}
         return asdict(st) if st is not None else {}
 

@@ -1,4 +1,5 @@
-"""Small state files made durable: written to a temporary file, fsynced, renamed over, directory fsynced.
+"""Small state files made durable: written to a temporary file, fsynced, renamed over, directory fsynced;
+and read back, with a clear error when one is damaged.
 
 One place for what every piece of state that must survive ``kill -9`` or a power cut does (run state,
 roles, bookmarks, the rewind position): after :func:`write_json` returns, a reader sees the new content
@@ -12,6 +13,8 @@ import os
 import threading
 from pathlib import Path
 from typing import Any
+
+from twinsite.errors import TwinsiteError
 
 
 def fsync_dir(path: Path) -> None:
@@ -35,6 +38,17 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any, *, indent: int | None = 1) -> None:
     write_text(path, json.dumps(data, indent=indent, sort_keys=True))
+
+
+def read_json(path: Path, *, what: str, hint: str | None = None, error: type[TwinsiteError] = TwinsiteError) -> Any:
+    """The JSON in ``path``, None when there is no such file; ``error`` naming the file (``what`` it is, and
+    ``hint``: what to do) when it is not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise error(f"{what} is not readable: {exc}", where=str(path), hint=hint) from exc
 
 
 def remove(path: Path) -> None:

@@ -7,25 +7,21 @@ pruned from the rewind log is still listed, marked unreachable.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-from twinsite.durable import write_json
+from twinsite.durable import read_json, write_json
 from twinsite.errors import ConfigError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
 
 
 def load(path: Path) -> dict[str, dict[str, Any]]:
-    try:
-        data: dict[str, dict[str, Any]] = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    return data
+    data: dict[str, dict[str, Any]] | None = read_json(path, what="the bookmarks")
+    return data or {}
 
 
 def check_name(name: str) -> None:

@@ -3,11 +3,10 @@ host, failed runs included (switchover.report builds it: each step, the RTO and 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from twinsite.durable import write_json, write_text
+from twinsite.durable import read_json, write_json, write_text
 
 
 def write(directory: Path, report: dict[str, Any], text: str) -> Path:
@@ -29,8 +28,5 @@ def load(directory: Path, run_id: str | None) -> dict[str, Any] | None:
         if not found:
             return None
         f = found[-1]
-    try:
-        data: dict[str, Any] = json.loads(f.read_text())
-    except FileNotFoundError:
-        return None
+    data: dict[str, Any] | None = read_json(f, what="the switchover report")
     return data

@@ -8,11 +8,10 @@ at ``run_end``), on its way to ``target``; ``head`` is the last applied seq, whe
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from twinsite.durable import remove, write_json
+from twinsite.durable import read_json, remove, write_json
 from twinsite.errors import RewindError
 
 
@@ -37,17 +36,13 @@ class RewindPosition:
 
 
 def read(path: Path) -> RewindPosition | None:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError as exc:
-        raise RewindError(
-            f"the rewind position is not readable: {exc}",
-            where=str(path),
-            hint="run the same `twinsite rewind` again, or --resume, to write it again",
-        ) from exc
-    return RewindPosition(**data)
+    data = read_json(
+        path,
+        what="the rewind position",
+        hint="run the same `twinsite rewind` again, or --resume, to write it again",
+        error=RewindError,
+    )
+    return None if data is None else RewindPosition(**data)
 
 
 def store(path: Path, pos: RewindPosition | None) -> None:

@@ -15,7 +15,6 @@ until ``twinsite switchback`` makes it a standby of the new active host.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -23,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from twinsite.durable import write_json
+from twinsite.durable import read_json, write_json
 from twinsite.errors import SupersededError, TwinsiteError
 from twinsite.state.layout import ScenarioState
 
@@ -47,16 +46,10 @@ class Role:
 
 
 def read_file(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
+    hint = "restore it from another host of the scenario (twinsite role SCENARIO --json there)"
+    data = read_json(path, what="the role file", hint=hint)
+    if data is None:
         return None
-    except ValueError as exc:
-        raise TwinsiteError(
-            f"the role file is not readable: {exc}",
-            where=str(path),
-            hint="restore it from another host of the scenario (twinsite role SCENARIO --json there)",
-        ) from exc
     if not isinstance(data, dict) or not isinstance(data.get("active"), str) or not isinstance(data.get("epoch"), int):
         raise TwinsiteError("the role file has no active host or epoch", where=str(path))
     return data

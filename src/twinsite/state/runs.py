@@ -8,12 +8,11 @@ next run of the same kind continues it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twinsite.durable import write_json
+from twinsite.durable import read_json, write_json
 from twinsite.errors import TwinsiteError
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
@@ -50,13 +49,8 @@ class RunState:
 
 def load(path: Path, error: type[TwinsiteError] = TwinsiteError) -> RunState | None:
     """The run in ``path`` (None when there is none); an unreadable one is ``error``."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError as exc:
-        raise error(f"the run state is not readable: {exc}", where=str(path)) from exc
-    return RunState(**{**data, "steps": [StepState(**s) for s in data["steps"]]})
+    data = read_json(path, what="the run state", error=error)
+    return None if data is None else RunState(**{**data, "steps": [StepState(**s) for s in data["steps"]]})
 
 
 def store(path: Path, run: RunState) -> None:
@@ -64,10 +58,7 @@ def store(path: Path, run: RunState) -> None:
 
 
 def _peek(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
+    data = read_json(path, what="the run state")
     return data if isinstance(data, dict) else None
 
 
@@ -81,7 +72,7 @@ def interrupted(path: Path) -> bool:
     """An unfinished run whose last step was cut short (not failed: a failure is reported)."""
     try:
         data = _peek(path)
-    except ValueError:
+    except TwinsiteError:
         return False
     if data is None:
         return False

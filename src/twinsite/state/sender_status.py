@@ -8,13 +8,12 @@ defaults: readers always see this version's fields.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from twinsite.durable import write_json
+from twinsite.durable import read_json, write_json
 
 
 @dataclass
@@ -45,9 +44,8 @@ class SenderStatus:
 
 def read(path: Path) -> SenderStatus | None:
     """The status a sender wrote, None when there is none."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
+    data = read_json(path, what="the sender's status")
+    if data is None:
         return None
     known = {f.name for f in fields(SenderStatus)}
     return SenderStatus(**{k: v for k, v in data.items() if k in known})

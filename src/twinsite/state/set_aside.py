@@ -4,21 +4,17 @@ and never replicated), with a summary. Written last: a manifest means the copy b
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from twinsite.durable import write_json
+from twinsite.durable import read_json, write_json
 
 MANIFEST = "manifest.json"
 
 
 def read(directory: Path) -> dict[str, Any] | None:
     """The manifest of a finished set-aside in ``directory`` (None: none, or not finished)."""
-    try:
-        data: dict[str, Any] = json.loads((directory / MANIFEST).read_text())
-    except FileNotFoundError:
-        return None
+    data: dict[str, Any] | None = read_json(directory / MANIFEST, what="the set-aside manifest")
     return data
 
 

@@ -7,12 +7,11 @@ watches it and ends). Without the file the receiver applies, after what the spoo
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from twinsite.durable import remove, write_json
+from twinsite.durable import read_json, remove, write_json
 
 
 @dataclass(frozen=True)
@@ -25,11 +24,8 @@ class SpoolMarker:
 
 
 def read(path: Path) -> SpoolMarker | None:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    return SpoolMarker(**data)
+    data = read_json(path, what="the spool's marker")
+    return None if data is None else SpoolMarker(**data)
 
 
 def start(path: Path, *, max_size: int, reason: str) -> bool:

@@ -29,7 +29,7 @@ from twinsite.clock import iso
 from twinsite.config.scenario import parse_duration
 from twinsite.engine.receiver import apply_here
 from twinsite.engine.spool import Spool
-from twinsite.errors import HostUnreachableError, RemoteError, SwitchoverError
+from twinsite.errors import HostUnreachableError, RemoteError, SwitchoverError, TwinsiteError
 from twinsite.locks import held
 from twinsite.ops.runner import Context, NoBookmark, Result, Skipped
 from twinsite.ops.site import Site
@@ -370,7 +370,7 @@ def _sender_rows(site: Site, replica: str) -> list[dict[str, Any]]:
     for i in range(len(site.s.roots)):
         try:
             st = sender_status.read(site.place.sender(i, replica).status)
-        except ValueError:
+        except TwinsiteError:
             continue
         if st is not None and st.updated_at >= since:
             rows.append(asdict(st))
