@@ -71,7 +71,6 @@ class Sender(Shipper):
         place: SenderState,
         *,
         replica: str,
-        on_status: Callable[[SenderStatus], None] | None = None,
         epoch: int = 0,
         alerter: Alerter | None = None,
     ) -> None:
@@ -87,7 +86,6 @@ class Sender(Shipper):
         # acknowledgements (lag, progress) keep coming.
         limit = self.rep.bandwidth_limit
         self.batch_bytes = min(BATCH_BYTES, max(64 << 10, limit // 4)) if limit else BATCH_BYTES
-        self.on_status = on_status
         self.epoch = epoch
         self.alerter = alerter
         self.stop_event = threading.Event()

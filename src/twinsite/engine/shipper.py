@@ -15,7 +15,6 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -52,7 +51,6 @@ class Shipper:
     journal: Journal
     status: SenderStatus
     batch_bytes: int
-    on_status: Callable[[SenderStatus], None] | None
     epoch: int
     alerter: Alerter | None
     stop_event: threading.Event
@@ -91,8 +89,6 @@ class Shipper:
             self.status.updated_at = now
             self._status_dirty = False
             sender_status.write(self.place.status, self.status)
-        if self.on_status:
-            self.on_status(self.status)
 
     def error(self, exc: BaseException, state: str) -> None:
         self.publish(state=state, last_error=str(exc), last_error_at=time.time())
