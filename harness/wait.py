@@ -14,9 +14,21 @@ from twinsite.proc import wait_until
 
 
 def eventually(predicate: Callable[[], object], *, timeout: float, interval: float = 0.02, what: str) -> bool:
-    """Whether ``predicate()`` became true within ``timeout`` seconds, polled every ``interval`` seconds."""
+    """Whether ``predicate()`` became true within ``timeout`` seconds, polled every ``interval`` seconds. What
+    the predicate raises is raised (a CommandError of its own included: only the timeout is an answer)."""
+    raised: list[CommandError] = []
+
+    def holds() -> bool:
+        try:
+            return bool(predicate())
+        except CommandError as exc:
+            raised.append(exc)
+            return True
+
     try:
-        wait_until(lambda: bool(predicate()), timeout=timeout, interval=interval, what=what)
+        wait_until(holds, timeout=timeout, interval=interval, what=what)
     except CommandError:
         return False
+    if raised:
+        raise raised[0]
     return True
