@@ -32,7 +32,7 @@ from harness.db import (
     set_mode,
     wait_replicating,
 )
-from harness.hosts import TWINSITE, events, on_host, twinsite_on
+from harness.hosts import TWINSITE, agent_log, events, log_size, on_host, twinsite_on, wait_logged
 from harness.scenarios import ensure_configured
 from harness.vcenter import by_name, connect, wait_task
 from harness.wait import eventually
@@ -323,8 +323,10 @@ def test_the_agent_runs_a_scheduled_test_and_cleans_up_after_its_own_kill_9(
     assert not overlay_mounted_on_dr1(db) and not pg_running_on_dr1(db)
     assert not on_dr1(db).receiver(0).spool_marker.exists()
     doc["assured_recovery"].pop("schedule")
+    dr1_log = agent_log(db, "dr1")
+    end = log_size(dr1_log)
     write_scenario(db, doc)
-    time.sleep(3)  # the agent reloads it
+    wait_logged(dr1_log, "twinsite agent: scenario db changed", after=end, timeout=30)  # no schedule from here on
     eventually(  # (a test the schedule started in the meantime ends first)
         lambda: run_state(db).get("finished") is not None, timeout=60, interval=0.5, what="the last test's end"
     )

@@ -257,3 +257,21 @@ def test_a_scenario_with_alerts_and_application_settings_is_run_by_the_agent(tmp
     [key] = wanted([s], "prod1", tmp_path, tmp_path)
     [same] = wanted(load_file(write(tmp_path, text.replace("X-A: b", "X-A: c"))), "prod1", tmp_path, tmp_path)
     assert key == same
+
+
+def test_the_agent_says_which_declarations_it_found_changed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What the agent logs when it reads the config directory again: a line per scenario declared, changed
+    (any key, the assured-recovery schedule included) or removed, and nothing when nothing changed."""
+    from twinsite.agent.loop import _note_changes
+
+    base = "name: {name}\nmaster: prod1\nreplicas: [dr1]\nroots: [{{path: /srv/{name}}}]\n"
+    [db] = load_file(write(tmp_path, base.format(name="db")))
+    [app] = load_file(write(tmp_path, base.format(name="app")))
+    [db2] = load_file(write(tmp_path, base.format(name="db") + "assured_recovery: {schedule: '@hourly'}\n"))
+    caplog.set_level("INFO", logger="twinsite")
+    seen = _note_changes({}, [db, app])
+    assert _note_changes(seen, [db, app]) == seen
+    _note_changes(seen, [db2])
+    assert [r.getMessage() for r in caplog.records] == [
+        "scenario app declared", "scenario db declared", "scenario app removed", "scenario db changed",
+    ]  # fmt: skip

@@ -92,10 +92,12 @@ def run(
     running: dict[str, Sender] = {}
     monitors: dict[str, Monitor] = {}
     tests = Tests(host, config_dir, state_dir)
+    declared: dict[str, str] = {}
     log.info("on %s: watching %s", host, config_dir)
     while not done.is_set():
         try:
             scenarios = load_dir(config_dir)
+            declared = _note_changes(declared, scenarios)
             want = wanted(scenarios, host, config_dir, state_dir)
             _follow_monitors(monitors, scenarios, host, config_dir, state_dir)
             tests.follow(scenarios, lambda name: stopped.is_stopped(config_dir, name))
@@ -115,6 +117,19 @@ def run(
         done.wait(reload_every)
     _shut_down(running, monitors, metrics)
     return 0
+
+
+def _note_changes(before: dict[str, str], scenarios: list[Scenario]) -> dict[str, str]:
+    """Log each scenario declared, changed or removed since the last round; the declarations now."""
+    now = {s.name: repr(s) for s in scenarios}
+    for name in sorted(now.keys() | before.keys()):
+        if name not in before:
+            log.info("scenario %s declared", name)
+        elif name not in now:
+            log.info("scenario %s removed", name)
+        elif now[name] != before[name]:
+            log.info("scenario %s changed", name)
+    return now
 
 
 def _shut_down(running: dict[str, Sender], monitors: dict[str, Monitor], metrics: Exporter | None) -> None:
