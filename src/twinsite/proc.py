@@ -7,6 +7,7 @@ recorded in a file, asking whether it still runs, stopping it, and polling for a
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shlex
 import signal
@@ -132,16 +133,10 @@ def stop_pid(pid: int, *, timeout: float = 5.0) -> None:
     """SIGTERM, wait up to ``timeout``, then SIGKILL. Quiet when the process is already gone."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            _reap(pid)
-            return
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    while pid_alive(pid):
-        time.sleep(0.01)
+    if not wait_until(lambda: not pid_alive(pid), timeout=timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not pid_alive(pid), timeout=math.inf, interval=0.01)  # (SIGKILL is not refused)
     _reap(pid)
 
 
