@@ -13,6 +13,9 @@ from twinsite.proc import wait_until
 
 
 def eventually(predicate: Callable[[], object], *, timeout: float, interval: float = 0.02, what: str) -> bool:
-    """Whether ``predicate()`` became true within ``timeout`` seconds, polled every ``interval`` seconds
-    (``what`` names what is waited for, for the reader; what the predicate raises is raised)."""
-    return wait_until(lambda: bool(predicate()), timeout=timeout, interval=interval)
+    """Whether ``predicate()`` became true within ``timeout`` seconds, polled every ``interval`` seconds; what the
+    predicate raises is raised. When it did not, ``what`` is printed (pytest shows it beside the failure)."""
+    if wait_until(lambda: bool(predicate()), timeout=timeout, interval=interval):
+        return True
+    print(f"waited {timeout:g} s in vain for {what}")
+    return False

@@ -12,10 +12,11 @@ normalised (NFC and NFD are different names).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import xxhash
 
@@ -27,8 +28,9 @@ Xattrs = tuple[tuple[bytes, bytes], ...]
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One path of a tree. ``content`` (the xxh3-128 of a file's bytes) is there only when the tree was read
-    with hashes (digests); ``link_group`` only for files with more than one link, in a digest's listing."""
+    """One path of a tree. ``content`` is there only when the tree was read with hashes (digests): the xxh3-128
+    of a file's bytes, a link's target in hex; ``link_group`` only for files with more than one link, in a
+    digest's listing."""
 
     kind: str  # dir, file, link, fifo, other (sockets, device nodes: never replicated)
     mode: int  # permission bits
@@ -45,15 +47,24 @@ class Entry:
         return Meta(self.mode, self.uid, self.gid, self.mtime_ns, self.xattrs)
 
 
-def read_xattrs(target: int | bytes) -> Xattrs:
-    """Every extended attribute of an open file (``int``) or of a path (never following a link), sorted;
-    none when the filesystem cannot say."""
+def read_xattrs(target: int | bytes, *, strict: bool = False) -> Xattrs:
+    """Every extended attribute of an open file (``int``) or of a path (never following a link), sorted.
+    Lenient (the planner's and the manifest's view: a difference found later is sent again): none when they
+    cannot be read. ``strict`` (what is kept or judged: the undo of a batch, a digest): only a filesystem
+    without extended attributes, or a path gone meanwhile, has none; any other failure is raised."""
+    try:
+        keys = os.listxattr(target) if isinstance(target, int) else os.listxattr(target, follow_symlinks=False)
+    except OSError as exc:
+        if strict and exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT):
+            raise
+        return ()
     try:
         if isinstance(target, int):
-            return tuple(sorted((os.fsencode(k), os.getxattr(target, k)) for k in os.listxattr(target)))
-        keys = os.listxattr(target, follow_symlinks=False)
+            return tuple(sorted((os.fsencode(k), os.getxattr(target, k)) for k in keys))
         return tuple(sorted((os.fsencode(k), os.getxattr(target, k, follow_symlinks=False)) for k in keys))
     except OSError:
+        if strict:
+            raise
         return ()
 
 
@@ -87,9 +98,11 @@ def walk(
 def entry(full: bytes, st: os.stat_result, *, hashed: bool = False) -> Entry:
     """The entry of the path ``full`` whose lstat is ``st`` (with ``hashed``, a file's content hash too)."""
     mode, perm = st.st_mode, stat.S_IMODE(st.st_mode)
-    if stat.S_ISLNK(mode):
-        return Entry("link", perm, st.st_uid, st.st_gid, target=os.readlink(full))
-    if stat.S_ISREG(mode):
+    kind = kind_of(mode)
+    if kind == "link":
+        target = os.readlink(full)
+        return Entry("link", perm, st.st_uid, st.st_gid, target=target, content=target.hex() if hashed else "")
+    if kind == "file":
         content = ""
         if hashed:
             fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -97,10 +110,9 @@ def entry(full: bytes, st: os.stat_result, *, hashed: bool = False) -> Entry:
                 content = file_hash(fd)
             finally:
                 os.close(fd)
-        xattrs = read_xattrs(full)
+        xattrs = read_xattrs(full, strict=hashed)
         return Entry("file", perm, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, xattrs=xattrs, content=content)
-    kind = "dir" if stat.S_ISDIR(mode) else "fifo" if stat.S_ISFIFO(mode) else "other"
-    return Entry(kind, perm, st.st_uid, st.st_gid, xattrs=read_xattrs(full))
+    return Entry(kind, perm, st.st_uid, st.st_gid, xattrs=read_xattrs(full, strict=hashed))
 
 
 def entries(root: os.PathLike[str] | str, select: Callable[[bytes], bool] | None = None) -> dict[bytes, Entry]:
@@ -120,11 +132,24 @@ def entries(root: os.PathLike[str] | str, select: Callable[[bytes], bool] | None
     return out
 
 
+def kind_of(mode: int) -> str:
+    """dir, file, link, fifo, or other (sockets, device nodes) for an ``st_mode``."""
+    for test, kind in ((stat.S_ISDIR, "dir"), (stat.S_ISREG, "file"), (stat.S_ISLNK, "link"), (stat.S_ISFIFO, "fifo")):
+        if test(mode):
+            return kind
+    return "other"
+
+
+# What the digest and the comparison judge, in this order (a link's target is in ``content``): the format of
+# digests kept in evidence and compared across hosts. Changing it changes every digest.
+JUDGED = ("kind", "mode", "uid", "gid", "size", "content", "xattrs", "mtime_ns", "link_group")
+
+
 def digest(root: os.PathLike[str] | str, select: Callable[[bytes], bool] | None = None) -> str:
     """One xxh3-128 over the canonical listing of the tree."""
     h = xxhash.xxh3_128()
     for rel, e in sorted(entries(root, select).items()):
-        h.update(repr((rel, *(getattr(e, f.name) for f in fields(Entry)))).encode())
+        h.update(repr((rel, *(getattr(e, name) for name in JUDGED))).encode())
     return h.hexdigest()
 
 
@@ -137,6 +162,6 @@ def differences(a: dict[bytes, Entry], b: dict[bytes, Entry]) -> list[tuple[byte
         elif rel not in a:
             out.append((rel, "only in replica"))
         elif a[rel] != b[rel]:
-            names = [f.name for f in fields(Entry) if getattr(a[rel], f.name) != getattr(b[rel], f.name)]
+            names = [name for name in JUDGED if getattr(a[rel], name) != getattr(b[rel], name)]
             out.append((rel, "differs: " + ", ".join(names)))
     return out

@@ -23,7 +23,7 @@ def entries_json(listing: dict[bytes, Entry]) -> list[list[Any]]:
             e.uid,
             e.gid,
             e.size,
-            e.target.hex() if e.kind == "link" else e.content,
+            e.content,
             [[a.hex(), b.hex()] for a, b in e.xattrs],
             e.mtime_ns,
             e.link_group.hex(),
@@ -45,7 +45,7 @@ def entries_from_json(rows: list[list[Any]]) -> dict[bytes, Entry]:
             mtime_ns,
             target=bytes.fromhex(content) if link else b"",
             xattrs=tuple((bytes.fromhex(a), bytes.fromhex(b)) for a, b in xattrs),
-            content="" if link else content,
+            content=content,
             link_group=bytes.fromhex(group),
         )
     return out

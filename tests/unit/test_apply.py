@@ -16,7 +16,7 @@ from twinsite.apply.batching import BatchCutter, cut
 from twinsite.errors import ApplyError, UnsafePathError
 from twinsite.journal.record import Meta, Op, Record
 from twinsite.sync.planner import Planner
-from twinsite.tree import differences, entries
+from twinsite.tree import differences, digest, entries
 
 
 def rec(op: Op, path: bytes, **kw: object) -> Record:
@@ -264,3 +264,22 @@ def test_a_resync_where_a_directory_of_the_replica_is_a_file_at_the_source_conve
     (src / "d").write_bytes(b"a file now")
     pipe.resync()
     same(src, dst)
+
+
+def test_the_tree_digest_keeps_its_format(tmp_path: Path) -> None:
+    """Digests are kept in evidence and compared between hosts: the same tree gives the same digest across
+    versions. A golden value, computed by the digest of the first release on this tree (root's files, fixed
+    times and modes: a file, an empty file, a hard link, a symlink, a FIFO, a directory)."""
+    root = tmp_path / "t"
+    (root / "dir").mkdir(parents=True)
+    (root / "dir" / "file").write_bytes(b"some bytes\n" * 100)
+    (root / "empty").write_bytes(b"")
+    os.link(root / "dir" / "file", root / "hard")
+    os.symlink("dir/file", root / "link")
+    os.mkfifo(root / "fifo")
+    for p in (root / "dir" / "file", root / "empty"):
+        os.chmod(p, 0o640)
+        os.utime(p, ns=(1_700_000_000_000_000_000, 1_700_000_000_123_456_789))
+    os.chmod(root / "dir", 0o750)  # noqa: S103 -- (a mode the golden value was taken with)
+    assert (os.getuid(), os.getgid()) == (0, 0), "the golden value is of root's files"
+    assert digest(root) == "ee5146c51fc100c59095eca7948d64bc"

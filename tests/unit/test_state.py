@@ -71,7 +71,7 @@ READS_FILES = {
     "cli/vsphere_cmd.py": "a placement document given on the command line",
     "config/loader.py": "scenario files and the JSON Schema",
     "config/store.py": "the scenario declarations in the config directory",
-    "durable.py": "nothing: it is the one writer of small state files",
+    "durable.py": "what the state modules ask it to read (read_json): it is their reader and writer",
     "engine/overlay.py": "/proc/self/mountinfo",
     "journal/segments.py": "the journal's segments (its own format, docs/formats.md)",
     "monitor/__init__.py": "the answers of the active host's CLI (JSON on stdout)",

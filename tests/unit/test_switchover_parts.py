@@ -106,7 +106,10 @@ def test_the_report_measures_the_outage_from_the_failure_and_the_loss_from_the_l
         "verify-users": {"probes": [{"ok": True}]},
     }
     runner = Runner(
-        tmp_path / "run.json", "switchover", [Step(n, n, lambda ctx, n=n: Given(results.get(n, {}))) for n in names]
+        tmp_path / "run.json",
+        "switchover",
+        [Step(n, n, lambda ctx, n=n: Given(results.get(n, {}))) for n in names],
+        error=SwitchoverError,
     )
     run = runner.run({"scenario": "db"})
     r = summarize(run, "db", "dr1")
@@ -129,6 +132,7 @@ def test_the_fault_hook_kills_the_process_after_the_step_and_the_next_run_does_i
     script.write_text(
         textwrap.dedent(f"""
         from pathlib import Path
+        from twinsite.errors import TwinsiteError
         from twinsite.ops.runner import Result, Runner, Step
         def step(name):
             def run(ctx):
@@ -136,7 +140,7 @@ def test_the_fault_hook_kills_the_process_after_the_step_and_the_next_run_does_i
                     f.write(name + "\\n")
                 return Result()
             return Step(name, name, run)
-        Runner(Path({str(tmp_path / "state.json")!r}), "t", [step("a"), step("b")]).run({{}})
+        Runner(Path({str(tmp_path / "state.json")!r}), "t", [step("a"), step("b")], error=TwinsiteError).run({{}})
     """)
     )
     crashed = subprocess.run([sys.executable, str(script)], env=dict(os.environ, TWINSITE_CRASH_AFTER="a"), check=False)
@@ -156,7 +160,7 @@ def test_a_run_refused_before_any_step_took_new_parameters(tmp_path: Path) -> No
             raise ConfigError("the active host does not answer")
         return Result()
 
-    runner = Runner(tmp_path / "run.json", "switchover", [Step("preflight", "", pre)])
+    runner = Runner(tmp_path / "run.json", "switchover", [Step("preflight", "", pre)], error=SwitchoverError)
     with pytest.raises(Exception, match="does not answer"):
         runner.run({"unplanned": False})
     runner.run({"unplanned": True})  # the same unfinished run, with what the operator said now

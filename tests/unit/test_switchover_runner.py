@@ -41,7 +41,9 @@ def recorder(log: Path, name: str, fail: dict[str, int] | None = None) -> Step:
 def test_a_run_persists_each_step_and_a_failed_step_runs_again_but_not_the_done_ones(tmp_path: Path) -> None:
     log, state = tmp_path / "calls", tmp_path / "run.json"
     fail = {"drain": 1}
-    runner = Runner(state, "switchover", [recorder(log, n, fail) for n in ("stop", "drain", "start")])
+    runner = Runner(
+        state, "switchover", [recorder(log, n, fail) for n in ("stop", "drain", "start")], error=SwitchoverError
+    )
     with pytest.raises(SwitchoverError, match="step drain failed: drain cannot go on yet"):
         runner.run({"scenario": "db"})
     saved = runner.load()
@@ -63,9 +65,11 @@ def test_a_run_persists_each_step_and_a_failed_step_runs_again_but_not_the_done_
 def test_another_kind_of_run_in_progress_is_refused(tmp_path: Path) -> None:
     state = tmp_path / "run.json"
     with pytest.raises(SwitchoverError):
-        Runner(state, "switchover", [recorder(tmp_path / "l", "stop", {"stop": 1})]).run({"scenario": "db"})
+        Runner(state, "switchover", [recorder(tmp_path / "l", "stop", {"stop": 1})], error=SwitchoverError).run(
+            {"scenario": "db"}
+        )
     with pytest.raises(SwitchoverError, match="an unfinished switchover"):
-        Runner(state, "switchback", [recorder(tmp_path / "l", "stop")]).run({"scenario": "db"})
+        Runner(state, "switchback", [recorder(tmp_path / "l", "stop")], error=SwitchoverError).run({"scenario": "db"})
 
 
 CHILD = textwrap.dedent(
@@ -73,6 +77,7 @@ CHILD = textwrap.dedent(
     import sys, time
     from dataclasses import dataclass
     from pathlib import Path
+    from twinsite.errors import TwinsiteError
     from twinsite.ops.runner import Result, Runner, Step
     base = Path(sys.argv[1])
 
@@ -90,7 +95,9 @@ CHILD = textwrap.dedent(
             return Ok()
         return Step(name, name, run)
 
-    Runner(base / "run.json", "switchover", [make(n) for n in ("a", "b", "c", "d")]).run({"scenario": "db"})
+    Runner(base / "run.json", "switchover", [make(n) for n in ("a", "b", "c", "d")], error=TwinsiteError).run(
+        {"scenario": "db"}
+    )
     """
 )
 

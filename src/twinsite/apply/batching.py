@@ -13,10 +13,13 @@ captured (cdp/undo.py) on the rule that a name is the subject of at most one nam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 from twinsite.journal.record import Op, Record
 
+T = TypeVar("T")
 DATA_OPS = frozenset({Op.WRITE, Op.TRUNCATE, Op.SETATTR})
 
 
@@ -52,18 +55,30 @@ class BatchCutter:
                 self.ancestors.add(b"/".join(parts[:i]))
 
 
+def _cut(
+    items: Iterable[tuple[Record, T]], limit: float, weight: Callable[[T], int], *, deletes_free: bool = False
+) -> Iterator[list[tuple[Record, T]]]:
+    """Items in order, in batches each safe to replay, a new one started once ``limit`` (by ``weight``) is
+    reached."""
+    cutter = BatchCutter(deletes_free=deletes_free)
+    batch: list[tuple[Record, T]] = []
+    size = 0
+    for rec, item in items:
+        if batch and (cutter.conflicts(rec) or size >= limit):
+            yield batch
+            batch, size = [], 0
+            cutter.reset()
+        batch.append((rec, item))
+        cutter.add(rec)
+        size += weight(item)
+    if batch:
+        yield batch
+
+
 def cut(records: list[Record], limit: int | None = None, *, deletes_free: bool = False) -> list[list[Record]]:
     """``records`` in order, cut into batches that are each safe to replay (and of at most ``limit`` records)."""
-    batches: list[list[Record]] = []
-    cutter = BatchCutter(deletes_free=deletes_free)
-    for rec in records:
-        full = limit is not None and bool(batches) and len(batches[-1]) >= limit
-        if not batches or cutter.conflicts(rec) or full:
-            batches.append([])
-            cutter.reset()
-        batches[-1].append(rec)
-        cutter.add(rec)
-    return batches
+    pairs = ((rec, rec) for rec in records)
+    return [[r for r, _ in b] for b in _cut(pairs, limit or math.inf, lambda _r: 1, deletes_free=deletes_free)]
 
 
 def wire_batches(
@@ -71,18 +86,5 @@ def wire_batches(
 ) -> Iterator[tuple[list[Record], bytes]]:
     """The sender's cut: records with their encoding (the journal's bytes: the wire carries what was made
     durable) in batches of about ``batch_bytes``, each safe to replay, each with its bytes joined."""
-    cutter = BatchCutter()
-    batch: list[Record] = []
-    raws: list[bytes | memoryview] = []
-    size = 0
-    for rec, raw in items:
-        if batch and (cutter.conflicts(rec) or size >= batch_bytes):
-            yield batch, b"".join(raws)
-            batch, raws, size = [], [], 0
-            cutter.reset()
-        batch.append(rec)
-        raws.append(raw)
-        cutter.add(rec)
-        size += len(raw)
-    if batch:
-        yield batch, b"".join(raws)
+    for b in _cut(items, batch_bytes, len):
+        yield [r for r, _ in b], b"".join(raw for _, raw in b)

@@ -65,7 +65,7 @@ def _meta(pfd: int, name: bytes, st: os.stat_result) -> Meta:
         flags = (DIR_FLAGS if stat.S_ISDIR(st.st_mode) else os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC) | os.O_NONBLOCK
         fd = os.open(name, flags, dir_fd=pfd)
         try:
-            xattrs = read_xattrs(fd)
+            xattrs = read_xattrs(fd, strict=True)
         finally:
             os.close(fd)
     mtime = st.st_mtime_ns

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from twinsite.state.layout import DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR
+from twinsite.config.store import DEFAULT_CONFIG_DIR
+from twinsite.state.layout import DEFAULT_STATE_DIR
 
 
 def dirs(p: argparse.ArgumentParser, *, state: bool = True) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,12 +124,13 @@ def _run(args: argparse.Namespace) -> tuple[Any, str]:
     from twinsite.ops.runner import Runner
     from twinsite.ops.site import Site
     from twinsite.state import reports
+    from twinsite.switchover.preflight import Request
     from twinsite.switchover.report import text
     from twinsite.switchover.steps import steps
 
     s = find(args.config_dir, args.scenario)
     site = Site(s, this_host(), args.state_dir, args.config_dir, args.plugins_dir)
-    runner = Runner(site.place.switchover_run, args.kind, steps(site, args.kind))
+    runner = Runner(site.place.switchover_run, args.kind, steps(site, args.kind), error=SwitchoverError)
     if args.report is not None:
         found = reports.load(site.place.reports, args.report or None)
         if found is None:
@@ -145,15 +147,16 @@ def _run(args: argparse.Namespace) -> tuple[Any, str]:
             return {"changed": False, "scenario": s.name, "active": active, "epoch": epoch}, (
                 f"{s.name}: {site.host} is already the active host (epoch {epoch}); nothing to do"
             )
-    params = {
-        "scenario": s.name,
-        "host": site.host,
-        "unplanned": bool(getattr(args, "unplanned", False)),
-        "automatic": bool(getattr(args, "automatic", False)),
-        "second_opinion": getattr(args, "second_opinion", None),
-        "force": bool(getattr(args, "force", False)),
-        "rewound": bool(getattr(args, "rewound", False)),
-    }
+    request = Request(
+        scenario=s.name,
+        host=site.host,
+        unplanned=bool(getattr(args, "unplanned", False)),
+        automatic=bool(getattr(args, "automatic", False)),
+        second_opinion=getattr(args, "second_opinion", None),
+        force=bool(getattr(args, "force", False)),
+        rewound=bool(getattr(args, "rewound", False)),
+    )
+    params = asdict(request)
     with _exclusive(site):
         return _execute(site, runner, params, args, resuming)
 

@@ -20,6 +20,7 @@ from twinsite.durable import write_text
 from twinsite.errors import ConfigError
 from twinsite.state import stopped
 
+DEFAULT_CONFIG_DIR = Path("/etc/twinsite/scenarios")
 STATES = ("present", "started", "stopped", "absent")
 
 
@@ -51,9 +52,7 @@ def find(config_dir: Path, name: str) -> Scenario:
     """The scenario called ``name`` in ``config_dir``, or a ConfigError naming the ones there are."""
     found = {s.name: s for s in load_dir(config_dir)}
     if name not in found:
-        raise ConfigError(
-            f"no scenario {name!r} in {config_dir}", where=str(config_dir), hint=f"known: {', '.join(found) or 'none'}"
-        )
+        raise ConfigError(f"no scenario {name!r} in {config_dir}", hint=f"known: {', '.join(found) or 'none'}")
     return found[name]
 
 

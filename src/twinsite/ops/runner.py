@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
-from twinsite.errors import SwitchoverError, TwinsiteError
+from twinsite.errors import TwinsiteError
 from twinsite.state import runs
 from twinsite.state.runs import DONE, RunState, StepState
 
@@ -107,9 +107,7 @@ def bind(
 
 
 class Runner:
-    def __init__(
-        self, path: Path, kind: str, steps: Sequence[Step], *, error: type[TwinsiteError] = SwitchoverError
-    ) -> None:
+    def __init__(self, path: Path, kind: str, steps: Sequence[Step], *, error: type[TwinsiteError]) -> None:
         self.path = path
         self.kind = kind
         self.steps = list(steps)

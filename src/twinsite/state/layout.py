@@ -36,7 +36,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_CONFIG_DIR = Path("/etc/twinsite/scenarios")
 DEFAULT_STATE_DIR = Path("/var/lib/twinsite")
 
 
@@ -229,6 +228,3 @@ class HostState:
     @property
     def agent_log(self) -> Path:
         return self.dir / "agent.log"
-
-    def scenario(self, name: str) -> ScenarioState:
-        return ScenarioState(self.dir, name)

@@ -1,6 +1,6 @@
 """``status.json``: what a sender last said about one root and one standby (what ``twinsite status`` shows).
 
-The sender rewrites it (durably, state.durable's one writer) whenever its state changes, at most every
+The sender rewrites it (durably, with twinsite.durable) whenever its state changes, at most every
 0.2 s for acknowledgements, and every 5 s as a heartbeat, so that a reader can tell a running agent from a
 stopped one by ``updated_at``. Keys of another version are dropped on reading and missing ones take their
 defaults: readers always see this version's fields.

@@ -8,10 +8,11 @@ watches it and ends). Without the file the receiver applies, after what the spoo
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from twinsite.durable import read_json, remove, write_json
+from twinsite.errors import RecoveryError
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,28 @@ class SpoolMarker:
 
 
 def read(path: Path) -> SpoolMarker | None:
-    data = read_json(path, what="the spool's marker")
-    return None if data is None else SpoolMarker(**data)
+    data = read_json(path, what="the spool's marker", error=RecoveryError)
+    if data is None:
+        return None
+    known = {f.name for f in fields(SpoolMarker)}
+    try:
+        return SpoolMarker(**{k: v for k, v in data.items() if k in known})
+    except TypeError as exc:
+        raise RecoveryError(f"the spool's marker lacks a key: {exc}", where=str(path)) from exc
+
+
+def _write(path: Path, marker: SpoolMarker) -> None:
+    body = asdict(marker)
+    if marker.full_at is None:
+        del body["full_at"]  # (there only once it is full)
+    write_json(path, body)
 
 
 def start(path: Path, *, max_size: int, reason: str) -> bool:
     """Spool from the next batch on (idempotent: False when it spools already)."""
     if path.exists():
         return False
-    write_json(path, asdict(SpoolMarker(since=time.time(), max_size=max_size, reason=reason)))
+    _write(path, SpoolMarker(since=time.time(), max_size=max_size, reason=reason))
     return True
 
 
@@ -45,4 +59,4 @@ def stop(path: Path) -> bool:
 
 def mark_full(path: Path, marker: SpoolMarker) -> None:
     if not marker.full:
-        write_json(path, asdict(replace(marker, full=True, full_at=time.time())))
+        _write(path, replace(marker, full=True, full_at=time.time()))

@@ -236,7 +236,7 @@ def fence(site: Site, ctx: Context) -> ScriptFenced | VMFenced | Skipped:
         vm = dict(spec["vms"]).get(old)
         if vm is None:
             raise SwitchoverError(f"switchover.fence.vms names no VM for {old}", hint=f"add {old}: VM-NAME")
-        return VMFenced(**_fence_vsphere(spec, vm, site.place.fence_record))
+        return VMFenced.from_json(_fence_vsphere(spec, vm, site.place.fence_record))
     path = site_script(site.plugins, "fence", spec["name"])
     env = dict(os.environ, TWINSITE_SCENARIO=site.s.name, TWINSITE_FENCE_HOST=old)
     code, out = run_script(

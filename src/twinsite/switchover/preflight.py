@@ -39,9 +39,6 @@ class Request:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in ctx.params.items() if k in names})
 
-    def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
 
 @dataclass(frozen=True)
 class Preflight(Result):

@@ -13,9 +13,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from twinsite.tree import Entry, read_xattrs, walk
-
-KINDS = ((stat.S_ISDIR, "dir"), (stat.S_ISREG, "file"), (stat.S_ISLNK, "link"), (stat.S_ISFIFO, "fifo"))
+from twinsite.tree import Entry, kind_of, read_xattrs, walk
 
 
 def encode(root: Path) -> list[dict[str, Any]]:
@@ -41,8 +39,8 @@ def decode(items: list[dict[str, Any]]) -> dict[bytes, Entry]:
     out: dict[bytes, Entry] = {}
     for e in items:
         mode = int(e["m"])
-        kind = next((name for test, name in KINDS if test(mode)), None)
-        if kind is None:
+        kind = kind_of(mode)
+        if kind == "other":
             continue
         file = kind == "file"
         out[bytes.fromhex(e["p"])] = Entry(
