@@ -14,9 +14,9 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 # What the lab, the tests and the benchmarks run: sshd for the lab hosts, knot for DNS, Go and govmomi for the
 # vCenter simulator, openssl for the lab CA, rsync and lsyncd as benchmark peers, PostgreSQL and SQLite as
-# protected applications, nftables/iptables for partitions.
+# protected applications, nftables/iptables for partitions, btrfs-progs for snapshots and send streams.
 DEB_PACKAGES := openssh-server openssh-client knot knot-dnsutils golang-go golang-github-vmware-govmomi-dev \
-	iproute2 util-linux openssl rsync lsyncd iptables nftables postgresql sqlite3 git
+	iproute2 util-linux openssl rsync lsyncd iptables nftables postgresql sqlite3 git btrfs-progs
 
 .PHONY: setup deb venv vcsim demo test pytest lint bench lab-up lab-down clean
 
