@@ -19,7 +19,7 @@ import pytest
 from tests.fsops import mutate, populate
 from twinsite.capture import sendstream
 from twinsite.capture.sendstream import Command, btrfs_crc
-from twinsite.errors import CaptureError
+from twinsite.errors import CaptureError, ConfigError
 
 needs_btrfs = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("mkfs.btrfs") is None, reason="a loop btrfs needs root and btrfs-progs"
@@ -207,3 +207,33 @@ def test_a_stream_made_by_hand_reads_back() -> None:
 def test_a_hostile_or_broken_stream_is_refused_saying_where(stream: bytes, message: str) -> None:
     with pytest.raises(CaptureError, match=message):
         list(sendstream.read(io.BytesIO(stream)))
+
+
+@needs_btrfs
+def test_snapshots_of_a_subvolume_and_the_changes_between_them(volume: Path, tmp_path: Path) -> None:
+    from twinsite.capture.snapshots import Btrfs
+
+    data = volume / "data"
+    snaps = Btrfs(data, volume / ".points")
+    snaps.check()
+    (data / "f").write_bytes(b"a" * 10000)
+    first = snaps.take("p1")
+    assert snaps.take("p1") == first  # (idempotent)
+    (data / "f").write_bytes(b"b" * 10000)
+    snaps.take("p2")
+    (data / "f").write_bytes(b"c" * 10000)  # after the point: not in it
+    assert (snaps.path("p2") / "f").read_bytes() == b"b" * 10000  # read-only, as it was at the point
+    everything = [c.name for c in snaps.changes(None, "p1")]
+    assert everything[0] == "subvol" and everything[-1] == "end"
+    delta = [(c.name, c.path) for c in snaps.changes("p1", "p2") if c.name == "update_extent"]
+    assert delta == [("update_extent", b"f")]
+    snaps.delete("p1")
+    snaps.delete("p1")
+    assert not snaps.path("p1").exists()
+    with pytest.raises(CaptureError, match="p1 failed: No such file"):  # (its parent is gone: btrfs says so)
+        list(snaps.changes("p1", "p2"))
+    (data / "sub").mkdir()
+    with pytest.raises(ConfigError, match="is not a btrfs subvolume"):
+        Btrfs(data / "sub", volume / ".points").check()
+    with pytest.raises(ConfigError, match="is not a btrfs subvolume"):
+        Btrfs(tmp_path, volume / ".points").check()

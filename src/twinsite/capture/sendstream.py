@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
 import crc32c
 
@@ -75,7 +75,7 @@ def btrfs_crc(data: bytes | bytearray | memoryview) -> int:
     return crc32c.crc32c(data, value=0xFFFFFFFF) ^ 0xFFFFFFFF
 
 
-def _exactly(stream: BinaryIO, n: int, offset: int, what: str) -> bytes:
+def _exactly(stream: IO[bytes], n: int, offset: int, what: str) -> bytes:
     out = stream.read(n) if n else b""
     if len(out) != n:
         raise CaptureError(f"send stream ends inside {what} at byte {offset} ({len(out)} of {n} bytes)")
@@ -117,7 +117,7 @@ def _command(kind: int, payload: bytes, offset: int) -> Command:
     return Command(name, path if isinstance(path, bytes) else b"", attrs)
 
 
-def read(stream: BinaryIO) -> Iterator[Command]:
+def read(stream: IO[bytes]) -> Iterator[Command]:
     """The commands of a send stream, in order, checked as they are read (``end`` included)."""
     head = _exactly(stream, len(MAGIC) + 4, 0, "the stream's header")
     if head[: len(MAGIC)] != MAGIC:

@@ -1,0 +1,102 @@
+"""Snapshots of a scenario root, for consistency points: one small interface (:class:`Snapshotter`) and its
+btrfs implementation. LVM thin or ZFS would add theirs behind the same interface.
+
+A point is a read-only snapshot of the root taken at one instant: every file in it is as the source's disk
+held it then, so what is read from it is crash-consistent. The changes between two points are the
+filesystem's own list of what it changed (btrfs: ``btrfs send --no-data -p OLD NEW``, read by
+capture.sendstream), never a comparison of files read at different moments.
+
+On btrfs the root must be a subvolume; its snapshots are read-only subvolumes in ``store``, a directory on
+the same btrfs filesystem (a snapshot cannot cross filesystems).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from twinsite.capture.sendstream import Command, read
+from twinsite.errors import CaptureError, CommandError, ConfigError
+from twinsite.proc import run
+
+
+class Snapshotter(Protocol):
+    """What consistency points need of a filesystem."""
+
+    def check(self) -> None:
+        """Raise a ConfigError saying why the root cannot have points (not a subvolume, no snapshots here)."""
+
+    def take(self, name: str) -> Path:
+        """A read-only snapshot of the root now, called ``name`` (idempotent: an existing one is returned)."""
+
+    def delete(self, name: str) -> None:
+        """Remove the snapshot ``name`` (quiet when it is gone)."""
+
+    def changes(self, older: str | None, newer: str) -> Iterator[Command]:
+        """What changed from snapshot ``older`` to ``newer`` (everything in ``newer`` without ``older``)."""
+
+
+@dataclass(frozen=True)
+class Btrfs:
+    """Snapshots of the btrfs subvolume ``root`` kept in ``store`` (on the same filesystem)."""
+
+    root: Path
+    store: Path
+
+    def check(self) -> None:
+        try:
+            run(["btrfs", "subvolume", "show", str(self.root)], timeout=30)
+        except CommandError as exc:
+            raise ConfigError(
+                f"{self.root} is not a btrfs subvolume: consistency points need one ({exc.message})",
+                where=str(self.root),
+                hint=f"make it one (btrfs subvolume create {self.root}, then move the data in), or declare the "
+                "scenario with `consistency: file`",
+            ) from exc
+
+    def path(self, name: str) -> Path:
+        return self.store / name
+
+    def take(self, name: str) -> Path:
+        target = self.path(name)
+        if target.exists():
+            return target
+        self.store.mkdir(parents=True, exist_ok=True)
+        try:
+            run(["btrfs", "subvolume", "snapshot", "-r", str(self.root), str(target)], timeout=60)
+        except CommandError as exc:
+            raise CaptureError(
+                f"cannot snapshot {self.root} into {self.store}: {exc.message}", where=str(self.root)
+            ) from exc
+        return target
+
+    def delete(self, name: str) -> None:
+        target = self.path(name)
+        if target.exists():
+            try:
+                run(["btrfs", "subvolume", "delete", str(target)], timeout=60)
+            except CommandError as exc:
+                raise CaptureError(f"cannot remove the snapshot {target}: {exc.message}", where=str(target)) from exc
+
+    def changes(self, older: str | None, newer: str) -> Iterator[Command]:
+        parent = ["-p", str(self.path(older))] if older else []
+        argv = ["btrfs", "send", "-q", "--no-data", *parent, str(self.path(newer))]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if proc.stdout is None or proc.stderr is None:  # (never: both are piped)
+            raise CaptureError("btrfs send gave no pipes")
+        try:
+            yield from read(proc.stdout)
+        except CaptureError as exc:
+            proc.kill()
+            err = proc.stderr.read().decode(errors="replace").strip()
+            raise CaptureError(f"{exc.message}{': ' + err if err else ''}", where=str(self.root)) from exc
+        finally:
+            proc.stdout.close()
+            code = proc.wait()
+            err = proc.stderr.read().decode(errors="replace").strip()
+            proc.stderr.close()
+        if code != 0:
+            raise CaptureError(f"btrfs send of {newer} failed (exit {code}): {err}", where=str(self.root))
