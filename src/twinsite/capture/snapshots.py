@@ -89,6 +89,8 @@ class Btrfs:
             raise CaptureError("btrfs send gave no pipes")
         try:
             yield from read(proc.stdout)
+            if proc.stdout.read(1):  # (to the end of the pipe, so that btrfs send finishes its writes)
+                raise CaptureError(f"btrfs send of {newer} went on after its end command", where=str(self.root))
         except CaptureError as exc:
             proc.kill()
             err = proc.stderr.read().decode(errors="replace").strip()
