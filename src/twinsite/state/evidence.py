@@ -4,11 +4,11 @@ the result), the newest ``assured_recovery.keep`` kept."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from twinsite.durable import remove, write_json
+from twinsite.durable import read_json, remove, write_json
+from twinsite.errors import TwinsiteError
 
 
 def write(directory: Path, record: dict[str, Any], *, keep: int) -> Path:
@@ -24,9 +24,11 @@ def history(directory: Path) -> list[dict[str, Any]]:
     out = []
     for f in sorted(directory.glob("*.json")):
         try:
-            out.append(json.loads(f.read_text()))
-        except ValueError:
+            record = read_json(f, what="a test's evidence")
+        except TwinsiteError:
             continue  # (a record is written atomically: a bad one was put there by hand)
+        if record is not None:  # (removed meanwhile: past assured_recovery.keep)
+            out.append(record)
     return out
 
 

@@ -9,12 +9,12 @@ afresh then.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from twinsite.durable import write_json
+from twinsite.durable import read_json, write_json
+from twinsite.errors import TwinsiteError
 
 #: the conditions a monitor keeps, and the alert each raises when it fails (state.events, twinsite.status)
 ALERT_KINDS = {
@@ -63,7 +63,12 @@ class MonitorView:
 
 def read(path: Path) -> MonitorView | None:
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path, what="the monitor's conditions")
+    except TwinsiteError:
+        return None  # (damaged: monitoring starts afresh)
+    if data is None:
+        return None
+    try:
         return MonitorView(
             scenario=str(data.get("scenario", "")),
             active=str(data.get("active", "")),
@@ -72,7 +77,7 @@ def read(path: Path) -> MonitorView | None:
             conditions={k: Condition(**v) for k, v in data.get("conditions", {}).items()},
             automatic=dict(data.get("automatic") or {}),
         )
-    except (FileNotFoundError, ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError):
         return None
 
 

@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from twinsite.durable import write_json
+from twinsite.durable import read_json, write_json
+from twinsite.errors import TwinsiteError
 
 
 def last(path: Path) -> str | None:
     try:
-        value = json.loads(path.read_text()).get("last")
-    except (FileNotFoundError, ValueError, AttributeError):
-        return None
+        data = read_json(path, what="the last scheduled minute")
+    except TwinsiteError:
+        return None  # (damaged: the minute runs again at worst)
+    value = data.get("last") if isinstance(data, dict) else None
     return str(value) if value is not None else None
 
 
