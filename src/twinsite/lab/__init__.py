@@ -1,7 +1,7 @@
 """The lab: a production host, a DR host and a client on one machine, plus DNS and a vCenter simulator.
 
-``up`` and ``down`` are idempotent; ``down`` leaves no namespace, process or mount behind. ``cut`` and
-``heal`` pull and replug a host's network cable. See docs/lab.md.
+``up`` and ``down`` are idempotent; ``down`` leaves no namespace, process, mount or loop device behind.
+``cut`` and ``heal`` pull and replug a host's network cable. See docs/lab.md.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twinsite.errors import LabError
-from twinsite.lab import dns, hosts, netns, pg, vcsim
+from twinsite.lab import dns, hosts, netns, pg, vcsim, volumes
 from twinsite.lab.topology import DNS_ZONE, VCENTER_USER, Lab, LabHost
 from twinsite.proc import run
 
@@ -77,7 +77,8 @@ def _ensure_app_data(lab: Lab) -> None:
 
 
 def down(lab: Lab) -> None:
-    """Stop everything the lab started and delete its namespaces. Keys and the simulator build stay."""
+    """Stop everything the lab started and delete its namespaces. Keys and the simulator build stay; the btrfs
+    volumes (prod1's and dr1's /srv/db) are unmounted and deleted with their data."""
     _require_root()
     for h in lab.hosts:
         netns.delete(h.netns)
@@ -87,6 +88,8 @@ def down(lab: Lab) -> None:
     netns.delete(lab.ctl_netns)  # takes the bridge, the hosts' ports and the uplink with it
     if netns.link_exists(lab.uplink):
         run(["ip", "link", "del", lab.uplink])
+    for h in lab.hosts:  # last: the hosts' mount namespaces, which hold the volumes too, are gone by now
+        volumes.remove(h)
 
 
 def _set_cable(lab: Lab, name: str, *, up: bool) -> LabHost:

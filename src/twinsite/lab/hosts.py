@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 from twinsite.errors import LabError
-from twinsite.lab import netns
+from twinsite.lab import netns, volumes
 from twinsite.lab.topology import DNS_ZONE, PRIVATE_DIRS, PRIVATE_FILES, Lab, LabHost
 from twinsite.proc import read_pid, run, wait_until
 
@@ -111,7 +111,9 @@ def _start_script(h: LabHost) -> str:
     lines = ["set -e", f"hostname {q(h.name)}"]
     for d in PRIVATE_DIRS:
         lines.append(f"mkdir -p {q(d)}")
-        lines.append(f"mount --bind {q(str(h.private_dir(d)))} {q(d)}")
+        # --rbind: what is mounted under the private directory on the controller comes along (a btrfs volume
+        # on /srv/db, lab/volumes.py); a plain --bind would show the empty directory under it instead.
+        lines.append(f"mount --rbind {q(str(h.private_dir(d)))} {q(d)}")
     for f in PRIVATE_FILES:
         lines.append(f"mount --bind {q(str(h.private_dir(f)))} {q(f)}")
     lines.append(f"exec {SSHD} -f {q(str(h.dir / 'sshd_config'))} -E {q(str(h.dir / 'sshd.log'))}")
@@ -147,9 +149,12 @@ def start(lab: Lab, h: LabHost) -> None:
         run(["ip", "-n", lab.ctl_netns, "link", "set", h.veth, "master", "br0", "up"])
         run(["ip", "-n", h.netns, "addr", "add", f"{h.address}/24", "dev", "eth0"])
         run(["ip", "-n", h.netns, "link", "set", "eth0", "up"])
-    if sshd_pid(h) is not None:
+    pid = sshd_pid(h)
+    if pid is not None:
+        volumes.check_running(h, pid)
         return
     _prepare_private_files(lab, h)
+    volumes.ensure(lab, h)  # before the host's mount namespace is made: it starts as a copy of ours
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory sshd insists on
     run([SSHD, "-t", "-f", str(h.dir / "sshd_config")])
     script = h.dir / "start.sh"

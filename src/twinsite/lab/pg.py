@@ -1,7 +1,9 @@
-"""The lab's protected application: a real PostgreSQL on prod1, data under /srv/db/data (prod1's own /srv),
-listening on the lab network (users reach it as db.dr.test), with a database `shop` to write to.
+"""The lab's protected application: a real PostgreSQL on prod1, data under /srv/db/data (prod1's own /srv/db,
+a btrfs subvolume: lab/volumes.py), listening on the lab network (users reach it as db.dr.test), with a
+database `shop` to write to.
 
-`lab up` creates it once (initdb, access from the lab network, the database) and starts it. The scenario
+`lab up` creates it when /srv/db holds none (initdb, access from the lab network, the database) and starts
+it; `lab down` deletes the btrfs volume, so the next `lab up` makes a new one. The scenario
 `db` of the lab inventory replicates /srv/db to dr1 and names the `postgresql` application plugin, which
 is what starts, stops and checks it from then on (docs/applications.md).
 """

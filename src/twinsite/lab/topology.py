@@ -21,6 +21,12 @@ VCENTER_USER = "administrator@vsphere.local"
 PRIVATE_DIRS = ("/srv", "/var/lib/twinsite", "/etc/twinsite", "/opt/twinsite", "/root/.ssh")
 #: Files every lab host has for itself: name resolution points at the lab's DNS server.
 PRIVATE_FILES = ("/etc/hosts", "/etc/resolv.conf")
+#: Directories (under /srv) that are a btrfs subvolume, each on a loop-file filesystem of its own, per host:
+#: the scenario `db` takes consistency points (read-only snapshots) of /srv/db on prod1 and on dr1. How they
+#: are made and mounted: lab/volumes.py.
+BTRFS_VOLUMES: dict[str, tuple[str, ...]] = {"prod1": ("/srv/db",), "dr1": ("/srv/db",)}
+#: The size of each volume's loop file (sparse: it takes only what the filesystem writes).
+BTRFS_SIZE = 4 * 1024**3
 
 
 @dataclass(frozen=True)
