@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -11,9 +13,11 @@ import pytest
 from harness.cli import twinsite_cmd
 from harness.hosts import ssh
 from twinsite import lab as labmod
-from twinsite.lab import netns
+from twinsite.capture.sendstream import read as read_sendstream
+from twinsite.errors import LabError
+from twinsite.lab import hosts, netns, volumes
 from twinsite.lab.topology import PRIVATE_DIRS, Lab
-from twinsite.proc import pid_alive
+from twinsite.proc import pid_alive, run
 
 pytestmark = pytest.mark.lab
 
@@ -125,6 +129,100 @@ def test_exec_sees_the_hosts_network_and_mounts(lab: Lab) -> None:
     assert str(lab.host("client1").private_dir("/srv")) in proc.stdout
 
 
+@pytest.mark.parametrize("host", ["prod1", "dr1"])
+def test_srv_db_is_a_btrfs_subvolume_with_read_only_points_inside_the_host(lab: Lab, host: str) -> None:
+    store, name = "/srv/db/.twinsite-points", f"test-{time.monotonic_ns()}"
+    point = f"{store}/{name}"
+    shown = ssh(lab, host, "btrfs subvolume show /srv/db")
+    assert shown.returncode == 0, shown.stderr
+    made_store = ssh(lab, host, f"test -e {store}").returncode != 0
+    try:
+        made = ssh(
+            lab,
+            host,
+            f"set -e; [ -e {store} ] || btrfs subvolume create {store}; btrfs subvolume snapshot -r /srv/db {point};"
+            f" btrfs property get -ts {point} ro; btrfs send -q --no-data {point} | btrfs receive --dump",
+        )
+        assert made.returncode == 0, made.stderr
+        assert "ro=true" in made.stdout
+        assert f"subvol          ./{name} " in made.stdout  # btrfs's own reader took the stream to its end
+        # ... and so does twinsite's (capture.sendstream), reading the stream the host's btrfs sends
+        stream = run(hosts.exec_argv(lab.host(host), ["btrfs", "send", "-q", "--no-data", point])).stdout
+        commands = list(read_sendstream(io.BytesIO(stream)))
+        assert commands[0].name == "subvol" and commands[0].path == name.encode()
+        assert commands[-1].name == "end"
+    finally:
+        deleted = ssh(lab, host, f"btrfs subvolume delete {point}" + (f" {store}" if made_store else ""))
+    assert deleted.returncode == 0, deleted.stderr
+    assert ssh(lab, host, f"test -e {point}").returncode == 1
+
+
+@pytest.mark.parametrize("host", ["prod1", "dr1"])
+def test_the_controller_sees_the_hosts_srv_db_volume_and_the_rest_of_srv_stays_plain(lab: Lab, host: str) -> None:
+    h = lab.host(host)
+    mine = h.private_dir("/srv") / "db"
+    marker = f".twinsite-test-{time.monotonic_ns()}"
+    try:
+        assert ssh(lab, host, f"echo from {host} > /srv/db/{marker}").returncode == 0
+        assert (mine / marker).read_text() == f"from {host}\n"  # written in the host, read on the controller
+        (mine / marker).write_text("from the controller\n")
+        assert ssh(lab, host, f"cat /srv/db/{marker}").stdout == "from the controller\n"
+    finally:
+        (mine / marker).unlink(missing_ok=True)
+    # the very same subvolume (UUIDs are per subvolume), and only /srv/db is on it
+    inside = ssh(lab, host, "btrfs subvolume show /srv/db | grep '^\\s*UUID:'; stat -f -c %T /srv /srv/db")
+    outside = run(["btrfs", "subvolume", "show", str(mine)]).stdout.decode()
+    uuid_line, srv_fs, db_fs = inside.stdout.splitlines()
+    assert uuid_line.split()[-1] in outside.split()
+    assert db_fs == "btrfs"
+    assert srv_fs == run(["stat", "-f", "-c", "%T", str(h.private_dir("/srv"))]).stdout.decode().strip() != "btrfs"
+
+
+def test_client1_has_no_btrfs_volume(lab: Lab) -> None:
+    assert ssh(lab, "client1", "findmnt -n /srv/db").returncode == 1
+
+
+def test_an_older_labs_plain_srv_db_moves_into_the_volume_and_a_conflict_is_refused(tmp_path: Path) -> None:
+    # volumes.ensure/remove on a lab that is never started (no namespaces needed): what `lab up` does first
+    other = Lab.create(name="twy", root=tmp_path / "lab", network="10.77.8.0/24")
+    h = other.host("dr1")
+    old = h.private_dir("/srv") / "db"
+    (old / "data").mkdir(parents=True)
+    (old / "data" / "f").write_text("kept\n")
+    (old / "link").symlink_to("data/f")
+    os.chown(old / "data" / "f", 1234, 5678)
+    old.chmod(0o750)
+    (v,) = volumes.volumes(h)
+    try:
+        volumes.ensure(other, h)
+        volumes.ensure(other, h)  # twice is harmless
+        assert run(["btrfs", "subvolume", "show", str(old)]).returncode == 0
+        assert (old / "data" / "f").read_text() == "kept\n"
+        assert ((old / "data" / "f").stat().st_uid, (old / "data" / "f").stat().st_gid) == (1234, 5678)
+        assert os.readlink(old / "link") == "data/f"
+        assert old.stat().st_mode & 0o7777 == 0o750
+        assert not v.aside.exists()
+        # unmounted (as after a reboot), the loop file is reused with its data ...
+        run(["umount", str(old)])
+        assert not (old / "data").exists()
+        volumes.ensure(other, h)
+        assert (old / "data" / "f").read_text() == "kept\n"
+        # ... but not mixed with a plain directory that holds files too: refused, both left as they were
+        run(["umount", str(old)])
+        (old / "stray").write_text("also data\n")
+        with pytest.raises(LabError, match="both as a plain directory"):
+            volumes.ensure(other, h)
+        assert (old / "stray").exists() and volumes.mount_at(old) is None and not v.aside.exists()
+        (old / "stray").unlink()
+        volumes.ensure(other, h)
+    finally:
+        volumes.remove(h)
+        volumes.remove(h)  # twice is harmless
+    assert volumes.mount_at(old) is None
+    assert not v.image.exists()
+    assert str(other.root) not in run(["losetup", "-a"]).stdout.decode()
+
+
 def test_a_second_lab_comes_up_and_down_leaving_nothing(tmp_path: Path, lab: Lab) -> None:
     other = Lab.create(name="twx", root=tmp_path / "lab", network="10.77.9.0/24")
     labmod.up(other)
@@ -133,6 +231,8 @@ def test_a_second_lab_comes_up_and_down_leaving_nothing(tmp_path: Path, lab: Lab
     assert st["state"] == "up"
     pids = [h["sshd_pid"] for h in st["hosts"]] + [st["dns"]["pid"], st["vcenter"]["pid"]]
     assert ssh_other(other, "dr1") == "dr1"
+    volumes = [other.host(n).dir / "srv_db.btrfs" for n in ("prod1", "dr1")]
+    assert all(str(v) in run(["losetup", "-a"]).stdout.decode() for v in volumes)
     labmod.down(other)
     labmod.down(other)  # twice is harmless
     assert labmod.status(other)["state"] == "down"
@@ -141,6 +241,8 @@ def test_a_second_lab_comes_up_and_down_leaving_nothing(tmp_path: Path, lab: Lab
     assert not [p for p in pids if pid_alive(p)]  # (a zombie waiting for init to reap it is not running)
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(other.root) not in mounts
+    assert str(other.root) not in run(["losetup", "-a"]).stdout.decode()  # loop devices detached
+    assert not [v for v in volumes if v.exists()]  # and their files deleted
     assert not [m for m in mounts.splitlines() if "/run/netns/twx-" in m]
     # the demo lab was not disturbed
     assert labmod.status(lab)["state"] == "up"
