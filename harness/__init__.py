@@ -9,6 +9,9 @@
 * :mod:`harness.db`: the lab's ``db`` scenario (PostgreSQL replicated prod1 -> dr1): the load generator that
   commits through db.dr.test as users do, the probe of production's replication latency, its role, and
   putting it back;
+* :mod:`harness.pgoracle`: the oracle of issue 17, lab-free: a TPC-B workload whose history rows name their client
+  and its transaction, and the judge of whether a copy of a PostgreSQL data directory is crash-consistent with
+  the clients' logs at a cut (amcheck, the TPC-B balances, each client's committed prefix);
 * :mod:`harness.vcenter`: the vCenter simulator through pyVmomi (connect, find by name, wait for a task);
 * :mod:`harness.wait`: polling for something observable with the library's ``twinsite.proc.wait_until``.
 
