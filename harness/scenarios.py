@@ -54,8 +54,8 @@ class Scenario:
             shutil.rmtree(p, ignore_errors=True)
         self.src.mkdir(parents=True)
         doc = {"name": name, "master": "prod1", "replicas": ["dr1"], "roots": [{"path": f"/srv/{name}"}]}
-        if replication:
-            doc["replication"] = replication
+        # (/srv/<name> is on the lab hosts' ordinary filesystem: file by file unless a test says otherwise)
+        doc["replication"] = {"consistency": "file", **replication}
         # Its own config directory: an agent configured elsewhere (configure.yml's) must not pick it up.
         self.config_dir = f"/etc/twinsite/only-{name}"
         self.config = lab.host("prod1").private_dir("/etc/twinsite") / f"only-{name}"

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.cli import REPO
+from tests.btrfs import volume  # noqa: F401 (a fixture: a loop btrfs for lab-free tests)
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
 

@@ -34,7 +34,7 @@ from twinsite.cdp.rewind import points
 from twinsite.config.scenario import Scenario
 from twinsite.config.store import load_dir
 from twinsite.errors import TwinsiteError
-from twinsite.state import applied, bookmarks, evidence, monitor, rewind, sender_status, stopped
+from twinsite.state import applied, bookmarks, evidence, monitor, point, rewind, sender_status, stopped
 from twinsite.state.applied import AppliedPosition
 from twinsite.state.layout import HostState, ReceiverState, ScenarioState
 from twinsite.state.role import Role, current, standbys, this_host
@@ -63,10 +63,11 @@ def collect(config_dir: Path, state_dir: Path, *, host: str | None = None, now: 
         halted = stopped.is_stopped(config_dir, s.name)
         for i, root in enumerate(s.roots):
             base = {"scenario": s.name, "role": kind, "root": root.path, "active": role.active, "epoch": role.epoch}
+            base["consistency"] = s.replication.consistency
             if kind == "active":
                 parts = [_sender(place, i, replica, halted, now) for replica in peers]
             else:
-                parts = [_standby(place.receiver(i), i)]
+                parts = [_standby(place.receiver(i), i, now, s.replication.consistency == "points")]
             rows += [{**base, **part, **facts, "problems": part["problems"] + problems} for part in parts]
     return {"host": host, "version": __version__, "generated_at": round(now, 3), "scenarios": rows}
 
@@ -87,11 +88,13 @@ def _sender(place: ScenarioState, index: int, replica: str, halted: bool, now: f
         row["state"] = "stopped"
     elif st is not None and st.state != "stopped" and now - st.updated_at > STALE_AFTER:
         row["state"] = "stale"  # the agent stopped writing: it is not running
+    row["point_age_seconds"] = round(now - st.point_ts, 3) if st is not None and st.point_ts else None
     return {**row, "rewind": None, "problems": problems}  # (the rewind log is the standby's)
 
 
-def _standby(recv: ReceiverState, index: int) -> dict[str, Any]:
-    """What a standby (or any other host) holds of one root: the applied position, the rewind window."""
+def _standby(recv: ReceiverState, index: int, now: float, consistent: bool) -> dict[str, Any]:
+    """What a standby (or any other host) holds of one root: the applied position, the last complete
+    consistency point, the rewind window."""
     problems: list[str] = []
     try:
         pos = applied.read(recv.applied)
@@ -101,19 +104,28 @@ def _standby(recv: ReceiverState, index: int) -> dict[str, Any]:
     row: dict[str, Any] = {"state": "standby", "applied_seq": pos.seq, "applied_ts": pos.ts or None}
     row["problems"] = problems
     what = f"the rewind log {recv.rewind_log}"
-    row["rewind"] = _guard(row["problems"], what, lambda: rewind_window(recv, pos.seq))
+    row["rewind"] = _guard(row["problems"], what, lambda: rewind_window(recv, pos.seq, consistent=consistent))
+    row["point"] = _guard(row["problems"], f"the last point {recv.point}", lambda: last_point(recv, now))
     if row["rewind"] and row["rewind"]["rewound_to"] is not None:
         row["state"] = "rewound"
     return row
 
 
-def rewind_window(recv: ReceiverState, head: int) -> dict[str, Any] | None:
+def last_point(recv: ReceiverState, now: float) -> dict[str, Any] | None:
+    """The replica's last complete consistency point (None: none yet, or file mode): what a failover gets."""
+    pt = point.read(recv.point)
+    if pt is None:
+        return None
+    return {"id": pt.id, "seq": pt.seq, "ts": pt.ts, "age_seconds": round(now - pt.ts, 3)}
+
+
+def rewind_window(recv: ReceiverState, head: int, *, consistent: bool = False) -> dict[str, Any] | None:
     """The points a replica can be rewound to (None without CDP): the oldest and newest, their source times,
     the span between them, bookmarks (all, and those still reachable), the log's size, a rewind in effect."""
     if not recv.rewind_log.is_dir():
         return None
     log = RewindLog(recv.rewind_log, readonly=True)
-    pts = points(log, head)
+    pts = points(log, head, consistent=consistent)
     reachable = {seq for seq, _ in pts}
     marks = bookmarks.load(recv.bookmarks)
     (old_seq, old_ts), (new_seq, new_ts) = pts[0], pts[-1]

@@ -18,7 +18,12 @@ from twinsite.state import stopped
 
 pytestmark = pytest.mark.lab
 PLAYBOOKS = Path(__file__).parent / "playbooks"
-DEFINITION = {"master": "prod1", "replicas": ["dr1"], "roots": [{"path": "/srv/anstest"}]}
+DEFINITION = {
+    "master": "prod1",
+    "replicas": ["dr1"],
+    "roots": [{"path": "/srv/anstest"}],
+    "replication": {"consistency": "file"},  # (/srv/anstest is on an ordinary filesystem)
+}
 
 
 def test_configure_installs_declares_is_idempotent_and_check_mode_shows_drift_without_repairing_it(

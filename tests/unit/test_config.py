@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import twinsite_cmd
+from twinsite.apps.builtin import BUILTIN
 from twinsite.config import load_file
-from twinsite.config.loader import EXPECTED, check_documents, schema
+from twinsite.config.loader import DATABASE_TYPES, EXPECTED, check_documents, schema
 from twinsite.config.scenario import Root, parse_size
 from twinsite.errors import ConfigError
 
@@ -220,6 +221,27 @@ def test_root_selection_include_then_exclude() -> None:
     assert r.selects("main.db")
     assert not r.selects("data/x.tmp")
     assert not r.selects("other/y")
+    assert not Root(path="/srv/app").selects(".twinsite-points")  # (the point store: never replicated)
+    assert not Root(path="/srv/app").selects(".twinsite-points/1700000000000/x")
+    assert Root(path="/srv/app").selects("data/.twinsite-points")
+
+
+@pytest.mark.parametrize("kind", sorted(DATABASE_TYPES))
+def test_a_database_replicated_file_by_file_needs_the_acknowledgement(kind: str) -> None:
+    torn = {**MINIMAL, "application": {"type": kind}, "replication": {"consistency": "file"}}
+    _, problems = check_documents(torn, "f.yml", None)
+    assert [p.path for p in problems] == ["replication.consistency"]
+    assert f"a {kind} database replicated with consistency: file can reach the standby torn" in problems[0].message
+    assert "accept_torn_database_copies: true" in problems[0].message
+    accepted = {**torn, "replication": {"consistency": "file", "accept_torn_database_copies": True}}
+    assert check_documents(accepted, "f.yml", None)[1] == []
+    points = {**torn, "replication": {"consistency": "points"}}
+    assert check_documents(points, "f.yml", None)[1] == []
+    assert check_documents({**MINIMAL, "replication": {"consistency": "file"}}, "f.yml", None)[1] == []
+
+
+def test_the_database_types_validate_knows_are_the_plugins_that_say_so() -> None:
+    assert {k for k, cls in BUILTIN.items() if cls.database} == DATABASE_TYPES
 
 
 def test_a_scenario_with_alerts_and_application_settings_is_run_by_the_agent(tmp_path: Path) -> None:

@@ -8,38 +8,17 @@ from __future__ import annotations
 import io
 import os
 import random
-import shutil
 import struct
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.btrfs import needs_btrfs
 from tests.fsops import mutate, populate
 from twinsite.capture import sendstream
 from twinsite.capture.sendstream import Command, btrfs_crc
 from twinsite.errors import CaptureError, ConfigError
-
-needs_btrfs = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("mkfs.btrfs") is None, reason="a loop btrfs needs root and btrfs-progs"
-)
-
-
-@pytest.fixture
-def volume(tmp_path: Path) -> Iterator[Path]:
-    """A btrfs filesystem on a sparse loop file, mounted at tmp_path/mnt, with a subvolume `data`."""
-    img, mnt = tmp_path / "bt.img", tmp_path / "mnt"
-    with open(img, "wb") as f:
-        f.truncate(256 << 20)
-    subprocess.run(["mkfs.btrfs", "-q", "-f", str(img)], check=True, capture_output=True)
-    mnt.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], check=True)
-    try:
-        subprocess.run(["btrfs", "subvolume", "create", str(mnt / "data")], check=True, capture_output=True)
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def snapshot(mnt: Path, name: str) -> Path:

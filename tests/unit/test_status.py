@@ -33,7 +33,7 @@ from twinsite.monitor import Monitor, Verdict
 from twinsite.proc import wait_until
 from twinsite.recovery import evidence
 from twinsite.recovery.steps import STEPS
-from twinsite.state import bookmarks, sender_status
+from twinsite.state import bookmarks, point, sender_status
 from twinsite.state import evidence as kept
 from twinsite.state.applied import AppliedFile
 from twinsite.state.layout import ScenarioState
@@ -49,6 +49,7 @@ master: prod1
 replicas: [dr1]
 roots:
   - path: {root}
+replication: {{consistency: {consistency}}}
 cdp: {{enabled: true}}
 """
 
@@ -56,10 +57,10 @@ cdp: {{enabled: true}}
 class Site:
     """One scenario's state on prod1 (active, at epoch 2 after two switchovers) or dr1 (its standby)."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, consistency: str = "file") -> None:
         self.config, self.state, self.root = tmp / "config", tmp / "state", tmp / "root"
         self.config.mkdir()
-        (self.config / "app.yml").write_text(SCENARIO.format(root=self.root))
+        (self.config / "app.yml").write_text(SCENARIO.format(root=self.root, consistency=consistency))
         self.s = load_dir(self.config)[0]
         self.place = ScenarioState(self.state, "app")
         store(self.place, Role("app", "prod1", 2, NOW - 7200, "dr1", "run-2"))
@@ -174,13 +175,14 @@ def test_the_table_fits_120_columns_with_units_and_the_sync_under_its_row(site: 
         "status", "--config-dir", str(site.config), "--state-dir", str(site.state), env={"TWINSITE_HOST": "prod1"}
     )
     assert proc.returncode == 0, proc.stderr
-    head, row, sync, error = proc.stdout.splitlines()
+    head, row, mode, sync, error = proc.stdout.splitlines()
     assert sum(w for _, w, _ in COLUMNS) + len(COLUMNS) - 1 <= 120
     assert max(len(line) for line in (head, row)) <= 120
     assert head.split() == ["SCENARIO", "ROLE", "STATE", "REPLICA", "SEQ", "LAG", "BACKLOG", "REWIND", "LAST", "TEST",
                             "ALERTS"]  # fmt: skip
     assert row.split()[:10] == ["app", "active", "syncing", "dr1", "5", "1.1", "h", "3.0", "MiB", "-"]
     assert "passed 15 min ago" in row
+    assert mode.strip() == "consistency: file (each file copied as it is read; a database's copy can be torn)"
     assert sync.strip().startswith("sync: 40.0% - 4.0 MiB of 10.0 MiB, 4 of 10 files")
     assert error.strip() == "last error: link lost"
 
@@ -375,3 +377,34 @@ def test_the_supervised_agent_is_restarted_when_its_metrics_options_change(site:
     finally:
         service.stop(site.state)
     assert service.status(site.state)["running"] is False
+
+
+def test_with_points_each_side_shows_the_last_complete_point_and_its_age(tmp_path: Path) -> None:
+    site = Site(tmp_path, consistency="points")
+    site.sender(state="replicating", acked_seq=41, point_id=1700000000123, point_ts=NOW - 2.5, updated_at=time.time())
+    (row,) = status_json(site, "prod1")["result"]["scenarios"]
+    assert (row["consistency"], row["point_id"]) == ("points", 1700000000123)
+    assert row["point_age_seconds"] == pytest.approx(time.time() - NOW + 2.5, abs=5)
+    # dr1: two complete points (groups ending at a POINT) and an open one; only the complete ones are
+    # rewind points, and the last is what a failover gets
+    recv = site.place.receiver(0)
+    log = RewindLog(recv.rewind_log)
+    for first, end in ((1, 10), (11, 20), (21, 25)):
+        recs = [Record(seq, NOW - 60 + seq, Op.WRITE, b"f", data=b"x") for seq in range(first, end)]
+        if end != 25:
+            recs.append(Record(end, NOW - 60 + end, Op.POINT, b"", offset=end))
+        log.append(make_group(recs, [Record(first, NOW, Op.TRUNCATE, b"f")]))
+    log.close()
+    applied = AppliedFile(recv.applied)
+    applied.write(24, NOW - 36)
+    applied.close()
+    point.write(recv.point, point.Point(id=20, seq=20, ts=NOW - 40))
+    (row,) = status_json(site, "dr1")["result"]["scenarios"]
+    assert (row["consistency"], row["point"]["id"], row["point"]["seq"]) == ("points", 20, 20)
+    assert row["point"]["age_seconds"] == pytest.approx(time.time() - NOW + 40, abs=5)
+    rw = row["rewind"]
+    assert (rw["oldest_seq"], rw["newest_seq"], rw["points"]) == (10, 20, 2)
+    proc = twinsite_cmd(
+        "status", "--config-dir", str(site.config), "--state-dir", str(site.state), env={"TWINSITE_HOST": "dr1"}
+    )
+    assert "consistency: points; last complete here: " in proc.stdout and "(point 20, seq 20)" in proc.stdout

@@ -94,6 +94,9 @@ class Applier:
         except OSError as exc:
             raise ApplyError(f"flushing the replica failed: {exc.strerror}", where=str(self.root)) from exc
 
+    def _point(self, rec: Record) -> None:
+        """The end of a consistency point: nothing on disk (the receiver records the point)."""
+
     def apply(self, rec: Record) -> None:
         handler = _HANDLERS.get(rec.op)
         if handler is None:
@@ -320,4 +323,5 @@ _HANDLERS = {
     Op.DELETE: Applier._delete,
     Op.SETATTR: Applier._setattr,
     Op.MKFIFO: Applier._mkfifo,
+    Op.POINT: Applier._point,
 }

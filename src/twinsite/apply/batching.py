@@ -24,6 +24,8 @@ DATA_OPS = frozenset({Op.WRITE, Op.TRUNCATE, Op.SETATTR})
 
 
 def _names(rec: Record) -> tuple[bytes, ...]:
+    if rec.op == Op.POINT:
+        return ()
     if rec.op in (Op.RENAME, Op.HARDLINK):
         return (rec.path, rec.path2)
     return (rec.path,)
@@ -44,7 +46,7 @@ class BatchCutter:
     def conflicts(self, rec: Record) -> bool:
         if rec.op in DATA_OPS or (self.deletes_free and rec.op == Op.DELETE):
             return False
-        names = (rec.path, rec.path2) if rec.op == Op.RENAME else (rec.path,)
+        names = (rec.path, rec.path2) if rec.op == Op.RENAME else _names(rec)
         return any(n in self.touched or n in self.ancestors for n in names)
 
     def add(self, rec: Record) -> None:

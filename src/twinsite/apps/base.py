@@ -14,6 +14,9 @@ class Application:
     """The interface every plugin implements. ``settings`` are the scenario's application mapping."""
 
     kind = "application"
+    #: a database: replicated with consistency points only, unless the scenario accepts torn copies
+    #: (config.loader.DATABASE_TYPES names the built-in ones for validate; the agent asks the plugin)
+    database = False
 
     def __init__(self, settings: dict[str, Any], roots: tuple[str, ...], plugins_dir: Path) -> None:
         self.settings = settings

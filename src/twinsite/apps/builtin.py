@@ -39,6 +39,7 @@ class Sqlite(Application):
     """SQLite databases inside the roots (``databases``, or every *.db, *.sqlite, *.sqlite3 file found)."""
 
     kind = "sqlite"
+    database = True
 
     def data_paths(self) -> list[Path]:
         given = self.settings.get("databases")

@@ -42,6 +42,7 @@ END $$;
 
 class PostgreSQL(Application):
     kind = "postgresql"
+    database = True
 
     # -- where things are ----------------------------------------------------------------------------
     def data_dir(self) -> Path:

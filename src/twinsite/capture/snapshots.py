@@ -21,6 +21,12 @@ from typing import Protocol
 from twinsite.capture.sendstream import Command, read
 from twinsite.errors import CaptureError, CommandError, ConfigError
 from twinsite.proc import run
+from twinsite.sync.changes import ChangeSet
+
+# commands that make a new inode at their path (or a new name for one): compared whole, never by ranges
+_NEW = {"mkfile", "mkdir", "mknod", "mkfifo", "mksock", "symlink", "link"}
+# commands about a path's attributes or size: compared by what the newer snapshot holds
+_ATTRS = {"truncate", "chmod", "chown", "utimes", "set_xattr", "remove_xattr", "unlink", "rmdir"}
 
 
 class Snapshotter(Protocol):
@@ -28,6 +34,9 @@ class Snapshotter(Protocol):
 
     def check(self) -> None:
         """Raise a ConfigError saying why the root cannot have points (not a subvolume, no snapshots here)."""
+
+    def prepare(self) -> None:
+        """Check, make the store if it is missing, and remove every snapshot a previous run left in it."""
 
     def take(self, name: str) -> Path:
         """A read-only snapshot of the root now, called ``name`` (idempotent: an existing one is returned)."""
@@ -56,6 +65,31 @@ class Btrfs:
                 hint=f"make it one (btrfs subvolume create {self.root}, then move the data in), or declare the "
                 "scenario with `consistency: file`",
             ) from exc
+
+    def prepare(self) -> None:
+        self.check()
+        if not self.store.exists():
+            try:
+                run(["btrfs", "subvolume", "create", str(self.store)], timeout=60)
+            except CommandError as exc:
+                raise CaptureError(f"cannot create the point store {self.store}: {exc.message}") from exc
+            self.store.chmod(0o700)
+        elif not self._subvolume(self.store):
+            raise ConfigError(
+                f"{self.store} is not a btrfs subvolume: it is the root's point store, which twinsite makes itself",
+                where=str(self.store),
+                hint=f"move it out of the way ({self.store} is reserved and never replicated)",
+            )
+        for old in sorted(self.store.iterdir()):
+            self.delete(old.name)
+
+    @staticmethod
+    def _subvolume(path: Path) -> bool:
+        """Whether ``path`` is the top of a btrfs subvolume (inode 256)."""
+        try:
+            return path.lstat().st_ino == 256
+        except FileNotFoundError:
+            return False
 
     def path(self, name: str) -> Path:
         return self.store / name
@@ -102,3 +136,31 @@ class Btrfs:
             proc.stderr.close()
         if code != 0:
             raise CaptureError(f"btrfs send of {newer} failed (exit {code}): {err}", where=str(self.root))
+
+
+def changeset(commands: Iterator[Command]) -> ChangeSet:
+    """The change set of a stream between two snapshots: its renames in order, every path it touches, and for
+    each file the exact ranges written (``update_extent``, ``write``, ``clone``). A path the stream makes anew
+    is compared whole (a new inode at an old name shares nothing with what the replica holds there). Paths in
+    the stream name the tree as the commands leave it, so they are followed through renames as capture's
+    events are (sync.changes)."""
+    out = ChangeSet()
+    for cmd in commands:
+        name = cmd.name
+        if name in ("subvol", "snapshot", "end"):
+            continue
+        if name == "rename":
+            out.rename(cmd.path, cmd.bytes("path_to"))
+        elif name in _NEW:
+            out.content(cmd.path)
+        elif name == "update_extent":
+            out.extent(cmd.path, cmd.int("file_offset"), cmd.int("size"))
+        elif name == "write":
+            out.extent(cmd.path, cmd.int("file_offset"), len(cmd.bytes("data")))
+        elif name == "clone":
+            out.extent(cmd.path, cmd.int("file_offset"), cmd.int("clone_len"))
+        elif name in _ATTRS:
+            out.attributes(cmd.path)
+        else:  # (every command of the format is named above)
+            raise CaptureError(f"send stream: no change is known for {name} of {cmd.path!r}")
+    return out

@@ -5,7 +5,9 @@ A log directory holds ``<first seq, 20 digits>.rwl`` segment files of *groups*, 
 ``b"TWG1" | first_seq u64 | last_seq u64 | ts_first f64 | ts_last f64 | forward_len u64 | undo_len u64 |
 xxh3_64 of everything before it and both blobs u64 | forward blob | undo blob``
 
-(little-endian). A blob is records in the journal's record encoding (TWR1). The forward blob is the batch
+(little-endian); a group whose last record is a POINT (the end of a consistency point: engine.receiver
+applies a point's last records as a group of their own) has the magic ``b"TWGP"`` instead, so that listing
+points reads headers only. A blob is records in the journal's record encoding (TWR1). The forward blob is the batch
 as applied; the undo blob is what :func:`twinsite.cdp.undo.capture` read before applying it. A group is
 appended and fsynced *before* its batch is applied. On open, an incomplete group at the end of the newest
 segment (a crash mid-append) is dropped; corruption anywhere else is an error. Retention removes whole
@@ -25,9 +27,10 @@ import xxhash
 
 from twinsite.durable import fsync_dir
 from twinsite.errors import JournalError
-from twinsite.journal.record import Record, RecordError, decode
+from twinsite.journal.record import Op, Record, RecordError, decode
 
 MAGIC = b"TWG1"
+MAGIC_POINT = b"TWGP"  # (a group that ends a consistency point)
 HEAD = struct.Struct("<4sQQddQQ")
 TAIL = struct.Struct("<Q")
 MAX_BLOB = 1 << 32
@@ -42,10 +45,17 @@ class Group:
     forward: bytes
     undo: bytes
     segment: str = ""
+    point: bool = False  # its last record is a POINT
 
     def encode(self) -> bytes:
         head = HEAD.pack(
-            MAGIC, self.first_seq, self.last_seq, self.ts_first, self.ts_last, len(self.forward), len(self.undo)
+            MAGIC_POINT if self.point else MAGIC,
+            self.first_seq,
+            self.last_seq,
+            self.ts_first,
+            self.ts_last,
+            len(self.forward),
+            len(self.undo),
         )
         h = xxhash.xxh3_64()
         for part in (head, self.forward, self.undo):
@@ -71,6 +81,7 @@ class Head:
     last_seq: int
     ts_first: float
     ts_last: float
+    point: bool = False
 
 
 def _records(blob: bytes) -> list[Record]:
@@ -93,6 +104,7 @@ def make_group(forward: list[Record], undo: list[Record]) -> Group:
         forward[-1].ts,
         b"".join(r.encode() for r in forward),
         b"".join(r.encode() for r in undo),
+        point=forward[-1].op == Op.POINT,
     )
 
 
@@ -101,7 +113,7 @@ def _parse(data: bytes, pos: int, segment: str) -> tuple[Group, int] | None:
     if len(data) - pos < HEAD.size + TAIL.size:
         return None
     magic, first, last, ts0, ts1, flen, ulen = HEAD.unpack_from(data, pos)
-    if magic != MAGIC:
+    if magic not in (MAGIC, MAGIC_POINT):
         raise RecordError(f"bad group magic {bytes(magic)!r} at byte {pos}")
     if flen > MAX_BLOB or ulen > MAX_BLOB or last < first:
         raise RecordError(f"absurd group header at byte {pos}")
@@ -115,7 +127,8 @@ def _parse(data: bytes, pos: int, segment: str) -> tuple[Group, int] | None:
     h.update(data[body:end])
     if h.intdigest() != digest:
         raise RecordError(f"checksum mismatch in the group at byte {pos} (seq {first}-{last})")
-    return Group(first, last, ts0, ts1, data[body : body + flen], data[body + flen : end], segment), end
+    forward, undo = data[body : body + flen], data[body + flen : end]
+    return Group(first, last, ts0, ts1, forward, undo, segment, magic == MAGIC_POINT), end
 
 
 class RewindLog:
@@ -220,11 +233,11 @@ class RewindLog:
                 while pos + HEAD.size <= size:
                     magic, first, last, ts0, ts1, flen, ulen = HEAD.unpack(os.pread(f.fileno(), HEAD.size, pos))
                     end = pos + HEAD.size + TAIL.size + flen + ulen
-                    if magic != MAGIC or flen > MAX_BLOB or ulen > MAX_BLOB or last < first:
+                    if magic not in (MAGIC, MAGIC_POINT) or flen > MAX_BLOB or ulen > MAX_BLOB or last < first:
                         raise JournalError(f"corrupt rewind log: bad group header at byte {pos}", where=str(seg))
                     if end > size:
                         break
-                    yield Head(first, last, ts0, ts1)
+                    yield Head(first, last, ts0, ts1, magic == MAGIC_POINT)
                     pos = end
                 if pos != size and seg != newest:
                     raise JournalError(f"corrupt rewind log: it ends inside a group at byte {pos}", where=str(seg))

@@ -11,6 +11,11 @@ is applied in sub-batches cut so that replaying one after a crash is safe (apply
 interrupted rebuilds the same run and skips the sub-batches already done. The position is ``rewind.json``
 beside the log (state.rewind); while it exists the replica is *rewound* and the receiver applies nothing.
 A move that a crash interrupted continues from the stored position and ends in the same state.
+
+With consistency points (docs/replication.md) only the ends of complete points are states the source held:
+``points(..., consistent=True)`` lists those alone, and :func:`to_point` undoes the open point (records
+applied after the last complete one, when the link or the active host died in the middle of a point) before
+anything makes the replica live.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from twinsite.apply.batching import cut
 from twinsite.cdp.log import Group, RewindLog
 from twinsite.errors import RewindError
 from twinsite.journal.record import Record
-from twinsite.state import applied, rewind
+from twinsite.state import applied, point, rewind
 from twinsite.state.layout import ReceiverState
+from twinsite.state.point import Point
 from twinsite.state.rewind import RewindPosition
 
 RUN_BYTES = 32 << 20  # records of whole groups held in memory and moved through together
@@ -57,30 +63,54 @@ def settle(recv: ReceiverState) -> tuple[int, float] | None:
     return pos.at, ts
 
 
-def points(log: RewindLog, head: int) -> list[tuple[int, float]]:
-    """(seq, source time) of every reachable point, oldest first; the oldest has the time of its first change."""
+def points(log: RewindLog, head: int, *, consistent: bool = False) -> list[tuple[int, float]]:
+    """(seq, source time) of every reachable point, oldest first; the oldest has the time of its first change.
+    ``consistent``: only the ends of complete consistency points."""
     out: list[tuple[int, float]] = []
     for g in log.heads():
         if g.last_seq > head:
             break
-        if not out:
+        if not out and not consistent:
             out.append((g.first_seq - 1, g.ts_first))
-        out.append((g.last_seq, g.ts_last))
+        if g.point or not consistent:
+            out.append((g.last_seq, g.ts_last))
     return out or [(head, 0.0)]
 
 
-def resolve_seq(log: RewindLog, head: int, seq: int) -> int:
+def to_point(root: Path, recv: ReceiverState) -> Point | None:
+    """Bring a replica with consistency points to its last complete point: undo what was applied of the open
+    one (the rewind log holds its undo even without CDP). Returns that point, or None when the replica has
+    none yet. A rewound replica is left as it is (it is at a point its rewind chose). The caller holds the
+    apply lock. Idempotent; a crash in the middle resumes like any rewind."""
+    last = point.read(recv.point)
+    if last is None or rewind.read(recv.rewind) is not None:
+        return last
+    head = applied.read(recv.applied).seq
+    if head == last.seq:
+        return last
+    if head < last.seq:  # (never: the point is written after the position that includes it)
+        raise RewindError(f"the replica's position {head} is before its last complete point {last.seq}")
+    log = RewindLog(recv.rewind_log)
+    try:
+        move(root, recv, log, head, last.seq)
+    finally:
+        log.close()
+    settle(recv)
+    return last
+
+
+def resolve_seq(log: RewindLog, head: int, seq: int, *, consistent: bool = False) -> int:
     """The point for a seq: the last point at or before it."""
-    pts = points(log, head)
+    pts = points(log, head, consistent=consistent)
     ok = [s for s, _ in pts if s <= seq]
     if not ok or seq > head:
         raise _outside(pts, f"seq {seq}")
     return ok[-1]
 
 
-def resolve_time(log: RewindLog, head: int, when: float) -> int:
+def resolve_time(log: RewindLog, head: int, when: float, *, consistent: bool = False) -> int:
     """The point for a source time: the last point not after it."""
-    pts = points(log, head)
+    pts = points(log, head, consistent=consistent)
     ok = [s for s, t in pts if t <= when]
     if not ok:
         raise _outside(pts, "that time")

@@ -59,6 +59,11 @@ class Replica:
     log: RewindLog
     head: int
 
+    @property
+    def consistent(self) -> bool:
+        """With consistency points only the ends of complete points can be rewound to."""
+        return self.scenario.replication.consistency == "points"
+
 
 def _replica(args: argparse.Namespace) -> Replica:
     s = find(args.config_dir, args.scenario)
@@ -89,9 +94,9 @@ def parse_time(text: str) -> float:
 def _target(r: Replica, text: str) -> int:
     marks = bookmarks.load(r.state.bookmarks)
     if text in marks:
-        return resolve_seq(r.log, r.head, int(marks[text]["seq"]))
+        return resolve_seq(r.log, r.head, int(marks[text]["seq"]), consistent=r.consistent)
     if text.isdigit():
-        return resolve_seq(r.log, r.head, int(text))
+        return resolve_seq(r.log, r.head, int(text), consistent=r.consistent)
     try:
         when = parse_time(text)
     except ConfigError as exc:
@@ -99,12 +104,12 @@ def _target(r: Replica, text: str) -> int:
             f"{text!r} is not a bookmark of {r.scenario.name}, a seq or a time",
             hint=f"bookmarks: {', '.join(sorted(marks)) or 'none'}; {exc.hint}",
         ) from exc
-    return resolve_time(r.log, r.head, when)
+    return resolve_time(r.log, r.head, when, consistent=r.consistent)
 
 
 def _points(args: argparse.Namespace) -> tuple[Any, str]:
     r = _replica(args)
-    pts = points(r.log, r.head)
+    pts = points(r.log, r.head, consistent=r.consistent)
     reachable = {s for s, _ in pts}
     marks = [
         {"name": n, **m, "time": iso(m["ts"]), "reachable": m["seq"] in reachable}
@@ -132,7 +137,7 @@ def _points(args: argparse.Namespace) -> tuple[Any, str]:
     for m in marks:
         lines.append(f"  bookmark {m['name']}: seq {m['seq']} {m['time']}" + ("" if m["reachable"] else " (pruned)"))
     if args.at:
-        seq = resolve_time(r.log, r.head, parse_time(args.at))
+        seq = resolve_time(r.log, r.head, parse_time(args.at), consistent=r.consistent)
         result["at"] = {"time": args.at, "seq": seq}
         lines.append(f"  {args.at} -> seq {seq}")
     return result, "\n".join(lines)

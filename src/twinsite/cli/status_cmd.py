@@ -81,6 +81,7 @@ def table_row(r: dict[str, Any]) -> list[str]:
     ]
     lines = [_cells(cells)]
     pad = " " * 4
+    lines.append(f"{pad}{_consistency(r)}")
     if active and r["state"] in ("syncing", *WAITING) and r.get("sync"):
         lines.append(f"{pad}sync: {describe(r['sync'])}")
     if active and r.get("last_error"):
@@ -89,6 +90,21 @@ def table_row(r: dict[str, Any]) -> list[str]:
         lines.append(f"{pad}open alerts: {', '.join(al['open_kinds'])} (twinsite events --scenario {r['scenario']})")
     lines += [f"{pad}cannot read {p}" for p in r["problems"]]
     return lines
+
+
+def _consistency(r: dict[str, Any]) -> str:
+    """The mode, and with points the last complete one: the state a failover would start from now."""
+    if r.get("consistency") != "points":
+        return "consistency: file (each file copied as it is read; a database's copy can be torn)"
+    if r["role"] == "active":
+        age = r.get("point_age_seconds")
+        return f"consistency: points; last complete on {r.get('replica')}: " + (
+            f"{human_seconds(age)} old (point {r['point_id']})" if age is not None else "none yet"
+        )
+    pt = r.get("point")
+    return "consistency: points; last complete here: " + (
+        f"{human_seconds(pt['age_seconds'])} old (point {pt['id']}, seq {pt['seq']})" if pt else "none yet"
+    )
 
 
 def _test_cell(test: dict[str, Any] | None) -> str:

@@ -243,6 +243,7 @@ def check_documents(data: Any, file: str, root: yaml.Node | None) -> tuple[list[
         for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
             problems.extend(_problems(err, file, root, here))
         problems.extend(_schedule_problems(doc, file, root, here))
+        problems.extend(_consistency_problems(doc, file, root, here))
         name = doc.get("name") if isinstance(doc, dict) else None
         if isinstance(name, str):
             if name in names:
@@ -271,6 +272,34 @@ def _schedule_problems(doc: Any, file: str, root: yaml.Node | None, here: list[s
         path = [*here, "assured_recovery", "schedule"]
         return [Problem(file, _line(root, path), _path_text(path), f"{exc.message} ({exc.hint or 'see docs'})")]
     return []
+
+
+#: application types that are databases (their plugins say ``database = True``; a test keeps the two in step)
+DATABASE_TYPES = frozenset({"postgresql", "sqlite"})
+
+
+def _consistency_problems(doc: Any, file: str, root: yaml.Node | None, here: list[str | int]) -> list[Problem]:
+    """A database replicated file by file without saying that torn copies are accepted."""
+    if not isinstance(doc, dict):
+        return []
+    app = doc.get("application", "files")
+    kind = app.get("type") if isinstance(app, dict) else app
+    rep = doc.get("replication")
+    rep = rep if isinstance(rep, dict) else {}
+    if kind not in DATABASE_TYPES or rep.get("consistency") != "file" or rep.get("accept_torn_database_copies"):
+        return []
+    path = [*here, "replication", "consistency"]
+    return [
+        Problem(
+            file,
+            _line(root, path),
+            _path_text(path),
+            f"a {kind} database replicated with consistency: file can reach the standby torn (its files copied "
+            "at different moments: the copy may not start, or may hold rows its own checks reject); use "
+            "consistency: points (the root on a btrfs subvolume), or add accept_torn_database_copies: true "
+            "to say you accept that (docs/replication.md, Consistency)",
+        )
+    ]
 
 
 def _line(root: yaml.Node | None, path: list[str | int]) -> int | None:

@@ -68,6 +68,16 @@ def _dicts(items: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
     return tuple(dict(i) for i in items)
 
 
+#: The directory at the top of a root that holds its consistency points (capture.snapshots): a btrfs
+#: subvolume of its own, so never part of the root's snapshots, and never replicated.
+POINT_STORE = ".twinsite-points"
+
+
+def reserved(rel: str) -> bool:
+    """Whether a root-relative path is twinsite's own (the point store or something in it)."""
+    return rel == POINT_STORE or rel.startswith(POINT_STORE + "/")
+
+
 @dataclass(frozen=True)
 class Root:
     path: str = field(metadata=_read(parse=lambda p: p.rstrip("/") or "/"))
@@ -75,7 +85,10 @@ class Root:
     exclude: tuple[str, ...] = field(default=(), metadata=_read(parse=tuple))
 
     def selects(self, rel: str) -> bool:
-        """Whether the root-relative path ``rel`` is replicated (include first, then exclude)."""
+        """Whether the root-relative path ``rel`` is replicated (include first, then exclude; never the point
+        store)."""
+        if reserved(rel):
+            return False
         if self.include and not any(fnmatch.fnmatchcase(rel, p) for p in self.include):
             return False
         return not any(fnmatch.fnmatchcase(rel, p) for p in self.exclude)
@@ -88,6 +101,9 @@ class Root:
 @dataclass(frozen=True)
 class Replication:
     mode: str = "continuous"
+    consistency: str = "points"  # points | file (docs/replication.md)
+    point_interval: float = field(default=1.0, metadata=_read(parse=float))
+    accept_torn_database_copies: bool = False
     interval: float = field(default=60.0, metadata=_read(parse=float))
     sync_method: str = "metadata"
     compression: str = "zstd"

@@ -14,6 +14,11 @@ is itself the active one; the role is checked again before every batch, so that 
 this host (holding ``apply.lock`` while it writes the role) stops replication into it at a batch boundary. A
 position stored under another epoch counts from another switchover's numbering: it is reset, and with it the
 rewind log and the bookmarks (set aside as ``bookmarks.epoch-<n>.json``), and the sender compares the trees.
+
+Consistency points (the HELLO's ``consistency: points``): a POINT record ends each point. The records up to a
+POINT are applied as a group of their own, and once they are durable the point is stored (state.point): the
+replica's last complete point. Without CDP the rewind log is kept all the same, for the undo of the open
+point only (cdp.rewind.to_point undoes it before the replica is made live), and cut back at every point.
 """
 
 from __future__ import annotations
@@ -34,9 +39,9 @@ from twinsite.cdp.undo import capture
 from twinsite.engine import overlay
 from twinsite.engine.spool import Spool
 from twinsite.errors import ConfigError, PeerClosed, ProtocolError, RecoveryError, RewindError, TwinsiteError
-from twinsite.journal.record import Record, decode
+from twinsite.journal.record import Op, Record, decode
 from twinsite.locks import held
-from twinsite.state import bookmarks, heard, rewind
+from twinsite.state import bookmarks, heard, point, rewind
 from twinsite.state.applied import AppliedFile, AppliedPosition
 from twinsite.state.layout import ReceiverState
 from twinsite.state.role import check_sender, this_host
@@ -76,6 +81,8 @@ class Receiver:
         self.batches = 0
         self.rewind_log: RewindLog | None = None
         self.cdp: dict[str, Any] = {}
+        self.points = False  # the sender ships consistency points
+        self.last_point = point.read(state.point)
         self._pruned_at = 0.0
         self.epoch = 0
         self.sender_host: str | None = None
@@ -83,39 +90,53 @@ class Receiver:
         self.spool = Spool(state)
         self._heard_at = 0.0
 
-    def _setup_cdp(self, cdp: dict[str, Any], applied_seq: int) -> int:
+    def _setup_cdp(self, cdp: dict[str, Any], applied_seq: int, *, points: bool = False) -> int:
         """Open the rewind log when the scenario asks for it; returns the applied seq.
 
-        A group logged but not yet acknowledged (a crash between the log's fsync and the applied seq) is
-        finished here from the log: its records are durable, and the sender, whatever it resends, numbers
-        from the seq this returns. A log that does not reach the applied seq (CDP was off meanwhile) cannot
+        A group logged but not yet acknowledged (a crash between the log's fsync and the applied seq), or an
+        open point undone before the replica was made live (cdp.rewind.to_point), is applied again here from
+        the log: its records are durable and were acknowledged, and the sender, whatever it resends, numbers
+        from the seq this returns (while a test's spool is on, once the spool is applied: drain_spool). A log
+        that does not reach the applied seq (CDP was off meanwhile) cannot
         rewind from here: it is removed, as it is when CDP is turned off."""
         log_dir = self.state.rewind_log
         self.cdp = cdp
-        if not cdp.get("enabled"):
+        self.points = points
+        if not cdp.get("enabled") and not points:
             shutil.rmtree(log_dir, ignore_errors=True)
             return applied_seq
-        max_size = int(cdp.get("max_size", 10 << 30))
+        max_size = int(cdp.get("max_size", 10 << 30)) if cdp.get("enabled") else 16 << 20
         segment = max(1 << 20, min(64 << 20, max_size // 8))  # the cap then holds within an eighth
         log = RewindLog(log_dir, segment_size=segment)
+        self.rewind_log = log
         if log.last_seq > applied_seq:
-            if self.spool.spooling:  # (a test refuses to start in this state: it cannot arise during one)
-                raise RecoveryError("the rewind log is ahead of the replica while a test runs", where=str(self.root))
-            ts = 0.0
-            for group in reversed(list(log.newest_first(above=applied_seq))):
-                for rec in group.forward_records():
-                    if rec.seq > applied_seq:
-                        self.applier.apply(rec)
-                        ts = rec.ts
-            self.applier.commit()
-            applied_seq = log.last_seq
-            self.applied.write(applied_seq, ts, self.epoch)
-        elif log.last_seq and log.last_seq < applied_seq:
+            if self.spool.spooling:  # a test runs on the point it was undone to: forward once it ends
+                return log.last_seq
+            return self._redo(applied_seq)
+        if log.last_seq and log.last_seq < applied_seq:
             log.close()
             shutil.rmtree(log_dir)
-            log = RewindLog(log_dir, segment_size=segment)
-        self.rewind_log = log
+            self.rewind_log = RewindLog(log_dir, segment_size=segment)
         return applied_seq
+
+    def _ahead(self, applied_seq: int) -> bool:
+        """Whether the rewind log holds records above the replica's position (see _setup_cdp)."""
+        return self.rewind_log is not None and self.rewind_log.last_seq > applied_seq
+
+    def _redo(self, applied_seq: int) -> int:
+        """Apply again, in order, what the rewind log holds above ``applied_seq``; the new applied seq."""
+        log = self.rewind_log
+        if log is None or log.last_seq <= applied_seq:
+            return applied_seq
+        ts = 0.0
+        for group in reversed(list(log.newest_first(above=applied_seq))):
+            for rec in group.forward_records():
+                if rec.seq > applied_seq:
+                    self.applier.apply(rec)
+                    ts = rec.ts
+        self.applier.commit()
+        self.applied.write(log.last_seq, ts, self.epoch)
+        return log.last_seq
 
     def send(self, kind: Kind, obj: dict[str, Any]) -> None:
         self.out.write(pack_json(kind, obj))
@@ -157,7 +178,8 @@ class Receiver:
                 self._heard()
                 self.send(Kind.ACK, {"seq": applied_seq, "diverged": diverged})
             elif kind == Kind.PING:
-                if not self.spool.spooling and self.spool.held():  # a test ended while nothing was sent
+                if not self.spool.spooling and (self.spool.held() or self._ahead(self.applied.read())):
+                    # a test ended while nothing was sent
                     with held(self.state.apply_lock):
                         applied_seq = max(applied_seq, self.drain_spool())
                 self._heard()
@@ -176,7 +198,8 @@ class Receiver:
             self.sender_host = hello.get("host")
             self.epoch = check_sender(self.state.role, self.host, int(hello.get("epoch", 0)), self.sender_host)
             applied_seq = self._follow_epoch(self.applied.position())
-            applied_seq = self._setup_cdp(dict(hello.get("cdp") or {}), applied_seq)
+            points = hello.get("consistency") == "points"
+            applied_seq = self._setup_cdp(dict(hello.get("cdp") or {}), applied_seq, points=points)
             if not self.spool.spooling:
                 applied_seq = self.drain_spool()  # (a test ended while no sender was connected)
             return max(applied_seq, self.spool.last_seq)  # spooled counts as received
@@ -217,6 +240,8 @@ class Receiver:
             self.drain_spool()
             self.epoch = now
         shutil.rmtree(self.state.rewind_log, ignore_errors=True)  # its seqs are another epoch's numbering
+        point.clear(self.state.point)  # (so is its last point's: none in this epoch yet)
+        self.last_point = None
         bookmarks.set_aside(self.state.bookmarks, self.state.old_bookmarks(pos.epoch))
         self.applied.write(0, 0.0, self.epoch)
         return 0
@@ -245,7 +270,7 @@ class Receiver:
         """Apply what the spool holds, in order and in replay-safe sub-batches, then empty it (call it holding
         the apply lock). Returns the applied seq."""
         applied = self.applied.read()
-        if not self.spool.held():
+        if not self.spool.held() and not self._ahead(applied):
             return applied
         if overlay.mounted(self.root):
             raise RecoveryError(
@@ -253,6 +278,7 @@ class Receiver:
                 where=str(self.root),
                 hint=f"the test's cleanup removes it (twinsite recover-test SCENARIO --cleanup), or umount {self.root}",
             )
+        applied = self._redo(applied)  # (an open point undone for the test first)
         for chunk in self.spool.chunks(applied):
             for sub in cut(chunk, DRAIN_RECORDS):
                 applied = self._apply(sub)
@@ -276,7 +302,22 @@ class Receiver:
         return new
 
     def _apply(self, new: list[Record]) -> int:
-        """Apply records (with their undo first, under CDP), durably, then store the position."""
+        """Apply records (with their undo first, under CDP or with points), durably, then store the position;
+        a point's last records (up to its POINT) apart from what follows, and then the point."""
+        start = 0
+        for i, rec in enumerate(new):
+            if rec.op == Op.POINT:
+                self._apply_run(new[start : i + 1])
+                self.last_point = point.Point(id=rec.offset, seq=rec.seq, ts=rec.ts, epoch=self.epoch)
+                point.write(self.state.point, self.last_point)  # (after the position: never ahead of it)
+                if self.rewind_log is not None and not self.cdp.get("enabled"):
+                    self.rewind_log.prune(max_age=0, max_size=None, keep_above=rec.seq)  # only the open point
+                start = i + 1
+        if start < len(new):
+            self._apply_run(new[start:])
+        return new[-1].seq
+
+    def _apply_run(self, new: list[Record]) -> int:
         last = new[-1].seq
         if self.spool.spooling:  # (never: every caller looks first; this is what must never happen)
             raise RecoveryError("nothing is applied while a test's spool is on", where=str(self.root))
@@ -288,7 +329,7 @@ class Receiver:
             self.applier.apply(rec)
         self.applier.commit()  # data and names durable ...
         self.applied.write(last, new[-1].ts, self.epoch)  # ... before the position that acknowledges them
-        if log is not None:
+        if log is not None and self.cdp.get("enabled"):
             self._prune(log)
         return last
 
@@ -297,7 +338,8 @@ class Receiver:
         max_size = int(self.cdp.get("max_size", 10 << 30))
         if time.monotonic() - self._pruned_at > 10 or log.disk_bytes() > max_size:
             self._pruned_at = time.monotonic()
-            log.prune(max_age=float(self.cdp.get("retention", 86400)), max_size=max_size)
+            keep = self.last_point.seq if self.points and self.last_point is not None else None
+            log.prune(max_age=float(self.cdp.get("retention", 86400)), max_size=max_size, keep_above=keep)
 
     def close(self) -> None:
         self.spool.close()
@@ -331,7 +373,7 @@ def run(root: Path, state: ReceiverState) -> int:
             receiver.close()
 
 
-def apply_here(root: Path, state: ReceiverState, cdp: dict[str, Any]) -> int:
+def apply_here(root: Path, state: ReceiverState, cdp: dict[str, Any], *, points: bool = False) -> int:
     """Apply what a spool holds without a sender: a switchover promoting this host, from which no receiver
     will be started again. Under the apply lock, with the rewind log as the scenario has it. Returns the
     applied seq."""
@@ -342,7 +384,7 @@ def apply_here(root: Path, state: ReceiverState, cdp: dict[str, Any]) -> int:
         try:
             receiver.spool.stop()
             receiver.epoch = receiver.applied.position().epoch
-            receiver._setup_cdp(cdp, receiver.applied.read())
+            receiver._setup_cdp(cdp, receiver.applied.read(), points=points)
             return receiver.drain_spool()
         finally:
             receiver.close()

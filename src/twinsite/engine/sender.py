@@ -13,6 +13,14 @@ Two threads share the journal:
   journal record above the acknowledged seq, and trims the journal as acknowledgements arrive. A cut link is
   retried with backoff and jitter and resumes from the last acknowledged seq.
 
+With ``consistency: points`` (docs/replication.md) the planner never reads the live root. Every
+``point_interval`` it takes a read-only snapshot (capture.snapshots), asks the filesystem what changed since
+the previous one (btrfs send --no-data: renames, names, and the exact ranges written), plans exactly that from
+the new snapshot, and journals a POINT record after it: every record up to a POINT describes the root as it
+was at one instant. The initial sync and every resync read a snapshot too, and end with a POINT. A snapshot is
+removed once the next one is planned: the journal holds what was read from it, so at most two exist (and
+after a restart the store is emptied: the resync that follows takes a new one).
+
 Status (state, positions, lag, backlog, errors) is written durably to ``status.json`` for the CLI
 (state.sender_status).
 """
@@ -26,15 +34,18 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from twinsite.alerts.dispatch import Alerter
 from twinsite.apply.batching import wire_batches
+from twinsite.apps import load as load_application
 from twinsite.capture.inotify import Watcher
-from twinsite.config.scenario import Root, Scenario
+from twinsite.capture.snapshots import Btrfs, changeset
+from twinsite.config.scenario import POINT_STORE, Root, Scenario
 from twinsite.engine.shipper import Shipper
-from twinsite.errors import TwinsiteError
-from twinsite.journal.record import Record
+from twinsite.errors import ConfigError, TwinsiteError
+from twinsite.journal.record import Op, Record
 from twinsite.journal.segments import Journal
 from twinsite.proc import wait_until
 from twinsite.state.layout import SenderState
@@ -58,6 +69,19 @@ DIRECT_DEPTH = 4  # sync batches waiting for the shipper (memory: DIRECT_DEPTH x
 
 class SyncInterrupted(TwinsiteError):
     """The link was lost (or replaced) during a sync: the next attempt compares again from the manifest."""
+
+
+@dataclass(frozen=True)
+class Snap:
+    """A consistency point being read: its id (milliseconds of its time), name in the store, path, time."""
+
+    id: int
+    path: Path
+    ts: float
+
+    @property
+    def name(self) -> str:
+        return self.path.name
 
 
 class Sender(Shipper):
@@ -106,11 +130,15 @@ class Sender(Shipper):
         self.divergences = 0
         self._seq = 0  # the last seq the planner gave out
         self._ts: dict[int, float] = {}  # seq -> source time of the newest unacknowledged batches (for lag)
+        self._points: dict[int, tuple[int, float]] = {}
+        self.points = self.rep.consistency == "points"
+        self.snaps = Btrfs(Path(root.path), Path(root.path) / POINT_STORE) if self.points else None
+        self._last_point = 0
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
         self.publish(state="starting")  # replaces what a previous run left: never report its positions as ours
-        if self.rep.mode == "continuous":
+        if self.rep.mode == "continuous" and not self.points:
             self.watcher = Watcher(Path(self.root.path))  # capture starts before the scan: nothing is missed
             self._spawn(self.watcher.run, "capture")
         self._spawn(self._ship_loop, "ship")
@@ -189,9 +217,48 @@ class Sender(Shipper):
                 log.exception("planner failed; resyncing")
                 time.sleep(1)
 
+    def _check_consistency(self) -> None:
+        """A database replicated file by file needs the scenario's say-so (validate says it too, for the
+        built-in plugins; this asks the plugin itself); points need a root that can have them."""
+        if self.snaps is not None:
+            self.snaps.prepare()
+            return
+        app = load_application(
+            {"type": self.scenario.application, **self.scenario.application_settings},
+            tuple(r.path for r in self.scenario.roots),
+        )
+        if app.database and not self.rep.accept_torn_database_copies:
+            raise ConfigError(
+                f"{self.scenario.name}: the {app.kind} database is replicated with consistency: file, which can "
+                "leave a torn copy on the standby",
+                where=self.root.path,
+                hint="use consistency: points (the root on a btrfs subvolume), or set "
+                "replication.accept_torn_database_copies: true (docs/replication.md)",
+            )
+
+    def _take(self, snaps: Btrfs) -> Snap:
+        """A new consistency point of the root, now."""
+        ts = time.time()
+        ident = max(int(ts * 1000), self._last_point + 1)
+        self._last_point = ident
+        return Snap(ident, snaps.take(str(ident)), ts)
+
+    @staticmethod
+    def _read_from(planner: Planner, snap: Snap) -> None:
+        planner.read_from(snap.path)
+        planner.now = lambda: snap.ts  # records carry the time of the state they describe
+
+    def _end_point(self, snap: Snap) -> None:
+        """Journal the POINT after a point's records: the standby's replica is that snapshot once it has it."""
+        rec = Record(seq=self._next_seq(), ts=snap.ts, op=Op.POINT, path=b"", offset=snap.id)
+        with self.planned:
+            self._points[rec.seq] = (snap.id, snap.ts)
+        self._append([rec])
+
     def _plan_forever(self) -> None:
         # Initial sync / resync: the replica's manifest says what it has; everything else is planned. The
         # journal's records go first, so the manifest describes the replica with all of them applied.
+        self._check_consistency()
         link, gen = self._wait_link_gen()
         self._wait_shipped(self.journal.last_seq)
         manifest = link.request(Kind.MANIFEST_REQ, {}, Kind.MANIFEST, timeout=600)
@@ -199,7 +266,11 @@ class Sender(Shipper):
         with self.jlock:
             self._seq = max(self.journal.last_seq, self._acked_floor())
         self.planner = self._new_planner(decode_manifest(manifest["entries"]))
-        files, size = measure(Path(self.root.path), self.root.selects_bytes)
+        base = None
+        if self.snaps is not None:
+            base = self._take(self.snaps)
+            self._read_from(self.planner, base)
+        files, size = measure(base.path if base else Path(self.root.path), self.root.selects_bytes)
         self.planner.progress = progress = SyncProgress(files_total=files, bytes_total=size)
         self.publish()
         self._send_direct(self.planner.plan_all(), gen)
@@ -208,6 +279,10 @@ class Sender(Shipper):
         progress.finished_at = time.time()
         self.planner.progress = None
         self.publish(sync=progress.as_dict())
+        if base is not None and self.snaps is not None:
+            self._end_point(base)
+            self._points_forever(base, self.snaps, self.planner)
+            return
         self.synced = True
         self.publish(state="replicating")
         interval = self.rep.interval if self.rep.mode == "periodic" else 0.2
@@ -232,6 +307,41 @@ class Sender(Shipper):
                 )
             if changes:
                 self._journal_records(changes.plan(self.planner))
+
+    def _points_forever(self, base: Snap, snaps: Btrfs, planner: Planner) -> None:
+        """After a sync: a point every ``point_interval`` while the root changes, each planned from the
+        filesystem's own list of changes between the previous snapshot and the new one."""
+        self.synced = True
+        self.publish(state="replicating")
+        last_rescan = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                self.stop_event.wait(max(0.0, base.ts + self.rep.point_interval - time.time()))
+                if self.stop_event.is_set():
+                    return
+                if self.resync_needed.is_set():
+                    self.resync_needed.clear()
+                    self.publish(divergences=self.divergences)
+                    raise TwinsiteError(
+                        f"the replica diverged ({self.divergences} record(s) found nothing to act on): "
+                        "comparing everything again"
+                    )
+                new = self._take(snaps)
+                changes = changeset(snaps.changes(base.name, new.name))
+                if self.rep.rescan_interval and time.monotonic() - last_rescan >= self.rep.rescan_interval:
+                    changes.everything()  # (the safety net: the point's snapshot compared with the replica's view)
+                    last_rescan = time.monotonic()
+                    self.publish(rescans=self.status.rescans + 1)
+                if not changes:
+                    snaps.delete(new.name)  # nothing changed: the next point is compared with the same one
+                    continue
+                self._read_from(planner, new)
+                self._journal_records(changes.plan(planner))
+                self._end_point(new)
+                snaps.delete(base.name)
+                base = new
+        finally:
+            snaps.delete(base.name)
 
     def _acked_floor(self) -> int:
         return self.status.acked_seq

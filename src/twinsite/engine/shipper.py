@@ -68,6 +68,7 @@ class Shipper:
     _status_dirty: bool  # changes not yet written (throttled)
     _seq: int  # the last seq the planner gave out
     _ts: dict[int, float]  # seq -> source time of the newest unacknowledged batches (for lag)
+    _points: dict[int, tuple[int, float]]  # seq of a POINT not yet acknowledged -> (its id, its snapshot's time)
 
     # -- status --------------------------------------------------------------------------------------------
     def publish(self, *, throttle: bool = False, **changes: Any) -> None:
@@ -110,6 +111,7 @@ class Shipper:
                     "scenario": self.scenario.name,
                     "root": self.root.path,
                     "cdp": asdict(self.scenario.cdp),
+                    "consistency": self.rep.consistency,
                     "epoch": self.epoch,
                     "host": this_host(),
                 }
@@ -248,13 +250,19 @@ class Shipper:
                 for s in done:
                     del self._ts[s]
                 oldest = min(self._ts.values(), default=None)  # the oldest change not yet durable on the standby
+                reached = [s for s in self._points if s <= acked]
+                point = self._points[max(reached)] if reached else None  # the newest point now complete there
+                for s in reached:
+                    del self._points[s]
             now = time.time()
             lag = max(0.0, now - oldest) if oldest is not None else 0.0
             latency = round(max(0.0, now - newest), 3) if newest else self.status.ack_latency_seconds
             progress = self.planner.progress if self.planner else None
             if progress is not None:
                 progress.acked(acked)
+            reached_point = {"point_id": point[0], "point_ts": point[1]} if point is not None else {}
             self.publish(
+                **reached_point,
                 acked_seq=acked,
                 sent_seq=link.sent_seq,
                 lag_seconds=round(lag, 3),

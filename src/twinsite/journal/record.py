@@ -49,6 +49,7 @@ class Op(enum.IntEnum):
     DELETE = 8  # path (a directory with everything under it)
     SETATTR = 9  # path, meta (mode, uid, gid, mtime, xattrs)
     MKFIFO = 10  # path, meta
+    POINT = 11  # offset = point id, ts = its snapshot's time: every record before it forms a consistency point
 
 
 class RecordError(ValueError):

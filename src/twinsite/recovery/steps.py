@@ -4,8 +4,9 @@ replication keeps arriving and the active host notices nothing (docs/assured-rec
     preflight          this host is a standby; the active host answers and says replication to this host is
                        in sync (not syncing, degraded, stopped); the replica is not rewound; no switchover runs
     spool              under each root's apply lock the receiver is switched to its spool: what arrives is
-                       stored durably and acknowledged, not applied; the tested seq and each root's tree
-                       digest are taken here
+                       stored durably and acknowledged, not applied; with consistency points what was
+                       applied of the open point is undone (the test runs on the last complete point; it is
+                       applied again with the spool); the tested seq and each root's tree digest are taken here
     bookmark           with CDP: the tested point, by name (recovery-test-<id>)
     mount              an overlay on each root: the application's writes go to a throw-away layer
     start-application  the plugin starts it on the replica's data (with assured_recovery.application)
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from twinsite import apps
+from twinsite.cdp.rewind import to_point
 from twinsite.engine import overlay
 from twinsite.engine.spool import Spool
 from twinsite.errors import RecoveryError, TwinsiteError
@@ -245,6 +247,12 @@ def spool(t: Test, ctx: Context) -> Spooled:
     for i, sp in enumerate(t.spools()):
         with held(t.site.recv(i).apply_lock):  # a batch being applied ends first; the receiver looks at the marker
             sp.start(max_size=ar.spool_max_size, reason=f"assured-recovery test {ctx.run_id}")
+            if t.site.s.replication.consistency == "points" and to_point(t.roots[i], t.site.recv(i)) is None:
+                raise RecoveryError(
+                    f"{t.roots[i]} has no complete consistency point yet: there is nothing consistent to test",
+                    where=str(t.roots[i]),
+                    hint="test once the first sync has finished (twinsite status shows the last point)",
+                )
     tested = [
         {
             "root": str(root),

@@ -54,6 +54,10 @@ class ReceiverState:
         return self.dir / "heard"
 
     @property
+    def point(self) -> Path:
+        return self.dir / "point.json"
+
+    @property
     def rewind_log(self) -> Path:
         return self.dir / "rewind"
 

@@ -36,6 +36,8 @@ class SenderStatus:
     rescans: int = 0
     rescan_records: int = 0  # records a rescan found necessary: changes capture did not report
     journal_overflow: bool = False
+    point_id: int | None = None  # consistency points: the newest point the standby acknowledged complete ...
+    point_ts: float | None = None  # ... and its snapshot's time (source clock)
     sync: dict[str, Any] | None = None  # progress of the current (or the last) initial sync / resync
     last_error: str | None = None
     last_error_at: float | None = None

@@ -24,7 +24,7 @@ from typing import Any
 
 from twinsite.apps.checks import run as run_script
 from twinsite.apps.checks import site_script
-from twinsite.cdp.rewind import settle
+from twinsite.cdp.rewind import settle, to_point
 from twinsite.clock import iso
 from twinsite.config.scenario import parse_duration
 from twinsite.engine.receiver import apply_here
@@ -272,7 +272,7 @@ def promote(site: Site, ctx: Context) -> Promoted:
     test = end_test(site, "a switchover to this host")
     for i, root in enumerate(site.s.roots):  # what an assured-recovery test's spool held was acknowledged
         if Spool(site.recv(i)).held() and rewind.read(site.recv(i).rewind) is None:
-            apply_here(Path(root.path), site.recv(i), asdict(site.s.cdp))
+            apply_here(Path(root.path), site.recv(i), asdict(site.s.cdp), points=_points(site))
     if changed or pre.rewound:
         _take_over(site, ctx, role, changed)
     positions = site.positions()
@@ -320,8 +320,27 @@ def _take_over(site: Site, ctx: Context, role: Role, changed: bool) -> None:
         for i in range(len(site.s.roots)):
             if pre.rewound:
                 settle(site.recv(i))
+            elif changed and not pre.planned and _points(site):
+                _at_point(site, i)
         if changed:
             store(site.place, advanced(role, site.host, ctx.run_id))
+
+
+def _points(site: Site) -> bool:
+    return site.s.replication.consistency == "points"
+
+
+def _at_point(site: Site, i: int) -> None:
+    """An unplanned switchover takes the replica at its last complete consistency point: what was applied of
+    the open one (the active host failed in the middle of shipping it) is undone first."""
+    root = site.s.roots[i].path
+    if to_point(Path(root), site.recv(i)) is None:
+        raise SwitchoverError(
+            f"{site.host} has no complete consistency point of {root} yet (its first sync never finished): "
+            "no state of it there is one the source held",
+            where=root,
+            hint="a switchover to it is refused; bring the active host back, or restore from a backup",
+        )
 
 
 def end_test(site: Site, why: str) -> dict[str, Any] | None:

@@ -13,16 +13,20 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from twinsite.config.scenario import POINT_STORE
 from twinsite.tree import Entry, kind_of, read_xattrs, walk
+
+_STORE = os.fsencode(POINT_STORE)
 
 
 def encode(root: Path) -> list[dict[str, Any]]:
-    """The manifest of the tree under ``root`` (empty when there is none yet)."""
+    """The manifest of the tree under ``root`` (empty when there is none yet), without the point store a host
+    keeps there while it is the active one (never the sender's to compare, nor to delete)."""
     out: list[dict[str, Any]] = []
     if not root.exists():
         return out
     base = os.fsencode(root)
-    for rel, st in walk(root):
+    for rel, st in walk(root, lambda rel: rel != _STORE):
         full = base + b"/" + rel
         item: dict[str, Any] = {"p": rel.hex(), "m": st.st_mode, "u": st.st_uid, "g": st.st_gid}
         if stat.S_ISLNK(st.st_mode):

@@ -20,6 +20,9 @@ from twinsite.sync.progress import SyncProgress
 from twinsite.sync.signatures import DIGEST, block_signatures
 from twinsite.tree import Entry, entry
 
+#: what is known of a file's changed bytes (see Planner.plan_path)
+Extents = tuple[()] | list[tuple[int, int]] | None
+
 READ_CHUNK = 1 << 20  # a multiple of every supported block size
 _ZEROS = bytes(READ_CHUNK)
 
@@ -35,6 +38,20 @@ def local_entry(full: bytes, st: os.stat_result) -> Entry | None:
     """What the replica should hold for a source path, or None for a kind twinsite does not replicate."""
     e = entry(full, st)
     return None if e.kind == "other" else e  # sockets and device nodes: documented policy, counted in stats
+
+
+def merged(extents: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """(start, end) of the ranges, sorted, overlapping and touching ones joined, cut at ``size``."""
+    out: list[tuple[int, int]] = []
+    for off, length in sorted(extents):
+        end = min(off + length, size)
+        if end <= off:
+            continue
+        if out and off <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((off, end))
+    return out
 
 
 class RemoteTree(MutableMapping[bytes, Entry]):
@@ -115,6 +132,7 @@ class Planner:
     ) -> None:
         self.root = root
         self.base = os.fsencode(root)
+        self.one_device = False  # (read_from)
         self.block = block_size
         self.next_seq = next_seq
         self.now = now
@@ -224,12 +242,23 @@ class Planner:
             yield from self.plan_path(old)  # moved out of what is replicated: deleted on the replica
             yield from self.plan_path(new, recursive=True)
 
-    def plan_path(self, rel: bytes, *, recursive: bool = False) -> Iterator[Record]:
-        """Records that bring ``rel`` (and with ``recursive``, everything under it) to the source's state."""
+    def read_from(self, base: Path) -> None:
+        """Read the source's state from ``base`` from now on (a consistency point: a read-only snapshot of the
+        root). Inodes keep their numbers in a snapshot but not their device, so they are told apart by number
+        only from then on."""
+        self.base = os.fsencode(base)
+        self.one_device = True
+
+    def plan_path(self, rel: bytes, *, recursive: bool = False, extents: Extents = ()) -> Iterator[Record]:
+        """Records that bring ``rel`` (and with ``recursive``, everything under it) to the source's state.
+
+        ``extents`` says what is known of a file's content: ``()`` nothing (its size and time decide whether it
+        is compared), ``None`` that it must be compared whole, a list of (offset, length) that exactly these
+        bytes changed (a consistency point's change list): only they are read and shipped."""
         key = self.key_of.get(rel)
         if key is not None:
             self._regroup.add(key)
-        yield from self._plan_path(rel, recursive=recursive)
+        yield from self._plan_path(rel, recursive=recursive, extents=extents)
         # A change through one name of a hard-linked file (its attributes, or the name going away) is
         # reported for that name only: compare the group's other names too.
         seen: set[tuple[int, int]] = set()
@@ -240,7 +269,7 @@ class Planner:
             for other in [p for p, k in self.key_of.items() if k == group and p != rel]:
                 yield from self._plan_path(other, recursive=False)
 
-    def _plan_path(self, rel: bytes, *, recursive: bool) -> Iterator[Record]:
+    def _plan_path(self, rel: bytes, *, recursive: bool, extents: Extents = ()) -> Iterator[Record]:
         if not self.select(rel):
             return
         full = self.base + b"/" + rel
@@ -253,7 +282,7 @@ class Planner:
             return
         yield from self._ensure_parents(rel)
         try:
-            yield from self._plan_one(rel, full, st)
+            yield from self._plan_one(rel, full, st, extents)
         except (FileNotFoundError, NotADirectoryError):
             # changed under our feet (deleted, replaced): its own event comes next and plans what is there
             self.stats.vanished += 1
@@ -295,7 +324,7 @@ class Planner:
                     return
                 yield from self._plan_one(parent, self.base + b"/" + parent, st)
 
-    def _plan_one(self, rel: bytes, full: bytes, st: os.stat_result) -> Iterator[Record]:
+    def _plan_one(self, rel: bytes, full: bytes, st: os.stat_result, extents: Extents = ()) -> Iterator[Record]:
         want = local_entry(full, st)
         if want is None:
             self.stats.skipped_special += 1
@@ -310,7 +339,7 @@ class Planner:
             self.remote[rel] = want
         elif want.kind == "file":
             self._counted = 0
-            yield from self._plan_file(rel, full, st, want, have)
+            yield from self._plan_file(rel, full, st, want, have, extents)
             if self.progress is not None:
                 self.progress.planned(self.last_seq, max(0, st.st_size - self._counted), files=1)
         elif want.kind == "link":
@@ -324,9 +353,9 @@ class Planner:
             self.remote[rel] = want
 
     def _plan_file(
-        self, rel: bytes, full: bytes, st: os.stat_result, want: Entry, have: Entry | None
+        self, rel: bytes, full: bytes, st: os.stat_result, want: Entry, have: Entry | None, extents: Extents = ()
     ) -> Iterator[Record]:
-        key = (st.st_dev, st.st_ino)
+        key = (0 if self.one_device else st.st_dev, st.st_ino)
         other_st: os.stat_result | None = None
         other = b""
         if st.st_nlink > 1 and self._linked_elsewhere(key, rel, st.st_ino):
@@ -337,8 +366,8 @@ class Planner:
                 other_st = os.lstat(self.base + b"/" + other)
             except (FileNotFoundError, NotADirectoryError):
                 other_st = None  # raced with a rename or delete of that name: compare this one by itself
-            if other_st is not None:
-                yield from self._plan_one(other, self.base + b"/" + other, other_st)
+            if other_st is not None:  # (content known changed: compared whole through that name)
+                yield from self._plan_one(other, self.base + b"/" + other, other_st, None if extents else ())
         if other_st is not None and other in self.remote:
             if self.remote.get(rel) is not self.remote[other]:
                 self.forget(rel)
@@ -355,9 +384,7 @@ class Planner:
         try:
             st = os.fstat(fd)
             want = replace(want, size=st.st_size, mtime_ns=st.st_mtime_ns)
-            unchanged = have is not None and have.kind == "file" and have == want
-            if not unchanged or (self.checksum and rel not in self.sigs):
-                yield from self._plan_content(rel, fd, st.st_size, want, have)
+            yield from self._compare(rel, fd, st, want, have, extents)
         finally:
             os.close(fd)
         # Every file's inode is indexed, not only linked ones: linking a new name to a file changes no
@@ -383,7 +410,42 @@ class Planner:
         except (FileNotFoundError, NotADirectoryError):
             return False
 
-    def _plan_content(self, rel: bytes, fd: int, size: int, want: Entry, have: Entry | None) -> Iterator[Record]:
+    def _compare(
+        self, rel: bytes, fd: int, st: os.stat_result, want: Entry, have: Entry | None, extents: Extents
+    ) -> Iterator[Record]:
+        """The records for an open file's content and attributes, by what is known of its changes."""
+        unchanged = have is not None and have.kind == "file" and have == want
+        if isinstance(extents, list) and have is not None and have.kind == "file":
+            yield from self._plan_extents(rel, fd, st.st_size, want, have, extents)
+        elif extents is None or not unchanged or (self.checksum and rel not in self.sigs):
+            yield from self._plan_content(rel, fd, st.st_size, want, have, whole=extents is None)
+
+    def _plan_extents(
+        self, rel: bytes, fd: int, size: int, want: Entry, have: Entry, extents: list[tuple[int, int]]
+    ) -> Iterator[Record]:
+        """Ship exactly the changed ranges of a file the replica has (read from a consistency point, they are
+        the bytes of that instant), then its size and attributes. The signatures known for it are dropped: a
+        later comparison asks the replica."""
+        self.stats.files += 1
+        for start, end in merged(extents, size):
+            pos = start
+            while pos < end:
+                buf = os.pread(fd, min(READ_CHUNK, end - pos), pos)
+                if not buf:
+                    break
+                yield self._rec(Op.WRITE, rel, offset=pos, data=buf)
+                self.stats.bytes_sent += len(buf)
+                pos += len(buf)
+        if have.size != size:
+            yield self._rec(Op.TRUNCATE, rel, offset=size)
+        if have != want or extents:
+            yield self._rec(Op.SETATTR, rel, meta=want.meta())
+        self.remote[rel] = want
+        self.sigs.pop(rel, None)
+
+    def _plan_content(
+        self, rel: bytes, fd: int, size: int, want: Entry, have: Entry | None, *, whole: bool = False
+    ) -> Iterator[Record]:
         """Ship what differs, reading the file once: the signatures kept are those of exactly the bytes
         shipped, so a file changing while it is read never leaves the planner believing the replica holds
         bytes it does not (a later event re-plans it against what was really sent)."""
@@ -398,6 +460,7 @@ class Planner:
             and have.size == want.size
             and have.mtime_ns == want.mtime_ns
             and not (self.checksum and rel not in self.sigs)
+            and not whole
         ):
             yield self._rec(Op.SETATTR, rel, meta=want.meta())  # same content by metadata; attributes differ
             self.remote[rel] = want

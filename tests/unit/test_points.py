@@ -1,0 +1,230 @@
+"""Consistency points on a real btrfs (a loop file), judged byte for byte: each point is planned from its
+read-only snapshot with the filesystem's own change list (capture.snapshots.changeset), applied to a replica,
+and the replica must then equal that snapshot exactly, whatever happened in the live tree meanwhile. Then the
+standby's side: a POINT ends each point, the last complete one is stored, and the open point is undone
+(cdp.rewind.to_point) even with CDP off."""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+import random
+from pathlib import Path
+
+from tests.btrfs import needs_btrfs
+from tests.fsops import mutate, populate
+from tests.unit.receiving import blob, hello
+from twinsite.apply.applier import Applier
+from twinsite.capture.snapshots import Btrfs, changeset
+from twinsite.cdp.rewind import to_point
+from twinsite.config.scenario import POINT_STORE, reserved
+from twinsite.engine.receiver import Receiver, file_signatures
+from twinsite.journal.record import Meta, Op, Record
+from twinsite.state import applied, point
+from twinsite.state.layout import ReceiverState
+from twinsite.sync.planner import Planner
+from twinsite.transport.frames import pack_batch
+from twinsite.tree import differences, digest, entries
+
+
+def replicated(rel: bytes) -> bool:
+    return not reserved(os.fsdecode(rel))
+
+
+class Points:
+    """The sender's point loop without the wire: snapshot, change list, plan from the snapshot, apply."""
+
+    def __init__(self, data: Path, replica: Path) -> None:
+        self.snaps = Btrfs(data, data / POINT_STORE)
+        self.snaps.prepare()
+        replica.mkdir()
+        self.applier = Applier(replica)
+        self.seq = 0
+        self.planner = Planner(
+            data, block_size=4096, next_seq=self._next, now=lambda: 0.0, fetch_sigs=self._sigs, select=replicated
+        )
+        self.base: str | None = None
+        self.records: list[Record] = []
+
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _sigs(self, paths: list[bytes]) -> dict[bytes, bytes]:
+        return {p: bytes.fromhex(file_signatures(self.applier.root_fd, p, 4096)) for p in paths}
+
+    def point(self, n: int) -> Path:
+        snap = self.snaps.take(str(n))
+        self.planner.read_from(snap)
+        if self.base is None:
+            records = list(self.planner.plan_all())
+        else:
+            records = list(changeset(self.snaps.changes(self.base, str(n))).plan(self.planner))
+            self.snaps.delete(self.base)
+        self.base = str(n)
+        for r in records:
+            self.applier.apply(r)
+        self.applier.commit()
+        self.records = records
+        return snap
+
+
+def same(snap: Path, replica: Path) -> None:
+    a, b = entries(snap, replicated), entries(replica)
+    assert differences(a, b) == []
+    assert digest(snap, replicated) == digest(replica)
+
+
+@needs_btrfs
+def test_every_point_equals_its_snapshot_byte_for_byte(volume: Path, tmp_path: Path) -> None:
+    for seed in (1, 2, 3):
+        data = volume / "data"
+        rng = random.Random(seed)
+        populate(data / f"w{seed}", rng, 40)
+        pts = Points(data, tmp_path / f"replica{seed}")
+        same(pts.point(0), tmp_path / f"replica{seed}")
+        for n in range(1, 7):
+            mutate(data / f"w{seed}", rng, 30)
+            snap = pts.point(n)
+            mutate(data / f"w{seed}", rng, 5)  # the live tree moves on: the point is still the snapshot's
+            same(snap, tmp_path / f"replica{seed}")
+            assert not any(r.path.startswith(POINT_STORE.encode()) for r in pts.records)
+        pts.applier.close()
+        for old in (data / POINT_STORE).iterdir():
+            pts.snaps.delete(old.name)
+
+
+@needs_btrfs
+def test_a_point_ships_exactly_the_extents_written(volume: Path, tmp_path: Path) -> None:
+    data = volume / "data"
+    big = data / "big"
+    big.write_bytes(os.urandom(1 << 20))
+    pts = Points(data, tmp_path / "replica")
+    pts.point(0)
+    with open(big, "r+b") as f:
+        f.seek(409600)
+        f.write(os.urandom(40960))
+    snap = pts.point(1)
+    writes = [(r.offset, len(r.data)) for r in pts.records if r.op == Op.WRITE]
+    assert writes == [(409600, 40960)]
+    same(snap, tmp_path / "replica")
+
+
+@needs_btrfs
+def test_a_write_through_mmap_that_leaves_the_time_is_shipped(volume: Path, tmp_path: Path) -> None:
+    """inotify sees nothing of it and size and time are unchanged; the filesystem lists the extent."""
+    data = volume / "data"
+    f = data / "mapped"
+    f.write_bytes(bytes(64 << 10))
+    pts = Points(data, tmp_path / "replica")
+    pts.point(0)
+    st = f.stat()
+    with open(f, "r+b") as fh, mmap.mmap(fh.fileno(), 0) as m:
+        m[8192:8200] = b"mmapped!"
+        m.flush()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert f.stat().st_mtime_ns == st.st_mtime_ns and f.stat().st_size == st.st_size
+    snap = pts.point(1)
+    assert (tmp_path / "replica" / "mapped").read_bytes()[8192:8200] == b"mmapped!"
+    same(snap, tmp_path / "replica")
+
+
+@needs_btrfs
+def test_the_root_must_be_a_subvolume_and_the_store_is_twinsites(volume: Path, tmp_path: Path) -> None:
+    import pytest
+
+    from twinsite.errors import ConfigError
+
+    plain = volume / "data" / "plain"
+    plain.mkdir()
+    with pytest.raises(ConfigError, match="not a btrfs subvolume") as err:
+        Btrfs(plain, plain / POINT_STORE).prepare()
+    assert "consistency: file" in str(err.value.hint)
+    data = volume / "data"
+    (data / POINT_STORE).mkdir()  # a plain directory in its place
+    with pytest.raises(ConfigError, match="point store"):
+        Btrfs(data, data / POINT_STORE).prepare()
+
+
+# -- the standby ------------------------------------------------------------------------------------------
+def rec(seq: int, op: Op, path: bytes = b"", **kw: object) -> Record:
+    return Record(seq=seq, ts=100.0 + seq, op=op, path=path, **kw)  # type: ignore[arg-type]
+
+
+def session(root: Path, state: ReceiverState, batches: list[list[Record]]) -> None:
+    sent = [hello(root, consistency="points", cdp={"enabled": False})]
+    sent += [pack_batch(blob(b), compress=False) for b in batches]
+    rx = Receiver(root, state, io.BytesIO(b"".join(sent)), io.BytesIO())
+    try:
+        rx.serve()
+    finally:
+        rx.close()
+
+
+def test_the_open_point_is_undone_and_brought_forward_again(tmp_path: Path) -> None:
+    root, state = tmp_path / "replica", ReceiverState(tmp_path / "state")
+    meta = Meta(0o644, 0, 0, 0)
+    point1 = [
+        rec(1, Op.CREATE, b"wal", meta=meta),
+        rec(2, Op.WRITE, b"wal", data=b"A" * 100),
+        rec(3, Op.CREATE, b"table", meta=meta),
+        rec(4, Op.WRITE, b"table", data=b"old rows"),
+        rec(5, Op.POINT, offset=1001),
+    ]
+    torn = [  # the next point, cut after its first records: a data page newer than the WAL that describes it
+        rec(6, Op.WRITE, b"table", data=b"NEW rows"),
+        rec(7, Op.CREATE, b"half", meta=meta),
+    ]
+    session(root, state, [point1[:2], point1[2:] + torn])  # (a point and the open one in one batch)
+    assert applied.read(state.applied).seq == 7
+    assert point.read(state.point) == point.Point(id=1001, seq=5, ts=105.0, epoch=0)
+    assert (root / "table").read_bytes() == b"NEW rows"
+
+    assert to_point(root, state) == point.read(state.point)
+    assert (root / "table").read_bytes() == b"old rows"
+    assert not (root / "half").exists()
+    assert (root / "wal").read_bytes() == b"A" * 100
+    assert applied.read(state.applied).seq == 5 and applied.read(state.applied).ts == 105.0
+    assert to_point(root, state) == point.read(state.point)  # idempotent
+
+    # the sender resumes where it was acknowledged: the undone records come back from the log, then more
+    session(root, state, [[rec(8, Op.WRITE, b"wal", offset=100, data=b"B"), rec(9, Op.POINT, offset=1002)]])
+    assert applied.read(state.applied).seq == 9
+    assert (root / "table").read_bytes() == b"NEW rows" and (root / "half").exists()
+    assert point.read(state.point) == point.Point(id=1002, seq=9, ts=109.0, epoch=0)
+    assert to_point(root, state) == point.read(state.point)  # at a point: nothing to undo
+    assert (root / "wal").read_bytes() == b"A" * 100 + b"B"
+
+
+def test_no_complete_point_is_none(tmp_path: Path) -> None:
+    root, state = tmp_path / "replica", ReceiverState(tmp_path / "state")
+    session(root, state, [[rec(1, Op.CREATE, b"f", meta=Meta(0o644, 0, 0, 0))]])
+    assert to_point(root, state) is None
+    assert (root / "f").exists()  # (nothing undone: the caller refuses to make it live)
+
+
+def test_a_test_runs_on_the_last_point_and_everything_is_applied_after_it(tmp_path: Path) -> None:
+    """The recovery test's spool step: the open point undone under the spool; what arrives meanwhile is
+    spooled; when the spool is applied, the undone records come back first, then the spooled ones."""
+    from twinsite.engine.spool import Spool
+
+    root, state = tmp_path / "replica", ReceiverState(tmp_path / "state")
+    meta = Meta(0o644, 0, 0, 0)
+    session(
+        root,
+        state,
+        [[rec(1, Op.CREATE, b"t", meta=meta), rec(2, Op.POINT, offset=1), rec(3, Op.WRITE, b"t", data=b"x")]],
+    )
+    spool = Spool(state)
+    spool.start(max_size=1 << 20, reason="test")
+    assert to_point(root, state) == point.Point(id=1, seq=2, ts=102.0)
+    assert (root / "t").read_bytes() == b""  # the test sees the point, not the open write
+    session(root, state, [[rec(4, Op.WRITE, b"t", offset=1, data=b"y"), rec(5, Op.POINT, offset=2)]])
+    assert (root / "t").read_bytes() == b"" and applied.read(state.applied).seq == 2  # spooled, not applied
+    spool.stop()
+    session(root, state, [[rec(6, Op.WRITE, b"t", offset=2, data=b"z")]])
+    assert (root / "t").read_bytes() == b"xyz"
+    assert applied.read(state.applied).seq == 6
+    assert point.read(state.point) == point.Point(id=2, seq=5, ts=105.0)
+    spool.close()
