@@ -73,7 +73,9 @@ class SyncInterrupted(TwinsiteError):
 
 @dataclass(frozen=True)
 class Snap:
-    """A consistency point being read: its id (milliseconds of its time), name in the store, path, time."""
+    """A consistency point being read: its id, path in the store and time. The snapshot holds the root as it
+    was at one instant between the id (milliseconds of the time it was asked for) and ``ts`` (when it was
+    there): records carry ``ts``, so an RPO measured to it is never too small."""
 
     id: int
     path: Path
@@ -238,10 +240,10 @@ class Sender(Shipper):
 
     def _take(self, snaps: Btrfs) -> Snap:
         """A new consistency point of the root, now."""
-        ts = time.time()
-        ident = max(int(ts * 1000), self._last_point + 1)
+        ident = max(int(time.time() * 1000), self._last_point + 1)
         self._last_point = ident
-        return Snap(ident, snaps.take(str(ident)), ts)
+        path = snaps.take(str(ident))
+        return Snap(ident, path, time.time())
 
     @staticmethod
     def _read_from(planner: Planner, snap: Snap) -> None:
