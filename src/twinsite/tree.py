@@ -20,7 +20,10 @@ from dataclasses import dataclass, replace
 
 import xxhash
 
+from twinsite.config.scenario import POINT_STORE
 from twinsite.journal.record import Meta
+
+_STORE = os.fsencode(POINT_STORE)
 
 HASH_CHUNK = 1 << 20
 Xattrs = tuple[tuple[bytes, bytes], ...]
@@ -78,7 +81,8 @@ def file_hash(fd: int) -> str:
 def walk(
     root: os.PathLike[str] | str, select: Callable[[bytes], bool] | None = None
 ) -> Iterator[tuple[bytes, os.stat_result]]:
-    """(relative path bytes, lstat) for everything under ``root``, parents before children, never following links."""
+    """(relative path bytes, lstat) for everything under ``root``, parents before children, never following links;
+    never the point store at its top (a root's consistency points are twinsite's own, not part of its tree)."""
     base = os.fsencode(root)
     stack = [b""]
     while stack:
@@ -87,7 +91,7 @@ def walk(
             found = sorted(it, key=lambda e: e.name)
         for e in found:
             child = rel + b"/" + e.name if rel else e.name
-            if select is not None and not select(child):
+            if child == _STORE or (select is not None and not select(child)):
                 continue
             st = e.stat(follow_symlinks=False)
             yield child, st

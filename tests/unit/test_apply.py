@@ -139,6 +139,8 @@ HOSTILE = [
     b"a//b",
     b"x" * 256,
     b"a/" * 2100,
+    b".twinsite-points",  # the root's point store: the standby's own, never replicated
+    b".twinsite-points/1700000000000/etc",
 ]
 
 

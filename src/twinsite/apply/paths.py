@@ -1,7 +1,8 @@
 """Root-relative paths from records: checked, then opened one component at a time without following links.
 
 Every path in a record is bytes relative to the scenario root. It is refused when it is empty, absolute,
-contains NUL, an empty, ``.`` or ``..`` component, or a component longer than NAME_MAX. Parents are
+contains NUL, an empty, ``.`` or ``..`` component, or a component longer than NAME_MAX, or when it is in the
+root's point store (``.twinsite-points``, the standby's own when it was the active host). Parents are
 opened with O_NOFOLLOW | O_DIRECTORY relative to the root's descriptor, so a symlink planted in a parent,
 or a directory swapped for a link between check and use, can never lead outside the root.
 """
@@ -13,7 +14,10 @@ import errno
 import os
 from collections.abc import Iterator
 
+from twinsite.config.scenario import POINT_STORE
 from twinsite.errors import ParentNotDirectoryError, UnsafePathError
+
+_STORE = os.fsencode(POINT_STORE)
 
 NAME_MAX = 255
 PATH_MAX = 4096
@@ -36,6 +40,8 @@ def split(path: bytes) -> list[bytes]:
             raise UnsafePathError(f"path has an empty, '.' or '..' component: {path!r}")
         if len(p) > NAME_MAX:
             raise UnsafePathError(f"path component longer than {NAME_MAX} bytes: {path[:80]!r}...")
+    if parts[0] == _STORE:
+        raise UnsafePathError(f"path in the root's point store, which is never replicated: {path[:80]!r}")
     return parts
 
 

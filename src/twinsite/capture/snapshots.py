@@ -147,8 +147,8 @@ def changeset(commands: Iterator[Command]) -> ChangeSet:
     out = ChangeSet()
     for cmd in commands:
         name = cmd.name
-        if name in ("subvol", "snapshot", "end"):
-            continue
+        if name in ("subvol", "snapshot", "end") or not cmd.path:
+            continue  # (b"": the root directory itself, whose own attributes are not replicated)
         if name == "rename":
             out.rename(cmd.path, cmd.bytes("path_to"))
         elif name in _NEW:

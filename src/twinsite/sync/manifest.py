@@ -13,10 +13,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from twinsite.config.scenario import POINT_STORE
 from twinsite.tree import Entry, kind_of, read_xattrs, walk
-
-_STORE = os.fsencode(POINT_STORE)
 
 
 def encode(root: Path) -> list[dict[str, Any]]:
@@ -26,7 +23,7 @@ def encode(root: Path) -> list[dict[str, Any]]:
     if not root.exists():
         return out
     base = os.fsencode(root)
-    for rel, st in walk(root, lambda rel: rel != _STORE):
+    for rel, st in walk(root):  # (never the point store: tree.walk)
         full = base + b"/" + rel
         item: dict[str, Any] = {"p": rel.hex(), "m": st.st_mode, "u": st.st_uid, "g": st.st_gid}
         if stat.S_ISLNK(st.st_mode):
