@@ -64,10 +64,8 @@ class Cut:
 
 
 def workload(lab: Lab) -> Database:
-    """The workload's database on prod1's PostgreSQL, reached over the lab network; made if missing."""
-    db = Database(host=lab.host("prod1").address, port=pg.PORT)
-    init_workload(pg.bin_dir(), db, scale=1)
-    return db
+    """The workload's database on prod1's PostgreSQL, reached over the lab network (made by each cut)."""
+    return Database(host=lab.host("prod1").address, port=pg.PORT)
 
 
 def _dr1(lab: Lab) -> tuple[Path, Any]:
@@ -86,10 +84,14 @@ def settled(lab: Lab, mode: str, timeout: float = 180) -> None:
 
 
 def one_cut(lab: Lab, db: Database, *, seed: int, mode: str, work: Path) -> Cut:
-    """Load, cut prod1's site at a seeded moment, take dr1's replica, heal, let pgbench end, judge the copy."""
+    """A fresh workload replicated; load, cut prod1's site at a seeded moment, take dr1's replica, heal, let
+    pgbench end, judge the copy. (Fresh: each client numbers its transactions from 1 in every run.)"""
+    init_workload(pg.bin_dir(), db, scale=1)
+    settled(lab, mode)
     rng = random.Random(seed)  # noqa: S311 (a seeded moment, not a secret)
     load = rng.uniform(3.0, 8.0)
     run = Path(tempfile.mkdtemp(prefix=f"cut-{seed}-", dir=work))
+    run.chmod(0o755)  # (the judge's server runs as postgres)
     script = write_script(run / "tpcb.sql")
     argv = pgbench_argv(pg.bin_dir(), db, script, run / "pgbench", duration=int(load) + 10)
     out = open(run / "pgbench.out", "wb")  # noqa: SIM115 (closed below)

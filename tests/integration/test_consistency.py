@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cuts import declare, one_cut, settled, workload
+from harness.cuts import declare, one_cut, workload
 from harness.db import prepare_db
 from twinsite.lab.topology import Lab
 
@@ -39,7 +39,6 @@ def test_every_cut_leaves_dr1_a_crash_consistent_point(lab: Lab, work: Path) -> 
     db = workload(lab)
     failed = []
     for seed in SEEDS:
-        settled(lab, "points")
         cut = one_cut(lab, db, seed=seed, mode="points", work=work)
         print(cut.line())
         assert sum(cut.verdict.found.values()) > 0, f"seed {seed}: no transaction reached dr1"

@@ -31,6 +31,7 @@ import collections
 import logging
 import math
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -52,7 +53,7 @@ from twinsite.state.layout import SenderState
 from twinsite.state.sender_status import SenderStatus
 from twinsite.sync.changes import ChangeSet
 from twinsite.sync.manifest import decode as decode_manifest
-from twinsite.sync.planner import Planner
+from twinsite.sync.planner import Planner, merged
 from twinsite.sync.progress import SyncProgress, measure
 from twinsite.transport.channels import Endpoint
 from twinsite.transport.frames import Kind
@@ -84,6 +85,23 @@ class Snap:
     @property
     def name(self) -> str:
         return self.path.name
+
+
+def changed_bytes(changes: ChangeSet, snapshot: Path) -> int:
+    """What a point's change list says changed, in bytes: the ranges written, and each file made anew whole
+    (the data a point must ship at least; the wire's bytes are compared with it)."""
+    total = 0
+    base = os.fsencode(snapshot)
+    for path, ranges in changes.extents.items():
+        try:
+            st = os.lstat(base + b"/" + path)
+        except OSError:
+            continue  # (gone again: nothing of it ships)
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        size = st.st_size
+        total += size if ranges is None else sum(end - start for start, end in merged(ranges, size))
+    return total
 
 
 class Sender(Shipper):
@@ -340,6 +358,11 @@ class Sender(Shipper):
                 self._read_from(planner, new)
                 self._journal_records(changes.plan(planner))
                 self._end_point(new)
+                self.publish(
+                    points=self.status.points + 1,
+                    point_extent_bytes=self.status.point_extent_bytes + changed_bytes(changes, new.path),
+                    throttle=True,
+                )
                 snaps.delete(base.name)
                 base = new
         finally:

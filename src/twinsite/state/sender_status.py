@@ -38,6 +38,8 @@ class SenderStatus:
     journal_overflow: bool = False
     point_id: int | None = None  # consistency points: the newest point the standby acknowledged complete ...
     point_ts: float | None = None  # ... and its snapshot's time (source clock)
+    points: int = 0  # consistency points planned since the agent started
+    point_extent_bytes: int = 0  # bytes the filesystem listed as changed in them (ranges written, new files)
     sync: dict[str, Any] | None = None  # progress of the current (or the last) initial sync / resync
     last_error: str | None = None
     last_error_at: float | None = None
