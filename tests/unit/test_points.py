@@ -12,6 +12,8 @@ import os
 import random
 from pathlib import Path
 
+import pytest
+
 from tests.btrfs import needs_btrfs
 from tests.fsops import mutate, populate
 from tests.unit.receiving import blob, hello
@@ -229,3 +231,41 @@ def test_a_test_runs_on_the_last_point_and_everything_is_applied_after_it(tmp_pa
     assert applied.read(state.applied).seq == 6
     assert point.read(state.point) == point.Point(id=2, seq=5, ts=105.0)
     spool.close()
+
+
+def test_a_crash_before_the_point_is_stored_leaves_the_previous_point_reachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 between the point's records made durable and the point stored: the replica's last complete
+    point is the one before, and it can still be reached (its undo is kept until a newer point is stored)."""
+    root, state = tmp_path / "replica", ReceiverState(tmp_path / "state")
+    meta = Meta(0o644, 0, 0, 0)
+    session(
+        root,
+        state,
+        [[rec(1, Op.CREATE, b"t", meta=meta), rec(2, Op.WRITE, b"t", data=b"one"), rec(3, Op.POINT, offset=1)]],
+    )
+
+    def crash(*_args: object) -> None:
+        raise SystemExit("killed")  # (where kill -9 would stop the receiver)
+
+    monkeypatch.setattr(point, "write", crash)
+    second = [rec(4, Op.WRITE, b"t", data=b"two"), rec(5, Op.CREATE, b"u", meta=meta), rec(6, Op.POINT, offset=2)]
+    with pytest.raises(SystemExit):
+        session(root, state, [second])
+    monkeypatch.undo()
+    assert applied.read(state.applied).seq == 6  # the records are durable ...
+    assert point.read(state.point) == point.Point(id=1, seq=3, ts=103.0)  # ... the point was not stored
+    assert to_point(root, state) == point.Point(id=1, seq=3, ts=103.0)
+    assert (root / "t").read_bytes() == b"one" and not (root / "u").exists()
+
+
+@needs_btrfs
+def test_snapshots_a_killed_agent_left_are_removed_when_it_starts_again(volume: Path) -> None:
+    data = volume / "data"
+    snaps = Btrfs(data, data / POINT_STORE)
+    snaps.prepare()
+    snaps.take("1700000000000")
+    snaps.take("1700000001000")
+    snaps.prepare()
+    assert list((data / POINT_STORE).iterdir()) == []
