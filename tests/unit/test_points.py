@@ -10,6 +10,7 @@ import io
 import mmap
 import os
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,39 @@ def test_snapshots_a_killed_agent_left_are_removed_when_it_starts_again(volume: 
     snaps.take("1700000001000")
     snaps.prepare()
     assert list((data / POINT_STORE).iterdir()) == []
+
+
+def test_a_root_that_cannot_have_points_is_said_and_alerted_once(tmp_path: Path) -> None:
+    """Not a subvolume: the sender says why in its status and raises one alert, and keeps retrying (it never
+    falls back to file mode by itself)."""
+    import threading
+
+    from twinsite.alerts.dispatch import Alerter
+    from twinsite.config.scenario import Scenario
+    from twinsite.engine.sender import Sender
+    from twinsite.proc import wait_until
+    from twinsite.state import events as event_log
+    from twinsite.state import sender_status
+    from twinsite.state.layout import HostState, ScenarioState
+    from twinsite.transport.channels import Endpoint
+
+    root = tmp_path / "plain"
+    root.mkdir()
+    s = Scenario.from_document({"name": "db", "master": "a", "replicas": ["b"], "roots": [{"path": str(root)}]})
+    place = ScenarioState(tmp_path / "state", "db").sender(0, "b")
+    sender = Sender(s, s.roots[0], Endpoint("b", ["true"]), place, replica="b", alerter=Alerter(tmp_path / "state", []))
+    loop = threading.Thread(target=sender._plan_loop, daemon=True)
+    loop.start()
+    try:
+        events = HostState(tmp_path / "state").events
+        assert wait_until(lambda: event_log.read(events), timeout=30, interval=0.1)
+        st = sender_status.read(place.status)
+        assert st is not None and st.state == "degraded"
+        assert st.last_error is not None and "is not a btrfs subvolume" in st.last_error
+        time.sleep(2.5)  # (two more attempts fail: still one alert)
+    finally:
+        sender.stop_event.set()
+        loop.join(timeout=10)
+        sender.stop()
+    kinds = [e.get("kind") for e in event_log.read(events)]
+    assert kinds == ["points-failing"], kinds

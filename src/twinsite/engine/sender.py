@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from twinsite.alerts import Alert
 from twinsite.alerts.dispatch import Alerter
 from twinsite.apply.batching import wire_batches
 from twinsite.apps import load as load_application
@@ -45,11 +46,12 @@ from twinsite.capture.inotify import Watcher
 from twinsite.capture.snapshots import Btrfs, changeset
 from twinsite.config.scenario import POINT_STORE, Root, Scenario
 from twinsite.engine.shipper import Shipper
-from twinsite.errors import ConfigError, TwinsiteError
+from twinsite.errors import CaptureError, ConfigError, TwinsiteError
 from twinsite.journal.record import Op, Record
 from twinsite.journal.segments import Journal
 from twinsite.proc import wait_until
 from twinsite.state.layout import SenderState
+from twinsite.state.role import this_host
 from twinsite.state.sender_status import SenderStatus
 from twinsite.sync.changes import ChangeSet
 from twinsite.sync.manifest import decode as decode_manifest
@@ -154,6 +156,7 @@ class Sender(Shipper):
         self.points = self.rep.consistency == "points"
         self.snaps = Btrfs(Path(root.path), Path(root.path) / POINT_STORE) if self.points else None
         self._last_point = 0
+        self._alerted_points = False
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -234,6 +237,8 @@ class Sender(Shipper):
                 self.error(
                     exc if isinstance(exc, TwinsiteError) else TwinsiteError(f"planner failed: {exc!r}"), "degraded"
                 )
+                if self.snaps is not None and isinstance(exc, (CaptureError, ConfigError)):
+                    self._points_failing(exc)
                 log.exception("planner failed; resyncing")
                 time.sleep(1)
 
@@ -256,6 +261,25 @@ class Sender(Shipper):
                 "replication.accept_torn_database_copies: true (docs/replication.md)",
             )
 
+    def _points_failing(self, exc: TwinsiteError) -> None:
+        """Once per streak of failures: no point can be made, so the standby's last point ages."""
+        if self._alerted_points or self.alerter is None:
+            return
+        self._alerted_points = True
+        s, host = self.scenario, this_host()
+        self.alerter.send(
+            Alert(
+                kind="points-failing",
+                severity="critical",
+                scenario=s.name,
+                host=host,
+                what=f"{host} cannot make consistency points of {self.root.path} for {s.name}: {exc.message}; "
+                f"{self.status.replica}'s last complete point grows older",
+                action=exc.hint or "see the agent's log and `twinsite status`",
+                details=(("error", str(exc)),),
+            )
+        )
+
     def _take(self, snaps: Btrfs) -> Snap:
         """A new consistency point of the root, now."""
         ident = max(int(time.time() * 1000), self._last_point + 1)
@@ -270,6 +294,7 @@ class Sender(Shipper):
 
     def _end_point(self, snap: Snap) -> None:
         """Journal the POINT after a point's records: the standby's replica is that snapshot once it has it."""
+        self._alerted_points = False  # (points are made again)
         rec = Record(seq=self._next_seq(), ts=snap.ts, op=Op.POINT, path=b"", offset=snap.id)
         with self.planned:
             self._points[rec.seq] = (snap.id, snap.ts)
