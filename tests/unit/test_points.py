@@ -12,6 +12,7 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -306,3 +307,49 @@ def test_a_root_that_cannot_have_points_is_said_and_alerted_once(tmp_path: Path)
         sender.stop()
     kinds = [e.get("kind") for e in event_log.read(events)]
     assert kinds == ["points-failing"], kinds
+
+
+@pytest.mark.parametrize("kind", ["manifest", "sigs"])
+def test_after_a_test_the_replica_is_listed_as_acknowledged_not_as_undone(tmp_path: Path, kind: str) -> None:
+    """A session that began during a test (which undid the open point) is asked, once the test has ended with
+    nothing spooled, for a listing or a comparison: it must see the acknowledged replica (the undone records
+    applied again first), or a resync would plan against older bytes (found by the drill: a file left with
+    old content under the new size and time)."""
+    import json
+
+    from tests.unit.receiving import answers_in
+    from twinsite.engine.spool import Spool
+    from twinsite.transport.frames import Kind, pack_json
+
+    root, state = tmp_path / "replica", ReceiverState(tmp_path / "state")
+    meta = Meta(0o644, 0, 0, 0)
+    first = [rec(1, Op.CREATE, b"t", meta=meta), rec(2, Op.POINT, offset=1), rec(3, Op.WRITE, b"t", data=b"new")]
+    session(root, state, [first])
+    spool = Spool(state)
+    spool.start(max_size=1 << 20, reason="test")
+    to_point(root, state)
+    assert (root / "t").read_bytes() == b""
+    paths = {"paths": [b"t".hex()], "block_size": 4096}
+    req = pack_json(Kind.MANIFEST_REQ, {}) if kind == "manifest" else pack_json(Kind.SIGS_REQ, paths)
+    greeting = hello(root, consistency="points", cdp={"enabled": False})
+
+    class TestEnds(io.BytesIO):
+        """The stream of a session that began during the test; the test ends once its hello is read."""
+
+        def readinto(self, buf: Any) -> int:
+            if self.tell() >= len(greeting) and spool.spooling:
+                spool.stop()
+            return super().readinto(buf)
+
+    out = io.BytesIO()
+    rx = Receiver(root, state, TestEnds(greeting + req), out)
+    try:
+        rx.serve()
+    finally:
+        rx.close()
+        spool.close()
+    answer = answers_in(out)[-1]
+    assert answer[0] in (Kind.MANIFEST, Kind.SIGS), answer
+    assert (root / "t").read_bytes() == b"new"
+    listed = json.dumps(answer[1])
+    assert ('"s": 3' in listed) if kind == "manifest" else (answer[1]["sigs"][b"t".hex()] != "")
