@@ -25,6 +25,7 @@ from harness.cuts import Cut, declare, one_cut, settled, workload
 from harness.db import prepare_db
 from harness.hosts import TWINSITE, on_host
 from harness.pgoracle import Database, init_workload, pgbench_argv, write_script
+from harness.wait import eventually
 from twinsite.lab import pg
 from twinsite.lab.topology import Lab
 from twinsite.state import sender_status
@@ -108,11 +109,19 @@ def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
         settled(lab, "points")
         seconds = 20 if quick else 60
         on = _tps(db, work, seconds, lab)
-        on_host(lab, "prod1", TWINSITE, "scenario", "db", "--state", "stopped")
+        stop = on_host(lab, "prod1", TWINSITE, "scenario", "db", "--state", "stopped")
+        if stop.returncode != 0:
+            raise AssertionError(stop.stdout + stop.stderr)
         try:
+            stopped = eventually(
+                lambda: getattr(_status(lab), "state", None) == "stopped", timeout=60, what="db's sender stopped"
+            )
+            if not stopped:
+                raise AssertionError(f"db's sender on prod1 did not stop: {_status(lab)}")
+            init_workload(pg.bin_dir(), db, scale=1)  # (the same fresh tables as the run with points)
             off = _tps(db, work, seconds)
         finally:
-            on_host(lab, "prod1", TWINSITE, "scenario", "db", "--state", "present")
+            on_host(lab, "prod1", TWINSITE, "scenario", "db", "--state", "started")
         settled(lab, "points", timeout=600)
     finally:
         shutil.rmtree(work, ignore_errors=True)
