@@ -39,7 +39,7 @@ def scenario(installed: Lab, request: pytest.FixtureRequest) -> Iterator[Scenari
 def test_initial_sync_then_10000_mixed_operations_byte_exact(scenario: Scenario) -> None:
     # continuous mode is inotify capture plus the periodic rescan that covers what capture cannot see;
     # a short interval makes the rescan part of this test
-    scenario.write_definition({**scenario.definition(), "replication": {"rescan_interval": 3}})
+    scenario.write_definition({**scenario.definition(), "replication": {"consistency": "file", "rescan_interval": 3}})
     rng = random.Random(20261124)
     populate(scenario.src, rng, files=400)
     scenario.start()
