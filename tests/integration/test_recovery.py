@@ -189,10 +189,9 @@ def test_a_test_under_load_proves_the_replica_and_leaves_it_equal_to_the_source(
     print(f"acknowledgements seen: {len(before)} without a test, {len(during)} in the test's {t2 - t1:.1f} s; steps:")
     for s in r["steps"]:
         print(f"  {s['step']:<18} {s['seconds']:.3f} s")
-    # (db is replicated with consistency points, one a second: dr1 acknowledges each point, about once a second;
-    # the acknowledgements kept coming when at least one every two seconds of each window was seen)
-    window = (t1 - t0) + (t3 - t2 - 1)
-    assert len(before) >= window / 2 and len(during) >= max(3, (t2 - t1) / 2), (len(before), len(during), t2 - t1)
+    # (prod1's status shows at most 5 acknowledgements a second, STATUS_EVERY: a test of 4 s shows about 20; the
+    # acknowledgements kept coming when at least 3 a second of the test's window were seen, and 10 at least)
+    assert len(before) > 50 and len(during) >= max(10, 3 * (t2 - t1)), (len(before), len(during), t2 - t1)
     base, test = statistics.median(before), statistics.median(during)
     print(f"ack latency median without a test {base:.3f} s, during one {test:.3f} s")
     assert test <= 2 * base, (base, test)
