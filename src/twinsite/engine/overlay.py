@@ -20,7 +20,7 @@ from twinsite.proc import run, wait_until
 SOURCE = "twinsite-test"
 
 
-def _unescape(field: str) -> str:
+def unescape(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
     out, i = [], 0
     while i < len(field):
@@ -41,7 +41,7 @@ def mounted(root: Path) -> bool:
             left, _, right = line.partition(" - ")
             fields, rest = left.split(), right.split()
             ours = len(fields) >= 5 and len(rest) >= 2 and rest[0] == "overlay" and rest[1] == SOURCE
-            if ours and _unescape(fields[4]) == target:
+            if ours and unescape(fields[4]) == target:
                 return True
     return False
 

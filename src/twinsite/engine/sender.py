@@ -343,15 +343,19 @@ class Sender(Shipper):
                     rescans=self.status.rescans + 1, rescan_records=self.status.rescan_records + self._seq - before
                 )
                 continue
-            if self.resync_needed.is_set():
-                self.resync_needed.clear()
-                self.publish(divergences=self.divergences)
-                raise TwinsiteError(
-                    f"the replica diverged ({self.divergences} record(s) found nothing to act on): "
-                    "comparing everything again"
-                )
+            self._resync_if_diverged()
             if changes:
                 self._journal_records(changes.plan(self.planner))
+
+    def _resync_if_diverged(self) -> None:
+        """Raise (the plan loop then compares everything again) when the shipper saw the replica diverge."""
+        if self.resync_needed.is_set():
+            self.resync_needed.clear()
+            self.publish(divergences=self.divergences)
+            raise TwinsiteError(
+                f"the replica diverged ({self.divergences} record(s) found nothing to act on): "
+                "comparing everything again"
+            )
 
     def _points_forever(self, base: Snap, snaps: Btrfs, planner: Planner) -> None:
         """After a sync: a point every ``point_interval`` while the root changes, each planned from the
@@ -364,13 +368,7 @@ class Sender(Shipper):
                 self.stop_event.wait(max(0.0, base.ts + self.rep.point_interval - time.time()))
                 if self.stop_event.is_set():
                     return
-                if self.resync_needed.is_set():
-                    self.resync_needed.clear()
-                    self.publish(divergences=self.divergences)
-                    raise TwinsiteError(
-                        f"the replica diverged ({self.divergences} record(s) found nothing to act on): "
-                        "comparing everything again"
-                    )
+                self._resync_if_diverged()
                 new = self._take(snaps)
                 changes = changeset(snaps.changes(base.name, new.name))
                 if self.rep.rescan_interval and time.monotonic() - last_rescan >= self.rep.rescan_interval:

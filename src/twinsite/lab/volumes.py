@@ -30,6 +30,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from twinsite.engine.overlay import unescape
 from twinsite.errors import CommandError, LabError
 from twinsite.lab.topology import BTRFS_SIZE, BTRFS_VOLUMES, Lab, LabHost
 from twinsite.proc import run, wait_until
@@ -73,19 +74,6 @@ def volumes(h: LabHost) -> list[Volume]:
     return [Volume(h, p) for p in BTRFS_VOLUMES.get(h.name, ())]
 
 
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit() and len(field[i + 1 : i + 4]) == 3:
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 @dataclass(frozen=True)
 class Mount:
     fstype: str
@@ -100,8 +88,8 @@ def mount_at(path: Path | str, mountinfo: Path = Path("/proc/self/mountinfo")) -
     for line in mountinfo.read_text().splitlines():
         left, _, right = line.partition(" - ")
         fields, rest = left.split(), right.split()
-        if len(fields) >= 5 and len(rest) >= 2 and _unescape(fields[4]) == target:
-            found = Mount(fstype=rest[0], root=_unescape(fields[3]), source=_unescape(rest[1]))
+        if len(fields) >= 5 and len(rest) >= 2 and unescape(fields[4]) == target:
+            found = Mount(fstype=rest[0], root=unescape(fields[3]), source=unescape(rest[1]))
     return found
 
 
