@@ -353,4 +353,3 @@ def test_after_a_test_the_replica_is_listed_as_acknowledged_not_as_undone(tmp_pa
     assert (root / "t").read_bytes() == b"new"
     listed = json.dumps(answer[1])
     assert ('"s": 3' in listed) if kind == "manifest" else (answer[1]["sigs"][b"t".hex()] != "")
-
