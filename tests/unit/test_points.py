@@ -353,3 +353,84 @@ def test_after_a_test_the_replica_is_listed_as_acknowledged_not_as_undone(tmp_pa
     assert (root / "t").read_bytes() == b"new"
     listed = json.dumps(answer[1])
     assert ('"s": 3' in listed) if kind == "manifest" else (answer[1]["sigs"][b"t".hex()] != "")
+
+
+@pytest.mark.parametrize("how", ["open point undone", "rewound to a bookmark"])
+def test_a_promotion_at_an_earlier_point_is_final_for_a_session_still_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """An unplanned switchover promotes the replica at an earlier point than it applied: its last complete point
+    (the open one undone), or the point a rewind chose. A session of the old active host that was still open
+    (its link cut, then healed) and sends a keep-alive must not bring back what was undone: it is refused, and
+    the rewind log keeps nothing above the promoted point (found by the drill: the records undone by a rewind
+    applied again on dr1 after the failover, under PostgreSQL's feet, leaving a file with prod1's time over
+    dr1's pages)."""
+    import json
+
+    from tests.unit.receiving import answers_in
+    from twinsite.cdp.log import RewindLog
+    from twinsite.cdp.rewind import move, pause
+    from twinsite.config.store import load_dir
+    from twinsite.ops.runner import Context
+    from twinsite.ops.site import Site
+    from twinsite.switchover import handover
+    from twinsite.switchover.preflight import Preflight, Request, rewound_roots
+    from twinsite.transport.frames import Kind, pack_json
+
+    cfg, root = tmp_path / "cfg", tmp_path / "replica"
+    cfg.mkdir()
+    doc = {"name": "db", "master": "prod1", "replicas": ["dr1"], "roots": [{"path": str(root)}]}
+    doc["replication"] = {"consistency": "points"}
+    doc["cdp"] = {"enabled": how == "rewound to a bookmark"}
+    (cfg / "db.yml").write_text(json.dumps(doc))
+    site = Site(load_dir(cfg)[0], "dr1", tmp_path / "state", cfg, None)
+    state = site.recv(0)
+    meta = Meta(0o644, 0, 0, 0)
+    batch = [
+        rec(1, Op.CREATE, b"table", meta=meta),
+        rec(2, Op.WRITE, b"table", data=b"old rows"),
+        rec(3, Op.POINT, offset=1001),
+        rec(4, Op.WRITE, b"table", data=b"NEW rows"),
+        rec(5, Op.CREATE, b"later", meta=meta),
+        rec(6, Op.POINT, offset=1002),
+        rec(7, Op.WRITE, b"later", data=b"torn"),
+    ]
+    sent = [
+        hello(root, "db", consistency="points", cdp=doc["cdp"], epoch=0, host="prod1"),
+        pack_batch(blob(batch), compress=False),
+    ]
+    promote_at = sum(len(f) for f in sent)
+    sent.append(pack_json(Kind.PING, {}))
+
+    def fail_over() -> None:
+        seen: list[dict[str, Any]] = []
+        if how == "rewound to a bookmark":
+            log = RewindLog(state.rewind_log)
+            pause(state, head=7, target=3)
+            move(root, state, log, 7, 3)
+            log.close()
+            seen = rewound_roots(site, Request(rewound=True))
+        pre = Preflight("prod1", "dr1", epoch=1, mode="unplanned", replication_last_seen=None, rewound=seen)
+        handover._take_over(site, Context("r1", {}, {"preflight": pre.to_json()}), site.role(), changed=True)
+
+    class LinkHealsAfterTheFailover(io.BytesIO):
+        def readinto(self, buf: Any) -> int:
+            if self.tell() >= promote_at and site.role().active != "dr1":
+                fail_over()
+            return super().readinto(buf)
+
+    monkeypatch.setenv("TWINSITE_HOST", "dr1")
+    rx = Receiver(root, state, LinkHealsAfterTheFailover(b"".join(sent)), out := io.BytesIO())
+    with pytest.raises(Exception, match="dr1 is the active host") as refused:
+        try:
+            rx.serve()
+        finally:
+            rx.close()
+    assert type(refused.value).__name__ == "SupersededError"
+    assert [k for k, _ in answers_in(out)] == [Kind.READY, Kind.ACK]
+    assert site.role().active == "dr1" and site.role().epoch == 1
+    assert (root / "table").read_bytes() == b"NEW rows" if how == "open point undone" else b"old rows"
+    assert not (root / "later").exists() if how == "rewound to a bookmark" else (root / "later").read_bytes() == b""
+    promoted = applied.read(state.applied).seq
+    assert promoted == (6 if how == "open point undone" else 3)
+    assert RewindLog(state.rewind_log).last_seq == promoted  # nothing above the live data is left to redo

@@ -14,7 +14,7 @@ from tests.unit.replicating import Pipe, apply_all, captured
 from twinsite.apply.applier import Applier
 from twinsite.apply.batching import cut
 from twinsite.cdp.log import RewindLog, make_group
-from twinsite.cdp.rewind import RUN_BYTES, move, points, resolve_seq, resolve_time, settle
+from twinsite.cdp.rewind import RUN_BYTES, go_live, move, points, resolve_seq, resolve_time, settle
 from twinsite.cdp.undo import capture
 from twinsite.errors import JournalError, RewindError
 from twinsite.journal.record import Op
@@ -235,3 +235,31 @@ def test_settling_a_rewound_replica_makes_its_point_the_applied_position(tmp_pat
     assert settle(recv(tmp_path)) is None
     assert applied.position().seq == target
     applied.close()
+
+
+def test_going_live_at_a_point_drops_every_later_group_across_segments_and_the_log_goes_on(tmp_path: Path) -> None:
+    """A switchover to a rewound replica keeps the log up to the promoted point (its history) and nothing
+    after it, in the newest segment kept and in every later one; the log reopens there and takes new groups."""
+    _src, dst, log, at_points = replicate_with_log(tmp_path, seed=8, rounds=10)
+    head = log.last_seq
+    assert len(log.segments()) >= 4
+    target = next(s for s, _ in points(log, head) if s in at_points and s > next(log.heads()).last_seq)
+    kept = [h for h in log.heads() if h.last_seq <= target]
+    move(dst, recv(tmp_path), log, head, target)
+    log.close()
+    applied = AppliedFile(recv(tmp_path).applied)
+    applied.write(head, 1.0)
+    settle(recv(tmp_path))
+    go_live(recv(tmp_path))
+    again = RewindLog(recv(tmp_path).rewind_log, segment_size=200_000)
+    assert again.last_seq == target and list(again.heads()) == kept
+    assert [g.last_seq for g in again.groups()] == [h.last_seq for h in kept]  # (whole, checksummed groups)
+    inside = next(h for h in kept if h.first_seq < h.last_seq)
+    with pytest.raises(JournalError, match=f"no group ending at seq {inside.first_seq}"):
+        again.drop_above(inside.first_seq)  # (between two records of one group: refused, nothing removed)
+    assert list(again.heads()) == kept
+    oldest = kept[0].first_seq - 1
+    move(dst, recv(tmp_path), again, target, oldest)  # the history below is still there
+    assert digest(dst) == at_points[oldest]
+    applied.close()
+    again.close()

@@ -227,20 +227,49 @@ class RewindLog:
         every = self.segments()
         newest = every[-1] if every else None
         for seg in every if segments is None else segments:
-            with open(seg, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                pos = 0
-                while pos + HEAD.size <= size:
-                    magic, first, last, ts0, ts1, flen, ulen = HEAD.unpack(os.pread(f.fileno(), HEAD.size, pos))
-                    end = pos + HEAD.size + TAIL.size + flen + ulen
-                    if magic not in (MAGIC, MAGIC_POINT) or flen > MAX_BLOB or ulen > MAX_BLOB or last < first:
-                        raise JournalError(f"corrupt rewind log: bad group header at byte {pos}", where=str(seg))
-                    if end > size:
-                        break
-                    yield Head(first, last, ts0, ts1, magic == MAGIC_POINT)
-                    pos = end
-                if pos != size and seg != newest:
-                    raise JournalError(f"corrupt rewind log: it ends inside a group at byte {pos}", where=str(seg))
+            for head, _start in self._spans(seg, seg == newest):
+                yield head
+
+    def _spans(self, seg: Path, newest: bool) -> Iterator[tuple[Head, int]]:
+        """Each group's header in ``seg`` with the byte where the group starts."""
+        with open(seg, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            pos = 0
+            while pos + HEAD.size <= size:
+                magic, first, last, ts0, ts1, flen, ulen = HEAD.unpack(os.pread(f.fileno(), HEAD.size, pos))
+                end = pos + HEAD.size + TAIL.size + flen + ulen
+                if magic not in (MAGIC, MAGIC_POINT) or flen > MAX_BLOB or ulen > MAX_BLOB or last < first:
+                    raise JournalError(f"corrupt rewind log: bad group header at byte {pos}", where=str(seg))
+                if end > size:
+                    break
+                yield Head(first, last, ts0, ts1, magic == MAGIC_POINT), pos
+                pos = end
+            if pos != size and not newest:
+                raise JournalError(f"corrupt rewind log: it ends inside a group at byte {pos}", where=str(seg))
+
+    def drop_above(self, seq: int) -> None:
+        """Remove the groups after ``seq``, durably: a replica made live at point ``seq`` (a switchover to a
+        rewound replica, or to its last complete consistency point) never goes forward to them again.
+        ``seq`` must end a group (every point does)."""
+        if self.last_seq <= seq:
+            return
+        heads = list(self.heads())
+        if seq >= heads[0].first_seq and seq not in {h.last_seq for h in heads}:
+            raise JournalError(f"the rewind log has no group ending at seq {seq}", where=str(self.dir))
+        self.close()
+        segs = self.segments()
+        for seg in reversed(segs):
+            spans = list(self._spans(seg, seg == segs[-1]))
+            if all(h.first_seq > seq for h, _at in spans):
+                seg.unlink()
+                continue
+            cut = next((at for h, at in spans if h.first_seq > seq), os.path.getsize(seg))
+            with open(seg, "r+b") as f:
+                f.truncate(cut)
+                os.fsync(f.fileno())
+            break
+        fsync_dir(self.dir)
+        self.last_seq = seq if any(True for _ in self.heads()) else 0
 
     def newest_first(self, above: int) -> Iterator[Group]:
         """The groups with ``last_seq > above``, newest first (one segment in memory at a time)."""

@@ -63,6 +63,19 @@ def settle(recv: ReceiverState) -> tuple[int, float] | None:
     return pos.at, ts
 
 
+def go_live(recv: ReceiverState) -> None:
+    """A switchover makes the replica live at its applied position, earlier than what it applied (the point a
+    rewind chose, or its last complete consistency point): what the rewind log holds above that position is
+    another future, which nothing may apply again (engine.receiver applies what the log holds above the
+    position when it finds it). Removed. The caller holds the apply lock."""
+    if recv.rewind_log.exists():
+        log = RewindLog(recv.rewind_log)
+        try:
+            log.drop_above(applied.read(recv.applied).seq)
+        finally:
+            log.close()
+
+
 def points(log: RewindLog, head: int, *, consistent: bool = False) -> list[tuple[int, float]]:
     """(seq, source time) of every reachable point, oldest first; the oldest has the time of its first change.
     ``consistent``: only the ends of complete consistency points."""

@@ -168,8 +168,7 @@ class Receiver:
                 skipped = self.applier.stats.skipped_missing - self.applier.stats.refused_parents
                 refused = self.applier.stats.refused_parents
                 with held(self.state.apply_lock):
-                    self._refuse_if_rewound()
-                    check_sender(self.state.role, self.host, self.epoch, self.sender_host)  # promoted meanwhile?
+                    self._may_apply()
                     applied_seq = self._batch(batch_payload(flags, payload), applied_seq)
                 # The first batch of a session may replay records already applied before a crash: skipping
                 # them is expected. Later, a record whose file is missing means the replica is not what the
@@ -184,6 +183,7 @@ class Receiver:
                 if not self.spool.spooling and (self.spool.held() or self._ahead(self.applied.read())):
                     # a test ended while nothing was sent
                     with held(self.state.apply_lock):
+                        self._may_apply()
                         applied_seq = max(applied_seq, self.drain_spool())
                 self._heard()
                 self.send(Kind.PONG, {"applied_seq": applied_seq})
@@ -225,6 +225,7 @@ class Receiver:
         comparison would plan against them."""
         if self._ahead(self.applied.read()):
             with held(self.state.apply_lock):
+                self._may_apply()
                 self.drain_spool()
 
     def _heard(self) -> None:
@@ -257,6 +258,14 @@ class Receiver:
         bookmarks.set_aside(self.state.bookmarks, self.state.old_bookmarks(pos.epoch))
         self.applied.write(0, 0.0, self.epoch)
         return 0
+
+    def _may_apply(self) -> None:
+        """Before this session writes to the replica (the caller holds the apply lock): the replica is not
+        rewound, and this host still takes this sender's stream. A switchover may have promoted it since the
+        session began (a session of the old active host outlives a cut link and resumes when it heals): what
+        it would apply, or apply again, is not the live data's."""
+        self._refuse_if_rewound()
+        check_sender(self.state.role, self.host, self.epoch, self.sender_host)
 
     def _refuse_if_rewound(self) -> None:
         pos = rewind.read(self.state.rewind)

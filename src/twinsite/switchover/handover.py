@@ -24,7 +24,7 @@ from typing import Any
 
 from twinsite.apps.checks import run as run_script
 from twinsite.apps.checks import site_script
-from twinsite.cdp.rewind import settle, to_point
+from twinsite.cdp.rewind import go_live, settle, to_point
 from twinsite.clock import iso
 from twinsite.config.scenario import parse_duration
 from twinsite.engine.receiver import apply_here
@@ -320,8 +320,10 @@ def _take_over(site: Site, ctx: Context, role: Role, changed: bool) -> None:
         for i in range(len(site.s.roots)):
             if pre.rewound:
                 settle(site.recv(i))
+                go_live(site.recv(i))
             elif changed and not pre.planned and _points(site):
                 _at_point(site, i)
+                go_live(site.recv(i))
         if changed:
             store(site.place, advanced(role, site.host, ctx.run_id))
 
