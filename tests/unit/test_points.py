@@ -434,3 +434,96 @@ def test_a_promotion_at_an_earlier_point_is_final_for_a_session_still_open(
     promoted = applied.read(state.applied).seq
     assert promoted == (6 if how == "open point undone" else 3)
     assert RewindLog(state.rewind_log).last_seq == promoted  # nothing above the live data is left to redo
+
+
+@needs_btrfs
+def test_snapshots_are_kept_from_the_acknowledged_point_on_bounded_and_never_removed_while_pinned(
+    volume: Path, tmp_path: Path
+) -> None:
+    """`twinsite verify` compares the standby's last complete point with the snapshot it came from: the sender
+    keeps that snapshot (and every later one, at most KEPT_POINTS) and removes none while verify pins them."""
+    from twinsite.config.scenario import Scenario
+    from twinsite.engine.sender import KEPT_POINTS, Sender, Snap
+    from twinsite.locks import held
+    from twinsite.state.layout import ScenarioState
+    from twinsite.transport.channels import Endpoint
+
+    data = volume / "data"
+    s = Scenario.from_document({"name": "db", "master": "a", "replicas": ["b"], "roots": [{"path": str(data)}]})
+    place = ScenarioState(tmp_path / "state", "db").sender(0, "b")
+    sender = Sender(s, s.roots[0], Endpoint("b", ["true"]), place, replica="b")
+    snaps = Btrfs(data, data / POINT_STORE)
+    snaps.prepare()
+    for n in range(1, 6):
+        snaps.take(str(n * 1000))
+    base = Snap(5000, snaps.path("5000"), 5.0)
+    sender.publish(point_id=3000)  # the standby has point 3000 complete
+    with held(place.points_pin):  # verify compares meanwhile
+        sender._prune_points(snaps, base)
+        assert snaps.names() == ["1000", "2000", "3000", "4000", "5000"]
+    sender._prune_points(snaps, base)
+    assert snaps.names() == ["3000", "4000", "5000"]
+    for n in range(6, 30):  # the standby is gone: points pile up, the newest are kept
+        snaps.take(str(n * 1000))
+    sender._prune_points(snaps, Snap(29000, snaps.path("29000"), 29.0))
+    assert snaps.names() == [str(n * 1000) for n in range(30 - KEPT_POINTS, 30)]
+    sender._prune_points(snaps, None)  # the sender ends
+    assert snaps.names() == []
+    sender.stop()
+
+
+def test_a_standby_held_at_its_point_spools_and_lets_go_when_the_caller_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The standby's side of verify: held at its last complete point (the open one undone), what arrives is
+    spooled and acknowledged; once let go, the next keep-alive applies everything. A test's hold, a rewound
+    replica and the active host refuse to be held."""
+    import json
+
+    from tests.unit.receiving import answers_in
+    from twinsite.config.scenario import Scenario
+    from twinsite.engine.spool import Spool
+    from twinsite.errors import RecoveryError, RewindError, TwinsiteError
+    from twinsite.ops.at_point import hold
+    from twinsite.state import rewind
+    from twinsite.state.layout import ScenarioState
+    from twinsite.state.rewind import RewindPosition
+    from twinsite.state.role import Role, store
+    from twinsite.transport.frames import Kind, pack_json
+
+    root = tmp_path / "replica"
+    doc = {"name": "db", "master": "prod1", "replicas": ["dr1"], "roots": [{"path": str(root)}]}
+    s = Scenario.from_document(doc)
+    place = ScenarioState(tmp_path / "state", "db")
+    state = place.receiver(0)
+    monkeypatch.setenv("TWINSITE_HOST", "dr1")
+    meta = Meta(0o644, 0, 0, 0)
+    session(
+        root,
+        state,
+        [[rec(1, Op.CREATE, b"t", meta=meta), rec(2, Op.POINT, offset=7), rec(3, Op.WRITE, b"t", data=b"x")]],
+    )
+    with hold(s, tmp_path / "state", "dr1", 0) as p:
+        assert p == point.Point(id=7, seq=2, ts=102.0)
+        assert (root / "t").read_bytes() == b""  # the point, not the open write
+        session(root, state, [[rec(4, Op.WRITE, b"t", offset=1, data=b"y"), rec(5, Op.POINT, offset=8)]])
+        assert (root / "t").read_bytes() == b"" and Spool(state).held()  # spooled (and acknowledged)
+        busy = pytest.raises(RecoveryError, match="held by an assured-recovery test or another verify")
+        with busy, hold(s, tmp_path / "state", "dr1", 0):
+            pass
+    assert not Spool(state).spooling
+    sent = [hello(root, consistency="points", cdp={"enabled": False}), pack_json(Kind.PING, {})]
+    rx = Receiver(root, state, io.BytesIO(b"".join(sent)), out := io.BytesIO())
+    rx.serve()
+    rx.close()
+    assert (root / "t").read_bytes() == b"xy" and point.read(state.point) == point.Point(id=8, seq=5, ts=105.0)
+    assert json.dumps([k.name for k, _ in answers_in(out)]) == '["READY", "PONG"]'
+
+    rewind.store(state.rewind, RewindPosition(head=5, at=2, target=2))
+    with pytest.raises(RewindError, match="is rewound"), hold(s, tmp_path / "state", "dr1", 0):
+        pass
+    state.rewind.unlink()
+    store(place, Role("db", "dr1", 1))
+    with pytest.raises(TwinsiteError, match="dr1 is the active host of db"), hold(s, tmp_path / "state", "dr1", 0):
+        pass
+    assert not Spool(state).spooling

@@ -44,6 +44,9 @@ class Snapshotter(Protocol):
     def delete(self, name: str) -> None:
         """Remove the snapshot ``name`` (quiet when it is gone)."""
 
+    def names(self) -> list[str]:
+        """The snapshots in the store, oldest first (a point's name is its id: milliseconds)."""
+
     def changes(self, older: str | None, newer: str) -> Iterator[Command]:
         """What changed from snapshot ``older`` to ``newer`` (everything in ``newer`` without ``older``)."""
 
@@ -106,6 +109,11 @@ class Btrfs:
                 f"cannot snapshot {self.root} into {self.store}: {exc.message}", where=str(self.root)
             ) from exc
         return target
+
+    def names(self) -> list[str]:
+        if not self.store.is_dir():
+            return []
+        return [str(n) for n in sorted(int(p.name) for p in self.store.iterdir() if p.name.isdigit())]
 
     def delete(self, name: str) -> None:
         target = self.path(name)

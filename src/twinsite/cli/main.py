@@ -20,6 +20,7 @@ COMMANDS = {
     "agent": "replication_cmd",
     "status": "status_cmd",
     "verify": "replication_cmd",
+    "point-hold": "replication_cmd",
     "digest": "replication_cmd",
     "rewind-points": "cdp_cmd",
     "bookmark": "cdp_cmd",

@@ -49,6 +49,7 @@ from twinsite.engine.shipper import Shipper
 from twinsite.errors import CaptureError, ConfigError, TwinsiteError
 from twinsite.journal.record import Op, Record
 from twinsite.journal.segments import Journal
+from twinsite.locks import held
 from twinsite.proc import wait_until
 from twinsite.state.layout import SenderState
 from twinsite.state.role import this_host
@@ -68,6 +69,7 @@ BATCH_BYTES = 4 << 20
 BATCH_RECORDS = 2000
 PROGRESS_EVERY = 0.5  # seconds between status updates during a sync
 DIRECT_DEPTH = 4  # sync batches waiting for the shipper (memory: DIRECT_DEPTH x BATCH_BYTES)
+KEPT_POINTS = 16  # point snapshots kept at most (from the standby's last acknowledged point on)
 
 
 class SyncInterrupted(TwinsiteError):
@@ -386,10 +388,27 @@ class Sender(Shipper):
                     point_extent_bytes=self.status.point_extent_bytes + changed_bytes(changes, new.path),
                     throttle=True,
                 )
-                snaps.delete(base.name)
                 base = new
+                self._prune_points(snaps, base)
         finally:
-            snaps.delete(base.name)
+            self._prune_points(snaps, None)
+
+    def _prune_points(self, snaps: Btrfs, base: Snap | None) -> None:
+        """Remove the snapshots of points before the standby's last acknowledged one: that one is kept, and
+        every later one, so that `twinsite verify` can compare the standby's last complete point with the
+        snapshot it was planned from (at most KEPT_POINTS in all, the newest; ``base``, the next point's
+        parent, always). Nothing is removed while verify pins them (it holds the lock for a few seconds);
+        without ``base`` (the sender ends) everything goes."""
+        with held(self.place.points_pin, wait=False) as free:
+            if not free:
+                return
+            acked = (self.status.point_id or 0) if base is not None else None
+            names = [n for n in snaps.names() if base is None or n != base.name]
+            over = len(names) + (base is not None) - KEPT_POINTS
+            for name in names:
+                if acked is None or int(name) < acked or over > 0:
+                    snaps.delete(name)
+                    over -= 1
 
     def _acked_floor(self) -> int:
         return self.status.acked_seq

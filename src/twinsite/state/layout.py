@@ -113,6 +113,11 @@ class SenderState:
     def epoch(self) -> Path:
         return self.dir / "epoch"
 
+    @property
+    def points_pin(self) -> Path:
+        """A lock: while `twinsite verify` holds it, the sender removes no point snapshot of this root."""
+        return self.dir / "points.pin"
+
 
 @dataclass(frozen=True)
 class RecoveryState:

@@ -8,9 +8,11 @@ or no answer in time means the host is unreachable, never that the command faile
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,51 @@ def twinsite_on(
         raise remote_error(body.get("error") or {}, host)
     result: dict[str, Any] = body.get("result") or {}
     return result
+
+
+@contextlib.contextmanager
+def twinsite_held(rep: Replication, host: str, args: Sequence[str], *, timeout: float) -> Iterator[dict[str, Any]]:
+    """``twinsite ARGS --json`` on ``host`` for as long as the block runs: a command that prints its result's
+    line first and then waits for its input to end (``twinsite point-hold``). The block gets that result; its
+    end closes the command's input, and so does anything that ends this process or the connection."""
+    ep = to_host(rep, host, [rep.remote_twinsite, *args, "--json"])
+    command = " ".join(args[:2])
+    proc = subprocess.Popen(
+        openssh_argv(ep), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+    if stdin is None or stdout is None or stderr is None:  # (never: all three are piped)
+        raise TwinsiteError("ssh gave no pipes", where=host)
+    try:
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if reader.is_alive():
+            proc.kill()
+            raise HostUnreachableError(f"{host} did not answer `twinsite {command}` within {timeout:g} s", where=host)
+        if not line[0].strip():
+            code, err = proc.wait(), stderr.read().strip()[-300:]
+            if code == UNREACHABLE:
+                raise HostUnreachableError(f"{host} did not answer `twinsite {command}`: {err}", where=host)
+            raise TwinsiteError(f"`twinsite {command}` on {host} ended without an answer (exit {code}): {err}")
+        try:
+            body = json.loads(line[0])
+        except ValueError as exc:
+            raise TwinsiteError(f"`twinsite {command}` on {host} answered {line[0][:300]!r}", where=host) from exc
+        if not body.get("ok"):
+            raise remote_error(body.get("error") or {}, host)
+        yield body.get("result") or {}
+    finally:
+        with contextlib.suppress(OSError):
+            stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        stdout.close()
+        stderr.close()
 
 
 def remote_error(err: dict[str, Any], host: str) -> TwinsiteError:
