@@ -10,8 +10,11 @@ cuts) and ``python -m bench consistency`` (fifty, and file mode beside them)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -36,11 +39,12 @@ from harness.pgoracle import (
 )
 from twinsite import lab as labmod
 from twinsite.cdp.rewind import to_point
-from twinsite.lab import pg
+from twinsite.lab import netns, pg
 from twinsite.lab.topology import Lab
 from twinsite.locks import held
+from twinsite.proc import argv_of, read_pid
 from twinsite.state import applied, sender_status
-from twinsite.state.layout import ScenarioState
+from twinsite.state.layout import HostState, ScenarioState
 
 
 @dataclass
@@ -53,14 +57,34 @@ class Cut:
     slack: float
     undone: int  # records of the open point undone before the copy
     verdict: Verdict
+    killed: tuple[str, ...] = ()  # what was killed with SIGKILL during the load, in order ("agent", "receiver")
 
     def line(self) -> str:
         found = sum(self.verdict.found.values())
+        kills = f", after kill -9 of {' then '.join(self.killed)}" if self.killed else ""
         return (
-            f"seed {self.seed} ({self.mode}): cut after {self.load_seconds:.2f} s of load, copy as of "
+            f"seed {self.seed} ({self.mode}): cut after {self.load_seconds:.2f} s of load{kills}, copy as of "
             f"{self.cut_at - self.judged_at:.2f} s before the cut, {self.undone} record(s) of the open point "
             f"undone, {found} transactions present: {self.verdict}"
         )
+
+
+def kill_9(lab: Lab, victim: str) -> int:
+    """SIGKILL to prod1's agent (its supervisor starts it again) or to every `twinsite receive` of db on dr1
+    (the sender reconnects); how many processes were killed."""
+    if victim == "agent":
+        pid = read_pid(HostState(lab.host("prod1").private_dir("/var/lib/twinsite")).agent_pid, argv_has="agent")
+        pids = [pid] if pid is not None else []
+    else:
+        pids = [
+            p
+            for p in netns.pids(lab.host("dr1").netns)
+            if (argv := argv_of(p)) and b"receive" in argv and b"/srv/db" in argv
+        ]
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError):  # (it may have exited meanwhile)
+            os.kill(p, signal.SIGKILL)
+    return len(pids)
 
 
 def workload(lab: Lab) -> Database:
@@ -83,13 +107,18 @@ def settled(lab: Lab, mode: str, timeout: float = 180) -> None:
             raise AssertionError(f"prod1 replicates db but dr1 acknowledged no point: {st}")
 
 
-def one_cut(lab: Lab, db: Database, *, seed: int, mode: str, work: Path) -> Cut:
+def one_cut(lab: Lab, db: Database, *, seed: int, mode: str, work: Path, kills: int = 0) -> Cut:
     """A fresh workload replicated; load, cut prod1's site at a seeded moment, take dr1's replica, heal, let
-    pgbench end, judge the copy. (Fresh: each client numbers its transactions from 1 in every run.)"""
+    pgbench end, judge the copy. (Fresh: each client numbers its transactions from 1 in every run.) With
+    ``kills``, that many kill -9 of prod1's agent or dr1's receiver at seeded moments of the load first."""
     init_workload(pg.bin_dir(), db, scale=1)
     settled(lab, mode)
     rng = random.Random(seed)  # noqa: S311 (a seeded moment, not a secret)
     load = rng.uniform(3.0, 8.0)
+    if kills:
+        load += 6.0 * kills  # (time for the agent to come back and to make points again after each)
+    moments = sorted(rng.uniform(0.5, load - 2.0) for _ in range(kills))
+    victims = [rng.choice(("agent", "receiver")) for _ in moments]
     run = Path(tempfile.mkdtemp(prefix=f"cut-{seed}-", dir=work))
     run.chmod(0o755)  # (the judge's server runs as postgres)
     script = write_script(run / "tpcb.sql")
@@ -100,8 +129,14 @@ def one_cut(lab: Lab, db: Database, *, seed: int, mode: str, work: Path) -> Cut:
     checkpoints.start()
     root, recv = _dr1(lab)
     copy = run / "data"
+    killed: list[str] = []
     try:
-        time.sleep(load)  # (a length of load: the cut's moment is what is seeded)
+        began = time.monotonic()
+        for at, victim in zip(moments, victims, strict=True):
+            time.sleep(max(0.0, began + at - time.monotonic()))
+            if kill_9(lab, victim):
+                killed.append(victim)
+        time.sleep(max(0.0, began + load - time.monotonic()))  # (a length of load: the cut's moment is seeded)
         labmod.cut(lab, "prod1")
         cut_at = time.time()
         with held(recv.apply_lock):  # (the receiver applies nothing while the copy is taken)
@@ -126,7 +161,7 @@ def one_cut(lab: Lab, db: Database, *, seed: int, mode: str, work: Path) -> Cut:
             checkpoints.stop()
     verdict = judge(copy, parse_logs(run / "pgbench"), judged_at, pg_bin=pg.bin_dir(), slack=slack)
     shutil.rmtree(copy)
-    return Cut(seed, mode, round(load, 3), cut_at, judged_at, round(slack, 3), undone, verdict)
+    return Cut(seed, mode, round(load, 3), cut_at, judged_at, round(slack, 3), undone, verdict, tuple(killed))
 
 
 def declare(lab: Lab, mode: str) -> None:

@@ -57,6 +57,29 @@ def test_every_cut_leaves_dr1_a_crash_consistent_point(lab: Lab, work: Path) -> 
     assert not failed, "broken copies (seeds to rerun):\n" + "\n".join(failed)
 
 
+KILL_SEEDS = range(1720, 1723)  # 3 cuts, each after 2 kill -9 of prod1's agent or dr1's receiver
+
+
+def test_kill_9_of_agent_and_receiver_during_the_load_never_leaves_dr1_off_a_point(lab: Lab, work: Path) -> None:
+    """SIGKILL at seeded moments, between and inside points: prod1's agent (its snapshots, its journal and a
+    resync after it comes back) or dr1's receiver (a point half applied, its undo kept, the session gone).
+    Then the cut: dr1's last complete point must still be one PostgreSQL accepts as a crash image."""
+    prepare_db(lab)
+    declare(lab, "points")
+    db = workload(lab)
+    failed = []
+    killed = set()
+    for seed in KILL_SEEDS:
+        cut = one_cut(lab, db, seed=seed, mode="points", work=work, kills=2)
+        print(cut.line())
+        killed.update(cut.killed)
+        assert sum(cut.verdict.found.values()) > 0, f"seed {seed}: no transaction reached dr1"
+        if not cut.verdict.ok:
+            failed.append(cut.line())
+    assert not failed, "broken copies (seeds to rerun):\n" + "\n".join(failed)
+    assert killed == {"agent", "receiver"}, f"the seeds killed only {killed}"
+
+
 def test_verify_under_load_compares_dr1s_last_complete_point_with_its_snapshot(lab: Lab, work: Path) -> None:
     """`twinsite verify` while pgbench writes: dr1 is held at its last complete point (spooling meanwhile) and
     compared with the snapshot prod1 made of it. Judged from outside our code too: with the same hold and pin
