@@ -485,6 +485,8 @@ def test_a_standby_held_at_its_point_spools_and_lets_go_when_the_caller_does(
     from twinsite.engine.spool import Spool
     from twinsite.errors import RecoveryError, RewindError, TwinsiteError
     from twinsite.ops.at_point import hold
+    from twinsite.ops.site import Site
+    from twinsite.recovery.steps import Test, _replica_to_test
     from twinsite.state import rewind
     from twinsite.state.layout import ScenarioState
     from twinsite.state.rewind import RewindPosition
@@ -511,6 +513,9 @@ def test_a_standby_held_at_its_point_spools_and_lets_go_when_the_caller_does(
         busy = pytest.raises(RecoveryError, match="held by an assured-recovery test or another verify")
         with busy, hold(s, tmp_path / "state", "dr1", 0):
             pass
+        test = Test(Site(s, "dr1", tmp_path / "state", tmp_path, None))
+        with pytest.raises(RecoveryError, match="is held by `twinsite verify` at its last complete point"):
+            _replica_to_test(test, 0)  # (an assured-recovery test waits for the verify to end)
     assert not Spool(state).spooling
     sent = [hello(root, consistency="points", cdp={"enabled": False}), pack_json(Kind.PING, {})]
     rx = Receiver(root, state, io.BytesIO(b"".join(sent)), out := io.BytesIO())

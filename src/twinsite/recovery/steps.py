@@ -35,6 +35,7 @@ from twinsite.engine import overlay
 from twinsite.engine.spool import Spool
 from twinsite.errors import RecoveryError, TwinsiteError
 from twinsite.locks import held
+from twinsite.ops.at_point import HOLD_REASON
 from twinsite.ops.runner import Context, NoBookmark, Result, Runner, Skipped, Step, bind
 from twinsite.ops.site import Site
 from twinsite.proc import wait_until
@@ -193,6 +194,29 @@ class SpoolApplied(Result):
 
 
 # -- the steps ---------------------------------------------------------------------------------------------
+def _replica_to_test(t: Test, i: int) -> None:
+    """Refuse root ``i``'s replica when it is not the replica as received: rewound, held by a verify, or with
+    a spool of the last test still to apply."""
+    path, spool = t.site.s.roots[i].path, t.spools()[i]
+    pos = rewind.read(t.site.recv(i).rewind)
+    if pos is not None:
+        raise RecoveryError(
+            f"the replica of {path} is rewound to seq {pos.at}: it is not the replica to test",
+            hint=f"`twinsite rewind {t.site.s.name} --resume` first",
+        )
+    marker = spool.settings()
+    if marker is not None and marker.reason == HOLD_REASON:
+        raise RecoveryError(
+            f"the replica of {path} is held by `twinsite verify` at its last complete point",
+            hint="the hold ends with the verify (seconds); test again then",
+        )
+    if spool.held():
+        raise RecoveryError(
+            f"the spool of {path} still holds records of the last test",
+            hint="they are applied when replication next connects; test again then",
+        )
+
+
 def preflight(t: Test, ctx: Context) -> Ready:
     site, s = t.site, t.site.s
     role = site.role()
@@ -203,18 +227,8 @@ def preflight(t: Test, ctx: Context) -> Ready:
         )
     if runs.unfinished(site.place.switchover_run):
         raise RecoveryError(f"a switchover of {s.name} is unfinished here", hint="finish it first")
-    for i, root in enumerate(s.roots):
-        pos = rewind.read(site.recv(i).rewind)
-        if pos is not None:
-            raise RecoveryError(
-                f"the replica of {root.path} is rewound to seq {pos.at}: it is not the replica to test",
-                hint=f"`twinsite rewind {s.name} --resume` first",
-            )
-        if t.spools()[i].held():
-            raise RecoveryError(
-                f"the spool of {root.path} still holds records of the last test",
-                hint="they are applied when replication next connects; test again then",
-            )
+    for i in range(len(s.roots)):
+        _replica_to_test(t, i)
     try:
         status = site.on(role.active, ["status"], timeout=max(10.0, s.monitoring.timeout * 3))
     except TwinsiteError as exc:
