@@ -482,8 +482,9 @@ def test_a_standby_held_at_its_point_spools_and_lets_go_when_the_caller_does(
 
     from tests.unit.receiving import answers_in
     from twinsite.config.scenario import Scenario
-    from twinsite.engine.spool import Spool
+    from twinsite.engine.spool import HOLD_REASON, Spool
     from twinsite.errors import RecoveryError, RewindError, TwinsiteError
+    from twinsite.locks import held
     from twinsite.ops.at_point import hold
     from twinsite.ops.site import Site
     from twinsite.recovery.steps import Test, _replica_to_test
@@ -510,7 +511,7 @@ def test_a_standby_held_at_its_point_spools_and_lets_go_when_the_caller_does(
         assert (root / "t").read_bytes() == b""  # the point, not the open write
         session(root, state, [[rec(4, Op.WRITE, b"t", offset=1, data=b"y"), rec(5, Op.POINT, offset=8)]])
         assert (root / "t").read_bytes() == b"" and Spool(state).held()  # spooled (and acknowledged)
-        busy = pytest.raises(RecoveryError, match="held by an assured-recovery test or another verify")
+        busy = pytest.raises(RecoveryError, match="is held by another verify")
         with busy, hold(s, tmp_path / "state", "dr1", 0):
             pass
         test = Test(Site(s, "dr1", tmp_path / "state", tmp_path, None))
@@ -523,6 +524,28 @@ def test_a_standby_held_at_its_point_spools_and_lets_go_when_the_caller_does(
     rx.close()
     assert (root / "t").read_bytes() == b"xy" and point.read(state.point) == point.Point(id=8, seq=5, ts=105.0)
     assert json.dumps([k.name for k, _ in answers_in(out)]) == '["READY", "PONG"]'
+
+    def ping() -> None:
+        rx = Receiver(root, state, io.BytesIO(b"".join(sent)), io.BytesIO())
+        rx.serve()
+        rx.close()
+
+    spool = Spool(state)
+    spool.start(max_size=1 << 20, reason=HOLD_REASON)  # a point-hold killed with SIGKILL left its marker
+    with held(state.hold_lock):  # ... while it still runs, nothing ends its hold
+        ping()
+        assert spool.spooling
+    ping()  # once it is gone, the next keep-alive ends it
+    assert not spool.spooling
+    spool.start(max_size=1 << 20, reason=HOLD_REASON)
+    with hold(s, tmp_path / "state", "dr1", 0) as p:  # and so does the next verify
+        assert p.seq == 5
+    spool.start(max_size=1 << 20, reason="assured-recovery test r1")
+    with pytest.raises(RecoveryError, match="held by an assured-recovery test"), hold(s, tmp_path / "state", "dr1", 0):
+        pass
+    ping()
+    assert spool.spooling  # (a test's spool is the test's to end)
+    spool.stop()
 
     rewind.store(state.rewind, RewindPosition(head=5, at=2, target=2))
     with pytest.raises(RewindError, match="is rewound"), hold(s, tmp_path / "state", "dr1", 0):

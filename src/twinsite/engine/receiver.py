@@ -180,6 +180,7 @@ class Receiver:
                 self._heard()
                 self.send(Kind.ACK, {"seq": applied_seq, "diverged": diverged})
             elif kind == Kind.PING:
+                self.spool.end_stale_hold()  # (a verify's hold whose process was killed)
                 if not self.spool.spooling and (self.spool.held() or self._ahead(self.applied.read())):
                     # a test ended while nothing was sent
                     with held(self.state.apply_lock):

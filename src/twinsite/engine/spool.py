@@ -22,9 +22,12 @@ from twinsite.durable import fsync_dir
 from twinsite.errors import RecoveryError
 from twinsite.journal.record import Record
 from twinsite.journal.segments import Journal
+from twinsite.locks import held
 from twinsite.state import spool as marker
 from twinsite.state.layout import ReceiverState
 from twinsite.state.spool import SpoolMarker
+
+HOLD_REASON = "verify"  # the marker's reason while `twinsite verify` holds the replica at a point (ops.at_point)
 
 
 class Spool:
@@ -32,6 +35,7 @@ class Spool:
         self.dir = recv.spool
         self.marker = recv.spool_marker
         self.records = recv.spool_records
+        self.hold_lock = recv.hold_lock
         self._journal: Journal | None = None
 
     # -- the marker (state.spool) ------------------------------------------------------------------------
@@ -55,6 +59,14 @@ class Spool:
     def stop(self) -> bool:
         """Apply again from the next batch (the receiver first applies what was spooled)."""
         return marker.stop(self.marker)
+
+    def end_stale_hold(self) -> bool:
+        """A verify's hold whose process is gone (killed: its lock is free) ends here; True when it did."""
+        now = self.settings()
+        if now is None or now.reason != HOLD_REASON:
+            return False
+        with held(self.hold_lock, wait=False) as free:
+            return free and self.stop()
 
     # -- the records ---------------------------------------------------------------------------------
     def journal(self) -> Journal:

@@ -25,19 +25,18 @@ from typing import Any
 from twinsite.capture.snapshots import Btrfs
 from twinsite.cdp.rewind import to_point
 from twinsite.config.scenario import POINT_STORE, Scenario
-from twinsite.engine.spool import Spool
+from twinsite.engine.spool import HOLD_REASON, Spool
 from twinsite.errors import RecoveryError, RewindError, TwinsiteError
 from twinsite.locks import held
 from twinsite.proc import wait_until
 from twinsite.state import rewind
-from twinsite.state.layout import ScenarioState
+from twinsite.state.layout import ReceiverState, ScenarioState
 from twinsite.state.point import Point
 from twinsite.state.role import current
 from twinsite.transport.remote import twinsite_held
 from twinsite.tree import Entry, differences, entries
 from twinsite.verify import remote_entries
 
-HOLD_REASON = "verify"
 DRAINED_WITHIN = 60.0  # seconds a spool left by an earlier hold may take to be applied
 
 
@@ -49,13 +48,23 @@ def hold(s: Scenario, state_dir: Path, host: str, i: int) -> Iterator[Point]:
     if current(ScenarioState(state_dir, s.name), s.master).active == host:
         raise TwinsiteError(f"{host} is the active host of {s.name}: run `twinsite verify` there", where=host)
     spool = Spool(recv)
+    spool.end_stale_hold()  # (of a point-hold that was killed)
+    with held(recv.hold_lock, wait=False) as mine:
+        if not mine:
+            raise RecoveryError(f"{root}'s replica is held by another verify", where=str(root))
+        with _holding(s, recv, root, spool) as at:
+            yield at
+
+
+@contextmanager
+def _holding(s: Scenario, recv: ReceiverState, root: Path, spool: Spool) -> Iterator[Point]:
     try:
         # what an earlier hold or test spooled is applied by the receiver at its next batch or keep-alive
         wait_until(lambda: spool.spooling or not spool.held(), timeout=DRAINED_WITHIN, interval=0.1)
         with held(recv.apply_lock):  # (a batch being applied ends first)
             if spool.spooling or spool.held():
                 raise RecoveryError(
-                    f"{root}'s replica is held by an assured-recovery test or another verify"
+                    f"{root}'s replica is held by an assured-recovery test"
                     + ("" if spool.spooling else f", or what it spooled is not applied after {DRAINED_WITHIN:g} s"),
                     where=str(root),
                     hint="verify once it has ended (twinsite status shows it; a spool is applied while the "

@@ -32,10 +32,9 @@ from typing import Any
 from twinsite import apps
 from twinsite.cdp.rewind import to_point
 from twinsite.engine import overlay
-from twinsite.engine.spool import Spool
+from twinsite.engine.spool import HOLD_REASON, Spool
 from twinsite.errors import RecoveryError, TwinsiteError
 from twinsite.locks import held
-from twinsite.ops.at_point import HOLD_REASON
 from twinsite.ops.runner import Context, NoBookmark, Result, Runner, Skipped, Step, bind
 from twinsite.ops.site import Site
 from twinsite.proc import wait_until

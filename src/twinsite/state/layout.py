@@ -90,6 +90,11 @@ class ReceiverState:
         return self.dir / "apply.lock"
 
     @property
+    def hold_lock(self) -> Path:
+        """Held by `twinsite point-hold` for as long as it holds the replica at a point (ops.at_point)."""
+        return self.dir / "hold.lock"
+
+    @property
     def role(self) -> Path:
         """The scenario's role file, two levels up."""
         return self.dir.parent.parent / "role.json"
