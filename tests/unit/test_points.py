@@ -555,3 +555,40 @@ def test_a_standby_held_at_its_point_spools_and_lets_go_when_the_caller_does(
     with pytest.raises(TwinsiteError, match="dr1 is the active host of db"), hold(s, tmp_path / "state", "dr1", 0):
         pass
     assert not Spool(state).spooling
+
+
+def test_the_next_point_comes_early_when_the_root_changed_and_the_link_is_idle(tmp_path: Path) -> None:
+    """A snapshot is due `point_interval` after the last one (even when that one found nothing: an idle root is
+    not snapshotted back to back), or, after a quiet interval, as soon as inotify saw a change and the
+    standby has acknowledged everything (never sooner than EARLY_POINT); the point store wakes nothing."""
+    from twinsite.capture.inotify import Watcher
+    from twinsite.config.scenario import Scenario
+    from twinsite.engine.sender import EARLY_POINT, Sender, Snap
+    from twinsite.state.layout import ScenarioState
+    from twinsite.transport.channels import Endpoint
+
+    root = tmp_path / "root"
+    (root / POINT_STORE / "1000").mkdir(parents=True)  # (made before capture starts, as prepare() does)
+    s = Scenario.from_document({"name": "db", "master": "a", "replicas": ["b"], "roots": [{"path": str(root)}]})
+    sender = Sender(
+        s, s.roots[0], Endpoint("b", ["true"]), ScenarioState(tmp_path / "state", "db").sender(0, "b"), replica="b"
+    )
+    sender.watcher = watcher = Watcher(root, skip=POINT_STORE.encode())
+
+    def waited(idle: bool = True, point_age: float = 0.0) -> float:
+        sender._idle = lambda: idle  # type: ignore[method-assign]
+        tried = time.time()
+        sender._next_point(Snap(1, root, tried - point_age), tried)
+        return time.time() - tried
+
+    assert waited(point_age=60) >= 1.0  # nothing changed (the last point is a minute old): the interval
+    (root / POINT_STORE / "1000" / "f").write_bytes(b"a snapshot's file")  # (btrfs makes them read-only)
+    watcher.read(timeout_ms=300)
+    assert not watcher.wake.is_set() and waited(point_age=60) >= 1.0  # the store is not the tree
+    (root / "wal").write_bytes(b"x")
+    assert watcher.read(timeout_ms=1000) > 0 and watcher.wake.is_set()
+    assert waited(idle=False, point_age=60) >= 1.0  # the standby has not acknowledged everything: the interval
+    assert waited(point_age=0) >= 1.0  # a steady load (the last snapshot made a point): one per interval
+    assert EARLY_POINT <= waited(point_age=60) < 0.6  # a change after a quiet interval, idle: at once
+    watcher.close()
+    sender.stop()

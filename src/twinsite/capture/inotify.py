@@ -38,9 +38,11 @@ MASK = (
 
 
 class Watcher:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, skip: bytes | None = None) -> None:
+        """``skip``: a top-level name never watched (a root's point store: its snapshots are not the tree)."""
         self.root = root
         self.base = os.fsencode(root)
+        self.skip = skip
         self.ino = INotify()
         self.wd_path: dict[int, bytes] = {}
         self.path_wd: dict[bytes, int] = {}
@@ -58,6 +60,8 @@ class Watcher:
 
     def add_tree(self, rel: bytes) -> None:
         """Watch ``rel`` and every directory under it (parents first, never through links)."""
+        if rel == self.skip:
+            return
         stack = [rel]
         while stack:
             d = stack.pop()
@@ -66,7 +70,7 @@ class Watcher:
             try:
                 with os.scandir(full) as it:
                     for e in it:
-                        if e.is_dir(follow_symlinks=False):
+                        if e.is_dir(follow_symlinks=False) and (d or e.name != self.skip):
                             stack.append(d + b"/" + e.name if d else e.name)
             except (FileNotFoundError, NotADirectoryError):
                 continue

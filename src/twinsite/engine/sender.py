@@ -70,6 +70,7 @@ BATCH_RECORDS = 2000
 PROGRESS_EVERY = 0.5  # seconds between status updates during a sync
 DIRECT_DEPTH = 4  # sync batches waiting for the shipper (memory: DIRECT_DEPTH x BATCH_BYTES)
 KEPT_POINTS = 16  # point snapshots kept at most (from the standby's last acknowledged point on)
+EARLY_POINT = 0.2  # seconds: the soonest a snapshot follows the previous one (see _next_point)
 
 
 class SyncInterrupted(TwinsiteError):
@@ -163,8 +164,9 @@ class Sender(Shipper):
     # -- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
         self.publish(state="starting")  # replaces what a previous run left: never report its positions as ours
-        if self.rep.mode == "continuous" and not self.points:
-            self.watcher = Watcher(Path(self.root.path))  # capture starts before the scan: nothing is missed
+        if self.rep.mode == "continuous":  # (with points, only to make the next point early: _next_point)
+            # capture starts before the scan: nothing is missed
+            self.watcher = Watcher(Path(self.root.path), skip=POINT_STORE.encode() if self.points else None)
             self._spawn(self.watcher.run, "capture")
         self._spawn(self._ship_loop, "ship")
         self._spawn(self._plan_loop, "plan")
@@ -366,12 +368,16 @@ class Sender(Shipper):
         self.publish(state="replicating")
         last_rescan = time.monotonic()
         try:
+            tried = base.ts
             while not self.stop_event.is_set():
-                self.stop_event.wait(max(0.0, base.ts + self.rep.point_interval - time.time()))
+                self._next_point(base, tried)
                 if self.stop_event.is_set():
                     return
                 self._resync_if_diverged()
+                if self.watcher is not None:
+                    self.watcher.take()  # (what it saw so far is in the snapshot: it wakes for what comes next)
                 new = self._take(snaps)
+                tried = new.ts
                 changes = changeset(snaps.changes(base.name, new.name))
                 if self.rep.rescan_interval and time.monotonic() - last_rescan >= self.rep.rescan_interval:
                     changes.everything()  # (the safety net: the point's snapshot compared with the replica's view)
@@ -392,6 +398,27 @@ class Sender(Shipper):
                 self._prune_points(snaps, base)
         finally:
             self._prune_points(snaps, None)
+
+    def _next_point(self, base: Snap, tried: float) -> None:
+        """Until the next snapshot is due: ``point_interval`` after the last one (``tried``: a snapshot in
+        which nothing had changed makes no point), or at once when the root changes after a quiet
+        ``point_interval`` (no point since ``base``), inotify saw it and the standby has acknowledged
+        everything planned (the link is idle); never sooner than EARLY_POINT after the last snapshot (each
+        commits a btrfs transaction). Under a steady load that is one point per interval. Writes through
+        mmap wake nothing: the interval takes them."""
+        due = tried + self.rep.point_interval
+        while not self.stop_event.is_set():
+            now = time.time()
+            if now >= due:
+                return
+            quiet = now - base.ts >= self.rep.point_interval and now - tried >= EARLY_POINT
+            if quiet and self.watcher is not None and self.watcher.wake.is_set() and self._idle():
+                return
+            self.stop_event.wait(min(0.05, due - now))
+
+    def _idle(self) -> bool:
+        """Everything planned is acknowledged by the standby."""
+        return self.status.acked_seq >= self.journal.last_seq
 
     def _prune_points(self, snaps: Btrfs, base: Snap | None) -> None:
         """Remove the snapshots of points before the standby's last acknowledged one: that one is kept, and
