@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from harness.db import scenario_file, wait_replicating
-from harness.hosts import agent_log, log_size, wait_logged
+from harness.hosts import agent_log, kill_receivers, log_size, wait_logged
 from harness.pgoracle import (
     DEFAULT_SLACK,
     Checkpointer,
@@ -39,10 +39,10 @@ from harness.pgoracle import (
 )
 from twinsite import lab as labmod
 from twinsite.cdp.rewind import to_point
-from twinsite.lab import netns, pg
+from twinsite.lab import pg
 from twinsite.lab.topology import Lab
 from twinsite.locks import held
-from twinsite.proc import argv_of, read_pid
+from twinsite.proc import read_pid
 from twinsite.state import applied, sender_status
 from twinsite.state.layout import HostState, ScenarioState
 
@@ -72,19 +72,14 @@ class Cut:
 def kill_9(lab: Lab, victim: str) -> int:
     """SIGKILL to prod1's agent (its supervisor starts it again) or to every `twinsite receive` of db on dr1
     (the sender reconnects); how many processes were killed."""
-    if victim == "agent":
-        pid = read_pid(HostState(lab.host("prod1").private_dir("/var/lib/twinsite")).agent_pid, argv_has="agent")
-        pids = [pid] if pid is not None else []
-    else:
-        pids = [
-            p
-            for p in netns.pids(lab.host("dr1").netns)
-            if (argv := argv_of(p)) and b"receive" in argv and b"/srv/db" in argv
-        ]
-    for p in pids:
-        with contextlib.suppress(ProcessLookupError):  # (it may have exited meanwhile)
-            os.kill(p, signal.SIGKILL)
-    return len(pids)
+    if victim != "agent":
+        return kill_receivers(lab, "/srv/db")
+    pid = read_pid(HostState(lab.host("prod1").private_dir("/var/lib/twinsite")).agent_pid, argv_has="agent")
+    if pid is None:
+        return 0
+    with contextlib.suppress(ProcessLookupError):  # (it may have exited meanwhile)
+        os.kill(pid, signal.SIGKILL)
+    return 1
 
 
 def workload(lab: Lab) -> Database:

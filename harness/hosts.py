@@ -4,7 +4,10 @@ installed on a host, and what its agent recorded: the event log and the agent's 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -12,8 +15,9 @@ from typing import Any
 
 from harness.cli import VENV_BIN
 from harness.wait import eventually
+from twinsite.lab import netns
 from twinsite.lab.topology import Lab
-from twinsite.proc import wait_until
+from twinsite.proc import argv_of, wait_until
 from twinsite.state import events as state_events
 from twinsite.state.layout import HostState
 
@@ -109,3 +113,15 @@ def wait_logged(path: Path, line: str, *, after: int, timeout: float) -> None:
             return line in f.read().decode(errors="replace")
 
     wait_until(lambda: path.exists() and logged(), timeout=timeout, interval=0.1, what=f"{line!r} in {path}")
+
+
+def kill_receivers(lab: Lab, root: str) -> int:
+    """kill -9 every `twinsite receive` of ``root`` on dr1 (the sender notices and reconnects); how many."""
+    n = 0
+    for pid in netns.pids(lab.host("dr1").netns):
+        cmd = b" ".join(argv_of(pid) or [])  # (a receiver that is exiting has none: /proc says ESRCH)
+        if b"receive" in cmd and root.encode() in cmd:
+            with contextlib.suppress(ProcessLookupError):  # (it may have exited meanwhile)
+                os.kill(pid, signal.SIGKILL)
+                n += 1
+    return n

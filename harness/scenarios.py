@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from harness.cli import REPO, VENV_BIN, ansible
-from harness.hosts import twinsite_on
+from harness.hosts import kill_receivers, twinsite_on
 from harness.wait import eventually
 from twinsite import bundle
 from twinsite.errors import TwinsiteError
@@ -117,14 +117,7 @@ class Scenario:
 
     def kill_receiver(self) -> int:
         """kill -9 every `twinsite receive` of this scenario on dr1; returns how many."""
-        n = 0
-        for pid in netns.pids(self.lab.host("dr1").netns):
-            cmd = b" ".join(argv_of(pid) or [])  # (a receiver that is exiting has none: /proc says ESRCH)
-            if b"receive" in cmd and f"/srv/{self.name}".encode() in cmd:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                    n += 1
-        return n
+        return kill_receivers(self.lab, f"/srv/{self.name}")
 
     def wait_synced(self, timeout: float = 120, settle: float = 1.0) -> dict[str, Any]:
         """Until everything planned is acknowledged and nothing new was planned for ``settle`` seconds."""
