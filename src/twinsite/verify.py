@@ -58,10 +58,12 @@ def remote_entries(s: Scenario, host: str, root: Root, *, timeout: float = 600) 
     return {k: e for k, e in listing.items() if root.selects_bytes(k)}
 
 
-def compare(s: Scenario, root: Root, host: str) -> tuple[dict[bytes, Entry], list[tuple[bytes, str]]]:
-    """This host's entries of ``root`` and how they differ from ``host``'s (empty: equal). Both sides read
-    their trees at the same time (hashing here while the peer hashes there)."""
+def compare(
+    s: Scenario, root: Root, host: str, *, here: Path | None = None, timeout: float = 600
+) -> tuple[dict[bytes, Entry], list[tuple[bytes, str]]]:
+    """This host's entries of ``root`` (or of ``here``, a snapshot of it) and how they differ from ``host``'s
+    (empty: equal). Both sides read their trees at the same time (hashing here while the peer hashes there)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        remote = pool.submit(remote_entries, s, host, root)
-        local = entries(Path(root.path), root.selects_bytes)
+        remote = pool.submit(remote_entries, s, host, root, timeout=timeout)
+        local = entries(here or Path(root.path), root.selects_bytes)
         return local, differences(local, remote.result())

@@ -15,13 +15,13 @@ Production never waits: the active host's sender goes on making points, the stan
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from twinsite import verify
 from twinsite.capture.snapshots import Btrfs
 from twinsite.cdp.rewind import to_point
 from twinsite.config.scenario import POINT_STORE, Scenario
@@ -34,8 +34,7 @@ from twinsite.state.layout import ReceiverState, ScenarioState
 from twinsite.state.point import Point
 from twinsite.state.role import current
 from twinsite.transport.remote import twinsite_held
-from twinsite.tree import Entry, differences, entries
-from twinsite.verify import remote_entries
+from twinsite.tree import Entry
 
 DRAINED_WITHIN = 60.0  # seconds a spool left by an earlier hold may take to be applied
 
@@ -44,8 +43,9 @@ DRAINED_WITHIN = 60.0  # seconds a spool left by an earlier hold may take to be 
 def hold(s: Scenario, state_dir: Path, host: str, i: int) -> Iterator[Point]:
     """On a standby: root ``i``'s replica at its last complete point while the block runs (spooling)."""
     root = Path(s.roots[i].path)
-    recv = ScenarioState(state_dir, s.name).receiver(i)
-    if current(ScenarioState(state_dir, s.name), s.master).active == host:
+    place = ScenarioState(state_dir, s.name)
+    recv = place.receiver(i)
+    if current(place, s.master).active == host:
         raise TwinsiteError(f"{host} is the active host of {s.name}: run `twinsite verify` there", where=host)
     spool = Spool(recv)
     spool.end_stale_hold()  # (of a point-hold that was killed)
@@ -120,7 +120,5 @@ def compare(s: Scenario, state_dir: Path, i: int, replica: str, *, timeout: floa
                     where=str(store),
                     hint="twinsite status shows the lag; verify again once it has caught up",
                 )
-            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-                remote = pool.submit(remote_entries, s, replica, root, timeout=timeout)
-                local = entries(snap, root.selects_bytes)
-                return Compared(pt, local, differences(local, remote.result()))
+            local, diffs = verify.compare(s, root, replica, here=snap, timeout=timeout)
+            return Compared(pt, local, diffs)
