@@ -258,6 +258,7 @@ class RewindLog:
             raise JournalError(f"the rewind log has no group ending at seq {seq}", where=str(self.dir))
         self.close()
         segs = self.segments()
+        self.last_seq = 0  # (unless a group at or below seq is kept)
         for seg in reversed(segs):
             spans = list(self._spans(seg, seg == segs[-1]))
             if all(h.first_seq > seq for h, _at in spans):
@@ -267,9 +268,9 @@ class RewindLog:
             with open(seg, "r+b") as f:
                 f.truncate(cut)
                 os.fsync(f.fileno())
+            self.last_seq = seq
             break
         fsync_dir(self.dir)
-        self.last_seq = seq if any(True for _ in self.heads()) else 0
 
     def newest_first(self, above: int) -> Iterator[Group]:
         """The groups with ``last_seq > above``, newest first (one segment in memory at a time)."""
