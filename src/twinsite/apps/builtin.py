@@ -62,7 +62,8 @@ def _integrity(path: Path) -> tuple[bool, str]:
     if not path.is_file():
         return False, f"{path} does not exist"
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        # as_uri quotes the name: a replicated file's "?", "#" or "%" cannot change what is opened, or how
+        con = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
         try:
             rows = [r[0] for r in con.execute("PRAGMA integrity_check")]
         finally:
