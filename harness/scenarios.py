@@ -22,11 +22,12 @@ from twinsite.errors import TwinsiteError
 from twinsite.lab import netns
 from twinsite.lab.topology import Lab
 from twinsite.proc import argv_of
-from twinsite.state import sender_status
+from twinsite.state import sender_status, stopped
 from twinsite.state.layout import ScenarioState
 from twinsite.tree import differences, digest, entries
 
 BUNDLES = REPO / "build"  # the same place configure.yml's agent role builds it: one build per source version
+_OWN: set[str] = set()  # the tests' own scenarios, declared on dr1 beside configure.yml's (not among them)
 
 
 def install(lab: Lab) -> None:
@@ -64,7 +65,15 @@ class Scenario:
         self.write_definition(doc)
 
     def write_definition(self, doc: dict[str, Any]) -> None:
+        """The definition on prod1 (its agent's own directory) and on dr1, where `twinsite receive` finds it: a
+        standby acts on its own declaration only. On dr1 it is stopped, so that dr1's agent runs nothing for it
+        (no monitor: a test that wants one runs its own agent on dr1)."""
         (self.config / f"{self.name}.yml").write_text(json.dumps(doc))  # JSON is YAML
+        standby = self.lab.host("dr1").private_dir("/etc/twinsite") / "scenarios"
+        standby.mkdir(parents=True, exist_ok=True)
+        _OWN.add(self.name)
+        stopped.mark(standby, self.name, True)
+        (standby / f"{self.name}.yml").write_text(json.dumps(doc))
 
     def definition(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.config / f"{self.name}.yml").read_text())
@@ -161,7 +170,8 @@ def _declarations(lab: Lab) -> dict[str, bytes]:
     for h in lab.hosts:
         d = lab.host(h.name).private_dir("/etc/twinsite") / "scenarios"
         if d.is_dir():
-            found |= {f"{h.name}/{f.name}": f.read_bytes() for f in sorted(d.iterdir()) if f.is_file()}
+            mine = [f for f in sorted(d.iterdir()) if f.is_file() and f.name.split(".")[0] not in _OWN]
+            found |= {f"{h.name}/{f.name}": f.read_bytes() for f in mine}
     return found
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from twinsite.config.scenario import Cdp
 from twinsite.engine.receiver import Receiver
 from twinsite.journal.record import Meta, Op, Record
 from twinsite.state.layout import ReceiverState
@@ -35,8 +36,8 @@ def blob(records: list[Record]) -> bytes:
 
 
 def hello(root: Path, scenario: str = "t", **more: object) -> bytes:
-    """A sender's HELLO for ``root`` (and whatever else it says: its epoch and host, its CDP settings)."""
-    return pack_json(Kind.HELLO, {"scenario": scenario, "root": str(root), **more})
+    """A sender's HELLO for ``root``, the scenario's first root (and whatever else it says: its epoch and host)."""
+    return pack_json(Kind.HELLO, {"scenario": scenario, "root_index": 0, "root": str(root), **more})
 
 
 def frames(root: Path, batches: list[list[Record]]) -> list[bytes]:
@@ -61,11 +62,13 @@ def serve(
     *,
     raising: bool = False,
     stream: Callable[[bytes], BinaryIO] = io.BytesIO,
+    cdp: Cdp | None = None,
+    points: bool = False,
 ) -> Answers:
-    """A receiver of ``root`` (its state in ``state``) serves the frames ``sent``, read through ``stream``; its
-    answers. An error ends the session as `twinsite receive` ends it, with an ERROR frame, or with ``raising``
-    is raised."""
-    rx = Receiver(root, state, stream(b"".join(sent)), out := io.BytesIO())
+    """A receiver of ``root`` (its state in ``state``, this host's ``cdp`` and ``points``) serves the frames
+    ``sent``, read through ``stream``; its answers. An error ends the session as `twinsite receive` ends it,
+    with an ERROR frame, or with ``raising`` is raised."""
+    rx = Receiver(root, state, stream(b"".join(sent)), out := io.BytesIO(), cdp=cdp, points=points)
     try:
         rx.serve()
     except Exception as exc:  # (run() sends these as an ERROR frame)

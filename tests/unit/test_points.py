@@ -158,9 +158,9 @@ def rec(seq: int, op: Op, path: bytes = b"", **kw: object) -> Record:
 
 
 def session(root: Path, state: ReceiverState, batches: list[list[Record]]) -> None:
-    sent = [hello(root, consistency="points", cdp={"enabled": False})]
+    sent = [hello(root)]
     sent += [pack_batch(blob(b), compress=False) for b in batches]
-    rx = Receiver(root, state, io.BytesIO(b"".join(sent)), io.BytesIO())
+    rx = Receiver(root, state, io.BytesIO(b"".join(sent)), io.BytesIO(), points=True)
     try:
         rx.serve()
     finally:
@@ -331,7 +331,7 @@ def test_after_a_test_the_replica_is_listed_as_acknowledged_not_as_undone(tmp_pa
     assert (root / "t").read_bytes() == b""
     paths = {"paths": [b"t".hex()], "block_size": 4096}
     req = pack_json(Kind.MANIFEST_REQ, {}) if kind == "manifest" else pack_json(Kind.SIGS_REQ, paths)
-    greeting = hello(root, consistency="points", cdp={"enabled": False})
+    greeting = hello(root)
 
     class TestEnds(io.BytesIO):
         """The stream of a session that began during the test; the test ends once its hello is read."""
@@ -342,7 +342,7 @@ def test_after_a_test_the_replica_is_listed_as_acknowledged_not_as_undone(tmp_pa
             return super().readinto(buf)
 
     out = io.BytesIO()
-    rx = Receiver(root, state, TestEnds(greeting + req), out)
+    rx = Receiver(root, state, TestEnds(greeting + req), out, points=True)
     try:
         rx.serve()
     finally:
@@ -396,7 +396,7 @@ def test_a_promotion_at_an_earlier_point_is_final_for_a_session_still_open(
         rec(7, Op.WRITE, b"later", data=b"torn"),
     ]
     sent = [
-        hello(root, "db", consistency="points", cdp=doc["cdp"], epoch=0, host="prod1"),
+        hello(root, "db", epoch=0, host="prod1"),
         pack_batch(blob(batch), compress=False),
     ]
     promote_at = sum(len(f) for f in sent)
@@ -420,7 +420,9 @@ def test_a_promotion_at_an_earlier_point_is_final_for_a_session_still_open(
             return super().readinto(buf)
 
     monkeypatch.setenv("TWINSITE_HOST", "dr1")
-    rx = Receiver(root, state, LinkHealsAfterTheFailover(b"".join(sent)), out := io.BytesIO())
+    rx = Receiver(
+        root, state, LinkHealsAfterTheFailover(b"".join(sent)), out := io.BytesIO(), cdp=site.s.cdp, points=True
+    )
     with pytest.raises(Exception, match="dr1 is the active host") as refused:
         try:
             rx.serve()
@@ -518,15 +520,15 @@ def test_a_standby_held_at_its_point_spools_and_lets_go_when_the_caller_does(
         with pytest.raises(RecoveryError, match="is held by `twinsite verify` at its last complete point"):
             _replica_to_test(test, 0)  # (an assured-recovery test waits for the verify to end)
     assert not Spool(state).spooling
-    sent = [hello(root, consistency="points", cdp={"enabled": False}), pack_json(Kind.PING, {})]
-    rx = Receiver(root, state, io.BytesIO(b"".join(sent)), out := io.BytesIO())
+    sent = [hello(root), pack_json(Kind.PING, {})]
+    rx = Receiver(root, state, io.BytesIO(b"".join(sent)), out := io.BytesIO(), points=True)
     rx.serve()
     rx.close()
     assert (root / "t").read_bytes() == b"xy" and point.read(state.point) == point.Point(id=8, seq=5, ts=105.0)
     assert json.dumps([k.name for k, _ in answers_in(out)]) == '["READY", "PONG"]'
 
     def ping() -> None:
-        rx = Receiver(root, state, io.BytesIO(b"".join(sent)), io.BytesIO())
+        rx = Receiver(root, state, io.BytesIO(b"".join(sent)), io.BytesIO(), points=True)
         rx.serve()
         rx.close()
 

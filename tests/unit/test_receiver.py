@@ -8,7 +8,8 @@ import pytest
 import zstandard
 
 from tests.unit.receiving import blob, hello, recs, serve
-from twinsite.errors import ProtocolError
+from twinsite.config.scenario import Cdp
+from twinsite.errors import ConfigError, ProtocolError
 from twinsite.journal.record import Op, Record
 from twinsite.state.applied import AppliedFile
 from twinsite.state.layout import ReceiverState
@@ -84,7 +85,7 @@ def test_a_torn_frame_ends_the_session_without_applying_it(tmp_path: Path) -> No
 
 def test_a_sender_for_another_root_is_refused(tmp_path: Path) -> None:
     root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
-    with pytest.raises(ProtocolError, match="this receiver serves"):
+    with pytest.raises(ConfigError, match="the sender replicates /srv/other, this host declares"):
         serve(root, state, [hello(Path("/srv/other"))], raising=True)
 
 
@@ -101,7 +102,7 @@ def test_a_record_with_nothing_to_act_on_after_the_first_batch_is_reported_as_di
     assert answers[2] == (Kind.ACK, {"seq": 4, "diverged": 1})  # the sender then compares everything again
 
 
-CDP = {"enabled": True, "retention": 3600, "max_size": 1 << 30}
+CDP = Cdp(enabled=True, retention=3600, max_size=1 << 30)
 
 
 def test_with_cdp_every_batch_is_logged_before_it_is_applied_and_a_rewound_replica_applies_nothing(
@@ -112,17 +113,17 @@ def test_with_cdp_every_batch_is_logged_before_it_is_applied_and_a_rewound_repli
     from twinsite.errors import RewindError
 
     root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
-    answers = serve(root, state, [hello(root, cdp=CDP), pack_batch(blob(recs(1, 3)), compress=False)], raising=True)
+    answers = serve(root, state, [hello(root), pack_batch(blob(recs(1, 3)), compress=False)], raising=True, cdp=CDP)
     assert answers[-1] == (Kind.ACK, {"seq": 3, "diverged": 0})
     log = RewindLog(state.rewind_log)
     assert [(g.first_seq, g.last_seq) for g in log.groups()] == [(1, 3)]
     move(root, state, log, 3, 0)  # rewound: the three files are gone again ...
     assert sorted(p.name for p in root.iterdir()) == []
     with pytest.raises(RewindError, match="rewound to seq 0"):  # (sent as an ERROR frame by `receive`)
-        serve(root, state, [hello(root, cdp=CDP), pack_batch(blob(recs(4, 1)), compress=False)], raising=True)
+        serve(root, state, [hello(root), pack_batch(blob(recs(4, 1)), compress=False)], raising=True, cdp=CDP)
     assert sorted(p.name for p in root.iterdir()) == []  # ... and nothing was applied
     move(root, state, log, 3, 3)
-    answers = serve(root, state, [hello(root, cdp=CDP), pack_batch(blob(recs(4, 1)), compress=False)], raising=True)
+    answers = serve(root, state, [hello(root), pack_batch(blob(recs(4, 1)), compress=False)], raising=True, cdp=CDP)
     assert answers[-1][1]["seq"] == 4 and sorted(p.name for p in root.iterdir()) == ["f1", "f2", "f3", "f4"]
 
 
@@ -130,13 +131,13 @@ def test_a_group_logged_but_not_applied_before_a_crash_is_finished_from_the_log(
     from twinsite.cdp.log import RewindLog, make_group
 
     root, state = tmp_path / "root", ReceiverState(tmp_path / "state")
-    answers = serve(root, state, [hello(root, cdp=CDP), pack_batch(blob(recs(1, 3)), compress=False)], raising=True)
+    answers = serve(root, state, [hello(root), pack_batch(blob(recs(1, 3)), compress=False)], raising=True, cdp=CDP)
     log = RewindLog(state.rewind_log)
     log.append(make_group(recs(4, 2), []))  # the crash: logged (fsynced), never applied nor acknowledged
     log.close()
-    answers = serve(root, state, [hello(root, cdp=CDP)], raising=True)
+    answers = serve(root, state, [hello(root)], raising=True, cdp=CDP)
     assert answers == [(Kind.READY, {"applied_seq": 5, "version": answers[0][1]["version"]})]
     assert sorted(p.name for p in root.iterdir()) == ["f1", "f2", "f3", "f4", "f5"]
     assert AppliedFile(state.applied).read() == 5
-    answers = serve(root, state, [hello(root)], raising=True)  # CDP turned off
+    answers = serve(root, state, [hello(root)], raising=True)  # CDP turned off here
     assert not (state.rewind_log).exists()  # a log with a gap could not rewind: it goes

@@ -21,7 +21,7 @@ import xxhash
 from tests.unit.receiving import frames, hello, reference, serve, tree, workload
 from twinsite.config import cron
 from twinsite.config.loader import validate_text
-from twinsite.config.scenario import Scenario
+from twinsite.config.scenario import Cdp, Scenario
 from twinsite.engine import overlay
 from twinsite.engine.receiver import Receiver, apply_here
 from twinsite.engine.spool import Spool
@@ -143,7 +143,7 @@ def test_a_spool_is_applied_without_a_sender_when_this_host_is_promoted(tmp_path
     serve(root, state, frames(root, batches[:5]))
     Spool(state).start(max_size=1 << 30, reason="test")
     serve(root, state, frames(root, batches[5:]))
-    assert apply_here(root, state, {"enabled": True, "retention": 3600, "max_size": 1 << 30}) == batches[-1][-1].seq
+    assert apply_here(root, state, Cdp(enabled=True, retention=3600, max_size=1 << 30)) == batches[-1][-1].seq
     assert not Spool(state).held() and not Spool(state).spooling
     assert tree(root) == reference(tmp_path, batches)
     assert (state.rewind_log).is_dir()  # with CDP, as the receiver would have: the applied changes can be undone

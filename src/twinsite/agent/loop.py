@@ -20,7 +20,7 @@ from types import FrameType
 
 from twinsite.agent.metrics import Exporter
 from twinsite.alerts.dispatch import Alerter, channels_from
-from twinsite.config.scenario import Root, Scenario
+from twinsite.config.scenario import Scenario
 from twinsite.config.store import load_dir
 from twinsite.engine.sender import Sender
 from twinsite.errors import TwinsiteError
@@ -28,16 +28,9 @@ from twinsite.monitor import Monitor
 from twinsite.recovery.scheduler import Tests
 from twinsite.state import role, sender_epoch, stopped
 from twinsite.state.layout import ScenarioState
-from twinsite.transport.channels import Endpoint, to_host
+from twinsite.transport.channels import to_receiver
 
 log = logging.getLogger(__name__)
-
-
-def endpoint(s: Scenario, root: Root, index: int, replica: str, state_dir: Path) -> Endpoint:
-    """How a sender reaches its standby: ``twinsite receive`` there, on that root's receiver state."""
-    rep = s.replication
-    state = str(ScenarioState(state_dir, s.name).receiver(index).dir)
-    return to_host(rep, replica, [rep.remote_twinsite, "receive", "--root", root.path, "--state", state])
 
 
 def wanted(
@@ -67,7 +60,7 @@ def make_sender(s: Scenario, index: int, replica: str, state_dir: Path, epoch: i
     return Sender(
         s,
         root,
-        endpoint(s, root, index, replica, state_dir),
+        to_receiver(s.replication, replica),
         place,
         replica=replica,
         epoch=epoch,

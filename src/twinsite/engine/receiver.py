@@ -4,7 +4,12 @@ It applies records strictly in seq order (single writer), makes them durable (sy
 seq durably, and only then acknowledges. Records at or below the applied seq (a replayed batch) are
 ignored; a gap is refused. Every error is sent to the sender as an ERROR frame and ends the session.
 
-With continuous data protection (the scenario's ``cdp``, sent in HELLO) every batch is first appended to the
+The sender is trusted with data, never with policy. The HELLO names the scenario and the root's index, nothing
+more: ``twinsite receive`` looks both up in this host's own declaration (its config directory, see :func:`run`)
+and refuses a scenario this host does not serve. Where the replica is, where its state lives, whether CDP keeps a
+rewind log and how long, and whether points are kept: all from that declaration.
+
+With continuous data protection (the scenario's ``cdp``, as this host declares it) every batch is first appended to the
 rewind log with its undo, fsynced, then applied (cdp/log.py). A replica that is rewound (state.rewind)
 applies nothing: the receiver refuses the session until ``twinsite rewind --resume``. Each batch is applied
 holding ``apply.lock`` (twinsite.locks), which a rewind takes to wait for the batch in progress.
@@ -15,7 +20,7 @@ this host (holding ``apply.lock`` while it writes the role) stops replication in
 position stored under another epoch counts from another switchover's numbering: it is reset, and with it the
 rewind log and the bookmarks (set aside as ``bookmarks.epoch-<n>.json``), and the sender compares the trees.
 
-Consistency points (the HELLO's ``consistency: points``): a POINT record ends each point. The records up to a
+Consistency points (``replication.consistency: points``): a POINT record ends each point. The records up to a
 POINT are applied as a group of their own, and once they are durable the point is stored (state.point): the
 replica's last complete point. Without CDP the rewind log is kept all the same, for the undo of the open
 point only (cdp.rewind.to_point undoes it before the replica is made live), and cut back at every point.
@@ -27,6 +32,8 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,6 +43,8 @@ from twinsite.apply.batching import cut
 from twinsite.apply.paths import parent_fd
 from twinsite.cdp.log import RewindLog, make_group
 from twinsite.cdp.undo import capture
+from twinsite.config.scenario import Cdp, Scenario
+from twinsite.config.store import find
 from twinsite.engine import overlay
 from twinsite.engine.spool import Spool
 from twinsite.errors import ConfigError, PeerClosed, ProtocolError, RecoveryError, RewindError, TwinsiteError
@@ -43,7 +52,7 @@ from twinsite.journal.record import Op, Record, decode
 from twinsite.locks import held
 from twinsite.state import bookmarks, heard, point, rewind
 from twinsite.state.applied import AppliedFile, AppliedPosition
-from twinsite.state.layout import ReceiverState
+from twinsite.state.layout import ReceiverState, ScenarioState
 from twinsite.state.role import check_sender, this_host
 from twinsite.sync import manifest
 from twinsite.sync.signatures import signatures
@@ -70,8 +79,62 @@ def file_signatures(root_fd: int, rel: bytes, block: int) -> str:
         os.close(fd)
 
 
+@dataclass(frozen=True)
+class Serving:
+    """One root of a scenario as this host declares it: the only source of the receiver's policy."""
+
+    scenario: Scenario
+    index: int
+    state: ReceiverState
+
+    @property
+    def root(self) -> Path:
+        return Path(self.scenario.roots[self.index].path)
+
+
+def serving(config_dir: Path, state_dir: Path, hello: dict[str, Any], *, peer: str | None = None) -> Serving:
+    """What a HELLO asks for (a scenario's name, a root's index), looked up in this host's own declaration;
+    a stream for anything this host does not serve is refused. ``peer``, the host whose key sent it (named by
+    the forced command): it must be a host of the scenario, and the HELLO must not say it is another."""
+    name, index = hello.get("scenario"), hello.get("root_index")
+    if not isinstance(name, str) or not isinstance(index, int) or isinstance(index, bool):
+        raise ProtocolError("a HELLO names a scenario (a string) and a root index (an integer)")
+    host = this_host()
+    try:
+        s = find(config_dir, name)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{host} does not serve scenario {name!r}: it is not declared in {config_dir}",
+            where=host,
+            hint=f"declare it on every host it names (playbooks/configure.yml); {exc.hint or ''}".rstrip("; "),
+        ) from exc
+    hosts = f"{s.master} -> {', '.join(s.replicas)}"
+    if host != s.master and host not in s.replicas:
+        raise ConfigError(f"{host} is not a host of scenario {name!r} ({hosts})")
+    if peer is not None and (hello.get("host") != peer or (peer != s.master and peer not in s.replicas)):
+        raise ConfigError(
+            f"a stream for scenario {name!r} ({hosts}) with {peer}'s key, saying it comes from {hello.get('host')}",
+            where=host,
+        )
+    if not 0 <= index < len(s.roots):
+        raise ConfigError(f"scenario {name!r} has {len(s.roots)} root(s) here; the sender asked for root {index}")
+    return Serving(s, index, ScenarioState(state_dir, name).receiver(index))
+
+
 class Receiver:
-    def __init__(self, root: Path, state: ReceiverState, inp: BinaryIO, out: BinaryIO) -> None:
+    """Applies one stream into ``root``, keeping its state in ``state``, with the CDP policy ``cdp`` and
+    consistency points when ``points``: all as this host declares them (:func:`serving`)."""
+
+    def __init__(
+        self,
+        root: Path,
+        state: ReceiverState,
+        inp: BinaryIO,
+        out: BinaryIO,
+        *,
+        cdp: Cdp | None = None,
+        points: bool = False,
+    ) -> None:
         self.root = check_root(root)
         self.state = state
         state.dir.mkdir(parents=True, exist_ok=True)
@@ -80,8 +143,8 @@ class Receiver:
         self.applier = Applier(self.root)
         self.batches = 0
         self.rewind_log: RewindLog | None = None
-        self.cdp: dict[str, Any] = {}
-        self.points = False  # the sender ships consistency points
+        self.cdp = cdp or Cdp()
+        self.points = points  # consistency points are kept: the open point's undo even without CDP
         self.last_point = point.read(state.point)
         self._pruned_at = 0.0
         self.epoch = 0
@@ -90,7 +153,7 @@ class Receiver:
         self.spool = Spool(state)
         self._heard_at = 0.0
 
-    def _setup_cdp(self, cdp: dict[str, Any], applied_seq: int, *, points: bool = False) -> int:
+    def _setup_cdp(self, applied_seq: int) -> int:
         """Open the rewind log when the scenario asks for it; returns the applied seq.
 
         A group logged but not yet acknowledged (a crash between the log's fsync and the applied seq), or an
@@ -100,12 +163,10 @@ class Receiver:
         that does not reach the applied seq (CDP was off meanwhile) cannot
         rewind from here: it is removed, as it is when CDP is turned off."""
         log_dir = self.state.rewind_log
-        self.cdp = cdp
-        self.points = points
-        if not cdp.get("enabled") and not points:
+        if not self.cdp.enabled and not self.points:
             shutil.rmtree(log_dir, ignore_errors=True)
             return applied_seq
-        max_size = int(cdp.get("max_size", 10 << 30)) if cdp.get("enabled") else 16 << 20
+        max_size = self.cdp.max_size if self.cdp.enabled else 16 << 20
         segment = max(1 << 20, min(64 << 20, max_size // 8))  # the cap then holds within an eighth
         log = RewindLog(log_dir, segment_size=segment)
         self.rewind_log = log
@@ -143,13 +204,10 @@ class Receiver:
         self.out.write(pack_json(kind, obj))
         self.out.flush()
 
-    def serve(self) -> None:
+    def serve(self, first: tuple[Kind, int, bytearray] | None = None) -> None:
+        """Serve frames until BYE or the end of the stream; ``first``, a frame already read (run's HELLO)."""
         applied_seq = self.applied.read()
-        while True:
-            try:
-                kind, flags, payload = read_frame(self.inp)
-            except PeerClosed:
-                return
+        for kind, flags, payload in self._frames(first):
             if kind == Kind.HELLO:
                 applied_seq = self._hello(parse_json(payload))
                 self.send(Kind.READY, {"applied_seq": applied_seq, "version": __version__})
@@ -193,17 +251,30 @@ class Receiver:
             else:
                 raise ProtocolError(f"unexpected {kind.name} frame")
 
+    def _frames(self, first: tuple[Kind, int, bytearray] | None) -> Iterator[tuple[Kind, int, bytearray]]:
+        if first is not None:
+            yield first
+        while True:
+            try:
+                yield read_frame(self.inp)
+            except PeerClosed:
+                return
+
     def _hello(self, hello: dict[str, Any]) -> int:
-        """Check the sender and return the position to resume from (applied, or spooled)."""
+        """Check the sender and return the position to resume from (applied, or spooled). Nothing it says but
+        its epoch and host (checked against the role, state.role) changes what happens here."""
         if str(hello.get("root")) != str(self.root):
-            raise ProtocolError(f"sender replicates {hello.get('root')}, this receiver serves {self.root}")
+            raise ConfigError(
+                f"the sender replicates {hello.get('root')}, this host declares {self.root} for that root",
+                where=str(self.root),
+                hint="the scenario differs between its hosts: declare it the same on all (playbooks/configure.yml)",
+            )
         self._refuse_if_rewound()
         with held(self.state.apply_lock):
             self.sender_host = hello.get("host")
             self.epoch = check_sender(self.state.role, self.host, int(hello.get("epoch", 0)), self.sender_host)
             applied_seq = self._follow_epoch(self.applied.position())
-            points = hello.get("consistency") == "points"
-            applied_seq = self._setup_cdp(dict(hello.get("cdp") or {}), applied_seq, points=points)
+            applied_seq = self._setup_cdp(applied_seq)
             if not self.spool.spooling:
                 applied_seq = self.drain_spool()  # (a test ended while no sender was connected)
             return max(applied_seq, self.spool.last_seq)  # spooled counts as received
@@ -332,7 +403,7 @@ class Receiver:
                 self._apply_run(new[start : i + 1])
                 self.last_point = point.Point(id=rec.offset, seq=rec.seq, ts=rec.ts, epoch=self.epoch)
                 point.write(self.state.point, self.last_point)  # (after the position: never ahead of it)
-                if self.rewind_log is not None and not self.cdp.get("enabled"):
+                if self.rewind_log is not None and not self.cdp.enabled:
                     self.rewind_log.prune(max_age=0, max_size=None, keep_above=rec.seq)  # only the open point
                 start = i + 1
         if start < len(new):
@@ -351,17 +422,17 @@ class Receiver:
             self.applier.apply(rec)
         self.applier.commit()  # data and names durable ...
         self.applied.write(last, new[-1].ts, self.epoch)  # ... before the position that acknowledges them
-        if log is not None and self.cdp.get("enabled"):
+        if log is not None and self.cdp.enabled:
             self._prune(log)
         return last
 
     def _prune(self, log: RewindLog) -> None:
         """Retention: every 10 s, and whenever the log is past its cap."""
-        max_size = int(self.cdp.get("max_size", 10 << 30))
+        max_size = self.cdp.max_size
         if time.monotonic() - self._pruned_at > 10 or log.disk_bytes() > max_size:
             self._pruned_at = time.monotonic()
             keep = self.last_point.seq if self.points and self.last_point is not None else None
-            log.prune(max_age=float(self.cdp.get("retention", 86400)), max_size=max_size, keep_above=keep)
+            log.prune(max_age=self.cdp.retention, max_size=max_size, keep_above=keep)
 
     def close(self) -> None:
         self.spool.close()
@@ -371,15 +442,27 @@ class Receiver:
             self.rewind_log.close()
 
 
-def run(root: Path, state: ReceiverState) -> int:
-    """Entry point of ``twinsite receive``: serve until the sender says BYE or the stream ends."""
+def run(config_dir: Path, state_dir: Path, *, peer: str | None = None) -> int:
+    """Entry point of ``twinsite receive``: the first frame, a HELLO, names a scenario and a root, looked up in
+    ``config_dir`` (this host's declaration, :func:`serving`, for ``peer``); then serve until the sender says
+    BYE or the stream ends."""
     out = sys.stdout.buffer
     inp = sys.stdin.buffer
     sys.stdout = sys.stderr  # nothing but frames may ever reach the sender
     receiver = None
+    root: Path | str = "the stream"
     try:
-        receiver = Receiver(root, state, inp, out)
-        receiver.serve()
+        try:
+            first = read_frame(inp)
+        except PeerClosed:
+            return 0
+        if first[0] != Kind.HELLO:
+            raise ProtocolError(f"a session begins with a HELLO, not {first[0].name}")
+        ours = serving(config_dir, state_dir, parse_json(first[2]), peer=peer)
+        root = ours.root
+        rep = ours.scenario.replication
+        receiver = Receiver(root, ours.state, inp, out, cdp=ours.scenario.cdp, points=rep.consistency == "points")
+        receiver.serve(first)
         return 0
     except TwinsiteError as exc:
         out.write(pack_json(Kind.ERROR, exc.to_json()))
@@ -395,18 +478,18 @@ def run(root: Path, state: ReceiverState) -> int:
             receiver.close()
 
 
-def apply_here(root: Path, state: ReceiverState, cdp: dict[str, Any], *, points: bool = False) -> int:
+def apply_here(root: Path, state: ReceiverState, cdp: Cdp, *, points: bool = False) -> int:
     """Apply what a spool holds without a sender: a switchover promoting this host, from which no receiver
     will be started again. Under the apply lock, with the rewind log as the scenario has it. Returns the
     applied seq."""
     import io
 
     with held(state.apply_lock):
-        receiver = Receiver(root, state, io.BytesIO(), io.BytesIO())
+        receiver = Receiver(root, state, io.BytesIO(), io.BytesIO(), cdp=cdp, points=points)
         try:
             receiver.spool.stop()
             receiver.epoch = receiver.applied.position().epoch
-            receiver._setup_cdp(cdp, receiver.applied.read(), points=points)
+            receiver._setup_cdp(receiver.applied.read())
             return receiver.drain_spool()
         finally:
             receiver.close()

@@ -15,7 +15,6 @@ import logging
 import random
 import threading
 import time
-from dataclasses import asdict
 from typing import Any
 
 from twinsite.alerts import Alert
@@ -107,11 +106,10 @@ class Shipper:
                     bandwidth_limit=self.rep.bandwidth_limit,
                     on_event=self._wake_shipper,
                 )
-                hello = {
+                hello = {  # (what the standby does with it is its own declaration's: engine.receiver)
                     "scenario": self.scenario.name,
+                    "root_index": self.scenario.roots.index(self.root),
                     "root": self.root.path,
-                    "cdp": asdict(self.scenario.cdp),
-                    "consistency": self.rep.consistency,
                     "epoch": self.epoch,
                     "host": this_host(),
                 }

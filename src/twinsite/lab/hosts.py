@@ -18,7 +18,7 @@ SSHD_CONFIG = """\
 ListenAddress {address}:22
 HostKey {dir}/ssh_host_ed25519_key
 PidFile {dir}/sshd.pid
-AuthorizedKeysFile {dir}/authorized_keys
+AuthorizedKeysFile {dir}/authorized_keys .ssh/authorized_keys
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no

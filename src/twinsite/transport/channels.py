@@ -19,6 +19,11 @@ from typing import BinaryIO, Protocol, cast
 from twinsite.config.scenario import Replication
 from twinsite.errors import ConfigError, HostUnreachableError
 
+#: The key a sender uses to reach a standby, when the host has one (the agent role makes it). Each standby lets it
+#: run ``twinsite receive`` and nothing else (a forced command with ``restrict`` in authorized_keys), and the
+#: receiver takes only a scenario's name and a root's index from the stream (engine.receiver).
+REPLICATION_KEY = Path("/etc/twinsite/ssh/replication_ed25519")
+
 #: Options twinsite always sets; the scenario's ssh_options may add others but never change these.
 FIXED_OPTIONS = (
     ("BatchMode", "yes"),
@@ -43,15 +48,29 @@ class Endpoint:
 
 
 def to_host(
-    rep: Replication, host: str, command: Sequence[str], *, options: tuple[tuple[str, str], ...] = ()
+    rep: Replication,
+    host: str,
+    command: Sequence[str],
+    *,
+    options: tuple[tuple[str, str], ...] = (),
+    identity: str | None = None,
 ) -> Endpoint:
-    """How a scenario reaches one of its hosts: its known_hosts and ssh_options, plus ``options``."""
+    """How a scenario reaches one of its hosts: its known_hosts and ssh_options, plus ``options``, with
+    ``identity`` as the only key when given."""
     return Endpoint(
         host=host,
         command=list(command),
         known_hosts=os.path.expanduser(rep.known_hosts),
         options=(*rep.ssh_options, *options),
+        identity=identity,
     )
+
+
+def to_receiver(rep: Replication, host: str) -> Endpoint:
+    """How a sender reaches ``twinsite receive`` on a standby: with the replication key where this host has
+    one (without, the host's own SSH identity: a setup made without the agent role)."""
+    key = str(REPLICATION_KEY) if REPLICATION_KEY.is_file() else None
+    return to_host(rep, host, [rep.remote_twinsite, "receive"], identity=key)
 
 
 def openssh_argv(ep: Endpoint) -> list[str]:
