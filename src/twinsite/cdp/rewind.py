@@ -5,9 +5,10 @@ in the log, and each group's last seq, up to the head (the last applied seq). A 
 point whose source time is not after it.
 
 Moving is done in *runs*: whole groups in the direction of travel (their undo records newest group first
-going back, their own records oldest first going forward), about ``RUN_BYTES`` of records at a time. A run
-is applied in sub-batches cut so that replaying one after a crash is safe (apply/batching.py), each made durable
-(syncfs) before the position is stored; the position names the run's end, so that a move a crash
+going back, their own records oldest first going forward), about ``RUN_BYTES`` of records at a time. A run's
+records are read from the log as they are applied, never held together (a group may be larger than memory).
+A run is applied in sub-batches cut so that replaying one after a crash is safe (apply/batching.py), each made
+durable (syncfs) before the position is stored; the position names the run's end, so that a move a crash
 interrupted rebuilds the same run and skips the sub-batches already done. The position is ``rewind.json``
 beside the log (state.rewind); while it exists the replica is *rewound* and the receiver applies nothing.
 A move that a crash interrupted continues from the stored position and ends in the same state.
@@ -20,12 +21,12 @@ anything makes the replica live.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from twinsite.apply.applier import Applier
-from twinsite.apply.batching import cut
+from twinsite.apply.batching import BatchCutter
 from twinsite.cdp.log import Group, RewindLog
 from twinsite.errors import RewindError
 from twinsite.journal.record import Record
@@ -34,7 +35,8 @@ from twinsite.state.layout import ReceiverState
 from twinsite.state.point import Point
 from twinsite.state.rewind import RewindPosition
 
-RUN_BYTES = 32 << 20  # records of whole groups held in memory and moved through together
+RUN_BYTES = 32 << 20  # records of whole groups moved through together
+PIECE = 1000  # records handed to a dry run's caller at a time
 
 
 def pause(recv: ReceiverState, head: int, target: int) -> RewindPosition:
@@ -151,8 +153,8 @@ def move(
 ) -> RewindPosition:
     """Bring the replica under ``root`` to point ``target`` (back or forward), resuming an interrupted move
     (its position: ``recv.rewind``). Returns the final position; at the head the rewound state is cleared.
-    ``on_run`` sees each run's records before they are applied, ``on_step`` the position after each durable
-    sub-batch."""
+    ``on_run`` sees each run's records before they are applied, one at a time (as a list of one: a run is read
+    from the log as it goes), ``on_step`` the position after each durable sub-batch."""
     pts = points(log, head)
     if target < pts[0][0] or target > head:
         raise _outside(pts, f"seq {target}")
@@ -163,18 +165,18 @@ def move(
             if not pos.sub:  # (a run half done is finished the way it was going first)
                 pos = replace(pos, direction=-1 if target < pos.at else 1, run_end=0)
             for run_end, records in _runs(log, pos, target, run_bytes):
-                if on_run:
-                    on_run(records)
-                subs = cut(records, deletes_free=True)
                 pos = replace(pos, run_end=run_end)
-                for i in range(pos.sub, len(subs)):
-                    for r in subs[i]:
-                        applier.apply(r)
-                    applier.commit()  # durable before the position says so
-                    pos = replace(pos, sub=i + 1)
-                    rewind.store(recv.rewind, pos)
-                    if on_step:
-                        on_step(pos)
+                done, current = pos.sub, -1  # (sub-batches of a resumed run that are done are skipped)
+                for i, rec in _numbered(records):
+                    if on_run:
+                        on_run([rec])
+                    if i != current and current >= done:
+                        pos = _step(recv, applier, pos, current, on_step)
+                    current = i
+                    if i >= done:
+                        applier.apply(rec)
+                if current >= done:
+                    pos = _step(recv, applier, pos, current, on_step)
                 pos = replace(pos, at=run_end, sub=0, run_end=0)
         rewind.store(recv.rewind, pos)  # (at the head: the rewound mark goes)
     finally:
@@ -182,33 +184,76 @@ def move(
     return pos
 
 
+def _step(
+    recv: ReceiverState,
+    applier: Applier,
+    pos: RewindPosition,
+    sub: int,
+    on_step: Callable[[RewindPosition], None] | None,
+) -> RewindPosition:
+    """Sub-batch ``sub`` is applied: durable before the position says so."""
+    applier.commit()
+    pos = replace(pos, sub=sub + 1)
+    rewind.store(recv.rewind, pos)
+    if on_step:
+        on_step(pos)
+    return pos
+
+
+def _numbered(records: Iterable[Record]) -> Iterator[tuple[int, Record]]:
+    """Each record of a run with the number of its sub-batch: the run cut where replaying a sub-batch after a
+    crash would not be safe, a DELETE never starting one (apply.batching.cut with ``deletes_free``)."""
+    cutter = BatchCutter(deletes_free=True)
+    sub = -1
+    for rec in records:
+        if sub < 0 or cutter.conflicts(rec):
+            sub += 1
+            cutter.reset()
+        cutter.add(rec)
+        yield sub, rec
+
+
 def planned(log: RewindLog, head: int, start: int, target: int) -> Iterator[list[Record]]:
-    """The records a move from point ``start`` to point ``target`` applies, run by run (a dry run)."""
+    """The records a move from point ``start`` to point ``target`` applies, in order, a few at a time (a dry
+    run: read from the log as they are asked for)."""
     if start != target:
         pos = RewindPosition(head=head, at=start, direction=-1 if target < start else 1, target=target)
         for _end, records in _runs(log, pos, target, RUN_BYTES):
-            yield records
+            piece: list[Record] = []
+            for rec in records:
+                piece.append(rec)
+                if len(piece) >= PIECE:
+                    yield piece
+                    piece = []
+            if piece:
+                yield piece
 
 
-def _runs(log: RewindLog, pos: RewindPosition, target: int, run_bytes: int) -> Iterator[tuple[int, list[Record]]]:
+def _runs(log: RewindLog, pos: RewindPosition, target: int, run_bytes: int) -> Iterator[tuple[int, Iterator[Record]]]:
     """(end, records) of the runs from the replica's position towards ``target``: whole groups, about
-    ``run_bytes`` of records each. A run begun before a crash is rebuilt alone, up to where it was stored
-    to end, whatever the target is now (the caller then sets out again)."""
+    ``run_bytes`` of records each, read from the log as the records are iterated (before the next run is
+    asked for). A run begun before a crash is rebuilt alone, up to where it was stored to end, whatever the
+    target is now (the caller then sets out again)."""
     back, resumed = pos.direction < 0, bool(pos.run_end)
     goal = pos.run_end or target
-    records: list[Record] = []
+    run: list[Group] = []
     size, end = 0, pos.at
     for g in _groups(log, pos, back, goal):
-        records += g.undo_records() if back else g.forward_records()
-        size += len(g.undo if back else g.forward)
+        run.append(g)
+        size += g.undo_len if back else g.forward_len
         end = g.first_seq - 1 if back else g.last_seq
         arrived = end <= goal if back else end >= goal
         if arrived or (not resumed and size >= run_bytes):
-            yield end, records
+            yield end, _records(run, back)
             if arrived:
                 return
-            records, size = [], 0
+            run, size = [], 0
     raise RewindError(f"the rewind log ends at seq {end} on the way to seq {goal}")
+
+
+def _records(run: list[Group], back: bool) -> Iterator[Record]:
+    for g in run:
+        yield from g.undo_records() if back else g.forward_records()
 
 
 def _groups(log: RewindLog, pos: RewindPosition, back: bool, target: int) -> Iterator[Group]:

@@ -15,6 +15,12 @@ the batch's undo is the inverses in reverse order.
   (found by one scan of the replica, only for batches that destroy a hard-linked file).
 * RENAME: rename back, then rebuild what the target replaced.
 
+Old data is never held whole: :func:`capture` with ``lazy=True`` works out what to read and returns an
+iterable that reads it from the replica, a piece of at most ``CHUNK`` bytes at a time, as the undo is written
+to the rewind log (cdp/log.py), before any of the batch is applied. The old bytes of a truncated 20 GiB file,
+or a deleted tree, become many records, never a buffer of that size; a deleted tree is walked, one directory
+listing at a time, only then.
+
 Within one batch a name is touched by at most one namespace record and no namespace record works under a
 directory touched earlier (the batch cutter's rule, apply/batching.py); data records may follow a
 namespace record, so paths are mapped back through the batch's renames to where their data was before it.
@@ -25,10 +31,14 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
+from itertools import islice
+from typing import Literal, overload
 
-from twinsite.apply.paths import DIR_FLAGS, parent_fd
+from twinsite.apply.paths import DIR_FLAGS, open_regular, parent_fd
+from twinsite.errors import ParentNotDirectoryError
 from twinsite.journal.record import Meta, Op, Record
 from twinsite.sync.planner import all_zero
 from twinsite.tree import read_xattrs
@@ -37,6 +47,34 @@ CHUNK = 1 << 20
 NEW = b"\0new"  # origin of a path the batch created (no pre-batch data)
 _NAMESPACE_CREATE = (Op.CREATE, Op.MKDIR, Op.MKFIFO, Op.SYMLINK, Op.HARDLINK)
 _DATA = (Op.WRITE, Op.TRUNCATE, Op.SETATTR)
+
+
+@dataclass
+class _Later:
+    """Undo records read from the replica only when the undo is iterated (before the batch is applied)."""
+
+    make: Callable[[], Iterator[Record]]
+
+
+_Part = Record | _Later
+
+
+@dataclass(frozen=True)
+class _Child:
+    """An entry of a directory being rebuilt, rebuilt in its turn (_Batch._rebuild_now)."""
+
+    path: bytes
+    old: bytes
+    st: os.stat_result
+
+
+@dataclass
+class _Links:
+    """One rebuild's hard links: the files it made (inode -> path), and how many of the batch's events had
+    happened when the inverse was computed (the names a file has then: _Batch.now_named)."""
+
+    made: dict[tuple[int, int], bytes]
+    upto: int
 
 
 @dataclass
@@ -55,8 +93,8 @@ def _lstat(root_fd: int, path: bytes) -> os.stat_result | None:
             return os.stat(name, dir_fd=pfd, follow_symlinks=False)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except OSError:
-        return None  # a parent that is a link or a file: the forward record is refused there, no undo
+    except (OSError, ParentNotDirectoryError):
+        return None  # a parent that is a link or a file: the forward record is refused there (a divergence), no undo
 
 
 def _meta(pfd: int, name: bytes, st: os.stat_result) -> Meta:
@@ -79,8 +117,8 @@ class _Batch:
         # entry is removed or replaced, ("move", old, new) for a rename; names as they were at that record
         self.events: list[tuple[str, bytes, bytes]] = []
         self._inodes: dict[tuple[int, int], list[bytes]] | None = None
-        self.spans: list[tuple[int, tuple[int, int], bytes]] = []  # (inverse index, inode, path) of rebuilt files
-        self.current = 0  # index of the inverse being computed
+        # (while the undo is iterated) hard-linked files rebuilt by an inverse that runs earlier: inode -> path
+        self.rebuilt: dict[tuple[int, int], bytes] = {}
         self.origin: dict[bytes, bytes] = {}  # a path as the batch leaves it -> where its data was before
         self.attrs_saved: set[bytes] = set()  # pre-batch paths whose old attributes an inverse restores
 
@@ -108,10 +146,10 @@ class _Batch:
         elif rec.op not in _DATA:
             self.events.append(("kill", rec.path, b""))
 
-    def now_named(self, name: bytes) -> bytes | None:
-        """Where the entry that had pre-batch name ``name`` is after the records so far (None: removed)."""
+    def now_named(self, name: bytes, upto: int) -> bytes | None:
+        """Where the entry that had pre-batch name ``name`` is after the first ``upto`` events (None: removed)."""
         cur = name
-        for kind, a, b in self.events:
+        for kind, a, b in islice(self.events, upto):
             inside = cur == a or cur.startswith(a + b"/")
             if kind == "kill" and inside:
                 return None
@@ -119,7 +157,7 @@ class _Batch:
                 cur = b + cur[len(a) :]
         return cur
 
-    def inverse(self, c: _Ctx, rec: Record) -> list[Record]:
+    def inverse(self, c: _Ctx, rec: Record) -> list[_Part]:
         if rec.op == Op.WRITE:
             return self._inv_data(c, rec, rec.offset, len(rec.data))
         if rec.op == Op.TRUNCATE:
@@ -130,26 +168,26 @@ class _Batch:
         if rec.op == Op.DELETE:
             old, st = self.stat_before(rec.path)
             self.origin[rec.path] = NEW
-            return list(self._rebuild(c, rec.path, old, st))
+            return self._rebuild(c, rec.path, old, st)
         if rec.op == Op.RENAME:
             return self._inv_rename(c, rec)
         if rec.op in _NAMESPACE_CREATE:
             return self._inv_create(c, rec)
         return []
 
-    def _inv_data(self, c: _Ctx, rec: Record, offset: int, length: int | None) -> list[Record]:
+    def _inv_data(self, c: _Ctx, rec: Record, offset: int, length: int | None) -> list[_Part]:
         """WRITE (``length`` bytes at ``offset``) or TRUNCATE (to ``offset``): old bytes and old size."""
         old, st = self.stat_before(rec.path)
         if old is None or st is None or not stat.S_ISREG(st.st_mode):
             return []  # new in this batch, or nothing there (the forward record is skipped)
         size = st.st_size
         start, end = (offset, offset + length) if length is not None else (offset, size)
-        out = list(self._old_bytes(c, rec.path, old, start, min(end, size)))
+        out: list[_Part] = [_Later(partial(self._old_bytes, c, rec.path, old, start, min(end, size)))]
         if (length is not None and end > size) or (length is None and offset != size):
             out.append(c.rec(Op.TRUNCATE, rec.path, offset=size))
         return out + self._old_attrs(c, rec.path, old, st)
 
-    def _old_attrs(self, c: _Ctx, path: bytes, old: bytes | None, st: os.stat_result | None) -> list[Record]:
+    def _old_attrs(self, c: _Ctx, path: bytes, old: bytes | None, st: os.stat_result | None) -> list[_Part]:
         """SETATTR with the pre-batch attributes, in the inverse of the first record touching the file."""
         if old is None or st is None or old in self.attrs_saved:
             return []
@@ -161,7 +199,7 @@ class _Batch:
         if end <= start:
             return
         with parent_fd(self.root_fd, old) as (pfd, name):
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            fd = open_regular(pfd, name, os.O_RDONLY)  # (swapped for a FIFO since its stat: refused, never waited on)
         try:
             pos = start
             while pos < end:
@@ -173,7 +211,7 @@ class _Batch:
         finally:
             os.close(fd)
 
-    def _inv_create(self, c: _Ctx, rec: Record) -> list[Record]:
+    def _inv_create(self, c: _Ctx, rec: Record) -> list[_Part]:
         old, st = self.stat_before(rec.path)
         if rec.op == Op.MKDIR and st is not None and stat.S_ISDIR(st.st_mode) and old is not None:
             with parent_fd(self.root_fd, old) as (pfd, name):
@@ -182,13 +220,13 @@ class _Batch:
             _, target = self.stat_before(rec.path2)
             if target is not None and (target.st_dev, target.st_ino) == (st.st_dev, st.st_ino):
                 return []  # already that file: the forward record changes nothing
-        out = [c.rec(Op.DELETE, rec.path)]
+        out: list[_Part] = [c.rec(Op.DELETE, rec.path)]
         out += self._rebuild(c, rec.path, old, st)
         out += self._made_parents(c, rec.path)
         self.origin[rec.path] = NEW
         return out
 
-    def _inv_rename(self, c: _Ctx, rec: Record) -> list[Record]:
+    def _inv_rename(self, c: _Ctx, rec: Record) -> list[_Part]:
         src_old, src_st = self.stat_before(rec.path)
         dst_old, dst_st = self.stat_before(rec.path2)
         if src_st is None:
@@ -196,14 +234,14 @@ class _Batch:
         same = dst_st is not None and (dst_st.st_dev, dst_st.st_ino) == (src_st.st_dev, src_st.st_ino)
         if same:  # two names of one file: the forward record removes the old name
             return [c.rec(Op.HARDLINK, rec.path, path2=rec.path2)]
-        out = [c.rec(Op.RENAME, rec.path2, path2=rec.path)]
+        out: list[_Part] = [c.rec(Op.RENAME, rec.path2, path2=rec.path)]
         out += self._rebuild(c, rec.path2, dst_old, dst_st)
         out += self._made_parents(c, rec.path2)
         self.origin[rec.path2] = src_old if src_old is not None else NEW
         self.origin[rec.path] = NEW
         return out
 
-    def _made_parents(self, c: _Ctx, path: bytes) -> list[Record]:
+    def _made_parents(self, c: _Ctx, path: bytes) -> list[_Part]:
         """DELETE of the topmost parent the forward record creates (the applier makes missing parents)."""
         parts = path.split(b"/")[:-1]
         for i in range(1, len(parts) + 1):
@@ -214,16 +252,30 @@ class _Batch:
                 return [c.rec(Op.DELETE, parent)]
         return []
 
-    def _rebuild(self, c: _Ctx, path: bytes, old: bytes | None, st: os.stat_result | None) -> Iterator[Record]:
-        """Records that recreate, at ``path``, the entry that was at ``old`` before the batch."""
+    def _rebuild(self, c: _Ctx, path: bytes, old: bytes | None, st: os.stat_result | None) -> list[_Part]:
+        """Records that recreate, at ``path``, the entry that was at ``old`` before the batch: read when the undo
+        is iterated (with what the records so far did to names, for hard links)."""
         if old is None or st is None:
-            return
-        links: dict[tuple[int, int], bytes] = {}
-        yield from self._rebuild_entry(c, path, old, st, links)
+            return []
+        return [_Later(partial(self._rebuild_now, c, path, old, st, len(self.events)))]
+
+    def _rebuild_now(self, c: _Ctx, path: bytes, old: bytes, st: os.stat_result, upto: int) -> Iterator[Record]:
+        """The records of :meth:`_rebuild_entry`, a directory's entries where they come: depth first, with a
+        stack of the directories being rebuilt (no recursion: a tree of any depth)."""
+        links = _Links({}, upto)
+        stack = [self._rebuild_entry(c, path, old, st, links)]
+        while stack:
+            item = next(stack[-1], None)
+            if item is None:
+                stack.pop()
+            elif isinstance(item, _Child):
+                stack.append(self._rebuild_entry(c, item.path, item.old, item.st, links))
+            else:
+                yield item
 
     def _rebuild_entry(
-        self, c: _Ctx, path: bytes, old: bytes, st: os.stat_result, links: dict[tuple[int, int], bytes]
-    ) -> Iterator[Record]:
+        self, c: _Ctx, path: bytes, old: bytes, st: os.stat_result, links: _Links
+    ) -> Iterator[Record | _Child]:
         mode = st.st_mode
         with parent_fd(self.root_fd, old) as (pfd, name):
             meta = _meta(pfd, name, st)
@@ -238,7 +290,7 @@ class _Batch:
             finally:
                 os.close(fd)
             for n, kst in kids:
-                yield from self._rebuild_entry(c, path + b"/" + n, old + b"/" + n, kst, links)
+                yield _Child(path + b"/" + n, old + b"/" + n, kst)
             yield c.rec(Op.SETATTR, path, meta=meta)
         elif stat.S_ISREG(mode):
             yield from self._rebuild_file(c, path, old, st, meta, links)
@@ -249,16 +301,21 @@ class _Batch:
         # sockets and device nodes are never replicated, so never destroyed by a record
 
     def _rebuild_file(
-        self, c: _Ctx, path: bytes, old: bytes, st: os.stat_result, meta: Meta, links: dict[tuple[int, int], bytes]
+        self, c: _Ctx, path: bytes, old: bytes, st: os.stat_result, meta: Meta, links: _Links
     ) -> Iterator[Record]:
+        """A regular file, or a link to it: to another name this rebuild made, to a name of the file that is
+        there when this inverse runs, or to a name an inverse that runs earlier rebuilt (the undo runs the
+        inverses in reverse: the first to run rebuilds the file, the others link to it)."""
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1:
-            other = links.get(key) or self._survivor(key)
+            other = links.made.get(key) or self._survivor(key, links.upto)
+            if other is None and key in self.rebuilt:
+                other, links.made[key] = self.rebuilt[key], path
             if other is not None:
                 yield c.rec(Op.HARDLINK, path, path2=other)
                 return
-            self.spans.append((self.current, key, path))
-        links[key] = path
+            self.rebuilt[key] = path
+        links.made[key] = path
         yield c.rec(Op.CREATE, path, meta=Meta(meta.mode, meta.uid, meta.gid, 0, meta.xattrs))
         for r in self._old_bytes(c, path, old, 0, st.st_size):
             if not all_zero(r.data):  # holes stay holes
@@ -266,17 +323,17 @@ class _Batch:
         yield c.rec(Op.TRUNCATE, path, offset=st.st_size)
         yield c.rec(Op.SETATTR, path, meta=meta)
 
-    def _survivor(self, key: tuple[int, int]) -> bytes | None:
+    def _survivor(self, key: tuple[int, int], upto: int) -> bytes | None:
         """A name of inode ``key`` that is there when this inverse runs: the undo runs right after the
         forward record it inverts (the later records are undone by then), so a pre-batch name counts as
-        moved by the renames so far and is out when the records so far removed it."""
+        moved by the renames so far (the first ``upto`` events) and is out when the records so far removed it."""
         if self._inodes is None:
             self._inodes = {}
             for rel, st in _walk(self.root_fd):  # the replica before the batch
                 if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                     self._inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
         for name in sorted(self._inodes.get(key, ())):
-            now = self.now_named(name)
+            now = self.now_named(name, upto)
             if now is not None:
                 return now
         return None
@@ -300,30 +357,38 @@ def _walk(root_fd: int) -> Iterator[tuple[bytes, os.stat_result]]:
             os.close(fd)
 
 
-def _link_rebuilt_copies(inverses: list[list[Record]], spans: list[tuple[int, tuple[int, int], bytes]]) -> None:
-    """Several names of one file rebuilt by different inverses: in the order the undo runs (inverses in
-    reverse), the first rebuilds the file, the others become links to it."""
-    first: dict[tuple[int, int], bytes] = {}
-    for index, key, path in sorted(spans, key=lambda s: -s[0]):
-        if key not in first:
-            first[key] = path
-            continue
-        inv = inverses[index]
-        kept = [r for r in inv if r.path != path or r.op in (Op.DELETE, Op.RENAME)]
-        at = next((i for i, r in enumerate(inv) if r.path == path and r.op == Op.CREATE), len(kept))
-        link = Record(seq=inv[0].seq, ts=inv[0].ts, op=Op.HARDLINK, path=path, path2=first[key])
-        inverses[index] = [*kept[:at], link, *kept[at:]]
+class Undo:
+    """The undo records of a batch, read from the replica as they are iterated: before any of the batch is
+    applied (the rewind log's append iterates it once). Old data comes in records of at most ``CHUNK`` bytes."""
+
+    def __init__(self, batch: _Batch, inverses: list[list[_Part]]) -> None:
+        self._batch = batch
+        self._inverses = inverses
+
+    def __iter__(self) -> Iterator[Record]:
+        self._batch.rebuilt.clear()
+        for inv in reversed(self._inverses):
+            for part in inv:
+                if isinstance(part, Record):
+                    yield part
+                else:
+                    yield from part.make()
 
 
-def capture(root_fd: int, batch: list[Record]) -> list[Record]:
+@overload
+def capture(root_fd: int, batch: list[Record], *, lazy: Literal[False] = False) -> list[Record]: ...
+@overload
+def capture(root_fd: int, batch: list[Record], *, lazy: Literal[True]) -> Undo: ...
+def capture(root_fd: int, batch: list[Record], *, lazy: bool = False) -> list[Record] | Undo:
     """The undo records of ``batch``, read from the replica before any of it is applied (module docstring).
 
-    Each undo record carries the seq and source time of the forward record it undoes."""
+    Each undo record carries the seq and source time of the forward record it undoes. ``lazy``: an
+    :class:`Undo` that reads the old data while it is iterated, which must be before the batch is applied
+    (in bounded memory, whatever the size of what the batch destroys); else a list, all of it in memory."""
     b = _Batch(root_fd, batch)
-    inverses: list[list[Record]] = []
-    for i, rec in enumerate(batch):
-        b.current = i
+    inverses: list[list[_Part]] = []
+    for rec in batch:
         b.note(rec)
         inverses.append(b.inverse(_Ctx(root_fd, rec.seq, rec.ts), rec))
-    _link_rebuilt_copies(inverses, b.spans)
-    return [r for inv in reversed(inverses) for r in inv]
+    undo = Undo(b, inverses)
+    return undo if lazy else list(undo)
