@@ -4,10 +4,9 @@ The planner compares the source's entries with what it knows the replica holds (
 the canonical tree digest is the one checker of "the replica equals the source" (RELIABILITY.md invariant 1):
 an entry per path (relative path bytes, type, permission bits, uid, gid, size, content hash, symlink target,
 xattrs, hard-link group, mtime). What counts, decided once here and documented in docs/replication.md:
-**regular files' mtimes count** (twinsite replicates them); directories' and symlinks' mtimes do not
-(applying entries changes a directory's mtime; Linux cannot set a symlink's mtime through every path). Hard
-links are compared as groups (the smallest path of the group), not by inode number. Names are bytes, never
-normalised (NFC and NFD are different names).
+**regular files' and symlinks' mtimes count** (twinsite replicates them, as ``rsync -a`` does); directories'
+do not (applying entries changes a directory's mtime). Hard links are compared as groups (the smallest path
+of the group), not by inode number. Names are bytes, never normalised (NFC and NFD are different names).
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ class Entry:
     uid: int
     gid: int
     size: int = 0  # regular files only
-    mtime_ns: int = 0  # regular files only
+    mtime_ns: int = 0  # regular files and symlinks only
     target: bytes = b""  # a link's target
     xattrs: Xattrs = ()  # never a link's
     content: str = ""
@@ -105,7 +104,8 @@ def entry(full: bytes, st: os.stat_result, *, hashed: bool = False) -> Entry:
     kind = kind_of(mode)
     if kind == "link":
         target = os.readlink(full)
-        return Entry("link", perm, st.st_uid, st.st_gid, target=target, content=target.hex() if hashed else "")
+        content = target.hex() if hashed else ""
+        return Entry("link", perm, st.st_uid, st.st_gid, mtime_ns=st.st_mtime_ns, target=target, content=content)
     if kind == "file":
         content = ""
         if hashed:

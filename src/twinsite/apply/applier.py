@@ -6,6 +6,15 @@ namespace operations check whether they already happened (a rename whose source 
 exists is done), data operations on a missing file are skipped (the file was renamed or deleted by a later
 record of the same batch). The sender cuts batches so that no name is the subject of a namespace operation
 after any earlier operation of the same batch touched it (see :func:`twinsite.apply.batching.needs_cut`).
+
+Nothing on the replica is followed or waited on: existing files are opened with
+:func:`~twinsite.apply.paths.open_regular` (never through a link, never blocking on a FIFO, only regular files),
+and every attribute (owner, mode, xattrs, mtime) is set through a descriptor opened without following a link; a
+symlink's own owner and mtime by name, never following it. Something of another kind where a record expects a
+file is a divergence, not an error.
+
+Nothing is applied while an assured-recovery test's overlay is mounted on the root
+(:func:`twinsite.apply.overlay.mounted`): neither into its throw-away layer nor below it.
 """
 
 from __future__ import annotations
@@ -17,16 +26,21 @@ import ctypes.util
 import errno
 import os
 import stat
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from twinsite.apply.paths import DIR_FLAGS, parent_fd
-from twinsite.errors import ApplyError, ParentNotDirectoryError, UnsafePathError
+from twinsite.apply import overlay
+from twinsite.apply.paths import DIR_FLAGS, NotRegularFileError, open_regular, parent_fd
+from twinsite.errors import ApplyError, ParentNotDirectoryError, RecoveryError, UnsafePathError
 from twinsite.journal.record import Meta, Op, Record
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 FILE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: an existing node whose attributes are set: never through a link, never waiting (a FIFO), never a terminal
+NODE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+OVERLAY_CHECK_EVERY = 0.5  # s: how often a long batch looks again whether an overlay was mounted on the root
 
 
 def syncfs(fd: int) -> None:
@@ -41,7 +55,9 @@ class ApplyStats:
     applied: int = 0
     skipped_missing: int = 0  # data records whose file was already renamed or deleted (normal on replay)
     bytes_written: int = 0
-    refused_parents: int = 0  # records under a parent that is a symlink or a file here: never followed
+    # records under a parent that is a symlink or a file here, or whose file is something else here (a FIFO, a
+    # socket, a link): never followed nor opened (NotRegularFileError); counted in skipped_missing too
+    refused_parents: int = 0
     by_op: dict[str, int] = field(default_factory=dict)
 
 
@@ -52,6 +68,8 @@ class Applier:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self._root_fd: int | None = None  # opened when first needed: see ensure_current
+        self._no_overlay: tuple[int, int] | None = None  # (st_dev, st_ino) the root's path showed with no overlay
+        self._checked_at: float | None = None  # when the root was last checked for one (None: at the next record)
         self.stats = ApplyStats()
         self._files: dict[bytes, int] = {}  # open descriptors of files written in this batch
         self._file_dirs: collections.Counter[bytes] = collections.Counter()  # directories holding them
@@ -59,22 +77,44 @@ class Applier:
     @property
     def root_fd(self) -> int:
         if self._root_fd is None:
+            self.refuse_overlay()  # (opened now, it would be the overlay's merged view: the test's layer)
             self._root_fd = os.open(self.root, DIR_FLAGS)
         return self._root_fd
 
+    def refuse_overlay(self) -> os.stat_result:
+        """Raise RecoveryError when an assured-recovery test's overlay is mounted on the root; the root's stat.
+        Cheap: mountinfo is read only when the root's path names another directory than when it was last
+        found without one (mounting an overlay on it does)."""
+        now = os.stat(self.root)
+        self._checked_at = time.monotonic()
+        if (now.st_dev, now.st_ino) != self._no_overlay:
+            if overlay.mounted(self.root):
+                raise RecoveryError(
+                    f"an assured-recovery test's overlay is mounted on the replica root {self.root}: "
+                    "nothing is applied into it or below it",
+                    where=str(self.root),
+                    hint="end the test (twinsite recover-test SCENARIO --cleanup) or umount "
+                    f"{self.root}; replication applies again once it is removed",
+                )
+            self._no_overlay = (now.st_dev, now.st_ino)
+        return now
+
     def ensure_current(self) -> None:
-        """Open the root again if its path now names another directory than the one held open: an
-        assured-recovery test mounted its overlay on the root, or removed it, since. Records are only ever
-        applied below such an overlay, never into it (docs/assured-recovery.md)."""
+        """Refuse while an assured-recovery test's overlay is mounted on the root (:meth:`refuse_overlay`), and
+        open the root again if its path now names another directory than the one held open (a test's overlay
+        was mounted and removed since): records are applied only with no overlay on the root, never into one
+        nor below one (docs/assured-recovery.md)."""
+        now = self.refuse_overlay()
         if self._root_fd is None:
             return
-        held, now = os.fstat(self._root_fd), os.stat(self.root)
+        held = os.fstat(self._root_fd)
         if (held.st_dev, held.st_ino) != (now.st_dev, now.st_ino):
             self._close_files()
             os.close(self._root_fd)
             self._root_fd = None
 
     def close(self) -> None:
+        self._checked_at = None
         self._close_files()
         if self._root_fd is not None:
             os.close(self._root_fd)
@@ -88,6 +128,7 @@ class Applier:
 
     def commit(self) -> None:
         """Make everything applied so far durable."""
+        self._checked_at = None  # (the next batch begins by looking for an overlay)
         self._close_files()
         try:
             syncfs(self.root_fd)
@@ -101,6 +142,7 @@ class Applier:
         handler = _HANDLERS.get(rec.op)
         if handler is None:
             raise ApplyError(f"record seq {rec.seq} has operation {rec.op.name}, which a replica never applies")
+        self._check_root()
         try:
             handler(self, rec)
         except ParentNotDirectoryError:
@@ -127,6 +169,17 @@ class Applier:
         self.stats.applied += 1
         self.stats.by_op[rec.op.name] = self.stats.by_op.get(rec.op.name, 0) + 1
 
+    def _check_root(self) -> None:
+        """Before a batch's first record, the root as :meth:`ensure_current` leaves it; during a long batch,
+        twice a second, that no overlay was mounted on it meanwhile."""
+        try:
+            if self._checked_at is None:
+                self.ensure_current()
+            elif time.monotonic() - self._checked_at > OVERLAY_CHECK_EVERY:
+                self.refuse_overlay()
+        except OSError as exc:
+            raise ApplyError(f"the replica root cannot be reached: {exc.strerror}", where=str(self.root)) from exc
+
     # -- data --------------------------------------------------------------------------------------
     def _file(self, path: bytes) -> int:
         fd = self._files.get(path)
@@ -134,7 +187,7 @@ class Applier:
             if len(self._files) >= 256:
                 self._close_files()
             with parent_fd(self.root_fd, path) as (pfd, name):
-                fd = os.open(name, FILE_FLAGS, dir_fd=pfd)
+                fd = open_regular(pfd, name, os.O_WRONLY)  # (a FIFO planted here: refused, never waited on)
             self._files[path] = fd
             self._file_dirs.update(_ancestors(path))
         return fd
@@ -268,19 +321,16 @@ def _ancestors(path: bytes) -> list[bytes]:
 
 
 def _set_meta(pfd: int, name: bytes, meta: Meta) -> None:
-    """Ownership, permissions, xattrs (the full set) and mtime of ``name``, never following a link."""
-    os.chown(name, meta.uid, meta.gid, dir_fd=pfd, follow_symlinks=False)
-    st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-    if stat.S_ISLNK(st.st_mode):
+    """Ownership, permissions, xattrs (the full set) and mtime of ``name``, all through one descriptor of what
+    is there, opened without following a link (a link itself: its owner and mtime, by name, never followed)."""
+    fd = _open_node(pfd, name)
+    if fd is None:
+        os.chown(name, meta.uid, meta.gid, dir_fd=pfd, follow_symlinks=False)
         os.utime(name, ns=(meta.mtime_ns, meta.mtime_ns), dir_fd=pfd, follow_symlinks=False)
         return
-    os.chmod(name, meta.mode & 0o7777, dir_fd=pfd)  # after chown: chown clears setuid/setgid bits
-    fd = os.open(
-        name,
-        os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_NONBLOCK if stat.S_ISFIFO(st.st_mode) else 0),
-        dir_fd=pfd,
-    )
     try:
+        os.chown(fd, meta.uid, meta.gid)
+        os.chmod(fd, meta.mode & 0o7777)  # after chown: chown clears setuid/setgid bits
         wanted = dict(meta.xattrs)
         for key in os.listxattr(fd):
             if os.fsencode(key) not in wanted:
@@ -292,20 +342,59 @@ def _set_meta(pfd: int, name: bytes, meta: Meta) -> None:
         os.close(fd)
 
 
-def _rmtree_at(pfd: int, name: bytes) -> None:
-    """Delete directory ``name`` under ``pfd`` and everything in it, never following links."""
-    fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+def _open_node(pfd: int, name: bytes) -> int | None:
+    """A descriptor of the directory, regular file or FIFO at ``name``, or None when a symlink is there. Looked at
+    first through O_PATH (a device node is never opened), then opened without following a link or waiting, and
+    checked to be what was looked at: swapped in between, it is refused (NotRegularFileError, a divergence)."""
+    probe = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
     try:
-        for entry in os.listdir(fd):
-            child = os.fsencode(entry)
-            st = os.stat(child, dir_fd=fd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                _rmtree_at(fd, child)
+        st = os.fstat(probe)
+    finally:
+        os.close(probe)
+    if stat.S_ISLNK(st.st_mode):
+        return None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        raise NotRegularFileError(f"{_show(name)!r} is a socket or a device node here, which is never replicated")
+    try:
+        fd = os.open(name, NODE_FLAGS, dir_fd=pfd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.ENODEV):
+            raise NotRegularFileError(f"{_show(name)!r} was replaced while its attributes were set") from exc
+        raise
+    try:
+        got = os.fstat(fd)
+        if (got.st_dev, got.st_ino) != (st.st_dev, st.st_ino):
+            raise NotRegularFileError(f"{_show(name)!r} was replaced while its attributes were set")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _rmtree_at(pfd: int, name: bytes) -> None:
+    """Delete directory ``name`` under ``pfd`` and everything in it, never following links: depth first with a
+    stack of the directories being emptied, each listed once (no recursion, so a tree of any depth)."""
+
+    def opened(parent: int, dname: bytes) -> tuple[int, bytes, int, Iterator[str]]:
+        fd = os.open(dname, DIR_FLAGS, dir_fd=parent)
+        return parent, dname, fd, iter(os.listdir(fd))
+
+    stack = [opened(pfd, name)]
+    try:
+        while stack:
+            parent, dname, fd, left = stack[-1]
+            child = next(left, None)
+            if child is None:
+                stack.pop()
+                os.close(fd)
+                os.rmdir(dname, dir_fd=parent)
+            elif stat.S_ISDIR(os.stat(child, dir_fd=fd, follow_symlinks=False).st_mode):
+                stack.append(opened(fd, os.fsencode(child)))
             else:
                 os.unlink(child, dir_fd=fd)
     finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=pfd)
+        for _parent, _name, fd, _left in stack:
+            os.close(fd)
 
 
 def _show(path: bytes) -> str:

@@ -5,7 +5,8 @@ The overlay is mounted on the root's own path, with the root as its lower layer:
 then sees the application's view there, and the replica's files below are never written. The upper and
 work directories live in the scenario's state directory (``recovery/overlay/<i>/``), outside the root.
 Unmounting and removing them discards every write of the test. The mount is recognised by its source name
-``twinsite-test`` in /proc/self/mountinfo.
+``twinsite-test`` in /proc/self/mountinfo, on the root's resolved path (:func:`mounted`, the one place that
+decides whether a test's overlay is on a root: the applier refuses to apply while it is).
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ def unescape(field: str) -> str:
     return "".join(out)
 
 
-def mounted(root: Path) -> bool:
-    """Whether a test's overlay is mounted on ``root`` (in this process's mount namespace)."""
-    target = os.path.normpath(str(root))
+def mounted(root: Path | str) -> bool:
+    """Whether a test's overlay is mounted on ``root`` (in this process's mount namespace). mountinfo names
+    mount points by their resolved path, so ``root`` is resolved first: a root configured under a symlink
+    (``/srv`` -> ``/data``) is found all the same."""
+    target = os.path.realpath(root)
     with open("/proc/self/mountinfo") as f:
         for line in f:
             left, _, right = line.partition(" - ")
@@ -59,9 +62,9 @@ def mount(root: Path, scratch: Path) -> bool:
     """Mount the overlay on ``root`` with its upper layer in ``scratch`` (idempotent: False when it is)."""
     if mounted(root):
         return False
-    _check_path(root)
-    _check_path(scratch)
     real = root.resolve()
+    _check_path(real)  # (the resolved path is what the options carry)
+    _check_path(scratch)
     if scratch.resolve().is_relative_to(real):
         raise RecoveryError(f"the overlay's scratch directory {scratch} is inside the root {root}")
     if not root.is_dir():
@@ -75,7 +78,7 @@ def mount(root: Path, scratch: Path) -> bool:
     os.chmod(upper, st.st_mode & 0o7777)
     opts = f"lowerdir={real},upperdir={upper},workdir={work}"
     try:
-        run(["mount", "-t", "overlay", SOURCE, "-o", opts, str(root)], timeout=30)
+        run(["mount", "-t", "overlay", SOURCE, "-o", opts, str(real)], timeout=30)
     except CommandError as exc:
         raise RecoveryError(f"the overlay on {root} could not be mounted: {exc.message}", where=str(root)) from exc
     return True
@@ -90,13 +93,13 @@ def unmount(root: Path, scratch: Path, *, busy_wait: float = 10.0) -> dict[str, 
     def unmounted() -> bool:
         if not mounted(root):
             return True
-        proc = run(["umount", str(root)], check=False, timeout=30)
+        proc = run(["umount", os.path.realpath(root)], check=False, timeout=30)
         busy[:] = [proc.stdout + proc.stderr]
         out["unmounted"] = proc.returncode == 0
         return proc.returncode == 0
 
     if not wait_until(unmounted, timeout=busy_wait, interval=0.2):
-        run(["umount", "-l", str(root)], timeout=30)
+        run(["umount", "-l", os.path.realpath(root)], timeout=30)
         out.update(unmounted=True, lazy=True, busy=busy[0].decode(errors="replace").strip())
     if scratch.exists():
         shutil.rmtree(scratch, ignore_errors=True)  # (a concurrent cleanup may remove it too)

@@ -5,6 +5,10 @@ contains NUL, an empty, ``.`` or ``..`` component, or a component longer than NA
 root's point store (``.twinsite-points``, the standby's own when it was the active host). Parents are
 opened with O_NOFOLLOW | O_DIRECTORY relative to the root's descriptor, so a symlink planted in a parent,
 or a directory swapped for a link between check and use, can never lead outside the root.
+
+An existing file that is to be read or written is opened with :func:`open_regular`: never through a link,
+never blocking (a FIFO planted where a file is expected would otherwise hang the receiver while it holds the
+apply lock), and only when it is a regular file.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Iterator
 
 from twinsite.config.scenario import POINT_STORE
@@ -22,6 +27,55 @@ _STORE = os.fsencode(POINT_STORE)
 NAME_MAX = 255
 PATH_MAX = 4096
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_REGULAR_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+class NotRegularFileError(ParentNotDirectoryError):
+    """Where a regular file is expected there is something else (a FIFO, a socket, a device node, a directory,
+    a symlink): it is never opened for reading or writing. On a replica the sender's picture is stale (or a
+    local user planted it), so this counts as a divergence, like a parent that is not a directory."""
+
+
+def open_regular(dir_fd: int, name: bytes | str, flags: int) -> int:
+    """Open the existing regular file ``name`` under ``dir_fd`` with ``flags`` (O_RDONLY, O_WRONLY or O_RDWR,
+    without O_CREAT); a descriptor the caller closes. Never follows a link at ``name`` and never blocks:
+    anything but a regular file raises :class:`NotRegularFileError`; a missing one FileNotFoundError, other
+    failures OSError. (O_NONBLOCK stays set: it changes nothing for a regular file.)"""
+    try:
+        fd = os.open(name, flags | _REGULAR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        # ELOOP: a symlink; ENXIO: a socket, or a FIFO without a reader opened for writing; EISDIR: a directory
+        # opened for writing; ENODEV: a device node without its driver
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.ENODEV):
+            raise NotRegularFileError(_not_regular(name, exc.strerror)) from exc
+        raise
+    try:
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise NotRegularFileError(_not_regular(name, f"a {_kind(st.st_mode)}"))
+    return fd
+
+
+def _not_regular(name: bytes | str, what: str | None) -> str:
+    return f"{os.fsdecode(name)!r} is not a regular file here ({what}); never opened for reading or writing"
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISLNK, "symlink"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"
 
 
 def split(path: bytes) -> list[bytes]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twinsite.alerts import Alert
-from twinsite.engine import overlay
+from twinsite.apply import overlay
 from twinsite.errors import RecoveryError, TwinsiteError
 from twinsite.ops.runner import Context
 from twinsite.proc import wait_until

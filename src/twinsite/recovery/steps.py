@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from twinsite import apps
+from twinsite.apply import overlay
 from twinsite.cdp.rewind import to_point
-from twinsite.engine import overlay
 from twinsite.engine.spool import HOLD_REASON, Spool
 from twinsite.errors import RecoveryError, TwinsiteError
 from twinsite.locks import held

@@ -2,7 +2,7 @@
 sender reads it back for the planner's comparison (docs/formats.md).
 
 One JSON object per path, bytes as hex: ``p`` the relative path, ``m`` st_mode, ``u`` and ``g`` the owner,
-then ``t`` a link's target, or ``s`` the size, ``mt`` st_mtime_ns and ``x`` the xattrs ([key, value] pairs).
+``mt`` st_mtime_ns, then ``t`` a link's target, or ``s`` the size and ``x`` the xattrs ([key, value] pairs).
 Sockets and device nodes are listed but never replicated (decoding leaves them out).
 """
 
@@ -25,11 +25,11 @@ def encode(root: Path) -> list[dict[str, Any]]:
     base = os.fsencode(root)
     for rel, st in walk(root):  # (never the point store: tree.walk)
         full = base + b"/" + rel
-        item: dict[str, Any] = {"p": rel.hex(), "m": st.st_mode, "u": st.st_uid, "g": st.st_gid}
+        item: dict[str, Any] = {"p": rel.hex(), "m": st.st_mode, "u": st.st_uid, "g": st.st_gid, "mt": st.st_mtime_ns}
         if stat.S_ISLNK(st.st_mode):
             item["t"] = os.readlink(full).hex()
         else:
-            item["s"], item["mt"] = st.st_size, st.st_mtime_ns
+            item["s"] = st.st_size
             item["x"] = [[k.hex(), v.hex()] for k, v in read_xattrs(full)]
         out.append(item)
     return out
@@ -43,14 +43,14 @@ def decode(items: list[dict[str, Any]]) -> dict[bytes, Entry]:
         kind = kind_of(mode)
         if kind == "other":
             continue
-        file = kind == "file"
+        file, link = kind == "file", kind == "link"
         out[bytes.fromhex(e["p"])] = Entry(
             kind,
             stat.S_IMODE(mode),
             int(e["u"]),
             int(e["g"]),
             int(e.get("s", 0)) if file else 0,
-            int(e.get("mt", 0)) if file else 0,
+            int(e.get("mt", 0)) if file or link else 0,
             target=bytes.fromhex(e.get("t", "")),
             xattrs=tuple((bytes.fromhex(k), bytes.fromhex(v)) for k, v in e.get("x", [])) if kind != "link" else (),
         )

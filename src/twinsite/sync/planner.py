@@ -343,14 +343,21 @@ class Planner:
             if self.progress is not None:
                 self.progress.planned(self.last_seq, max(0, st.st_size - self._counted), files=1)
         elif want.kind == "link":
-            if have != want:
-                self.forget(rel)
-                yield self._rec(Op.SYMLINK, rel, path2=want.target, meta=want.meta())
-                self.remote[rel] = want
+            yield from self._plan_link(rel, want, have)
         elif have != want:
             self.forget(rel)
             yield self._rec(Op.MKFIFO, rel, meta=want.meta())
             self.remote[rel] = want
+
+    def _plan_link(self, rel: bytes, want: Entry, have: Entry | None) -> Iterator[Record]:
+        if have == want:
+            return
+        if have is not None and have.kind == "link" and have.target == want.target:
+            yield self._rec(Op.SETATTR, rel, meta=want.meta())  # only its owner or mtime: set on the link itself
+        else:
+            self.forget(rel)
+            yield self._rec(Op.SYMLINK, rel, path2=want.target, meta=want.meta())
+        self.remote[rel] = want
 
     def _plan_file(
         self, rel: bytes, full: bytes, st: os.stat_result, want: Entry, have: Entry | None, extents: Extents = ()
