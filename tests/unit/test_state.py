@@ -72,7 +72,7 @@ READS_FILES = {
     "config/loader.py": "scenario files and the JSON Schema",
     "config/store.py": "the scenario declarations in the config directory",
     "durable.py": "what the state modules ask it to read (read_json): it is their reader and writer",
-    "engine/overlay.py": "/proc/self/mountinfo",
+    "apply/overlay.py": "/proc/self/mountinfo",
     "journal/segments.py": "the journal's segments (its own format, docs/formats.md)",
     "monitor/__init__.py": "the answers of the active host's CLI (JSON on stdout)",
     "proc.py": "pid files and /proc",

@@ -30,7 +30,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from twinsite.engine.overlay import unescape
+from twinsite.apply.overlay import unescape
 from twinsite.errors import CommandError, LabError
 from twinsite.lab.topology import BTRFS_SIZE, BTRFS_VOLUMES, Lab, LabHost
 from twinsite.proc import run, wait_until
