@@ -1,7 +1,8 @@
 # twinsite's single entry point. Every target does its own setup, so each works on a fresh machine as root.
 #   make demo    set up, bring the lab up, run the drill (configure.yml first; report in build/drill/)
 #   make test    set up, lint, run every test (unit, lab integration, real ansible-playbook runs)
-#   make bench   set up, bring the lab up, run the benchmarks (bench/results/latest.{json,md})
+#   make bench   set up, bring the lab up, run the long fuzzing run and the benchmarks (bench/results/latest.{json,md})
+#   make fuzz    the long property-based fuzzing run of the decoders and the applier, with its seed printed
 #   make lint    ruff, mypy --strict, import layers (import-linter), ansible-lint (production), ansible-test sanity
 #   make setup   Debian packages, the .venv, the vCenter simulator build
 SHELL := /bin/bash
@@ -18,7 +19,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 DEB_PACKAGES := openssh-server openssh-client knot knot-dnsutils golang-go golang-github-vmware-govmomi-dev \
 	iproute2 util-linux openssl rsync lsyncd iptables nftables postgresql sqlite3 git btrfs-progs
 
-.PHONY: setup deb venv vcsim demo test pytest lint bench lab-up lab-down clean
+.PHONY: setup deb venv vcsim demo test pytest lint bench fuzz lab-up lab-down clean
 
 setup: deb venv vcsim
 
@@ -64,8 +65,15 @@ pytest: setup
 
 test: setup lint pytest
 
-bench: lab-up
+bench: lab-up fuzz
 	$(BIN)/python -m bench
+
+# The long fuzzing run (CI runs the same properties with fewer examples): a fresh seed each time, printed so that
+# a failure can be replayed with SEED=<it>.
+fuzz: venv
+	seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; echo "fuzz seed: $$seed (replay: make fuzz SEED=$$seed)"; \
+	TWINSITE_FUZZ=fuzz $(BIN)/python -m pytest -p no:cacheprovider -q tests/unit/test_fuzz.py --hypothesis-seed=$$seed \
+	  --hypothesis-show-statistics
 
 clean: lab-down
 	rm -rf $(VENV) collections/ansible_collections/twinsite/dr/tests/output

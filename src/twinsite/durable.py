@@ -25,10 +25,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str, *, private: bool = False) -> None:
+    """``path`` holds ``text``, durably (fsynced, atomically replaced, directory fsynced); with ``private``
+    readable by its owner only, whatever the umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # (threads write one file too)
-    with open(tmp, "w") as f:
+    with open(tmp, "w", opener=private_opener if private else None) as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -36,8 +38,15 @@ def write_text(path: Path, text: str) -> None:
     fsync_dir(path.parent)
 
 
-def write_json(path: Path, data: Any, *, indent: int | None = 1) -> None:
-    write_text(path, json.dumps(data, indent=indent, sort_keys=True))
+def write_json(path: Path, data: Any, *, indent: int | None = 1, private: bool = False) -> None:
+    write_text(path, json.dumps(data, indent=indent, sort_keys=True), private=private)
+
+
+def private_opener(path: str, flags: int) -> int:
+    """An ``open()`` opener creating the file as 0600 (and leaving no wider mode on a leftover)."""
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
 
 
 def read_json(path: Path, *, what: str, hint: str | None = None, error: type[TwinsiteError] = TwinsiteError) -> Any:

@@ -7,7 +7,10 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -15,7 +18,7 @@ from typing import BinaryIO
 from twinsite.config.scenario import Cdp
 from twinsite.engine.receiver import Receiver
 from twinsite.journal.record import Meta, Op, Record
-from twinsite.state.layout import ReceiverState
+from twinsite.state.layout import ReceiverState, ScenarioState
 from twinsite.transport.frames import Kind, pack_batch, pack_json, read_frame
 from twinsite.tree import Entry, entries
 
@@ -112,3 +115,35 @@ def reference(tmp_path: Path, batches: list[list[Record]]) -> dict[bytes, Entry]
     root = tmp_path / "reference"
     serve(root, ReceiverState(tmp_path / "reference-state"), frames(root, batches))
     return tree(root)
+
+
+TWINSITE = str(Path(sys.executable).parent / "twinsite")  # the installed command, as the forced command runs it
+SCENARIO = """\
+name: app
+master: prod1
+replicas: [dr1]
+roots:
+  - path: {root}
+cdp: {{enabled: true, retention: 1h}}
+replication: {{consistency: file}}
+"""
+
+
+class Standby:
+    """`twinsite receive` as a process, as the forced command runs it: dr1 with the scenario `app` declared
+    in its config directory, and its state directory."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.config, self.state_dir, self.root = tmp / "etc", tmp / "state", tmp / "srv-app"
+        self.config.mkdir()
+        (self.config / "app.yml").write_text(SCENARIO.format(root=self.root))
+        self.recv = ScenarioState(self.state_dir, "app").receiver(0)
+
+    def receive(self, *frames: bytes, args: tuple[str, ...] = (), host: str = "dr1") -> Answers:
+        """`twinsite receive` on dr1, fed ``frames``; every frame it answered (the process: ``self.last``)."""
+        argv = [TWINSITE, "receive", "--config-dir", str(self.config)]
+        argv += ["--state-dir", str(self.state_dir), *args]
+        env = {**os.environ, "TWINSITE_HOST": host}
+        self.last = proc = subprocess.run(argv, input=b"".join(frames), capture_output=True, env=env, timeout=60)
+        assert proc.returncode != 0 or not proc.stderr, proc.stderr
+        return answers_in(io.BytesIO(proc.stdout))

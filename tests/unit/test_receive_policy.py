@@ -5,49 +5,14 @@ and whatever else a (compromised) sender says is not policy."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.unit.receiving import Answers, answers_in, blob, recs
+from tests.unit.receiving import TWINSITE, Standby, blob, recs
 from twinsite.cdp.log import RewindLog
-from twinsite.state.layout import ScenarioState
 from twinsite.transport.frames import Kind, pack_batch, pack_json
-
-TWINSITE = str(Path(sys.executable).parent / "twinsite")  # the installed command, as the forced command runs it
-SCENARIO = """\
-name: app
-master: prod1
-replicas: [dr1]
-roots:
-  - path: {root}
-cdp: {{enabled: true, retention: 1h}}
-replication: {{consistency: file}}
-"""
-
-
-class Standby:
-    """dr1 with the scenario `app` declared in its config directory, and its state directory."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.config, self.state_dir, self.root = tmp / "etc", tmp / "state", tmp / "srv-app"
-        self.config.mkdir()
-        (self.config / "app.yml").write_text(SCENARIO.format(root=self.root))
-        self.recv = ScenarioState(self.state_dir, "app").receiver(0)
-
-    def receive(self, *frames: bytes, args: tuple[str, ...] = (), host: str = "dr1") -> Answers:
-        """`twinsite receive` on dr1, fed ``frames``; every frame it answered."""
-        import io
-
-        argv = [TWINSITE, "receive", "--config-dir", str(self.config)]
-        argv += ["--state-dir", str(self.state_dir), *args]
-        env = {**os.environ, "TWINSITE_HOST": host}
-        proc = subprocess.run(argv, input=b"".join(frames), capture_output=True, env=env, timeout=60)
-        assert proc.returncode != 0 or not proc.stderr, proc.stderr
-        return answers_in(io.BytesIO(proc.stdout))
 
 
 def hello(root: Path | str, **more: object) -> bytes:

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,10 @@ import pytest
 import xxhash
 
 from tests.unit.receiving import frames, hello, reference, serve, tree, workload
+from twinsite.apply import overlay
 from twinsite.config import cron
 from twinsite.config.loader import validate_text
 from twinsite.config.scenario import Cdp, Scenario
-from twinsite.engine import overlay
 from twinsite.engine.receiver import Receiver, apply_here
 from twinsite.engine.spool import Spool
 from twinsite.errors import ConfigError, RecoveryError
@@ -255,6 +256,25 @@ def test_an_archive_holds_the_tested_data_and_its_manifest_lists_every_digest(tm
     assert listed["data/big"]["xxh3_128"] == xxhash.xxh3_128(content).hexdigest()
     inside = run_all([{**spec, "directory": str(root / "b")}], facts=facts, roots=[root], plugins=tmp_path)[0]
     assert not inside["ok"] and "inside the root" in inside["detail"]
+
+
+def test_an_archive_and_its_manifest_are_readable_by_root_only(tmp_path: Path) -> None:
+    """Copies of the replica's data (issue 18, item 12): not world-readable under the usual umask, nor in a
+    directory that is (/var/backups)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "secret").write_bytes(b"payroll")
+    (tmp_path / "backups").mkdir(mode=0o755)
+    facts = {"id": "t1", "scenario": "db", "host": "dr1", "tested": [{"root": str(root), "seq": 7}]}
+    spec = {"type": "archive", "directory": str(tmp_path / "backups"), "keep": 2}
+    old = os.umask(0o022)
+    try:
+        result = run_all([spec], facts=facts, roots=[root], plugins=tmp_path)[0]
+    finally:
+        os.umask(old)
+    assert result["ok"], result
+    for made in (Path(result["archive"]), Path(result["manifest"])):
+        assert stat.S_IMODE(made.stat().st_mode) == 0o600, made
 
 
 def test_a_script_after_a_pass_gets_the_tests_facts_and_its_failure_is_recorded(tmp_path: Path) -> None:

@@ -32,22 +32,31 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from twinsite import __version__
+from twinsite.apply import overlay
 from twinsite.apply.applier import Applier
 from twinsite.apply.batching import cut
-from twinsite.apply.paths import parent_fd
+from twinsite.apply.paths import open_regular, parent_fd
 from twinsite.cdp.log import RewindLog, make_group
 from twinsite.cdp.undo import capture
 from twinsite.config.scenario import Cdp, Scenario
 from twinsite.config.store import find
-from twinsite.engine import overlay
 from twinsite.engine.spool import Spool
-from twinsite.errors import ConfigError, PeerClosed, ProtocolError, RecoveryError, RewindError, TwinsiteError
+from twinsite.errors import (
+    ConfigError,
+    PeerClosed,
+    ProtocolError,
+    RecoveryError,
+    RewindError,
+    TwinsiteError,
+    UnsafePathError,
+)
 from twinsite.journal.record import Op, Record, decode
 from twinsite.locks import held
 from twinsite.state import bookmarks, heard, point, rewind
@@ -70,8 +79,8 @@ def check_root(root: Path) -> Path:
 def file_signatures(root_fd: int, rel: bytes, block: int) -> str:
     try:
         with parent_fd(root_fd, rel) as (pfd, name):
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-    except OSError:
+            fd = open_regular(pfd, name, os.O_RDONLY)  # (never a FIFO: a read of one would wait for a writer)
+    except (OSError, UnsafePathError):
         return ""
     try:
         return signatures(fd, os.fstat(fd).st_size, block).hex()
@@ -119,6 +128,20 @@ def serving(config_dir: Path, state_dir: Path, hello: dict[str, Any], *, peer: s
     if not 0 <= index < len(s.roots):
         raise ConfigError(f"scenario {name!r} has {len(s.roots)} root(s) here; the sender asked for root {index}")
     return Serving(s, index, ScenarioState(state_dir, name).receiver(index))
+
+
+def sigs_request(req: dict[str, Any]) -> tuple[int, list[bytes]]:
+    """A SIGS_REQ's block size (a power of two from 512 B to 16 MiB) and paths (hex strings), or a
+    ProtocolError saying what is wrong with it."""
+    block, paths = req.get("block_size"), req.get("paths")
+    if not isinstance(block, int) or isinstance(block, bool) or block < 512 or block > 16 << 20 or block & (block - 1):
+        raise ProtocolError(f"a SIGS_REQ with block_size {block!r}: a power of two from 512 to 16777216 is needed")
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise ProtocolError("a SIGS_REQ's paths are a list of hex strings")
+    try:
+        return block, [bytes.fromhex(p) for p in paths]
+    except ValueError as exc:
+        raise ProtocolError(f"a SIGS_REQ path is not hex: {exc}") from None
 
 
 class Receiver:
@@ -216,11 +239,10 @@ class Receiver:
                 self._catch_up()
                 self.send(Kind.MANIFEST, {"entries": manifest.encode(self.root)})
             elif kind == Kind.SIGS_REQ:
+                block, paths = sigs_request(parse_json(payload))
                 self._refuse_if_spooled("compared block by block")
                 self._catch_up()
-                req = parse_json(payload)
-                block = int(req["block_size"])
-                sigs = {p: file_signatures(self.applier.root_fd, bytes.fromhex(p), block) for p in req["paths"]}
+                sigs = {p.hex(): file_signatures(self.applier.root_fd, p, block) for p in paths}
                 self.send(Kind.SIGS, {"sigs": sigs})
             elif kind == Kind.BATCH:
                 skipped = self.applier.stats.skipped_missing - self.applier.stats.refused_parents
@@ -271,8 +293,12 @@ class Receiver:
             )
         self._refuse_if_rewound()
         with held(self.state.apply_lock):
-            self.sender_host = hello.get("host")
-            self.epoch = check_sender(self.state.role, self.host, int(hello.get("epoch", 0)), self.sender_host)
+            self.sender_host, epoch = hello.get("host"), hello.get("epoch", 0)
+            if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+                raise ProtocolError(f"a HELLO with epoch {epoch!r}: a switchover count is needed")
+            if self.sender_host is not None and not isinstance(self.sender_host, str):
+                raise ProtocolError(f"a HELLO with host {self.sender_host!r}: a host name is needed")
+            self.epoch = check_sender(self.state.role, self.host, epoch, self.sender_host)
             applied_seq = self._follow_epoch(self.applied.position())
             applied_seq = self._setup_cdp(applied_seq)
             if not self.spool.spooling:
@@ -417,7 +443,7 @@ class Receiver:
         self.applier.ensure_current()  # (opened while a test's overlay was mounted: the replica is below it)
         log = self.rewind_log
         if log is not None:
-            log.append(make_group(new, capture(self.applier.root_fd, new)))  # fsynced before applying
+            log.append(make_group(new, capture(self.applier.root_fd, new, lazy=True)))  # fsynced before applying
         for rec in new:
             self.applier.apply(rec)
         self.applier.commit()  # data and names durable ...
@@ -443,12 +469,17 @@ class Receiver:
 
 
 def run(config_dir: Path, state_dir: Path, *, peer: str | None = None) -> int:
-    """Entry point of ``twinsite receive``: the first frame, a HELLO, names a scenario and a root, looked up in
-    ``config_dir`` (this host's declaration, :func:`serving`, for ``peer``); then serve until the sender says
-    BYE or the stream ends."""
+    """Entry point of ``twinsite receive``: a :func:`session` on stdin and stdout."""
     out = sys.stdout.buffer
     inp = sys.stdin.buffer
     sys.stdout = sys.stderr  # nothing but frames may ever reach the sender
+    return session(config_dir, state_dir, inp, out, peer=peer)
+
+
+def session(config_dir: Path, state_dir: Path, inp: BinaryIO, out: BinaryIO, *, peer: str | None = None) -> int:
+    """One sender's session: the first frame, a HELLO, names a scenario and a root, looked up in ``config_dir``
+    (this host's declaration, :func:`serving`, for ``peer``); then serve until the sender says BYE or the
+    stream ends. Whatever goes wrong ends it with an ERROR frame saying what; returns the exit code."""
     receiver = None
     root: Path | str = "the stream"
     try:
@@ -469,10 +500,17 @@ def run(config_dir: Path, state_dir: Path, *, peer: str | None = None) -> int:
         out.flush()
         return exc.exit_code
     except OSError as exc:
-        err = TwinsiteError(f"receiver I/O error: {exc.strerror}", where=str(root))
+        about = f" ({os.fsdecode(exc.filename)})" if exc.filename else ""
+        err = TwinsiteError(f"receiver I/O error: {exc.strerror}{about}", where=str(root))
         out.write(pack_json(Kind.ERROR, err.to_json()))
         out.flush()
         return 2
+    except Exception as exc:  # a defect, not the peer's input: said all the same, and the traceback logged
+        traceback.print_exc()
+        err = TwinsiteError(f"receiver failed: {type(exc).__name__}: {exc}", where=str(root))
+        out.write(pack_json(Kind.ERROR, err.to_json()))
+        out.flush()
+        return 70
     finally:
         if receiver is not None:
             receiver.close()

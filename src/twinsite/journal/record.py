@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import xxhash
 
+from twinsite.errors import TwinsiteError
+
 MAGIC = b"TWR1"
 HEAD = struct.Struct("<4sBBHHIQQd")
 META = struct.Struct("<IIIqI")
@@ -52,8 +54,9 @@ class Op(enum.IntEnum):
     POINT = 11  # offset = point id, ts = its snapshot's time: every record before it forms a consistency point
 
 
-class RecordError(ValueError):
-    """A record is corrupt, truncated, or of an unknown version or kind."""
+class RecordError(TwinsiteError, ValueError):
+    """A record is corrupt, truncated, or of an unknown version or kind, or says what no filesystem can hold (a
+    NUL in a name, a link's target or an xattr's name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,14 +111,21 @@ def _encode_xattrs(xattrs: tuple[tuple[bytes, bytes], ...]) -> bytes:
 
 
 def _decode_xattrs(buf: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    if len(buf) < 4:
+        raise RecordError(f"xattr block of {len(buf)} bytes (at least 4)")
     (n,) = struct.unpack_from("<I", buf, 0)
     pos, out = 4, []
     for _ in range(n):
+        if pos + 6 > len(buf):
+            raise RecordError("xattr block overruns its length")
         kl, vl = struct.unpack_from("<HI", buf, pos)
         pos += 6
         if pos + kl + vl > len(buf):
             raise RecordError("xattr block overruns its length")
-        out.append((buf[pos : pos + kl], buf[pos + kl : pos + kl + vl]))
+        key = buf[pos : pos + kl]
+        if not key or b"\0" in key or kl > 255:
+            raise RecordError(f"xattr name {key[:64]!r}: empty, longer than 255 bytes, or with a NUL")
+        out.append((key, buf[pos + kl : pos + kl + vl]))
         pos += kl + vl
     if pos != len(buf):
         raise RecordError("xattr block has trailing bytes")
@@ -133,6 +143,8 @@ def _header(view: memoryview, pos: int) -> tuple[tuple[int, ...], tuple[int, ...
     _op, flags, plen, p2len, dlen = fields[:5]
     if plen > MAX_PATH or p2len > MAX_PATH or dlen > MAX_DATA:
         raise RecordError(f"absurd lengths at byte {pos}: path {plen}, path2 {p2len}, data {dlen}")
+    if flags & ~HAS_META:
+        raise RecordError(f"unknown flags {flags:#x} at byte {pos}")
     end = pos + HEAD.size
     if not flags & HAS_META:
         return tuple(fields), None, end
@@ -167,6 +179,10 @@ def decode(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[Record, i
     except ValueError as exc:
         raise RecordError(f"unknown operation {op} in record seq {seq}") from exc
     xoff = end + plen + p2len
+    if 0 in view[end:xoff]:  # (a memoryview holds ints)
+        raise RecordError(f"a NUL in a path or link target of record seq {seq}")
+    if kind == Op.SYMLINK and p2len == 0:
+        raise RecordError(f"a symlink with an empty target in record seq {seq}")
     meta = None
     if meta_fields is not None:
         mode, uid, gid, mtime_ns, _ = meta_fields

@@ -19,7 +19,7 @@ from typing import Any
 from twinsite.apps.checks import run as run_script
 from twinsite.apps.checks import site_script
 from twinsite.config.scenario import parse_duration
-from twinsite.durable import fsync_dir, remove, write_json
+from twinsite.durable import fsync_dir, private_opener, remove, write_json
 from twinsite.errors import TwinsiteError
 from twinsite.tree import entries
 
@@ -97,7 +97,8 @@ def archive(spec: dict[str, Any], facts: dict[str, Any], roots: Sequence[Path]) 
     path, tmp = directory / f"{base}.tar.gz", directory / f".{base}.tar.gz.tmp"
     for left in directory.glob(f".{facts['scenario']}-*.tar.gz.tmp"):
         left.unlink()  # (an archive a crash interrupted)
-    with tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
+    # (copies of the replica's data: readable by root only, whatever the umask or the directory's mode)
+    with open(tmp, "wb", opener=private_opener) as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as tar:
         for root in roots:
             tar.add(str(root), arcname=str(root).lstrip("/") or ".", recursive=True)
     sha = hashlib.sha256()
@@ -123,6 +124,7 @@ def archive(spec: dict[str, Any], facts: dict[str, Any], roots: Sequence[Path]) 
             "sha256": sha.hexdigest(),
             "files": files,
         },
+        private=True,
     )
     fsync_dir(directory)
     kept = sorted(directory.glob(f"{facts['scenario']}-*.tar.gz"))
