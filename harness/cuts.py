@@ -73,7 +73,7 @@ def kill_9(lab: Lab, victim: str) -> int:
     """SIGKILL to prod1's agent (its supervisor starts it again) or to every `twinsite receive` of db on dr1
     (the sender reconnects); how many processes were killed."""
     if victim != "agent":
-        return kill_receivers(lab, "/srv/db")
+        return kill_receivers(lab, "db")
     pid = read_pid(HostState(lab.host("prod1").private_dir("/var/lib/twinsite")).agent_pid, argv_has="agent")
     if pid is None:
         return 0

@@ -115,13 +115,25 @@ def wait_logged(path: Path, line: str, *, after: int, timeout: float) -> None:
     wait_until(lambda: path.exists() and logged(), timeout=timeout, interval=0.1, what=f"{line!r} in {path}")
 
 
-def kill_receivers(lab: Lab, root: str) -> int:
-    """kill -9 every `twinsite receive` of ``root`` on dr1 (the sender notices and reconnects); how many."""
+def kill_receivers(lab: Lab, scenario: str) -> int:
+    """kill -9 every `twinsite receive` of ``scenario`` on dr1 (the sender notices and reconnects); how many. A
+    receiver's command line names no scenario (the stream does): it is known by the state it holds open."""
+    mark = f"/var/lib/twinsite/{scenario}/recv/"
     n = 0
     for pid in netns.pids(lab.host("dr1").netns):
-        cmd = b" ".join(argv_of(pid) or [])  # (a receiver that is exiting has none: /proc says ESRCH)
-        if b"receive" in cmd and root.encode() in cmd:
-            with contextlib.suppress(ProcessLookupError):  # (it may have exited meanwhile)
-                os.kill(pid, signal.SIGKILL)
-                n += 1
+        if b"receive" not in (argv_of(pid) or []) or not any(mark in f for f in _open_files(pid)):
+            continue  # (a receiver that is exiting has no argv: /proc says ESRCH)
+        with contextlib.suppress(ProcessLookupError):  # (it may have exited meanwhile)
+            os.kill(pid, signal.SIGKILL)
+            n += 1
     return n
+
+
+def _open_files(pid: int) -> list[str]:
+    """What the process's descriptors name (as its mount namespace sees them); none once it is gone."""
+    out = []
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return out

@@ -126,7 +126,7 @@ class Scenario:
 
     def kill_receiver(self) -> int:
         """kill -9 every `twinsite receive` of this scenario on dr1; returns how many."""
-        return kill_receivers(self.lab, f"/srv/{self.name}")
+        return kill_receivers(self.lab, self.name)
 
     def wait_synced(self, timeout: float = 120, settle: float = 1.0) -> dict[str, Any]:
         """Until everything planned is acknowledged and nothing new was planned for ``settle`` seconds."""

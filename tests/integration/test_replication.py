@@ -277,3 +277,31 @@ def test_the_journal_cap_holds_during_an_outage_and_nothing_is_lost(installed: L
     finally:
         labmod.heal(installed, "dr1")
         sc.kill()
+
+
+def test_the_replication_key_can_run_twinsite_receive_and_nothing_else(db: Lab) -> None:
+    """Issue 18, item 2, on real OpenSSH: the agent role gave prod1 a replication key that dr1 lets run only its
+    forced command. prod1's sender uses it (dr1's receivers carry the forced command's --peer); a command asked
+    for with it is not run, and a HELLO that lies about where it comes from is refused."""
+    from harness.hosts import on_host
+    from twinsite.lab import netns
+    from twinsite.proc import argv_of
+    from twinsite.transport.channels import REPLICATION_KEY
+    from twinsite.transport.frames import Kind, pack_json
+
+    def receivers() -> list[list[bytes]]:
+        found = [argv_of(pid) or [] for pid in netns.pids(db.host("dr1").netns)]
+        return [a for a in found if b"receive" in a]
+
+    assert eventually(lambda: receivers() != [], timeout=30, what="a receiver on dr1")
+    assert all(a[-2:] == [b"--peer", b"prod1"] for a in receivers()), receivers()
+    marker = db.host("dr1").private_dir("/var/lib/twinsite") / "ran-a-command"  # /var/lib/twinsite/... on dr1
+    marker.unlink(missing_ok=True)
+    lying = pack_json(Kind.HELLO, {"scenario": "db", "root_index": 0, "root": "/srv/db", "host": "dr1"})
+    db.host("prod1").private_dir("/var/lib/twinsite").joinpath("lying-hello").write_bytes(lying)
+    ssh = f"ssh -T -i {REPLICATION_KEY} -o IdentitiesOnly=yes -o BatchMode=yes dr1"
+    ask = f"{ssh} touch /var/lib/twinsite/ran-a-command < /var/lib/twinsite/lying-hello > /var/lib/twinsite/answer"
+    asked = on_host(db, "prod1", "sh", "-c", ask)
+    answer = db.host("prod1").private_dir("/var/lib/twinsite").joinpath("answer").read_bytes()
+    assert not marker.exists()
+    assert b"with prod1's key, saying it comes from dr1" in answer, (answer, asked.stderr)

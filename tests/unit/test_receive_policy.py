@@ -5,7 +5,9 @@ and whatever else a (compromised) sender says is not policy."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,21 @@ def test_the_forced_command_names_whose_key_it_is(tmp_path: Path, peer: str, say
         assert [k for k, _ in answers] == [Kind.ERROR], answers
         assert f"with {peer}'s key, saying it comes from {says}" in str(answers[0][1]["message"])
         assert not dr1.root.exists()
+
+
+def test_retention_runs_by_the_standbys_clock_not_the_times_the_sender_wrote(tmp_path: Path) -> None:
+    """Records stamped in 1970 by a (compromised) sender are history appended now: an hour's retention keeps
+    them. A segment last appended to two hours ago, by this host's clock, goes."""
+    from twinsite.cdp.log import make_group
+    from twinsite.journal.record import Op, Record
+
+    log = RewindLog(tmp_path / "rewind", segment_size=1 << 20)
+    for seq in range(1, 5):  # four groups of 600 KiB: a new segment every other group
+        rec = Record(seq=seq, ts=0.0, op=Op.WRITE, path=b"f", data=b"x" * (600 << 10))
+        log.append(make_group([rec], []))
+    segments = log.segments()
+    assert len(segments) >= 2
+    assert log.prune(max_age=3600, max_size=None) == 0 and log.segments() == segments
+    two_hours_ago = time.time() - 7200
+    os.utime(segments[0], (two_hours_ago, two_hours_ago))
+    assert log.prune(max_age=3600, max_size=None) > 0 and log.segments() == segments[1:]

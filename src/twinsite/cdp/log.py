@@ -555,7 +555,9 @@ class RewindLog:
     def prune(self, *, max_age: float | None, max_size: int | None, keep_above: int | None = None) -> int:
         """Remove whole segments, oldest first, older than ``max_age`` seconds or while the log is larger
         than ``max_size``; never the newest segment, nor one holding groups above ``keep_above`` (a rewind
-        in progress needs them). Returns the bytes freed."""
+        in progress needs them). Returns the bytes freed. A segment's age runs from its last append, by this
+        host's clock (its mtime): the records' own times are the sender's, which does not decide how long the
+        standby keeps its history."""
         segs = self.segments()
         total = sum(p.stat().st_size for p in segs)
         freed = 0
@@ -563,7 +565,7 @@ class RewindLog:
         for seg in segs[:-1]:
             heads = list(self.heads([seg]))
             newest = heads[-1] if heads else None
-            too_old = max_age is not None and newest is not None and now - newest.ts_last > max_age
+            too_old = max_age is not None and now - seg.stat().st_mtime > max_age
             too_big = max_size is not None and total - freed > max_size
             pinned = keep_above is not None and newest is not None and newest.last_seq > keep_above
             if not (too_old or too_big) or pinned:
