@@ -83,6 +83,7 @@ def walk(
     """(relative path bytes, lstat) for everything under ``root``, parents before children, never following links;
     never the point store at its top (a root's consistency points are twinsite's own, not part of its tree)."""
     base = os.fsencode(root)
+    dev = os.stat(base).st_dev
     stack = [b""]
     while stack:
         rel = stack.pop()
@@ -94,7 +95,7 @@ def walk(
                 continue
             st = e.stat(follow_symlinks=False)
             yield child, st
-            if stat.S_ISDIR(st.st_mode):
+            if stat.S_ISDIR(st.st_mode) and st.st_dev == dev:  # (another filesystem mounted here: not entered)
                 stack.append(child)
 
 

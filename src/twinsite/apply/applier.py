@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from twinsite.apply import overlay
-from twinsite.apply.paths import DIR_FLAGS, NotRegularFileError, open_regular, parent_fd
+from twinsite.apply.paths import DIR_FLAGS, MountPointError, NotRegularFileError, open_regular, parent_fd
 from twinsite.errors import ApplyError, ParentNotDirectoryError, RecoveryError, UnsafePathError
 from twinsite.journal.record import Meta, Op, Record
 
@@ -375,7 +375,11 @@ def _rmtree_at(pfd: int, name: bytes) -> None:
     """Delete directory ``name`` under ``pfd`` and everything in it, never following links: depth first with a
     stack of the directories being emptied, each listed once (no recursion, so a tree of any depth)."""
 
+    dev = os.fstat(pfd).st_dev
+
     def opened(parent: int, dname: bytes) -> tuple[int, bytes, int, Iterator[str]]:
+        if os.stat(dname, dir_fd=parent, follow_symlinks=False).st_dev != dev:
+            raise MountPointError(f"{_show(dname)!r} is another filesystem mounted inside the root: not emptied")
         fd = os.open(dname, DIR_FLAGS, dir_fd=parent)
         return parent, dname, fd, iter(os.listdir(fd))
 

@@ -30,6 +30,11 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _REGULAR_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
+class MountPointError(ParentNotDirectoryError):
+    """A path leads into another filesystem mounted inside the root: never crossed (its writes would not be
+    made durable by the root's syncfs, and a DELETE or RENAME of the tree would empty it)."""
+
+
 class NotRegularFileError(ParentNotDirectoryError):
     """Where a regular file is expected there is something else (a FIFO, a socket, a device node, a directory,
     a symlink): it is never opened for reading or writing. On a replica the sender's picture is stale (or a
@@ -103,12 +108,14 @@ def split(path: bytes) -> list[bytes]:
 def parent_fd(root_fd: int, path: bytes, *, create: bool = False) -> Iterator[tuple[int, bytes]]:
     """Yield (descriptor of the parent directory, last component) for ``path`` under ``root_fd``.
 
-    Parents are never followed through symlinks (ELOOP/ENOTDIR become UnsafePathError). With
-    ``create``, missing parents are created (mode 0755) as directories.
+    Parents are never followed through symlinks (ELOOP/ENOTDIR become UnsafePathError), nor into another
+    filesystem mounted inside the root (:class:`MountPointError`). With ``create``, missing parents are
+    created (mode 0755) as directories.
     """
     parts = split(path)
     fd = os.dup(root_fd)
     try:
+        dev = os.fstat(fd).st_dev
         for comp in parts[:-1]:
             try:
                 nxt = os.open(comp, DIR_FLAGS, dir_fd=fd)
@@ -122,9 +129,30 @@ def parent_fd(root_fd: int, path: bytes, *, create: bool = False) -> Iterator[tu
                 raise _unsafe_or(exc, path) from exc
             os.close(fd)
             fd = nxt
+            if os.fstat(fd).st_dev != dev:
+                raise MountPointError(f"a parent of {path!r} is another filesystem mounted inside the root; refused")
         yield fd, parts[-1]
     finally:
         os.close(fd)
+
+
+def open_file_under(base: bytes, rel: bytes, st: os.stat_result) -> int:
+    """The regular file ``rel`` under the directory ``base`` (a root or a snapshot of it), opened read-only one
+    component at a time without following a link or leaving the root's filesystem, and only if it is still the
+    file ``st`` describes (its device and inode): what a sender reads is the file it planned, never one a local
+    user swapped in, or reached through a parent swapped for a link (CVE-2024-12747). Raises
+    ParentNotDirectoryError (NotRegularFileError, MountPointError) or OSError otherwise."""
+    root = os.open(base, DIR_FLAGS)
+    try:
+        with parent_fd(root, rel) as (pfd, name):
+            fd = open_regular(pfd, name, os.O_RDONLY)
+    finally:
+        os.close(root)
+    got = os.fstat(fd)
+    if (got.st_dev, got.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise NotRegularFileError(f"{os.fsdecode(rel)!r} was replaced since it was planned; not read")
+    return fd
 
 
 def _open_dir(fd: int, comp: bytes, path: bytes) -> int:

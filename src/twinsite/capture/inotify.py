@@ -68,9 +68,11 @@ class Watcher:
             self._add(d)
             full = self.base + b"/" + d if d else self.base
             try:
+                dev = os.stat(self.base).st_dev  # (another filesystem mounted inside: not watched, as not replicated)
                 with os.scandir(full) as it:
                     for e in it:
-                        if e.is_dir(follow_symlinks=False) and (d or e.name != self.skip):
+                        mine = e.is_dir(follow_symlinks=False) and e.stat(follow_symlinks=False).st_dev == dev
+                        if mine and (d or e.name != self.skip):
                             stack.append(d + b"/" + e.name if d else e.name)
             except (FileNotFoundError, NotADirectoryError):
                 continue

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import xxhash
 
+from twinsite.durable import fsync_dir
 from twinsite.errors import ApplyError
 
 
@@ -36,7 +37,11 @@ class AppliedFile:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fsync_dir(path.parent)  # (a new file: its name durable before any position is acknowledged in it)
+        except FileExistsError:
+            self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
 
     def read(self) -> int:
         return self.position().seq

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from twinsite.apply.paths import open_file_under
+from twinsite.errors import ParentNotDirectoryError
 from twinsite.journal.record import Op, Record
 from twinsite.sync.progress import SyncProgress
 from twinsite.sync.signatures import DIGEST, block_signatures
@@ -115,6 +117,7 @@ class PlanStats:
     files: int = 0
     bytes_sent: int = 0
     skipped_special: int = 0
+    skipped_mounts: int = 0  # directories that are another filesystem inside the root: never descended into
     vanished: int = 0
 
 
@@ -132,6 +135,7 @@ class Planner:
     ) -> None:
         self.root = root
         self.base = os.fsencode(root)
+        self.dev = _device(self.base)
         self.one_device = False  # (read_from)
         self.block = block_size
         self.next_seq = next_seq
@@ -247,6 +251,7 @@ class Planner:
         root). Inodes keep their numbers in a snapshot but not their device, so they are told apart by number
         only from then on."""
         self.base = os.fsencode(base)
+        self.dev = _device(self.base)
         self.one_device = True
 
     def plan_path(self, rel: bytes, *, recursive: bool = False, extents: Extents = ()) -> Iterator[Record]:
@@ -287,7 +292,7 @@ class Planner:
             # changed under our feet (deleted, replaced): its own event comes next and plans what is there
             self.stats.vanished += 1
             return
-        if recursive and stat.S_ISDIR(st.st_mode):
+        if recursive and stat.S_ISDIR(st.st_mode) and not self._other_filesystem(st):
             try:
                 names = sorted(os.listdir(full))
             except (FileNotFoundError, NotADirectoryError):
@@ -295,8 +300,17 @@ class Planner:
             for name in names:
                 yield from self._plan_path(rel + b"/" + name, recursive=True)
 
+    def _other_filesystem(self, st: os.stat_result) -> bool:
+        """Whether a directory is another filesystem mounted inside the root (or a nested btrfs subvolume): it is
+        replicated as a directory, never descended into (as ``rsync -x``)."""
+        if st.st_dev == self.dev or self.dev < 0:
+            return False
+        self.stats.skipped_mounts += 1
+        return True
+
     def plan_all(self) -> Iterator[Record]:
         """Everything under the root (initial sync and resync), deletions first."""
+        self.dev = _device(self.base)
         yield from self.plan_deletions()
         try:
             names = sorted(os.listdir(self.base))
@@ -384,8 +398,8 @@ class Planner:
             self.key_of[rel] = key
             return
         try:
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
+            fd = open_file_under(self.base, rel, st)  # (the planned file, reached without following a link)
+        except (OSError, ParentNotDirectoryError):
             self.stats.vanished += 1  # gone or replaced since the event: a later event says what it is now
             return
         try:
@@ -515,3 +529,11 @@ class Planner:
                 if self.progress is not None:
                     self.progress.bytes_sent += len(data)
                 start = -1
+
+
+def _device(base: bytes) -> int:
+    """The device of the root's filesystem (-1 while there is no root yet: nothing is compared then)."""
+    try:
+        return os.stat(base).st_dev
+    except FileNotFoundError:
+        return -1
