@@ -56,7 +56,9 @@ class Scenario:
         self.src.mkdir(parents=True)
         doc = {"name": name, "master": "prod1", "replicas": ["dr1"], "roots": [{"path": f"/srv/{name}"}]}
         # (/srv/<name> is on the lab hosts' ordinary filesystem: file by file unless a test says otherwise)
-        doc["replication"] = {"consistency": "file", **replication}
+        # (the workloads chmod files setuid: replicated as they are, so that replica and source compare byte for
+        # byte; the default, privileged metadata dropped, has its own tests)
+        doc["replication"] = {"consistency": "file", "privileged_metadata": "keep", **replication}
         # Its own config directory: an agent configured elsewhere (configure.yml's) must not pick it up.
         self.config_dir = f"/etc/twinsite/only-{name}"
         self.config = lab.host("prod1").private_dir("/etc/twinsite") / f"only-{name}"

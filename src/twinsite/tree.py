@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import xxhash
 
 from twinsite.config.scenario import POINT_STORE
-from twinsite.journal.record import Meta
+from twinsite.journal.record import Meta, unprivileged
 
 _STORE = os.fsencode(POINT_STORE)
 
@@ -47,6 +47,11 @@ class Entry:
 
     def meta(self) -> Meta:
         return Meta(self.mode, self.uid, self.gid, self.mtime_ns, self.xattrs)
+
+    def unprivileged(self) -> Entry:
+        """The entry as a replica that drops privileged metadata holds it (journal.record.unprivileged)."""
+        mode, xattrs = unprivileged(self.mode, self.xattrs, directory=self.kind == "dir")
+        return self if (mode, xattrs) == (self.mode, self.xattrs) else replace(self, mode=mode, xattrs=xattrs)
 
 
 def read_xattrs(target: int | bytes, *, strict: bool = False) -> Xattrs:

@@ -66,4 +66,6 @@ def compare(
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         remote = pool.submit(remote_entries, s, host, root, timeout=timeout)
         local = entries(here or Path(root.path), root.selects_bytes)
+        if s.replication.privileged_metadata == "drop":  # (what the standby holds of it: replicated without)
+            local = {k: e.unprivileged() for k, e in local.items()}
         return local, differences(local, remote.result())

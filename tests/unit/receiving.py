@@ -125,7 +125,7 @@ replicas: [dr1]
 roots:
   - path: {root}
 cdp: {{enabled: true, retention: 1h}}
-replication: {{consistency: file}}
+replication: {{consistency: file{more}}}
 """
 
 
@@ -133,10 +133,11 @@ class Standby:
     """`twinsite receive` as a process, as the forced command runs it: dr1 with the scenario `app` declared
     in its config directory, and its state directory."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, replication: str = "") -> None:
+        """``replication``: more keys of its replication section (", privileged_metadata: keep")."""
         self.config, self.state_dir, self.root = tmp / "etc", tmp / "state", tmp / "srv-app"
         self.config.mkdir()
-        (self.config / "app.yml").write_text(SCENARIO.format(root=self.root))
+        (self.config / "app.yml").write_text(SCENARIO.format(root=self.root, more=replication))
         self.recv = ScenarioState(self.state_dir, "app").receiver(0)
 
     def receive(self, *frames: bytes, args: tuple[str, ...] = (), host: str = "dr1") -> Answers:

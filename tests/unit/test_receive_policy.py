@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -116,3 +117,51 @@ def test_retention_runs_by_the_standbys_clock_not_the_times_the_sender_wrote(tmp
     two_hours_ago = time.time() - 7200
     os.utime(segments[0], (two_hours_ago, two_hours_ago))
     assert log.prune(max_age=3600, max_size=None) > 0 and log.segments() == segments[1:]
+
+
+PRIVILEGED = ((b"security.capability", b"\x01\x00\x00\x02" + bytes(16)), (b"trusted.x", b"t"), (b"user.a", b"u"))
+
+
+@pytest.mark.parametrize("declared", ["", ", privileged_metadata: keep"])
+def test_privileged_metadata_is_the_standbys_policy_dropped_unless_it_keeps_it(tmp_path: Path, declared: str) -> None:
+    """Item 10: a setuid-root program sent by a (compromised) active host is not one on the standby, unless the
+    standby declares `privileged_metadata: keep`. A directory's setgid bit only passes on its group: kept."""
+    from twinsite.journal.record import Meta, Op, Record
+
+    dr1 = Standby(tmp_path, replication=declared)
+    sent = [
+        Record(seq=1, ts=0.0, op=Op.CREATE, path=b"sh", meta=Meta(0o6755, 0, 0, 0, PRIVILEGED)),
+        Record(seq=2, ts=0.0, op=Op.MKDIR, path=b"shared", meta=Meta(0o2775, 0, 100, 0)),
+    ]
+    answers = dr1.receive(hello(dr1.root), pack_batch(blob(sent), compress=False))
+    assert answers[-1] == (Kind.ACK, {"seq": 2, "diverged": 0}), answers
+    mode = stat.S_IMODE((dr1.root / "sh").stat().st_mode)
+    xattrs = sorted(os.listxattr(dr1.root / "sh"))
+    if declared:
+        assert mode == 0o6755 and xattrs == ["security.capability", "trusted.x", "user.a"]
+    else:
+        assert mode == 0o755 and xattrs == ["user.a"]
+    assert stat.S_IMODE((dr1.root / "shared").stat().st_mode) == 0o2775
+
+
+def test_the_sender_plans_and_verify_compares_what_the_standby_holds_without_privileges(tmp_path: Path) -> None:
+    """With the default policy the sender ships no setuid bit (its picture of the replica stays true: nothing is
+    sent again at every comparison) and `verify` compares the source as the replica holds it."""
+    from tests.unit.replicating import Pipe
+    from twinsite.apply.applier import Applier
+    from twinsite.tree import entries
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "helper").write_bytes(b"#!/bin/sh\n")
+    (src / "helper").chmod(0o4755)
+    os.setxattr(src / "helper", "trusted.x", b"t")
+    pipe = Pipe(src, dst)
+    pipe.applier = Applier(dst, drop_privileged=True)
+    pipe.planner.drop_privileged = True
+    records = list(pipe.planner.plan_all())
+    assert all(r.meta is None or not r.meta.mode & 0o6000 for r in records), records
+    pipe.ship(records)
+    assert list(pipe.planner.plan_all()) == []  # nothing differs from what the planner believes
+    replica, source = entries(dst), {k: e.unprivileged() for k, e in entries(src).items()}
+    assert replica == source and stat.S_IMODE((dst / "helper").stat().st_mode) == 0o755

@@ -144,7 +144,8 @@ def test_a_spool_is_applied_without_a_sender_when_this_host_is_promoted(tmp_path
     serve(root, state, frames(root, batches[:5]))
     Spool(state).start(max_size=1 << 30, reason="test")
     serve(root, state, frames(root, batches[5:]))
-    assert apply_here(root, state, Cdp(enabled=True, retention=3600, max_size=1 << 30)) == batches[-1][-1].seq
+    s = Scenario(name="t", master="prod1", replicas=("dr1",), roots=(), cdp=Cdp(enabled=True, max_size=1 << 30))
+    assert apply_here(root, state, s) == batches[-1][-1].seq
     assert not Spool(state).held() and not Spool(state).spooling
     assert tree(root) == reference(tmp_path, batches)
     assert (state.rewind_log).is_dir()  # with CDP, as the receiver would have: the applied changes can be undone

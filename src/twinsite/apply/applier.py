@@ -34,7 +34,7 @@ from pathlib import Path
 from twinsite.apply import overlay
 from twinsite.apply.paths import DIR_FLAGS, MountPointError, NotRegularFileError, open_regular, parent_fd
 from twinsite.errors import ApplyError, ParentNotDirectoryError, RecoveryError, UnsafePathError
-from twinsite.journal.record import Meta, Op, Record
+from twinsite.journal.record import Meta, Op, Record, unprivileged
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 FILE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -64,9 +64,12 @@ class ApplyStats:
 class Applier:
     """Applies records under one root. Not thread-safe: one writer per root."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, drop_privileged: bool = False) -> None:
+        """``drop_privileged``: never set setuid or setgid bits of a file, nor privileged xattrs, whatever a
+        record says (a scenario's ``replication.privileged_metadata: drop``, enforced by the standby)."""
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
+        self.drop_privileged = drop_privileged
         self._root_fd: int | None = None  # opened when first needed: see ensure_current
         self._no_overlay: tuple[int, int] | None = None  # (st_dev, st_ino) the root's path showed with no overlay
         self._checked_at: float | None = None  # when the root was last checked for one (None: at the next record)
@@ -218,7 +221,7 @@ class Applier:
         if rec.meta is None:
             raise ApplyError(f"SETATTR seq {rec.seq} carries no metadata", where=_show(rec.path))
         with parent_fd(self.root_fd, rec.path) as (pfd, name):
-            _set_meta(pfd, name, rec.meta)
+            _set_meta(pfd, name, rec.meta, drop=self.drop_privileged)
 
     # -- namespace ---------------------------------------------------------------------------------
     def _replace(self, pfd: int, name: bytes) -> None:
@@ -243,7 +246,7 @@ class Applier:
             except FileNotFoundError:
                 os.mkdir(name, 0o700, dir_fd=pfd)
             if rec.meta:
-                _set_meta(pfd, name, rec.meta)
+                _set_meta(pfd, name, rec.meta, drop=self.drop_privileged)
 
     def _put(self, rec: Record, make: Callable[[int, bytes], None]) -> None:
         """Replace whatever is at the record's path by what ``make(parent_fd, name)`` creates, then set its
@@ -253,7 +256,7 @@ class Applier:
             self._replace(pfd, name)
             make(pfd, name)
             if rec.meta:
-                _set_meta(pfd, name, rec.meta)
+                _set_meta(pfd, name, rec.meta, drop=self.drop_privileged)
 
     def _create(self, rec: Record) -> None:
         self._put(
@@ -320,18 +323,22 @@ def _ancestors(path: bytes) -> list[bytes]:
     return [b"/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _set_meta(pfd: int, name: bytes, meta: Meta) -> None:
+def _set_meta(pfd: int, name: bytes, meta: Meta, *, drop: bool = False) -> None:
     """Ownership, permissions, xattrs (the full set) and mtime of ``name``, all through one descriptor of what
-    is there, opened without following a link (a link itself: its owner and mtime, by name, never followed)."""
+    is there, opened without following a link (a link itself: its owner and mtime, by name, never followed).
+    ``drop``: without privileged metadata (journal.record.unprivileged)."""
     fd = _open_node(pfd, name)
     if fd is None:
         os.chown(name, meta.uid, meta.gid, dir_fd=pfd, follow_symlinks=False)
         os.utime(name, ns=(meta.mtime_ns, meta.mtime_ns), dir_fd=pfd, follow_symlinks=False)
         return
     try:
+        mode, xattrs = meta.mode, meta.xattrs
+        if drop:
+            mode, xattrs = unprivileged(mode, xattrs, directory=stat.S_ISDIR(os.fstat(fd).st_mode))
         os.chown(fd, meta.uid, meta.gid)
-        os.chmod(fd, meta.mode & 0o7777)  # after chown: chown clears setuid/setgid bits
-        wanted = dict(meta.xattrs)
+        os.chmod(fd, mode & 0o7777)  # after chown: chown clears setuid/setgid bits
+        wanted = dict(xattrs)
         for key in os.listxattr(fd):
             if os.fsencode(key) not in wanted:
                 os.removexattr(fd, key)

@@ -103,6 +103,7 @@ class Replication:
     mode: str = "continuous"
     consistency: str = "points"  # points | file (docs/replication.md)
     point_interval: float = field(default=1.0, metadata=_read(parse=float))
+    privileged_metadata: str = "drop"  # drop | keep: setuid/setgid bits of files, capabilities, trusted.* xattrs
     accept_torn_database_copies: bool = False
     interval: float = field(default=60.0, metadata=_read(parse=float))
     sync_method: str = "metadata"

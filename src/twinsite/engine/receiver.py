@@ -145,8 +145,9 @@ def sigs_request(req: dict[str, Any]) -> tuple[int, list[bytes]]:
 
 
 class Receiver:
-    """Applies one stream into ``root``, keeping its state in ``state``, with the CDP policy ``cdp`` and
-    consistency points when ``points``: all as this host declares them (:func:`serving`)."""
+    """Applies one stream into ``root``, keeping its state in ``state``, with the CDP policy ``cdp``,
+    consistency points when ``points``, privileged metadata dropped when ``drop_privileged``: all as this host
+    declares them (:func:`serving`)."""
 
     def __init__(
         self,
@@ -157,13 +158,14 @@ class Receiver:
         *,
         cdp: Cdp | None = None,
         points: bool = False,
+        drop_privileged: bool = False,
     ) -> None:
         self.root = check_root(root)
         self.state = state
         state.dir.mkdir(parents=True, exist_ok=True)
         self.inp, self.out = inp, out
         self.applied = AppliedFile(state.applied)
-        self.applier = Applier(self.root)
+        self.applier = Applier(self.root, drop_privileged=drop_privileged)
         self.batches = 0
         self.rewind_log: RewindLog | None = None
         self.cdp = cdp or Cdp()
@@ -491,8 +493,7 @@ def session(config_dir: Path, state_dir: Path, inp: BinaryIO, out: BinaryIO, *, 
             raise ProtocolError(f"a session begins with a HELLO, not {first[0].name}")
         ours = serving(config_dir, state_dir, parse_json(first[2]), peer=peer)
         root = ours.root
-        rep = ours.scenario.replication
-        receiver = Receiver(root, ours.state, inp, out, cdp=ours.scenario.cdp, points=rep.consistency == "points")
+        receiver = Receiver(root, ours.state, inp, out, **policy(ours.scenario))
         receiver.serve(first)
         return 0
     except TwinsiteError as exc:
@@ -516,14 +517,20 @@ def session(config_dir: Path, state_dir: Path, inp: BinaryIO, out: BinaryIO, *, 
             receiver.close()
 
 
-def apply_here(root: Path, state: ReceiverState, cdp: Cdp, *, points: bool = False) -> int:
+def policy(s: Scenario) -> dict[str, Any]:
+    """A Receiver's policy keywords, from this host's declaration of the scenario."""
+    rep = s.replication
+    return {"cdp": s.cdp, "points": rep.consistency == "points", "drop_privileged": rep.privileged_metadata == "drop"}
+
+
+def apply_here(root: Path, state: ReceiverState, s: Scenario) -> int:
     """Apply what a spool holds without a sender: a switchover promoting this host, from which no receiver
     will be started again. Under the apply lock, with the rewind log as the scenario has it. Returns the
     applied seq."""
     import io
 
     with held(state.apply_lock):
-        receiver = Receiver(root, state, io.BytesIO(), io.BytesIO(), cdp=cdp, points=points)
+        receiver = Receiver(root, state, io.BytesIO(), io.BytesIO(), **policy(s))
         try:
             receiver.spool.stop()
             receiver.epoch = receiver.applied.position().epoch

@@ -225,6 +225,7 @@ class Sender(Shipper):
             fetch_sigs=self._fetch_sigs,
             select=self.root.selects_bytes,
             checksum=self.rep.sync_method == "checksum",
+            drop_privileged=self.rep.privileged_metadata == "drop",
         )
         p.remote = remote
         return p

@@ -54,6 +54,21 @@ class Op(enum.IntEnum):
     POINT = 11  # offset = point id, ts = its snapshot's time: every record before it forms a consistency point
 
 
+#: Metadata that grants privileges (a scenario's ``replication.privileged_metadata`` decides whether it is
+#: replicated): the setuid and setgid bits of anything but a directory, and these xattrs.
+SETID_BITS = 0o6000
+PRIVILEGED_XATTRS = (b"security.capability", b"trusted.")
+
+
+def unprivileged(
+    mode: int, xattrs: tuple[tuple[bytes, bytes], ...], *, directory: bool
+) -> tuple[int, tuple[tuple[bytes, bytes], ...]]:
+    """``mode`` and ``xattrs`` without what grants privileges (a directory keeps its setgid bit: it only passes
+    the group on to what is made in it)."""
+    kept = tuple((k, v) for k, v in xattrs if not k.startswith(PRIVILEGED_XATTRS))
+    return (mode if directory else mode & ~SETID_BITS), kept
+
+
 class RecordError(TwinsiteError, ValueError):
     """A record is corrupt, truncated, or of an unknown version or kind, or says what no filesystem can hold (a
     NUL in a name, a link's target or an xattr's name)."""

@@ -272,7 +272,7 @@ def promote(site: Site, ctx: Context) -> Promoted:
     test = end_test(site, "a switchover to this host")
     for i, root in enumerate(site.s.roots):  # what an assured-recovery test's spool held was acknowledged
         if Spool(site.recv(i)).held() and rewind.read(site.recv(i).rewind) is None:
-            apply_here(Path(root.path), site.recv(i), site.s.cdp, points=_points(site))
+            apply_here(Path(root.path), site.recv(i), site.s)
     if changed or pre.rewound:
         _take_over(site, ctx, role, changed)
     positions = site.positions()

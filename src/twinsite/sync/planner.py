@@ -132,8 +132,10 @@ class Planner:
         fetch_sigs: Callable[[list[bytes]], dict[bytes, bytes]],
         select: Callable[[bytes], bool] | None = None,
         checksum: bool = False,
+        drop_privileged: bool = False,
     ) -> None:
         self.root = root
+        self.drop_privileged = drop_privileged  # (the standby drops it anyway: the sender's picture matches)
         self.base = os.fsencode(root)
         self.dev = _device(self.base)
         self.one_device = False  # (read_from)
@@ -343,6 +345,8 @@ class Planner:
         if want is None:
             self.stats.skipped_special += 1
             return
+        if self.drop_privileged:
+            want = want.unprivileged()
         have = self.remote.get(rel)
         if want.kind == "dir":
             if have is None or have.kind != "dir":
