@@ -124,9 +124,17 @@ master: prod1
 replicas: [dr1]
 roots:
   - path: {root}
-cdp: {{enabled: true, retention: 1h}}
-replication: {{consistency: file{more}}}
+cdp: {{enabled: {cdp}, retention: 1h}}
+replication: {{consistency: {consistency}{more}}}
 """
+
+
+def declare(config: Path, root: Path, *, cdp: bool = True, consistency: str = "file", more: str = "") -> None:
+    """Scenario `app` (prod1 to dr1, one root: ``root``) in the config directory ``config``, as dr1 declares it;
+    ``more``: more keys of its replication section (", privileged_metadata: keep")."""
+    config.mkdir(exist_ok=True)
+    text = SCENARIO.format(root=root, cdp=str(cdp).lower(), consistency=consistency, more=more)
+    (config / "app.yml").write_text(text)
 
 
 class Standby:
@@ -136,8 +144,7 @@ class Standby:
     def __init__(self, tmp: Path, replication: str = "") -> None:
         """``replication``: more keys of its replication section (", privileged_metadata: keep")."""
         self.config, self.state_dir, self.root = tmp / "etc", tmp / "state", tmp / "srv-app"
-        self.config.mkdir()
-        (self.config / "app.yml").write_text(SCENARIO.format(root=self.root, more=replication))
+        declare(self.config, self.root, more=replication)
         self.recv = ScenarioState(self.state_dir, "app").receiver(0)
 
     def receive(self, *frames: bytes, args: tuple[str, ...] = (), host: str = "dr1") -> Answers:

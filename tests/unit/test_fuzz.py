@@ -23,7 +23,7 @@ import xxhash
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.receiving import answers_in
+from tests.unit.receiving import answers_in, declare
 from twinsite.engine.receiver import session
 from twinsite.errors import ProtocolError
 from twinsite.journal.record import TAIL, Meta, Op, Record, RecordError, decode
@@ -152,17 +152,6 @@ def _snapshot(top: Path) -> dict[str, tuple[object, ...]]:
     return out
 
 
-SCENARIO = """\
-name: app
-master: prod1
-replicas: [dr1]
-roots:
-  - path: {root}
-cdp: {{enabled: {cdp}}}
-replication: {{consistency: {consistency}}}
-"""
-
-
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(frames=sessions(), cdp=st.booleans(), consistency=st.sampled_from(["file", "points"]))
 def test_arbitrary_records_never_touch_anything_outside_the_root_and_always_get_an_answer(
@@ -182,8 +171,7 @@ def test_arbitrary_records_never_touch_anything_outside_the_root_and_always_get_
         (root / "out").symlink_to("../outside")
         (root / "ldir").symlink_to("../outside/d")
         os.mkfifo(root / "fifo")
-        config.mkdir()
-        (config / "app.yml").write_text(SCENARIO.format(root=root, cdp=str(cdp).lower(), consistency=consistency))
+        declare(config, root, cdp=cdp, consistency=consistency)
         before = _snapshot(outside)
         hello = pack_json(Kind.HELLO, {"scenario": "app", "root_index": 0, "root": str(root), "host": "prod1"})
         out = io.BytesIO()

@@ -70,6 +70,16 @@ def test_a_stream_for_what_this_host_does_not_serve_is_refused(
     assert not dr1.root.exists() and not dr1.state_dir.exists()
 
 
+def test_a_malformed_declaration_is_named_as_such_not_as_a_missing_one(tmp_path: Path) -> None:
+    dr1 = Standby(tmp_path)
+    (dr1.config / "app.yml").write_text((dr1.config / "app.yml").read_text() + "bogus_key: 1\n")
+    answers = dr1.receive(hello(dr1.root), pack_batch(blob(recs(1, 1)), compress=False))
+    said = str(answers[0][1]["message"])
+    assert [k for k, _ in answers] == [Kind.ERROR] and "dr1 cannot serve scenario 'app'" in said, answers
+    assert "bogus_key" in said and "not declared" not in said, said
+    assert not dr1.root.exists()
+
+
 def test_a_host_not_named_by_the_scenario_refuses_it(tmp_path: Path) -> None:
     dr1 = Standby(tmp_path)
     answers = dr1.receive(hello(dr1.root), host="dr2")

@@ -33,6 +33,7 @@ def batch(*records: bytes) -> bytes:
 
 
 SETATTR = Record(seq=2, ts=0.0, op=Op.SETATTR, path=b"f1", meta=Meta(0o644, 0, 0, 0, ((b"user.a\0b", b"v"),)))
+TERABYTE = Record(seq=2, ts=0.0, op=Op.TRUNCATE, path=b"f1", offset=1 << 40)  # (sparse: no data)
 CASES = {
     "a NUL in a link's target": (
         [batch(Record(seq=1, ts=0.0, op=Op.SYMLINK, path=b"l", path2=b"/etc/\0passwd").encode())],
@@ -51,6 +52,11 @@ CASES = {
     "signatures of a path that is not hex": (
         [pack_json(Kind.SIGS_REQ, {"block_size": 4096, "paths": ["zz"]})],
         "a SIGS_REQ path is not hex",
+    ),
+    # found by make fuzz: the signatures of a sparse 1 TiB file were computed for minutes, then could not be sent
+    "signatures too many for one frame": (
+        [batch(blob(recs(1, 1)), TERABYTE.encode()), pack_json(Kind.SIGS_REQ, {"block_size": 4096, "paths": ["6631"]})],
+        "the signatures of 'f1' (1099511627776 bytes in blocks of 4096) do not fit in a SIGS frame",
     ),
     "an epoch that is not a number": ([], "a HELLO with epoch 'x'"),
     "a host that is not a name": ([], "a HELLO with host ['prod1']"),

@@ -19,8 +19,8 @@ piece by piece, so a group may be of any size (the undo of a file of any size tr
 
 On open, an incomplete group at the end of the newest segment (a crash mid-append: an open header, a group
 that ends past the file, or damage with no whole group after it) is dropped; corruption anywhere else is an
-error. Retention removes whole segments, oldest first, by age (``retention`` seconds after their newest
-group) and by total size.
+error. Retention removes whole segments, oldest first, by age (``retention`` seconds after the segment's
+last append, by the standby's own clock: its mtime, never the sender's record times) and by total size.
 """
 
 from __future__ import annotations

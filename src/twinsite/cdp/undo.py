@@ -41,6 +41,7 @@ from twinsite.apply.paths import DIR_FLAGS, open_regular, parent_fd
 from twinsite.errors import ParentNotDirectoryError
 from twinsite.journal.record import Meta, Op, Record
 from twinsite.sync.planner import all_zero
+from twinsite.sync.signatures import data_ranges
 from twinsite.tree import read_xattrs
 
 CHUNK = 1 << 20
@@ -182,7 +183,11 @@ class _Batch:
             return []  # new in this batch, or nothing there (the forward record is skipped)
         size = st.st_size
         start, end = (offset, offset + length) if length is not None else (offset, size)
-        out: list[_Part] = [_Later(partial(self._old_bytes, c, rec.path, old, start, min(end, size)))]
+        # A truncate's cut tail is put back beyond the end of the file, where holes come back as holes: only
+        # its data is read (a sparse file of 1 TiB cut to nothing takes the time of its data). A write's range
+        # is read whole: zeros it overwrote must be written back.
+        sparse = length is None
+        out: list[_Part] = [_Later(partial(self._old_bytes, c, rec.path, old, start, min(end, size), sparse=sparse))]
         if (length is not None and end > size) or (length is None and offset != size):
             out.append(c.rec(Op.TRUNCATE, rec.path, offset=size))
         return out + self._old_attrs(c, rec.path, old, st)
@@ -195,19 +200,23 @@ class _Batch:
         with parent_fd(self.root_fd, old) as (pfd, name):
             return [c.rec(Op.SETATTR, path, meta=_meta(pfd, name, st))]
 
-    def _old_bytes(self, c: _Ctx, path: bytes, old: bytes, start: int, end: int) -> Iterator[Record]:
+    def _old_bytes(
+        self, c: _Ctx, path: bytes, old: bytes, start: int, end: int, *, sparse: bool = False
+    ) -> Iterator[Record]:
+        """WRITEs of the old bytes of ``[start, end)``; with ``sparse``, of its data only (holes never read)."""
         if end <= start:
             return
         with parent_fd(self.root_fd, old) as (pfd, name):
             fd = open_regular(pfd, name, os.O_RDONLY)  # (swapped for a FIFO since its stat: refused, never waited on)
         try:
-            pos = start
-            while pos < end:
-                buf = os.pread(fd, min(CHUNK, end - pos), pos)
-                if not buf:
-                    break
-                yield c.rec(Op.WRITE, path, offset=pos, data=buf)
-                pos += len(buf)
+            for first, last in data_ranges(fd, start, end) if sparse else [(start, end)]:
+                pos = first
+                while pos < last:
+                    buf = os.pread(fd, min(CHUNK, last - pos), pos)
+                    if not buf:
+                        return
+                    yield c.rec(Op.WRITE, path, offset=pos, data=buf)
+                    pos += len(buf)
         finally:
             os.close(fd)
 
@@ -317,8 +326,8 @@ class _Batch:
             self.rebuilt[key] = path
         links.made[key] = path
         yield c.rec(Op.CREATE, path, meta=Meta(meta.mode, meta.uid, meta.gid, 0, meta.xattrs))
-        for r in self._old_bytes(c, path, old, 0, st.st_size):
-            if not all_zero(r.data):  # holes stay holes
+        for r in self._old_bytes(c, path, old, 0, st.st_size, sparse=True):
+            if not all_zero(r.data):  # holes stay holes (and zeros written as data become holes)
                 yield r
         yield c.rec(Op.TRUNCATE, path, offset=st.st_size)
         yield c.rec(Op.SETATTR, path, meta=meta)

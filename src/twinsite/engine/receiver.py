@@ -46,7 +46,7 @@ from twinsite.apply.paths import open_regular, parent_fd
 from twinsite.cdp.log import RewindLog, make_group
 from twinsite.cdp.undo import capture
 from twinsite.config.scenario import Cdp, Scenario
-from twinsite.config.store import find
+from twinsite.config.store import load_dir
 from twinsite.engine.spool import Spool
 from twinsite.errors import (
     ConfigError,
@@ -64,8 +64,8 @@ from twinsite.state.applied import AppliedFile, AppliedPosition
 from twinsite.state.layout import ReceiverState, ScenarioState
 from twinsite.state.role import check_sender, this_host
 from twinsite.sync import manifest
-from twinsite.sync.signatures import signatures
-from twinsite.transport.frames import Kind, batch_payload, pack_json, parse_json, read_frame
+from twinsite.sync.signatures import DIGEST, signatures
+from twinsite.transport.frames import MAX_FRAME, Kind, batch_payload, pack_json, parse_json, read_frame
 
 DRAIN_RECORDS = 2000  # records per durable sub-batch when the spool is applied (like the sender's batches)
 
@@ -76,14 +76,23 @@ def check_root(root: Path) -> Path:
     return root
 
 
-def file_signatures(root_fd: int, rel: bytes, block: int) -> str:
+def file_signatures(root_fd: int, rel: bytes, block: int, room: int = MAX_FRAME) -> str:
+    """The replica's signatures of ``rel`` in hex ("" when it is not a regular file), refused before any is
+    computed when they would take more than ``room`` bytes of the SIGS frame (a file of 16 GiB or more in
+    4 KiB blocks: the answer could not be sent)."""
     try:
         with parent_fd(root_fd, rel) as (pfd, name):
             fd = open_regular(pfd, name, os.O_RDONLY)  # (never a FIFO: a read of one would wait for a writer)
     except (OSError, UnsafePathError):
         return ""
     try:
-        return signatures(fd, os.fstat(fd).st_size, block).hex()
+        size = os.fstat(fd).st_size
+        if -(-size // block) * DIGEST.size * 2 > room:
+            raise ProtocolError(
+                f"the signatures of {rel.decode(errors='replace')!r} ({size} bytes in blocks of {block}) do not fit"
+                f" in a SIGS frame of at most {MAX_FRAME} bytes"
+            )
+        return signatures(fd, size, block).hex()
     finally:
         os.close(fd)
 
@@ -110,13 +119,21 @@ def serving(config_dir: Path, state_dir: Path, hello: dict[str, Any], *, peer: s
         raise ProtocolError("a HELLO names a scenario (a string) and a root index (an integer)")
     host = this_host()
     try:
-        s = find(config_dir, name)
-    except ConfigError as exc:
+        declared = {s.name: s for s in load_dir(config_dir)}
+    except ConfigError as exc:  # (a malformed declaration is not a missing one: say which, and where)
+        raise ConfigError(
+            f"{host} cannot serve scenario {name!r}: the declarations in {config_dir} do not load: {exc}",
+            where=host,
+            hint="fix them (playbooks/configure.yml declares every scenario on every host it names)",
+        ) from exc
+    if name not in declared:
         raise ConfigError(
             f"{host} does not serve scenario {name!r}: it is not declared in {config_dir}",
             where=host,
-            hint=f"declare it on every host it names (playbooks/configure.yml); {exc.hint or ''}".rstrip("; "),
-        ) from exc
+            hint="declare it on every host it names (playbooks/configure.yml); "
+            f"declared here: {', '.join(sorted(declared)) or 'none'}",
+        )
+    s = declared[name]
     hosts = f"{s.master} -> {', '.join(s.replicas)}"
     if host != s.master and host not in s.replicas:
         raise ConfigError(f"{host} is not a host of scenario {name!r} ({hosts})")
@@ -244,7 +261,11 @@ class Receiver:
                 block, paths = sigs_request(parse_json(payload))
                 self._refuse_if_spooled("compared block by block")
                 self._catch_up()
-                sigs = {p.hex(): file_signatures(self.applier.root_fd, p, block) for p in paths}
+                sigs: dict[str, str] = {}
+                room = MAX_FRAME
+                for p in paths:
+                    sigs[p.hex()] = file_signatures(self.applier.root_fd, p, block, room)
+                    room -= len(sigs[p.hex()]) + 2 * len(p) + 8  # (a bound on what JSON adds: quotes, colon, comma)
                 self.send(Kind.SIGS, {"sigs": sigs})
             elif kind == Kind.BATCH:
                 skipped = self.applier.stats.skipped_missing - self.applier.stats.refused_parents
