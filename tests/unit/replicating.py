@@ -28,7 +28,7 @@ class Pipe:
         self.seq += 1
         return self.seq
 
-    def _sigs(self, paths: list[bytes]) -> dict[bytes, bytes]:
+    def _sigs(self, rel: bytes, first: int, count: int) -> bytes:
         raise AssertionError("the planner should know every signature it shipped")
 
     def ship(self, records: list[Record]) -> None:
@@ -56,10 +56,10 @@ class Pipe:
         self.records += recs
         self.applier.commit()
 
-    def _remote_sigs(self, paths: list[bytes]) -> dict[bytes, bytes]:
-        from twinsite.engine.receiver import file_signatures
+    def _remote_sigs(self, rel: bytes, first: int, count: int) -> bytes:
+        from twinsite.engine.receiver import replica_signatures
 
-        return {p: bytes.fromhex(file_signatures(self.applier.root_fd, p, 4096)) for p in paths}
+        return replica_signatures(self.applier.root_fd, rel, 4096, first, count)
 
 
 def captured(events: list[tuple[str, bytes, bytes]]) -> ChangeSet:

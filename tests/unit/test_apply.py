@@ -211,7 +211,7 @@ def test_sync_methods_metadata_trusts_size_and_mtime_checksum_does_not(tmp_path:
     (dst / "same-meta").write_bytes(b"B" * 10000)  # a silent difference: same size ...
     st = os.stat(src / "same-meta")
     os.utime(dst / "same-meta", ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and same mtime
-    from twinsite.engine.receiver import file_signatures
+    from twinsite.engine.receiver import replica_signatures
     from twinsite.sync import manifest
 
     ap = Applier(dst)
@@ -221,7 +221,7 @@ def test_sync_methods_metadata_trusts_size_and_mtime_checksum_does_not(tmp_path:
         block_size=4096,
         next_seq=lambda: next(seq),
         now=lambda: 0.0,
-        fetch_sigs=lambda paths: {p: bytes.fromhex(file_signatures(ap.root_fd, p, 4096)) for p in paths},
+        fetch_sigs=lambda rel, first, count: replica_signatures(ap.root_fd, rel, 4096, first, count),
         checksum=method == "checksum",
     )
     planner.remote = manifest.decode(manifest.encode(dst))

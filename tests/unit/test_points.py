@@ -23,7 +23,7 @@ from twinsite.apply.applier import Applier
 from twinsite.capture.snapshots import Btrfs, changeset
 from twinsite.cdp.rewind import to_point
 from twinsite.config.scenario import POINT_STORE, reserved
-from twinsite.engine.receiver import Receiver, file_signatures
+from twinsite.engine.receiver import Receiver, replica_signatures
 from twinsite.journal.record import Meta, Op, Record
 from twinsite.state import applied, point
 from twinsite.state.layout import ReceiverState
@@ -55,8 +55,8 @@ class Points:
         self.seq += 1
         return self.seq
 
-    def _sigs(self, paths: list[bytes]) -> dict[bytes, bytes]:
-        return {p: bytes.fromhex(file_signatures(self.applier.root_fd, p, 4096)) for p in paths}
+    def _sigs(self, rel: bytes, first: int, count: int) -> bytes:
+        return replica_signatures(self.applier.root_fd, rel, 4096, first, count)
 
     def point(self, n: int) -> Path:
         snap = self.snaps.take(str(n))

@@ -56,7 +56,7 @@ CASES = {
     # found by make fuzz: the signatures of a sparse 1 TiB file were computed for minutes, then could not be sent
     "signatures too many for one frame": (
         [batch(blob(recs(1, 1)), TERABYTE.encode()), pack_json(Kind.SIGS_REQ, {"block_size": 4096, "paths": ["6631"]})],
-        "the signatures of 'f1' (1099511627776 bytes in blocks of 4096) do not fit in a SIGS frame",
+        "the signatures of 'f1' (268435456 blocks of 4096 bytes) do not fit in a SIGS frame",
     ),
     "an epoch that is not a number": ([], "a HELLO with epoch 'x'"),
     "a host that is not a name": ([], "a HELLO with host ['prod1']"),

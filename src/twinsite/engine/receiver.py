@@ -76,23 +76,30 @@ def check_root(root: Path) -> Path:
     return root
 
 
-def file_signatures(root_fd: int, rel: bytes, block: int, room: int = MAX_FRAME) -> str:
-    """The replica's signatures of ``rel`` in hex ("" when it is not a regular file), refused before any is
-    computed when they would take more than ``room`` bytes of the SIGS frame (a file of 16 GiB or more in
-    4 KiB blocks: the answer could not be sent)."""
+ALL_BLOCKS = 1 << 62
+
+
+def replica_signatures(
+    root_fd: int, rel: bytes, block: int, first: int = 0, count: int = ALL_BLOCKS, *, room: int = MAX_FRAME
+) -> bytes:
+    """The replica's signatures of blocks ``first`` to ``first + count - 1`` of ``rel`` (b"" when it is not a
+    regular file), refused before any is computed when in hex they would take more than ``room`` bytes of the
+    SIGS frame (a sender asks for a big file's signatures a page at a time: an answer that big is not one
+    of ours)."""
     try:
         with parent_fd(root_fd, rel) as (pfd, name):
             fd = open_regular(pfd, name, os.O_RDONLY)  # (never a FIFO: a read of one would wait for a writer)
     except (OSError, UnsafePathError):
-        return ""
+        return b""
     try:
         size = os.fstat(fd).st_size
-        if -(-size // block) * DIGEST.size * 2 > room:
+        blocks = max(0, min(-(-size // block), first + count) - first)
+        if blocks * DIGEST.size * 2 > room:
             raise ProtocolError(
-                f"the signatures of {rel.decode(errors='replace')!r} ({size} bytes in blocks of {block}) do not fit"
+                f"the signatures of {rel.decode(errors='replace')!r} ({blocks} blocks of {block} bytes) do not fit"
                 f" in a SIGS frame of at most {MAX_FRAME} bytes"
             )
-        return signatures(fd, size, block).hex()
+        return signatures(fd, min(size, (first + blocks) * block), block, first=first)
     finally:
         os.close(fd)
 
@@ -147,16 +154,30 @@ def serving(config_dir: Path, state_dir: Path, hello: dict[str, Any], *, peer: s
     return Serving(s, index, ScenarioState(state_dir, name).receiver(index))
 
 
-def sigs_request(req: dict[str, Any]) -> tuple[int, list[bytes]]:
-    """A SIGS_REQ's block size (a power of two from 512 B to 16 MiB) and paths (hex strings), or a
-    ProtocolError saying what is wrong with it."""
+@dataclass(frozen=True)
+class SigsRequest:
+    """What a SIGS_REQ asks for: the signatures of blocks ``first`` to ``first + count - 1`` of each path."""
+
+    block: int
+    paths: list[bytes]
+    first: int
+    count: int
+
+
+def sigs_request(req: dict[str, Any]) -> SigsRequest:
+    """A SIGS_REQ's block size (a power of two from 512 B to 16 MiB), paths (hex strings) and range of blocks
+    (``first``, default 0; ``count``, default all), or a ProtocolError saying what is wrong with it."""
     block, paths = req.get("block_size"), req.get("paths")
+    first, count = req.get("first", 0), req.get("count", ALL_BLOCKS)
     if not isinstance(block, int) or isinstance(block, bool) or block < 512 or block > 16 << 20 or block & (block - 1):
         raise ProtocolError(f"a SIGS_REQ with block_size {block!r}: a power of two from 512 to 16777216 is needed")
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise ProtocolError("a SIGS_REQ's paths are a list of hex strings")
+    for what, n in (("first", first), ("count", count)):
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= ALL_BLOCKS:
+            raise ProtocolError(f"a SIGS_REQ with {what} {n!r}: a block number from 0 is needed")
     try:
-        return block, [bytes.fromhex(p) for p in paths]
+        return SigsRequest(block, [bytes.fromhex(p) for p in paths], first, count)
     except ValueError as exc:
         raise ProtocolError(f"a SIGS_REQ path is not hex: {exc}") from None
 
@@ -194,6 +215,7 @@ class Receiver:
         self.host = this_host()
         self.spool = Spool(state)
         self._heard_at = 0.0
+        self.listing: manifest.Listing | None = None  # the replica's listing being sent, a page at a time
 
     def _setup_cdp(self, applied_seq: int) -> int:
         """Open the rewind log when the scenario asks for it; returns the applied seq.
@@ -254,20 +276,21 @@ class Receiver:
                 applied_seq = self._hello(parse_json(payload))
                 self.send(Kind.READY, {"applied_seq": applied_seq, "version": __version__})
             elif kind == Kind.MANIFEST_REQ:
-                self._refuse_if_spooled("listed")
-                self._catch_up()
-                self.send(Kind.MANIFEST, {"entries": manifest.encode(self.root)})
+                self._manifest_page(parse_json(payload))
             elif kind == Kind.SIGS_REQ:
-                block, paths = sigs_request(parse_json(payload))
+                req = sigs_request(parse_json(payload))
                 self._refuse_if_spooled("compared block by block")
                 self._catch_up()
                 sigs: dict[str, str] = {}
                 room = MAX_FRAME
-                for p in paths:
-                    sigs[p.hex()] = file_signatures(self.applier.root_fd, p, block, room)
+                for p in req.paths:
+                    sigs[p.hex()] = replica_signatures(
+                        self.applier.root_fd, p, req.block, req.first, req.count, room=room
+                    ).hex()
                     room -= len(sigs[p.hex()]) + 2 * len(p) + 8  # (a bound on what JSON adds: quotes, colon, comma)
                 self.send(Kind.SIGS, {"sigs": sigs})
             elif kind == Kind.BATCH:
+                self.listing = None  # (a listing is of the replica as it was: asking for more of it is an error)
                 skipped = self.applier.stats.skipped_missing - self.applier.stats.refused_parents
                 refused = self.applier.stats.refused_parents
                 with held(self.state.apply_lock):
@@ -295,6 +318,20 @@ class Receiver:
                 return
             else:
                 raise ProtocolError(f"unexpected {kind.name} frame")
+
+    def _manifest_page(self, req: dict[str, Any]) -> None:
+        """A page of the replica's listing: the first of a new one, or (``{"more": true}``) the next of the
+        listing begun. Nothing is applied between the pages of a listing: a sender lists, then plans."""
+        if not req.get("more"):
+            self._refuse_if_spooled("listed")
+            self._catch_up()
+            self.listing = manifest.Listing(self.root)
+        elif self.listing is None:
+            raise ProtocolError("a MANIFEST_REQ for more of a listing, with none begun")
+        entries, more = self.listing.page()
+        if not more:
+            self.listing = None
+        self.send(Kind.MANIFEST, {"entries": entries, "more": more})
 
     def _frames(self, first: tuple[Kind, int, bytearray] | None) -> Iterator[tuple[Kind, int, bytearray]]:
         if first is not None:

@@ -56,7 +56,7 @@ from twinsite.state.role import this_host
 from twinsite.state.sender_status import SenderStatus
 from twinsite.sync.changes import ChangeSet
 from twinsite.sync.manifest import decode as decode_manifest
-from twinsite.sync.planner import Planner, merged
+from twinsite.sync.planner import Planner, RemoteTree, merged
 from twinsite.sync.progress import SyncProgress, measure
 from twinsite.transport.channels import Endpoint
 from twinsite.transport.frames import Kind
@@ -197,12 +197,13 @@ class Sender(Shipper):
         self._seq += 1
         return self._seq
 
-    def _fetch_sigs(self, paths: list[bytes]) -> dict[bytes, bytes]:
+    def _fetch_sigs(self, rel: bytes, first: int, count: int) -> bytes:
+        """The replica's signatures of blocks ``first`` to ``first + count - 1`` of ``rel`` (the planner asks
+        a page at a time)."""
         link = self._wait_link()
-        reply = link.request(
-            Kind.SIGS_REQ, {"paths": [p.hex() for p in paths], "block_size": self.rep.block_size}, Kind.SIGS
-        )
-        return {bytes.fromhex(k): bytes.fromhex(v) for k, v in reply["sigs"].items()}
+        req = {"paths": [rel.hex()], "block_size": self.rep.block_size, "first": first, "count": count}
+        reply = link.request(Kind.SIGS_REQ, req, Kind.SIGS)
+        return bytes.fromhex(reply["sigs"].get(rel.hex(), ""))
 
     def _wait_link(self) -> Link:
         return self._wait_link_gen()[0]
@@ -216,7 +217,7 @@ class Sender(Shipper):
                         return self.link, self.link_gen
         raise TwinsiteError("stopping")
 
-    def _new_planner(self, remote: dict[bytes, Entry]) -> Planner:
+    def _new_planner(self, remote: RemoteTree) -> Planner:
         p = Planner(
             Path(self.root.path),
             block_size=self.rep.block_size,
@@ -311,11 +312,11 @@ class Sender(Shipper):
         self._check_consistency()
         link, gen = self._wait_link_gen()
         self._wait_shipped(self.journal.last_seq)
-        manifest = link.request(Kind.MANIFEST_REQ, {}, Kind.MANIFEST, timeout=600)
+        remote = RemoteTree(self._listing(link))
         self.publish(state="syncing", resyncs=self.status.resyncs + 1)
         with self.jlock:
             self._seq = max(self.journal.last_seq, self._acked_floor())
-        self.planner = self._new_planner(decode_manifest(manifest["entries"]))
+        self.planner = self._new_planner(remote)
         base = None
         if self.snaps is not None:
             base = self._take(self.snaps)
@@ -351,6 +352,17 @@ class Sender(Shipper):
             self._resync_if_diverged()
             if changes:
                 self._journal_records(changes.plan(self.planner))
+
+    @staticmethod
+    def _listing(link: Link) -> Iterator[tuple[bytes, Entry]]:
+        """What the replica holds, asked for a page at a time (sync.manifest.Listing)."""
+        req: dict[str, bool] = {}
+        while True:
+            page = link.request(Kind.MANIFEST_REQ, req, Kind.MANIFEST, timeout=600)
+            yield from decode_manifest(page["entries"]).items()
+            if not page.get("more"):
+                return
+            req = {"more": True}
 
     def _resync_if_diverged(self) -> None:
         """Raise (the plan loop then compares everything again) when the shipper saw the replica diverge."""

@@ -9,9 +9,10 @@ renames before the changes that follow them.
 
 from __future__ import annotations
 
+import collections
 import os
 import stat
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -61,10 +62,10 @@ class RemoteTree(MutableMapping[bytes, Entry]):
     subtree is found in time proportional to its size (forgetting or moving one file must not scan every
     path: an initial sync of N files would be quadratic)."""
 
-    def __init__(self, entries: Mapping[bytes, Entry] | None = None) -> None:
+    def __init__(self, entries: Mapping[bytes, Entry] | Iterable[tuple[bytes, Entry]] = ()) -> None:
         self._entries: dict[bytes, Entry] = {}
         self._kids: dict[bytes, set[bytes]] = {}
-        for k, v in (entries or {}).items():
+        for k, v in entries.items() if isinstance(entries, Mapping) else entries:
             self[k] = v
 
     def __getitem__(self, key: bytes) -> Entry:
@@ -112,6 +113,70 @@ class RemoteTree(MutableMapping[bytes, Entry]):
         return out
 
 
+#: Signatures asked of the replica at a time (8 MiB of them: 4 GiB of a file in 4 KiB blocks)
+SIG_PAGE = 1 << 20
+#: Signatures of shipped files kept to compare their next change with (a file's are kept up to FILE_SIGS bytes:
+#: a 128 MiB file in 4 KiB blocks; the least recently used are let go past SIG_CACHE bytes in all)
+FILE_SIGS = 256 << 10
+SIG_CACHE = 32 << 20
+
+
+class SigCache:
+    """The replica's signatures of files this planner shipped (exactly the bytes it sent), so that the next
+    change of a file is compared without asking the replica. Bounded: a file's are kept only up to
+    ``FILE_SIGS`` bytes, and the least recently used are dropped past ``SIG_CACHE`` bytes in all (a file whose
+    signatures are not known has them asked of the replica, a page at a time)."""
+
+    def __init__(self, budget: int = SIG_CACHE) -> None:
+        self._sigs: collections.OrderedDict[bytes, bytes] = collections.OrderedDict()
+        self.size = 0
+        self.budget = budget
+
+    def __contains__(self, rel: bytes) -> bool:
+        return rel in self._sigs
+
+    def get(self, rel: bytes) -> bytes | None:
+        sigs = self._sigs.get(rel)
+        if sigs is not None:
+            self._sigs.move_to_end(rel)
+        return sigs
+
+    def pop(self, rel: bytes) -> bytes | None:
+        sigs = self._sigs.pop(rel, None)
+        if sigs is not None:
+            self.size -= len(sigs)
+        return sigs
+
+    def put(self, rel: bytes, sigs: bytes | None) -> None:
+        """Keep ``sigs`` for ``rel`` (None, or too many to keep: forget what was kept)."""
+        self.pop(rel)
+        if sigs is None or len(sigs) > FILE_SIGS:
+            return
+        self._sigs[rel] = sigs
+        self.size += len(sigs)
+        while self.size > self.budget:
+            _, old = self._sigs.popitem(last=False)
+            self.size -= len(old)
+
+
+class RemoteSigs:
+    """The replica's signatures of one file, asked for a page of ``SIG_PAGE`` blocks at a time as the file is
+    read front to back (never all of a big file's at once)."""
+
+    def __init__(self, fetch: Callable[[bytes, int, int], bytes], rel: bytes, known: bytes | None = None) -> None:
+        self.fetch, self.rel = fetch, rel
+        self.known = known is not None  # (all of them: those the planner kept, or none for a new file)
+        self.first, self.asked, self.sigs = 0, 0, known or b""
+
+    def blocks(self, first: int, n: int) -> bytes:
+        """The signatures of blocks ``first`` to ``first + n - 1`` (fewer where the replica's file ends)."""
+        if not self.known and not self.first <= first <= first + n <= self.first + self.asked:
+            self.first, self.asked = first, max(SIG_PAGE, n)
+            self.sigs = self.fetch(self.rel, first, self.asked)
+        at = (first - self.first) * DIGEST.size
+        return self.sigs[at : at + n * DIGEST.size]
+
+
 @dataclass
 class PlanStats:
     files: int = 0
@@ -129,7 +194,7 @@ class Planner:
         block_size: int,
         next_seq: Callable[[], int],
         now: Callable[[], float],
-        fetch_sigs: Callable[[list[bytes]], dict[bytes, bytes]],
+        fetch_sigs: Callable[[bytes, int, int], bytes],
         select: Callable[[bytes], bool] | None = None,
         checksum: bool = False,
         drop_privileged: bool = False,
@@ -145,7 +210,7 @@ class Planner:
         self.fetch_sigs = fetch_sigs
         self.select = select or (lambda _p: True)
         self._remote = RemoteTree()
-        self.sigs: dict[bytes, bytes] = {}
+        self.sigs = SigCache()
         self.links: dict[
             tuple[int, int], bytes
         ] = {}  # source inode of every shipped file -> a path the replica has it at
@@ -189,7 +254,7 @@ class Planner:
         found = self._inode_at(gone) if gone else []
         for p in gone:
             del self.remote[p]
-            self.sigs.pop(p, None)
+            self.sigs.pop(p)
             self._last_key.pop(p, None)
             key = self.key_of.pop(p, None)
             if key is not None:
@@ -210,7 +275,7 @@ class Planner:
             self.remote[q] = self.remote[p]
             del self.remote[p]
             if p in self.sigs:
-                self.sigs[q] = self.sigs.pop(p)
+                self.sigs.put(q, self.sigs.pop(p))
             if p in self.key_of:
                 self.key_of[q] = self.key_of.pop(p)
             if p in self._last_key:
@@ -398,7 +463,7 @@ class Planner:
                 self.forget(rel)
                 yield self._rec(Op.HARDLINK, rel, path2=other)
             self.remote[rel] = self.remote[other]
-            self.sigs[rel] = self.sigs.get(other, b"")
+            self.sigs.put(rel, self.sigs.get(other) or b"")
             self.key_of[rel] = key
             return
         try:
@@ -466,7 +531,7 @@ class Planner:
         if have != want or extents:
             yield self._rec(Op.SETATTR, rel, meta=want.meta())
         self.remote[rel] = want
-        self.sigs.pop(rel, None)
+        self.sigs.pop(rel)
 
     def _plan_content(
         self, rel: bytes, fd: int, size: int, want: Entry, have: Entry | None, *, whole: bool = False
@@ -479,7 +544,7 @@ class Planner:
         if new:
             self.forget(rel)
             yield self._rec(Op.CREATE, rel, meta=replace(want, mtime_ns=0).meta())
-            remote_sigs = b""
+            remote_sigs = RemoteSigs(self.fetch_sigs, rel, b"")
         elif (
             have is not None
             and have.size == want.size
@@ -491,18 +556,17 @@ class Planner:
             self.remote[rel] = want
             return
         else:
-            known = self.sigs.get(rel)
-            remote_sigs = known if known is not None else self.fetch_sigs([rel]).get(rel, b"")
-        sigs: list[bytes] = []
+            remote_sigs = RemoteSigs(self.fetch_sigs, rel, self.sigs.get(rel))
+        sigs: list[bytes] | None = [] if -(-size // self.block) * DIGEST.size <= FILE_SIGS else None
         pos = 0
         while pos < size:
             buf = os.pread(fd, min(READ_CHUNK, size - pos), pos)
             if not buf:
                 break  # shrank while being read: ship what is there now
             local = block_signatures(buf, self.block)
-            first = pos // self.block * DIGEST.size
-            sigs.append(local)
-            remote = remote_sigs[first : first + len(local)]
+            if sigs is not None:
+                sigs.append(local)
+            remote = remote_sigs.blocks(pos // self.block, len(local) // DIGEST.size)
             zeros = new and all_zero(buf)  # a new file's hole (or zeros): TRUNCATE gives the same bytes
             if not zeros and local != remote:
                 yield from self._changed_blocks(rel, pos, buf, local, remote)
@@ -515,7 +579,7 @@ class Planner:
         want = replace(want, size=pos)
         yield self._rec(Op.SETATTR, rel, meta=want.meta())
         self.remote[rel] = want
-        self.sigs[rel] = b"".join(sigs)
+        self.sigs.put(rel, None if sigs is None else b"".join(sigs))
 
     def _changed_blocks(self, rel: bytes, pos: int, buf: bytes, local: bytes, remote: bytes) -> Iterator[Record]:
         """WRITE records for the runs of blocks of ``buf`` whose signature differs from the replica's."""

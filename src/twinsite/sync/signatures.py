@@ -46,19 +46,19 @@ def data_ranges(fd: int, start: int, end: int) -> Iterator[tuple[int, int]]:
         pos = hole
 
 
-def signatures(fd: int, size: int, block: int) -> bytes:
-    """Signatures of the first ``size`` bytes of ``fd``, read with pread (never mmap: a file truncated while
-    it is hashed would turn an mmap access into SIGBUS), holes not read. A file that shrank meanwhile gives
-    fewer blocks."""
+def signatures(fd: int, size: int, block: int, *, first: int = 0) -> bytes:
+    """Signatures of the blocks of ``fd`` from block ``first`` up to byte ``size``, read with pread (never
+    mmap: a file truncated while it is hashed would turn an mmap access into SIGBUS), holes not read. A file
+    that shrank meanwhile gives fewer blocks."""
     h = xxhash.xxh3_64_intdigest
     zero = DIGEST.pack(h(bytes(block)))
     out: list[bytes] = []
     chunk = max(block, READ_CHUNK // block * block)
-    done = 0  # the blocks signed so far
-    for first, last in data_ranges(fd, 0, size):
-        first_block = max(first // block, done)
+    done = first  # the blocks signed so far
+    for start, end in data_ranges(fd, first * block, size):
+        first_block = max(start // block, done)
         out.append(zero * (first_block - done))
-        pos, stop = first_block * block, min(-(-last // block) * block, size)
+        pos, stop = first_block * block, min(-(-end // block) * block, size)
         while pos < stop:
             buf = os.pread(fd, min(chunk, stop - pos), pos)
             if not buf:
