@@ -103,9 +103,16 @@ class PeerClosed(ProtocolError):
 
 
 class LinkError(TwinsiteError):
-    """The connection to the standby failed; the sender reconnects and resumes from the acknowledged seq."""
+    """The connection to the standby failed; the sender reconnects and resumes from the acknowledged seq.
+    ``remote``: the type of the receiver's error when it ended the session with one (its ERROR frame)."""
 
     exit_code = 12
+
+    def __init__(
+        self, message: str, *, where: str | None = None, hint: str | None = None, remote: str | None = None
+    ) -> None:
+        super().__init__(message, where=where, hint=hint)
+        self.remote = remote
 
 
 class CaptureError(TwinsiteError):

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.cli import twinsite_cmd
+from harness.hosts import events, wait_event
 from harness.scenarios import Scenario, install
 from harness.wait import eventually
 from tests.fsops import mutate, populate
@@ -170,6 +171,43 @@ def test_replica_disk_full_stops_clearly_and_resumes_when_space_is_freed(scenari
         assert got.stdout.split()[0] == want.stdout.split()[0]
     finally:
         subprocess.run(["ip", "netns", "exec", scenario.lab.host("dr1").netns, "true"], check=False)
+        twinsite_cmd("lab", "exec", "dr1", "--", "umount", f"/srv/{scenario.name}")
+
+
+def test_a_sync_that_can_never_finish_says_why_stays_degraded_and_alerts_until_it_does(scenario: Scenario) -> None:
+    """Issue 19: every sync attempt fails the same way (here the standby's disk is too small for the first
+    copy). Before, each reconnection wiped the error (`last_error: null`) and the state flipped between
+    syncing and disconnected, so neither status nor the standby's monitor ever said so, and no alert went out."""
+    mount = ["lab", "exec", "dr1", "--", "mount", "-t", "tmpfs", "-o", "size=2m", "tw-full", f"/srv/{scenario.name}"]
+    scenario.dst.mkdir(parents=True)
+    assert twinsite_cmd(*mount).returncode == 0
+    since = time.time()
+    try:
+        (scenario.src / "big").write_bytes(random.Random(2).randbytes(4 << 20))
+        scenario.start()
+        alert = wait_event(scenario.lab, "prod1", "replication-failing", since, timeout=90)
+        assert "No space left on device" in alert["what"], alert
+        seen = []
+        for _ in range(20):  # across reconnections, it stays said
+            st = scenario.status()
+            seen.append((st["state"], st["failures"], "No space left" in (st["last_error"] or "")))
+            time.sleep(0.25)
+        assert all(state == "degraded" and n >= 3 and said for state, n, said in seen), seen
+        grow = ["lab", "exec", "dr1", "--", "mount", "-o", "remount,size=64m", f"/srv/{scenario.name}"]
+        assert twinsite_cmd(*grow).returncode == 0
+        scenario.wait_synced(timeout=90)
+        st = scenario.status()
+        assert (st["state"], st["failures"], st["last_error"]) == ("replicating", 0, None), st
+        wait_event(scenario.lab, "prod1", "resolved-replication-failing", since, timeout=30)
+        kinds = [e["kind"] for e in events(scenario.lab, "prod1", since) if "replication-failing" in e["kind"]]
+        assert kinds == ["replication-failing", "resolved-replication-failing"], kinds  # once per streak
+        scenario.kill()  # before comparing: the replica is read through dr1's mount
+        got = twinsite_cmd("lab", "exec", "dr1", "--", "/opt/twinsite/bin/twinsite", "digest", f"/srv/{scenario.name}")
+        want = twinsite_cmd(
+            "lab", "exec", "prod1", "--", "/opt/twinsite/bin/twinsite", "digest", f"/srv/{scenario.name}"
+        )
+        assert got.stdout.split()[0] == want.stdout.split()[0]
+    finally:
         twinsite_cmd("lab", "exec", "dr1", "--", "umount", f"/srv/{scenario.name}")
 
 

@@ -155,3 +155,35 @@ class Standby:
         self.last = proc = subprocess.run(argv, input=b"".join(frames), capture_output=True, env=env, timeout=60)
         assert proc.returncode != 0 or not proc.stderr, proc.stderr
         return answers_in(io.BytesIO(proc.stdout))
+
+
+class Piped:
+    """A `twinsite receive` process of ``standby`` as a transport channel (transport.channels.Channel): a real
+    session's frames through pipes instead of ssh (the lab's tests go through ssh). Its peak memory is read
+    from /proc while it runs."""
+
+    def __init__(self, standby: Standby, host: str = "dr1") -> None:
+        argv = [TWINSITE, "receive", "--config-dir", str(standby.config), "--state-dir", str(standby.state_dir)]
+        self.err = (standby.state_dir.parent / "receive.err").open("w+b")
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, bufsize=0,
+            env={**os.environ, "TWINSITE_HOST": host},
+        )  # fmt: skip
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.writer: BinaryIO = self.proc.stdin  # type: ignore[assignment]
+        self.reader: BinaryIO = self.proc.stdout  # type: ignore[assignment]
+
+    def peak_rss(self) -> int:
+        """The process's high-water mark of resident memory so far, in bytes."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1]) * 1024
+
+    def stderr_text(self) -> str:
+        self.err.seek(0)
+        return self.err.read().decode(errors="replace").strip()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.proc.wait(timeout=60)
+        self.reader.close()
+        self.err.close()

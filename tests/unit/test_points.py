@@ -300,7 +300,7 @@ def test_a_root_that_cannot_have_points_is_said_and_alerted_once(tmp_path: Path)
         st = sender_status.read(place.status)
         assert st is not None and st.state == "degraded"
         assert st.last_error is not None and "is not a btrfs subvolume" in st.last_error
-        time.sleep(2.5)  # (two more attempts fail: still one alert)
+        time.sleep(2.5)  # (more attempts fail: still one alert)
     finally:
         sender.stop_event.set()
         loop.join(timeout=10)

@@ -26,7 +26,7 @@ COLUMNS = (  # (heading, width, right-aligned): 120 characters with the spaces b
     ("LAST TEST", 20, False),
     ("ALERTS", 13, False),
 )
-WAITING = ("disconnected", "starting")  # a sync cut short here resumes when the link is back
+WAITING = ("disconnected", "starting", "degraded")  # a sync cut short (or failing) here is tried again
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -28,6 +28,7 @@ Status (state, positions, lag, backlog, errors) is written durably to ``status.j
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import logging
 import math
 import os
@@ -46,7 +47,7 @@ from twinsite.capture.inotify import Watcher
 from twinsite.capture.snapshots import Btrfs, changeset
 from twinsite.config.scenario import POINT_STORE, Root, Scenario
 from twinsite.engine.shipper import Shipper
-from twinsite.errors import CaptureError, ConfigError, TwinsiteError
+from twinsite.errors import CaptureError, ConfigError, LinkError, TwinsiteError
 from twinsite.journal.record import Op, Record
 from twinsite.journal.segments import Journal
 from twinsite.locks import held
@@ -71,10 +72,30 @@ PROGRESS_EVERY = 0.5  # seconds between status updates during a sync
 DIRECT_DEPTH = 4  # sync batches waiting for the shipper (memory: DIRECT_DEPTH x BATCH_BYTES)
 KEPT_POINTS = 16  # point snapshots kept at most (from the standby's last acknowledged point on)
 EARLY_POINT = 0.2  # seconds: the soonest a snapshot follows the previous one (see _next_point)
+FAILURES_ALERTED = 3  # failed syncs in a row that raise a replication-failing alert
 
 
 class SyncInterrupted(TwinsiteError):
     """The link was lost (or replaced) during a sync: the next attempt compares again from the manifest."""
+
+
+def replica_listing(link: Link) -> Iterator[tuple[bytes, Entry]]:
+    """What the replica holds, asked of its receiver a page at a time (sync.manifest.Listing)."""
+    req: dict[str, bool] = {}
+    while True:
+        page = link.request(Kind.MANIFEST_REQ, req, Kind.MANIFEST, timeout=600)
+        yield from decode_manifest(page["entries"]).items()
+        if not page.get("more"):
+            return
+        req = {"more": True}
+
+
+def replica_signatures(link: Link, block: int, rel: bytes, first: int, count: int) -> bytes:
+    """The replica's signatures of blocks ``first`` to ``first + count - 1`` of ``rel``, asked of its receiver
+    (the planner asks a page at a time)."""
+    req = {"paths": [rel.hex()], "block_size": block, "first": first, "count": count}
+    reply = link.request(Kind.SIGS_REQ, req, Kind.SIGS)
+    return bytes.fromhex(reply["sigs"].get(rel.hex(), ""))
 
 
 @dataclass(frozen=True)
@@ -160,6 +181,7 @@ class Sender(Shipper):
         self.snaps = Btrfs(Path(root.path), Path(root.path) / POINT_STORE) if self.points else None
         self._last_point = 0
         self._alerted_points = False
+        self._alerted_failing = False
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -198,12 +220,7 @@ class Sender(Shipper):
         return self._seq
 
     def _fetch_sigs(self, rel: bytes, first: int, count: int) -> bytes:
-        """The replica's signatures of blocks ``first`` to ``first + count - 1`` of ``rel`` (the planner asks
-        a page at a time)."""
-        link = self._wait_link()
-        req = {"paths": [rel.hex()], "block_size": self.rep.block_size, "first": first, "count": count}
-        reply = link.request(Kind.SIGS_REQ, req, Kind.SIGS)
-        return bytes.fromhex(reply["sigs"].get(rel.hex(), ""))
+        return replica_signatures(self._wait_link(), self.rep.block_size, rel, first, count)
 
     def _wait_link(self) -> Link:
         return self._wait_link_gen()[0]
@@ -235,18 +252,27 @@ class Sender(Shipper):
         while not self.stop_event.is_set():
             try:
                 self._plan_forever()
-            except SyncInterrupted:
-                continue  # the shipper reports the lost link; the sync resumes when it is back
+            except SyncInterrupted as exc:  # the shipper reports the lost link; the sync resumes when it is back
+                if not self.stop_event.is_set():  # ... and it counts: a sync the standby never lets finish
+                    self._sync_failed(TwinsiteError(f"{exc.message}: {self.status.last_error or 'no error said'}"))
             except Exception as exc:  # any failure: report it loudly, then resync
                 if self.stop_event.is_set():
                     return
-                self.error(
-                    exc if isinstance(exc, TwinsiteError) else TwinsiteError(f"planner failed: {exc!r}"), "degraded"
-                )
+                err = exc if isinstance(exc, TwinsiteError) else TwinsiteError(f"planner failed: {exc!r}")
+                waiting = isinstance(exc, LinkError) and exc.remote == "RecoveryError"  # (a test holds the replica)
+                if not waiting:
+                    self._sync_failed(err)
+                self.error(err, "degraded")
                 if self.snaps is not None and isinstance(exc, (CaptureError, ConfigError)):
-                    self._points_failing(exc)
+                    self._points_failing(err)
                 log.exception("planner failed; resyncing")
-                time.sleep(1)
+                self.stop_event.wait(min(30, 2 ** max(0, self.status.failures - 1)))  # (1 s, 2 s, 4 s ... 30 s)
+
+    def _sync_failed(self, err: TwinsiteError) -> None:
+        """One more sync that did not go through: counted (status), and alerted at FAILURES_ALERTED in a row."""
+        self.publish(failures=self.status.failures + 1, failing_since=self.status.failing_since or time.time())
+        if self.status.failures >= FAILURES_ALERTED and not self._alerted_points:
+            self._replication_failing(err)
 
     def _check_consistency(self) -> None:
         """A database replicated file by file needs the scenario's say-so (validate says it too, for the
@@ -286,6 +312,44 @@ class Sender(Shipper):
             )
         )
 
+    def _replication_failing(self, exc: TwinsiteError) -> None:
+        """Once per streak of failures: the standby gets nothing new, whatever the link does meanwhile."""
+        if self._alerted_failing or self.alerter is None:
+            return
+        self._alerted_failing = True
+        s, host, since = self.scenario, this_host(), self.status.failing_since or time.time()
+        self.alerter.send(
+            Alert(
+                kind="replication-failing",
+                severity="critical",
+                scenario=s.name,
+                host=host,
+                what=f"{host} cannot replicate {self.root.path} of {s.name} to {self.status.replica}: {exc.message}",
+                action=exc.hint or "see the agent's log and `twinsite status`; it keeps trying",
+                since=dt.datetime.fromtimestamp(since, dt.UTC),
+                details=(("failed attempts in a row", str(self.status.failures)), ("error", str(exc))),
+            )
+        )
+
+    def _replicating_again(self) -> None:
+        """A sync went through: the streak of failures (if any) is over, and said to be."""
+        failures = self.status.failures
+        self.publish(failures=0, failing_since=None, last_error=None)
+        if self._alerted_failing and self.alerter is not None:
+            s, host = self.scenario, this_host()
+            self.alerter.send(
+                Alert(
+                    kind="resolved-replication-failing",
+                    severity="resolved",
+                    scenario=s.name,
+                    host=host,
+                    what=f"{host} replicates {self.root.path} of {s.name} to {self.status.replica} again",
+                    action="none",
+                    details=(("failed attempts before", str(failures)),),
+                )
+            )
+        self._alerted_failing = False
+
     def _take(self, snaps: Btrfs) -> Snap:
         """A new consistency point of the root, now."""
         ident = max(int(time.time() * 1000), self._last_point + 1)
@@ -312,8 +376,9 @@ class Sender(Shipper):
         self._check_consistency()
         link, gen = self._wait_link_gen()
         self._wait_shipped(self.journal.last_seq)
-        remote = RemoteTree(self._listing(link))
-        self.publish(state="syncing", resyncs=self.status.resyncs + 1)
+        remote = RemoteTree(replica_listing(link))
+        failing = self.status.failures > 0  # (another attempt after failures: loud until one goes through)
+        self.publish(state="degraded" if failing else "syncing", resyncs=self.status.resyncs + 1)
         with self.jlock:
             self._seq = max(self.journal.last_seq, self._acked_floor())
         self.planner = self._new_planner(remote)
@@ -330,6 +395,7 @@ class Sender(Shipper):
         progress.finished_at = time.time()
         self.planner.progress = None
         self.publish(sync=progress.as_dict())
+        self._replicating_again()
         if base is not None and self.snaps is not None:
             self._end_point(base)
             self._points_forever(base, self.snaps, self.planner)
@@ -352,17 +418,6 @@ class Sender(Shipper):
             self._resync_if_diverged()
             if changes:
                 self._journal_records(changes.plan(self.planner))
-
-    @staticmethod
-    def _listing(link: Link) -> Iterator[tuple[bytes, Entry]]:
-        """What the replica holds, asked for a page at a time (sync.manifest.Listing)."""
-        req: dict[str, bool] = {}
-        while True:
-            page = link.request(Kind.MANIFEST_REQ, req, Kind.MANIFEST, timeout=600)
-            yield from decode_manifest(page["entries"]).items()
-            if not page.get("more"):
-                return
-            req = {"more": True}
 
     def _resync_if_diverged(self) -> None:
         """Raise (the plan loop then compares everything again) when the shipper saw the replica diverge."""

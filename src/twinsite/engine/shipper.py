@@ -121,10 +121,11 @@ class Shipper:
                     self.direct.clear()  # queued for the previous connection: the planner compares again
                     self.link = link
                     self.planned.notify_all()
+                failing = self.status.failures > 0  # (the planner's syncs fail: connecting is not enough)
                 self.publish(
                     connects=self.status.connects + 1,
                     acked_seq=applied,
-                    last_error=None,
+                    last_error=self.status.last_error if failing else None,
                     state=self._connected_state(),  # (nothing may be left to acknowledge to say so later)
                 )
                 self.link_ready.set()
@@ -138,7 +139,7 @@ class Shipper:
                     break
                 if not isinstance(exc, (TwinsiteError, OSError)):
                     log.exception("shipper failed")
-                self.error(exc, "disconnected")
+                self.error(exc, "degraded" if self.status.failures else "disconnected")
             finally:
                 self.link_ready.clear()
                 if link is not None:
@@ -228,6 +229,8 @@ class Shipper:
 
     def _connected_state(self) -> str:
         """What a working link means for the state: back to syncing or replicating after a disconnection."""
+        if self.status.failures:
+            return "degraded"
         if self.status.state != "disconnected":
             return self.status.state
         return "replicating" if self.synced else "syncing"

@@ -41,8 +41,10 @@ class SenderStatus:
     points: int = 0  # consistency points planned since the agent started
     point_extent_bytes: int = 0  # bytes the filesystem listed as changed in them (ranges written, new files)
     sync: dict[str, Any] | None = None  # progress of the current (or the last) initial sync / resync
-    last_error: str | None = None
+    last_error: str | None = None  # kept while syncs fail (``failures``), whatever the link does meanwhile
     last_error_at: float | None = None
+    failures: int = 0  # syncs that failed in a row: the standby gets nothing new until one goes through
+    failing_since: float | None = None
     updated_at: float = field(default_factory=time.time)
 
 

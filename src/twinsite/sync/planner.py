@@ -10,6 +10,7 @@ renames before the changes that follow them.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
@@ -20,7 +21,7 @@ from twinsite.apply.paths import open_file_under
 from twinsite.errors import ParentNotDirectoryError
 from twinsite.journal.record import Op, Record
 from twinsite.sync.progress import SyncProgress
-from twinsite.sync.signatures import DIGEST, block_signatures
+from twinsite.sync.signatures import DIGEST, block_signatures, data_ranges
 from twinsite.tree import Entry, entry
 
 #: what is known of a file's changed bytes (see Planner.plan_path)
@@ -559,21 +560,27 @@ class Planner:
             remote_sigs = RemoteSigs(self.fetch_sigs, rel, self.sigs.get(rel))
         sigs: list[bytes] | None = [] if -(-size // self.block) * DIGEST.size <= FILE_SIGS else None
         pos = 0
+        data = _Extents(fd, size)  # (a sparse file's holes are not read: their blocks are zeros)
         while pos < size:
-            buf = os.pread(fd, min(READ_CHUNK, size - pos), pos)
-            if not buf:
-                break  # shrank while being read: ship what is there now
-            local = block_signatures(buf, self.block)
+            n = min(READ_CHUNK, size - pos)
+            if data.any_in(pos, pos + n):
+                buf = os.pread(fd, n, pos)
+                if not buf:
+                    break  # shrank while being read: ship what is there now
+                local = block_signatures(buf, self.block)
+            else:
+                buf, local = None, zero_signatures(n, self.block)
             if sigs is not None:
                 sigs.append(local)
             remote = remote_sigs.blocks(pos // self.block, len(local) // DIGEST.size)
-            zeros = new and all_zero(buf)  # a new file's hole (or zeros): TRUNCATE gives the same bytes
+            zeros = new and (buf is None or all_zero(buf))  # a new file's hole (or zeros): TRUNCATE makes them
             if not zeros and local != remote:
-                yield from self._changed_blocks(rel, pos, buf, local, remote)
-            pos += len(buf)
+                yield from self._changed_blocks(rel, pos, bytes(n) if buf is None else buf, local, remote)
+            n = n if buf is None else len(buf)
+            pos += n
             if self.progress is not None:
-                self.progress.planned(self.last_seq, len(buf))
-                self._counted += len(buf)
+                self.progress.planned(self.last_seq, n)
+                self._counted += n
         if new or have is None or have.size != pos:
             yield self._rec(Op.TRUNCATE, rel, offset=pos)  # exact size: shrinks, or extends a sparse tail
         want = replace(want, size=pos)
@@ -597,6 +604,26 @@ class Planner:
                 if self.progress is not None:
                     self.progress.bytes_sent += len(data)
                 start = -1
+
+
+@functools.lru_cache(maxsize=8)
+def zero_signatures(n: int, block: int) -> bytes:
+    """The signatures of ``n`` zero bytes (a hole)."""
+    return block_signatures(bytes(n), block)
+
+
+class _Extents:
+    """Where a file being read holds data (the filesystem's list, asked as the file is read front to back)."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._ranges = data_ranges(fd, 0, size)
+        self._cur = next(self._ranges, None)
+
+    def any_in(self, start: int, end: int) -> bool:
+        """Whether ``[start, end)`` may hold data (asked for ranges further and further on)."""
+        while self._cur is not None and self._cur[1] <= start:
+            self._cur = next(self._ranges, None)
+        return self._cur is not None and self._cur[0] < end
 
 
 def _device(base: bytes) -> int:

@@ -71,7 +71,8 @@ class Link:
                         epoch = int(err.get("epoch", 0))
                         self._fail(SupersededError(str(err.get("message")), where=where, hint=hint, epoch=epoch))
                     else:
-                        self._fail(LinkError(f"the receiver failed: {err.get('message')}", where=where, hint=hint))
+                        message, remote = f"the receiver failed: {err.get('message')}", err.get("type")
+                        self._fail(LinkError(message, where=where, hint=hint, remote=remote))
                     return
                 else:
                     self._replies.put((kind, payload))
