@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cdp, consistency, recovery, replication, scale, ssh_channel, switchover
+from bench import cdp, consistency, million, recovery, replication, scale, ssh_channel, switchover
 from twinsite import __version__
 from twinsite.lab.topology import Lab
 
@@ -27,6 +27,7 @@ BENCHMARKS = {
     "switchover": switchover.run,
     "recovery": recovery.run,
     "scale": scale.run,
+    "million": million.run,
     "consistency": consistency.run,
 }
 RESULTS = Path(__file__).parent / "results"

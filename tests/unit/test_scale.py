@@ -23,7 +23,7 @@ import pytest
 from tests.unit.receiving import Piped, Standby
 from twinsite.engine.sender import replica_listing, replica_signatures
 from twinsite.journal.record import Op
-from twinsite.sync.planner import SIG_PAGE, Planner, RemoteTree
+from twinsite.sync.planner import FILE_SIGS, SIG_PAGE, Planner, RemoteTree, SigCache
 from twinsite.transport.frames import MAX_FRAME, Kind
 from twinsite.transport.link import Link
 
@@ -187,3 +187,20 @@ def test_a_sparse_17_gib_file_is_compared_in_pages_of_signatures_and_only_change
     assert (dr1.root / "big").stat().st_blocks * 512 < 2 * MIB  # holes stayed holes
     assert planned < 120, f"planning took {planned:.0f} s"
     assert peak < 100 * MIB, f"the receiver's peak RSS {peak / MIB:.0f} MiB"
+
+
+def test_the_signatures_kept_of_shipped_files_stay_within_their_budget() -> None:
+    """A million small files shipped keep at most the cache's budget of signatures (names counted), the most
+    recently used kept; a big file's are never kept (they are asked of the replica a page at a time)."""
+    cache = SigCache(budget=1 << 20)
+    for i in range(100_000):
+        cache.put(f"d/f{i:07d}".encode(), b"s" * 8)
+        assert cache.size <= cache.budget
+    assert b"d/f0099999" in cache and b"d/f0000000" not in cache
+    kept = sum(1 for i in range(100_000) if f"d/f{i:07d}".encode() in cache)
+    assert 4000 < kept < 8000, kept  # (about 180 bytes each)
+    cache.put(b"big", b"s" * (FILE_SIGS + 8))
+    assert b"big" not in cache
+    for i in range(100_000):
+        cache.pop(f"d/f{i:07d}".encode())
+    assert cache.size == 0

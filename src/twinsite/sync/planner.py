@@ -120,13 +120,15 @@ SIG_PAGE = 1 << 20
 #: a 128 MiB file in 4 KiB blocks; the least recently used are let go past SIG_CACHE bytes in all)
 FILE_SIGS = 256 << 10
 SIG_CACHE = 32 << 20
+_PER_FILE = 160  # what keeping one file's signatures costs besides them (its name, the dict's slot), about
 
 
 class SigCache:
     """The replica's signatures of files this planner shipped (exactly the bytes it sent), so that the next
     change of a file is compared without asking the replica. Bounded: a file's are kept only up to
-    ``FILE_SIGS`` bytes, and the least recently used are dropped past ``SIG_CACHE`` bytes in all (a file whose
-    signatures are not known has them asked of the replica, a page at a time)."""
+    ``FILE_SIGS`` bytes, and the least recently used are dropped past ``SIG_CACHE`` bytes in all, counting
+    what each kept file costs besides (a file whose signatures are not known has them asked of the replica, a
+    page at a time)."""
 
     def __init__(self, budget: int = SIG_CACHE) -> None:
         self._sigs: collections.OrderedDict[bytes, bytes] = collections.OrderedDict()
@@ -145,7 +147,7 @@ class SigCache:
     def pop(self, rel: bytes) -> bytes | None:
         sigs = self._sigs.pop(rel, None)
         if sigs is not None:
-            self.size -= len(sigs)
+            self.size -= _PER_FILE + len(rel) + len(sigs)
         return sigs
 
     def put(self, rel: bytes, sigs: bytes | None) -> None:
@@ -154,10 +156,10 @@ class SigCache:
         if sigs is None or len(sigs) > FILE_SIGS:
             return
         self._sigs[rel] = sigs
-        self.size += len(sigs)
+        self.size += _PER_FILE + len(rel) + len(sigs)
         while self.size > self.budget:
-            _, old = self._sigs.popitem(last=False)
-            self.size -= len(old)
+            name, old = self._sigs.popitem(last=False)
+            self.size -= _PER_FILE + len(name) + len(old)
 
 
 class RemoteSigs:
