@@ -469,6 +469,10 @@ class Planner:
             self.sigs.put(rel, self.sigs.get(other) or b"")
             self.key_of[rel] = key
             return
+        same = extents == () and have is not None and have.kind == "file" and have == want
+        if same and not (self.checksum and rel not in self.sigs):
+            self._index_inode(key, rel, st)  # the replica has it as it is (by metadata): nothing to read
+            return
         try:
             fd = open_file_under(self.base, rel, st)  # (the planned file, reached without following a link)
         except (OSError, ParentNotDirectoryError):
@@ -480,9 +484,12 @@ class Planner:
             yield from self._compare(rel, fd, st, want, have, extents)
         finally:
             os.close(fd)
-        # Every file's inode is indexed, not only linked ones: linking a new name to a file changes no
-        # event-visible property of the old name (IN_ATTRIB for the link count goes to the inode only), so the
-        # new name must find the old one by inode.
+        self._index_inode(key, rel, st)
+
+    def _index_inode(self, key: tuple[int, int], rel: bytes, st: os.stat_result) -> None:
+        """Every file's inode is indexed, not only linked ones: linking a new name to a file changes no
+        event-visible property of the old name (IN_ATTRIB for the link count goes to the inode only), so the
+        new name must find the old one by inode."""
         cur = self.links.get(key)
         if cur is None or cur == rel or cur not in self.remote or not self._is_inode(cur, key[1]):
             self.links[key] = rel  # (a stale entry: that inode number now belongs to this file)
