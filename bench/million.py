@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.replication import TW, _peak_rss_mib, drop_caches, rsync, sh
+from bench.replication import TW, _peak_rss_mib, drop_caches, rsync, run_until_synced, sh
 from harness.scenarios import Scenario, install
 from twinsite.lab.topology import Lab
 
@@ -73,18 +73,6 @@ def _lsyncd_startup(lab: Lab, src: str, dst: str) -> float:
         proc.wait(timeout=60)
 
 
-def _wait_replicating(sc: Scenario, since: float, timeout: float) -> dict[str, Any]:
-    """The agent's status once it is replicating with everything acknowledged (written after ``since``)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = sc.status()
-        fresh = st.get("updated_at", 0) >= since and st.get("state") == "replicating"
-        if fresh and st.get("planned_seq") == st.get("acked_seq"):
-            return st
-        time.sleep(0.05)
-    raise RuntimeError(f"benchmark failed: not replicating after {timeout:.0f} s: {sc.status()}")
-
-
 def _differences(src: str, dst: str) -> list[str]:
     argv = "rsync -a --omit-dir-times --dry-run --itemize-changes --delete -e 'ssh -o BatchMode=yes'"
     proc = sh("prod1", f"{argv} {src}/ dr1:{dst}/")
@@ -106,17 +94,11 @@ def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
         drop_caches()
         rs_t, _ = rsync("/srv/benchmillion", "/srv/benchmillion-rsync")
         drop_caches()
-        t0 = time.monotonic()
-        sc.start()
-        first = _wait_replicating(sc, sc.started_at, timeout=3600)
-        tw_t = time.monotonic() - t0
+        tw_t, first = run_until_synced(sc, timeout=3600)
         sync_peak = _peak_rss_mib(b"agent")
         sc.kill()
         drop_caches()
-        t0 = time.monotonic()
-        sc.start()
-        again = _wait_replicating(sc, sc.started_at, timeout=3600)
-        restart_t = time.monotonic() - t0
+        restart_t, again = run_until_synced(sc, timeout=3600)
         restart_peak = _peak_rss_mib(b"agent")
         sc.kill()
         diffs = _differences("/srv/benchmillion", "/srv/benchmillion")

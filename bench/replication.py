@@ -76,11 +76,17 @@ def rsync(src: str, dst: str, *extra: str) -> tuple[float, int]:
     return elapsed, sent
 
 
-def twinsite_sync(sc: Scenario) -> tuple[float, int]:
+def run_until_synced(sc: Scenario, timeout: float = 1800) -> tuple[float, dict[str, Any]]:
+    """Start the agent: the seconds until it is replicating with everything acknowledged, and its status then."""
     t0 = time.monotonic()
     sc.start()
-    st = sc.wait_synced(timeout=1800, settle=0.5)
-    return time.monotonic() - t0 - 0.5, int(st["bytes_sent"])
+    st = sc.wait_synced(timeout=timeout, settle=0.5)
+    return time.monotonic() - t0 - 0.5, st
+
+
+def twinsite_sync(sc: Scenario) -> tuple[float, int]:
+    elapsed, st = run_until_synced(sc)
+    return elapsed, int(st["bytes_sent"])
 
 
 def drop_caches() -> None:

@@ -19,6 +19,15 @@ ODD_NAMES = [
 ]
 
 
+def sparse(path: Path, size: int, pieces: dict[int, bytes]) -> None:
+    """A file of ``size`` bytes holding ``pieces`` (offset: bytes) and holes everywhere else."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for offset, data in pieces.items():
+            f.seek(offset)
+            f.write(data)
+
+
 def _name(rng: random.Random) -> bytes:
     if rng.random() < 0.15:
         return rng.choice(ODD_NAMES) + str(rng.randrange(1000)).encode()

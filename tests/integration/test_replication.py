@@ -129,6 +129,13 @@ def test_a_cut_link_mid_stream_resumes_after_heal(scenario: Scenario) -> None:
     scenario.assert_equal()
 
 
+def assert_same_digest(scenario: Scenario) -> None:
+    """The replica's digest, taken on dr1 (its root may be a mount only dr1 sees), is the source's."""
+    got = twinsite_cmd("lab", "exec", "dr1", "--", "/opt/twinsite/bin/twinsite", "digest", f"/srv/{scenario.name}")
+    want = twinsite_cmd("lab", "exec", "prod1", "--", "/opt/twinsite/bin/twinsite", "digest", f"/srv/{scenario.name}")
+    assert got.stdout.split()[0] == want.stdout.split()[0]
+
+
 def test_replica_disk_full_stops_clearly_and_resumes_when_space_is_freed(scenario: Scenario) -> None:
     mount = [
         "twinsite",
@@ -164,11 +171,7 @@ def test_replica_disk_full_stops_clearly_and_resumes_when_space_is_freed(scenari
         assert twinsite_cmd(*grow).returncode == 0
         scenario.wait_synced(timeout=60)
         scenario.kill()  # before comparing: the replica is read through dr1's mount
-        got = twinsite_cmd("lab", "exec", "dr1", "--", "/opt/twinsite/bin/twinsite", "digest", f"/srv/{scenario.name}")
-        want = twinsite_cmd(
-            "lab", "exec", "prod1", "--", "/opt/twinsite/bin/twinsite", "digest", f"/srv/{scenario.name}"
-        )
-        assert got.stdout.split()[0] == want.stdout.split()[0]
+        assert_same_digest(scenario)
     finally:
         subprocess.run(["ip", "netns", "exec", scenario.lab.host("dr1").netns, "true"], check=False)
         twinsite_cmd("lab", "exec", "dr1", "--", "umount", f"/srv/{scenario.name}")
@@ -202,11 +205,7 @@ def test_a_sync_that_can_never_finish_says_why_stays_degraded_and_alerts_until_i
         kinds = [e["kind"] for e in events(scenario.lab, "prod1", since) if "replication-failing" in e["kind"]]
         assert kinds == ["replication-failing", "resolved-replication-failing"], kinds  # once per streak
         scenario.kill()  # before comparing: the replica is read through dr1's mount
-        got = twinsite_cmd("lab", "exec", "dr1", "--", "/opt/twinsite/bin/twinsite", "digest", f"/srv/{scenario.name}")
-        want = twinsite_cmd(
-            "lab", "exec", "prod1", "--", "/opt/twinsite/bin/twinsite", "digest", f"/srv/{scenario.name}"
-        )
-        assert got.stdout.split()[0] == want.stdout.split()[0]
+        assert_same_digest(scenario)
     finally:
         twinsite_cmd("lab", "exec", "dr1", "--", "umount", f"/srv/{scenario.name}")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fsops import sparse
 from tests.unit.receiving import Piped, Standby
 from twinsite.engine.sender import replica_listing, replica_signatures
 from twinsite.journal.record import Op
@@ -85,14 +86,6 @@ def pieces(seed: int, size: int, n: int) -> dict[int, bytes]:
     return {
         rnd.randrange(0, size - 9000) // 4096 * 4096: rnd.randbytes(rnd.choice([100, 4096, 9000])) for _ in range(n)
     }
-
-
-def sparse(path: Path, size: int, data: dict[int, bytes]) -> None:
-    with open(path, "wb") as f:
-        f.truncate(size)
-        for offset, piece in data.items():
-            f.seek(offset)
-            f.write(piece)
 
 
 def extents(path: Path) -> list[tuple[int, int]]:

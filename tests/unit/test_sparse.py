@@ -16,6 +16,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.fsops import sparse
 from tests.unit.receiving import Standby, blob, recs
 from twinsite.apply.applier import Applier
 from twinsite.cdp.log import RewindLog, make_group
@@ -29,15 +30,6 @@ from twinsite.transport.frames import Kind, pack_batch, pack_json
 TIB = 1 << 40
 
 
-def sparse(path: Path, size: int, pieces: dict[int, bytes]) -> None:
-    """A file of ``size`` bytes holding ``pieces`` (offset: bytes) and holes everywhere else."""
-    with open(path, "wb") as f:
-        f.truncate(size)
-        for offset, data in pieces.items():
-            f.seek(offset)
-            f.write(data)
-
-
 @settings(max_examples=60, deadline=None)
 @given(
     block=st.sampled_from([512, 4096, 65536]),
@@ -46,7 +38,7 @@ def sparse(path: Path, size: int, pieces: dict[int, bytes]) -> None:
     shrink_to=st.none() | st.integers(0, 400_000),
 )
 def test_the_signatures_of_a_sparse_file_are_those_of_its_bytes(
-    tmp_path_factory: object, block: int, size: int, pieces: list[tuple[int, bytes]], shrink_to: int | None
+    block: int, size: int, pieces: list[tuple[int, bytes]], shrink_to: int | None
 ) -> None:
     """Holes anywhere (at the start, between data in one block, at the end, a last short block in a hole),
     zeros written as data, and a file shorter than the size asked (it shrank): the same signatures as the
