@@ -133,7 +133,8 @@ class Scenario:
         return kill_receivers(self.lab, self.name)
 
     def wait_synced(self, timeout: float = 120, settle: float = 1.0) -> dict[str, Any]:
-        """Until everything planned is acknowledged and nothing new was planned for ``settle`` seconds."""
+        """Until everything planned is acknowledged, no file is unsettled (read while it was being written:
+        sync.planner) and nothing new was planned for ``settle`` seconds."""
         stable_since: float | None = None
         last: tuple[Any, Any] | None = None
         synced: dict[str, Any] = {}
@@ -143,7 +144,7 @@ class Scenario:
             st = self.status()
             key = (st.get("planned_seq"), st.get("acked_seq"))
             fresh = st.get("updated_at", 0) >= self.started_at  # written by this run of the agent
-            done = fresh and st.get("state") == "replicating" and key[0] == key[1]
+            done = fresh and st.get("state") == "replicating" and key[0] == key[1] and not st.get("unsettled")
             if done and key == last:
                 if stable_since and time.monotonic() - stable_since >= settle:
                     synced.update(st)

@@ -4,6 +4,7 @@ its source byte for byte."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from twinsite.apply.applier import Applier
@@ -16,11 +17,15 @@ from twinsite.tree import differences, digest, entries
 class Pipe:
     """Planner -> records -> applier, in one process (the transport is tested elsewhere)."""
 
-    def __init__(self, src: Path, dst: Path) -> None:
+    def __init__(self, src: Path, dst: Path, *, writers: bool = True) -> None:
+        """``writers=False``: nothing writes the source while the planner reads it (the test changes it only
+        between plans), so no file is unsettled and the replica is the source exactly after every plan."""
         self.seq = 0
         self.src, self.dst = src, dst
+        self.writers = writers
         self.applier = Applier(dst)
         self.planner = Planner(src, block_size=4096, next_seq=self._next, now=lambda: 0.0, fetch_sigs=self._sigs)
+        self.planner.settle_ns = None if writers else 0
         self.records: list[Record] = []
         self.resyncs = 0
 
@@ -49,12 +54,24 @@ class Pipe:
         self.planner = Planner(
             self.src, block_size=4096, next_seq=self._next, now=lambda: 0.0, fetch_sigs=self._remote_sigs
         )
+        self.planner.settle_ns = None if self.writers else 0
         self.planner.remote = manifest.decode(manifest.encode(self.dst))
         recs = list(self.planner.plan_all())
         for r in recs:
             self.applier.apply(r)
         self.records += recs
         self.applier.commit()
+
+    def same(self) -> None:
+        """The replica equals the source, once the files read while they were being written have settled
+        (read again once their mtime can no longer be reused: sync.planner)."""
+        self.settled()
+        same(self.src, self.dst)
+
+    def settled(self) -> None:
+        while self.planner.unsettled:
+            time.sleep(0.02)
+            self.ship(list(self.planner.settle()))
 
     def _remote_sigs(self, rel: bytes, first: int, count: int) -> bytes:
         from twinsite.engine.receiver import replica_signatures

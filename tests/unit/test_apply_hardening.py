@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.unit.receiving import frames, serve
-from tests.unit.replicating import Pipe, captured, same
+from tests.unit.replicating import Pipe, captured
 from twinsite.apply import applier as applier_mod
 from twinsite.apply import overlay
 from twinsite.apply.applier import Applier
@@ -279,7 +279,7 @@ def test_a_symlinks_mtime_is_replicated_and_counted_in_the_digest(tmp_path: Path
     pipe.ship(list(pipe.planner.plan_all()))
     for rel in ("sub/link", "dangling"):
         assert os.lstat(dst / rel).st_mtime_ns == os.lstat(src / rel).st_mtime_ns
-    same(src, dst)
+    pipe.same()
 
     # only a link's mtime changes at the source: the digest sees it, and the change is shipped
     before = digest(src)
@@ -288,7 +288,7 @@ def test_a_symlinks_mtime_is_replicated_and_counted_in_the_digest(tmp_path: Path
     assert entries(src)[b"sub/link"].mtime_ns == 1_600_000_000_000_000_000
     pipe.ship(list(captured([("attrib", b"sub/link", b"")]).plan(pipe.planner)))
     assert os.lstat(dst / "sub" / "link").st_mtime_ns == 1_600_000_000_000_000_000
-    same(src, dst)
+    pipe.same()
 
     # a resync against the replica's manifest finds a link whose mtime alone differs, and corrects it
     os.utime(dst / "dangling", ns=(5,) * 2, follow_symlinks=False)
@@ -296,4 +296,4 @@ def test_a_symlinks_mtime_is_replicated_and_counted_in_the_digest(tmp_path: Path
     assert remote[b"dangling"].mtime_ns == 5
     pipe.resync()
     assert os.lstat(dst / "dangling").st_mtime_ns == 1_400_000_000_000_000_001
-    same(src, dst)
+    pipe.same()

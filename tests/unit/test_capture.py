@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fsops import mutate, populate
-from tests.unit.replicating import Pipe, same
+from tests.unit.replicating import Pipe
 from twinsite.capture.inotify import Watcher
 from twinsite.proc import wait_until
 
@@ -60,7 +60,7 @@ def test_capture_under_a_concurrent_workload_converges(tmp_path: Path, seed: int
     pipe.ship(rescan)
     bound = max(20, watcher.events // 200)
     assert len(rescan) <= bound, f"the rescan had to repair {len(rescan)} records of {watcher.events} events"
-    same(src, dst)
+    pipe.same()
 
 
 def test_queue_overflow_turns_into_a_full_comparison(tmp_path: Path) -> None:
@@ -79,4 +79,4 @@ def test_queue_overflow_turns_into_a_full_comparison(tmp_path: Path) -> None:
     assert changes.full  # a verified rescan, not a silent loss
     pipe.ship(list(changes.plan(pipe.planner)))
     watcher.close()
-    same(src, dst)
+    pipe.same()

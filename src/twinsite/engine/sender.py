@@ -182,6 +182,7 @@ class Sender(Shipper):
         self._last_point = 0
         self._alerted_points = False
         self._alerted_failing = False
+        self._next_scan = 0.0  # (periodic mode: when the next comparison of everything is due)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -404,6 +405,7 @@ class Sender(Shipper):
         self.publish(state="replicating")
         interval = self.rep.interval if self.rep.mode == "periodic" else 0.2
         last_rescan = time.monotonic()
+        self._next_scan = time.monotonic() + interval
         while not self.stop_event.is_set():
             changes = self._wait_changes(interval)
             if self.rep.rescan_interval and time.monotonic() - last_rescan >= self.rep.rescan_interval:
@@ -418,6 +420,9 @@ class Sender(Shipper):
             self._resync_if_diverged()
             if changes:
                 self._journal_records(changes.plan(self.planner))
+            if self.planner.unsettled or self.status.unsettled:
+                self._journal_records(self.planner.settle())  # (files read while they were being written)
+                self.publish(throttle=True)
 
     def _resync_if_diverged(self) -> None:
         """Raise (the plan loop then compares everything again) when the shipper saw the replica diverge."""
@@ -509,12 +514,17 @@ class Sender(Shipper):
         return self.status.acked_seq
 
     def _wait_changes(self, interval: float) -> ChangeSet:
+        """What changed, after ``interval`` (periodic: everything is compared) or sooner: capture woke, or an
+        unsettled file is due to be read again (planner.settle)."""
+        settle = self.planner.settles_in() if self.planner else math.inf
         if self.watcher is None:
-            self.stop_event.wait(interval)
+            self.stop_event.wait(max(0.0, min(self._next_scan - time.monotonic(), settle)))
             full = ChangeSet()
-            full.everything()
+            if time.monotonic() >= self._next_scan:
+                full.everything()
+                self._next_scan = time.monotonic() + interval
             return full
-        self.watcher.wake.wait(interval)
+        self.watcher.wake.wait(min(interval, settle))
         if self.rep.batch_ms:
             time.sleep(self.rep.batch_ms / 1000)  # let a burst of writes settle into one batch
         if self.watcher.overflows != self.status.overflows:

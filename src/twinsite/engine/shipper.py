@@ -79,6 +79,7 @@ class Shipper:
             if self.status.journal_overflow and self.status.state != "stopped":
                 self.status.state = "degraded"  # loud until the standby has caught up, whatever else happens
             self.status.planned_seq = max(self.journal.last_seq, self._seq)  # journaled or sent directly
+            self.status.unsettled = len(self.planner.unsettled) if self.planner else 0
             progress = self.planner.progress if self.planner else None
             if progress is not None:
                 self.status.sync = progress.as_dict()

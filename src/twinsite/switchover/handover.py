@@ -154,7 +154,7 @@ def drain(site: Site, ctx: Context) -> Drained | Skipped:
     rounds = 0
     last = [""]
 
-    def acknowledged() -> bool:  # the old host says everything it planned was acknowledged here
+    def acknowledged() -> bool:  # the old host says everything it planned was acknowledged here (and settled)
         mine = [
             r
             for r in site.on(old, ["status"])["scenarios"]
@@ -162,11 +162,13 @@ def drain(site: Site, ctx: Context) -> Drained | Skipped:
         ]
         last[0] = (
             "; ".join(
-                f"{r['root']}: {r.get('state')}, acked {r.get('acked_seq')} of {r.get('planned_seq')}" for r in mine
+                f"{r['root']}: {r.get('state')}, acked {r.get('acked_seq')} of {r.get('planned_seq')}"
+                + (f", {r['unsettled']} file(s) unsettled" if r.get("unsettled") else "")
+                for r in mine
             )
             or f"{old} runs no replication to {site.host}"
         )
-        return bool(mine) and all(r.get("acked_seq") == r.get("planned_seq") for r in mine)
+        return bool(mine) and all(r.get("acked_seq") == r.get("planned_seq") and not r.get("unsettled") for r in mine)
 
     while True:
         rounds += 1

@@ -5,14 +5,23 @@ file) and compares the source's current state with it, path by path. It serves t
 (every path, with the replica's manifest as ``remote``), periodic scans and continuous capture (the dirty
 paths inotify reported). Records come out in an order the receiver can apply: parents before children,
 renames before the changes that follow them.
+
+File times come from a coarse clock (a kernel tick; a second or two on some filesystems), so a file read
+while it is being written can be written again with the same size and mtime: its next event would then find
+"nothing changed" by metadata, and the write would be lost. A file whose mtime is within its settling time
+of the moment it was read is therefore *unsettled*: the replica gets its mtime less 1 ns (so that no later
+comparison, even by a restarted agent against the replica's listing, takes it for unchanged), and it is
+read again once the time has passed (:meth:`Planner.settle`), which ships its true mtime.
 """
 
 from __future__ import annotations
 
 import collections
 import functools
+import math
 import os
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +37,11 @@ from twinsite.tree import Entry, entry
 Extents = tuple[()] | list[tuple[int, int]] | None
 
 READ_CHUNK = 1 << 20  # a multiple of every supported block size
+#: how long after its mtime a file may still be written with the same mtime: ten ticks of a 100 Hz clock
+#: where the filesystem keeps sub-second times, two seconds where it keeps whole seconds (ext4 with small
+#: inodes, FAT)
+SETTLE_FINE_NS = 100_000_000
+SETTLE_COARSE_NS = 2_000_000_000
 _ZEROS = bytes(READ_CHUNK)
 
 
@@ -227,6 +241,10 @@ class Planner:
         #: sync_method checksum: a file the planner has not shipped itself is compared by block signatures
         #: even when its size and mtime match (metadata mode trusts them).
         self.checksum = checksum
+        self.live = True  # reading the live root (False: a read-only snapshot, where nothing is written)
+        #: files read while they could still be written within their mtime -> (when they were read, mtime) (ns)
+        self.unsettled: dict[bytes, tuple[int, int]] = {}
+        self.settle_ns: int | None = None  # (tests: the settling time of every file, instead of by its mtime)
 
     def _rec(self, op: Op, path: bytes, **kw: object) -> Record:
         self.last_seq = self.next_seq()
@@ -259,6 +277,7 @@ class Planner:
             del self.remote[p]
             self.sigs.pop(p)
             self._last_key.pop(p, None)
+            self.unsettled.pop(p, None)
             key = self.key_of.pop(p, None)
             if key is not None:
                 self._regroup.add(key)
@@ -283,6 +302,8 @@ class Planner:
                 self.key_of[q] = self.key_of.pop(p)
             if p in self._last_key:
                 self._last_key[q] = self._last_key.pop(p)
+            if p in self.unsettled:
+                self.unsettled[q] = self.unsettled.pop(p)
         for k, v in found:
             self.links[k] = new + v[len(old) :]
 
@@ -323,6 +344,27 @@ class Planner:
         self.base = os.fsencode(base)
         self.dev = _device(self.base)
         self.one_device = True
+        self.live = False
+        self.unsettled.clear()
+
+    def _settling(self, mtime_ns: int) -> int:
+        if self.settle_ns is not None:
+            return self.settle_ns
+        return SETTLE_COARSE_NS if mtime_ns % 1_000_000_000 == 0 else SETTLE_FINE_NS
+
+    def settles_in(self) -> float:
+        """Seconds until the next unsettled file is due to be read again (infinity: none is)."""
+        now = time.time_ns()
+        due = [read_at + self._settling(mtime) - now for read_at, mtime in self.unsettled.values()]
+        return max(0.0, min(due) / 1e9) if due else math.inf
+
+    def settle(self) -> Iterator[Record]:
+        """Read again the unsettled files whose settling time is over (see the module's docstring)."""
+        now = time.time_ns()
+        due = [p for p, (read_at, mtime) in self.unsettled.items() if now - read_at >= self._settling(mtime)]
+        for p in sorted(due):
+            self.unsettled.pop(p, None)
+            yield from self.plan_path(p)
 
     def plan_path(self, rel: bytes, *, recursive: bool = False, extents: Extents = ()) -> Iterator[Record]:
         """Records that bring ``rel`` (and with ``recursive``, everything under it) to the source's state.
@@ -550,6 +592,7 @@ class Planner:
         shipped, so a file changing while it is read never leaves the planner believing the replica holds
         bytes it does not (a later event re-plans it against what was really sent)."""
         self.stats.files += 1
+        read_at = time.time_ns()
         new = have is None or have.kind != "file"
         if new:
             self.forget(rel)
@@ -592,10 +635,19 @@ class Planner:
                 self._counted += n
         if new or have is None or have.size != pos:
             yield self._rec(Op.TRUNCATE, rel, offset=pos)  # exact size: shrinks, or extends a sparse tail
-        want = replace(want, size=pos)
+        want = self._as_read(rel, replace(want, size=pos), read_at)
         yield self._rec(Op.SETATTR, rel, meta=want.meta())
         self.remote[rel] = want
         self.sigs.put(rel, None if sigs is None else b"".join(sigs))
+
+    def _as_read(self, rel: bytes, want: Entry, read_at: int) -> Entry:
+        """What the replica is told of a file read at ``read_at``: its mtime less 1 ns while it is unsettled
+        (see the module's docstring)."""
+        if self.live and abs(read_at - want.mtime_ns) < self._settling(want.mtime_ns):
+            self.unsettled[rel] = (read_at, want.mtime_ns)
+            return replace(want, mtime_ns=want.mtime_ns - 1)
+        self.unsettled.pop(rel, None)
+        return want
 
     def _changed_blocks(self, rel: bytes, pos: int, buf: bytes, local: bytes, remote: bytes) -> Iterator[Record]:
         """WRITE records for the runs of blocks of ``buf`` whose signature differs from the replica's."""
