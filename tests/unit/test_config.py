@@ -297,3 +297,72 @@ def test_the_agent_says_which_declarations_it_found_changed(tmp_path: Path, capl
     assert [r.getMessage() for r in caplog.records] == [
         "scenario app declared", "scenario db declared", "scenario app removed", "scenario db changed",
     ]  # fmt: skip
+
+
+SCHEDULED = """\
+name: app
+master: prod1
+replicas: [dr1]
+roots: [{path: /srv/app}]
+replication:
+  bandwidth_limit: 50MiB
+  bandwidth_schedule:
+    timezone: Europe/Paris
+    windows:
+      - {days: mon-fri, hours: "08-18", limit: 10MiB}
+      - {days: "fri-mon", hours: "22-24", limit: 0}
+      - {days: [sat, sun], limit: 20MiB}
+"""
+
+
+@pytest.mark.parametrize(
+    ("utc", "limit"),
+    [
+        ("2026-12-02T07:30", 10 * 2**20),  # Wednesday 08:30 in Paris (UTC+1): business hours
+        ("2026-12-02T06:59", 50 * 2**20),  # 07:59 in Paris: outside every window, bandwidth_limit
+        ("2026-12-02T16:59", 10 * 2**20),  # 17:59: still in 08-18
+        ("2026-12-02T17:00", 50 * 2**20),  # 18:00: out
+        ("2026-12-04T21:30", 0),  # Friday 22:30: the night window, no limit
+        ("2026-12-05T21:30", 0),  # Saturday 22:30: the night window comes first
+        ("2026-12-05T12:00", 20 * 2**20),  # Saturday noon
+        ("2026-12-07T21:30", 0),  # Monday 22:30: fri-mon wraps over the weekend
+        ("2026-12-08T21:30", 50 * 2**20),  # Tuesday 22:30: not in fri-mon
+        ("2026-07-01T06:30", 10 * 2**20),  # a July Wednesday 08:30 in Paris (summer time, UTC+2)
+    ],
+)
+def test_a_bandwidth_schedule_gives_the_limit_by_weekday_and_hour_in_its_zone(
+    tmp_path: Path, utc: str, limit: int
+) -> None:
+    import datetime as dt
+
+    from twinsite.config.bandwidth import limit_now
+
+    [s] = load_file(write(tmp_path, SCHEDULED))
+    when = dt.datetime.fromisoformat(utc).replace(tzinfo=dt.UTC)
+    assert limit_now(s.replication.bandwidth_limit, s.replication.bandwidth_schedule, when) == limit
+    assert s.replication.bandwidth_lowest() == 10 * 2**20  # (what the sender sizes its batches for)
+
+
+def test_without_a_schedule_the_limit_is_bandwidth_limit(tmp_path: Path) -> None:
+    [s] = load_file(write(tmp_path, GOOD))
+    assert s.replication.bandwidth_schedule is None
+    assert s.replication.bandwidth_now() == s.replication.bandwidth_lowest() == 10 * 2**20
+
+
+@pytest.mark.parametrize(
+    ("schedule", "problem"),
+    [
+        ({"timezone": "Mars/Olympus", "windows": [{"limit": 0}]}, "unknown time zone 'Mars/Olympus'"),
+        ({"windows": [{"days": "mon-fry", "limit": 0}]}, "window 1: 'mon-fry' is not a day or a range of days"),
+        ({"windows": [{"limit": 1}, {"hours": "18-08", "limit": 0}]}, "window 2: hours '18-08': the start must"),
+        ({"windows": [{"hours": "00-25", "limit": 0}]}, "within 00-24"),
+        ({"windows": [{"hours": "8h-18h", "limit": 0}]}, "hours: '8h-18h' does not match"),
+        ({"windows": [{"days": "mon"}]}, "missing required key 'limit'"),
+        ({"windows": []}, "windows: [] should be non-empty"),
+        ({"windows": [{"limit": "fast"}]}, "'fast' is not valid; expected: A size in bytes"),
+    ],
+)
+def test_a_bad_bandwidth_schedule_is_refused_saying_where_and_why(schedule: dict[str, object], problem: str) -> None:
+    _, problems = check_documents({**MINIMAL, "replication": {"bandwidth_schedule": schedule}}, "f.yml", None)
+    assert any(problem in str(p) for p in problems), f"{problem!r} not in {[str(p) for p in problems]}"
+    assert all("replication.bandwidth_schedule" in str(p) for p in problems), [str(p) for p in problems]

@@ -197,3 +197,45 @@ def test_the_signatures_kept_of_shipped_files_stay_within_their_budget() -> None
     for i in range(100_000):
         cache.pop(f"d/f{i:07d}".encode())
     assert cache.size == 0
+
+
+def test_the_wire_follows_the_bandwidth_limit_in_force_as_a_schedule_changes_it(scratch: Path) -> None:
+    """replication.bandwidth_schedule: the link asks for the limit in force every second; a real receiver gets
+    the data under 1 MiB/s while the schedule says so, and at full speed once it says 0 (no limit)."""
+    from twinsite.apply.batching import wire_batches
+    from twinsite.journal.record import Meta, Record
+
+    dr1 = Standby(scratch)
+    dr1.root.mkdir(parents=True)
+    limit = [MIB]
+    data = random.Random(5).randbytes(6 * MIB)
+    seqs = iter(range(1, 1000))
+
+    def records(offset: int, size: int) -> list[Record]:
+        out = [] if offset else [Record(next(seqs), 0.0, Op.CREATE, b"big", meta=Meta(0o644, 0, 0, 0))]
+        for at in range(offset, offset + size, 256 << 10):
+            out.append(Record(next(seqs), 0.0, Op.WRITE, b"big", offset=at, data=data[at : at + (256 << 10)]))
+        return out
+
+    def send(recs: list[Record]) -> float:
+        began = time.monotonic()
+        for batch, blob in wire_batches(((r, r.encode()) for r in recs), 512 << 10):
+            link.send_batch(blob, batch[-1].seq, compress=False)
+        assert link.wait_acked(recs[-1].seq, timeout=60)
+        return time.monotonic() - began
+
+    ch = Piped(dr1)
+    try:
+        link = Link(ch, where="dr1", idle_timeout=120, bandwidth_limit=lambda: limit[0])
+        hello = {"scenario": "app", "root_index": 0, "root": str(dr1.root), "host": "prod1"}
+        link.request(Kind.HELLO, hello, Kind.READY)
+        limited = send(records(0, 3 * MIB))  # a second's burst, then 1 MiB/s: at least 2 s
+        limit[0] = 0
+        time.sleep(1.1)  # (asked again at the next write after a second)
+        free = send(records(3 * MIB, 3 * MIB))
+        link.close()
+    finally:
+        ch.close()
+    assert (dr1.root / "big").read_bytes() == data
+    assert limited >= 1.8, limited
+    assert free < limited / 3, (free, limited)

@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from twinsite.config.bandwidth import parse as parse_bandwidth
 from twinsite.config.cron import parse as parse_schedule
 from twinsite.config.scenario import Scenario
 from twinsite.errors import ConfigError
@@ -261,17 +262,23 @@ def check_documents(data: Any, file: str, root: yaml.Node | None) -> tuple[list[
 
 
 def _schedule_problems(doc: Any, file: str, root: yaml.Node | None, here: list[str | int]) -> list[Problem]:
-    """A cron expression the schema lets through (a string) but that is not one."""
-    ar = doc.get("assured_recovery") if isinstance(doc, dict) else None
-    text = ar.get("schedule") if isinstance(ar, dict) else None
-    if not isinstance(text, str):
-        return []
-    try:
-        parse_schedule(text)
-    except ConfigError as exc:
-        path = [*here, "assured_recovery", "schedule"]
-        return [Problem(file, _line(root, path), _path_text(path), f"{exc.message} ({exc.hint or 'see docs'})")]
-    return []
+    """What the schema lets through but is not right: a cron expression that is not one, a bandwidth schedule
+    with an unknown zone, days or hours."""
+    out = []
+    for section, key, parse in (
+        ("assured_recovery", "schedule", parse_schedule),
+        ("replication", "bandwidth_schedule", parse_bandwidth),
+    ):
+        part = doc.get(section) if isinstance(doc, dict) else None
+        value = part.get(key) if isinstance(part, dict) else None
+        if not isinstance(value, (str, dict)):
+            continue
+        try:
+            parse(value)  # type: ignore[arg-type]
+        except ConfigError as exc:
+            path = [*here, section, key]
+            out.append(Problem(file, _line(root, path), _path_text(path), f"{exc.message} ({exc.hint or 'see docs'})"))
+    return out
 
 
 #: application types that are databases (their plugins say ``database = True``; a test keeps the two in step)

@@ -4,51 +4,19 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import Field, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from twinsite.config.bandwidth import BandwidthSchedule, limit_now
+from twinsite.config.bandwidth import parse as parse_bandwidth
+from twinsite.config.units import parse_duration as parse_duration  # (found here by the rest of the library)
+from twinsite.config.units import parse_size as parse_size
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 T = TypeVar("T", bound="DataclassInstance")
-
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-    "KIB": 2**10,
-    "MIB": 2**20,
-    "GIB": 2**30,
-    "TIB": 2**40,
-}
-
-
-def parse_size(value: int | str) -> int:
-    """512 -> 512, '20MiB' -> 20971520, '1.5GB' -> 1500000000 (the schema has checked the form)."""
-    if isinstance(value, int):
-        return value
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", value)
-    if not m or m.group(2).upper() not in _UNITS:
-        raise ValueError(f"not a size: {value!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
-
-
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: float | str) -> float:
-    """90 -> 90.0, '15m' -> 900.0, '24h' -> 86400.0 (the schema has checked the form)."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd])\s*", value)
-    if not m:
-        raise ValueError(f"not a duration: {value!r}")
-    return float(m.group(1)) * _SECONDS[m.group(2)]
 
 
 def _read(
@@ -109,6 +77,7 @@ class Replication:
     sync_method: str = "metadata"
     compression: str = "zstd"
     bandwidth_limit: int = field(default=0, metadata=_read(parse=parse_size))
+    bandwidth_schedule: BandwidthSchedule | None = field(default=None, metadata=_read(parse=parse_bandwidth))
     transport: str = "openssh"
     ssh_options: tuple[tuple[str, str], ...] = field(
         default=(), metadata=_read(parse=lambda o: tuple(sorted((str(k), str(v)) for k, v in o.items())))
@@ -118,6 +87,19 @@ class Replication:
     block_size: int = 4096
     remote_twinsite: str = "/opt/twinsite/bin/twinsite"
     rescan_interval: float = field(default=600.0, metadata=_read(parse=float))
+
+    def bandwidth_now(self) -> int:
+        """The wire's rate limit in force now (bytes per second, 0: none): the schedule's, or bandwidth_limit."""
+        return limit_now(self.bandwidth_limit, self.bandwidth_schedule)
+
+    def bandwidth_lowest(self) -> int:
+        """The lowest limit there can be (0: none ever): what the sender sizes its batches for."""
+        limits = (
+            [self.bandwidth_limit, *(w.limit for w in self.bandwidth_schedule.windows)]
+            if self.bandwidth_schedule
+            else [self.bandwidth_limit]
+        )
+        return min((x for x in limits if x), default=0)
 
 
 @dataclass(frozen=True)

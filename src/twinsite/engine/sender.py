@@ -154,7 +154,7 @@ class Sender(Shipper):
         self.status = SenderStatus(scenario=scenario.name, root=root.path, replica=replica)
         # Under a bandwidth limit a batch takes at most about a quarter of a second on the wire, so that
         # acknowledgements (lag, progress) keep coming.
-        limit = self.rep.bandwidth_limit
+        limit = self.rep.bandwidth_lowest()
         self.batch_bytes = min(BATCH_BYTES, max(64 << 10, limit // 4)) if limit else BATCH_BYTES
         self.epoch = epoch
         self.alerter = alerter

@@ -104,7 +104,7 @@ class Shipper:
                 link = Link(
                     channel,
                     where=self.endpoint.host,
-                    bandwidth_limit=self.rep.bandwidth_limit,
+                    bandwidth_limit=self.rep.bandwidth_now,
                     on_event=self._wake_shipper,
                 )
                 hello = {  # (what the standby does with it is its own declaration's: engine.receiver)

@@ -24,7 +24,7 @@ class Link:
         channel: Channel,
         *,
         where: str,
-        bandwidth_limit: int = 0,
+        bandwidth_limit: int | Callable[[], int] = 0,
         idle_timeout: float = 15.0,
         on_event: Callable[[], None] | None = None,
     ) -> None:
@@ -37,7 +37,9 @@ class Link:
         self.diverged = 0  # records the receiver found nothing to apply to, outside a replay
         self.error: TwinsiteError | None = None
         self.idle_timeout = idle_timeout
-        self.bandwidth_limit = bandwidth_limit
+        self._limit_of = bandwidth_limit if callable(bandwidth_limit) else (lambda: bandwidth_limit)
+        self.bandwidth_limit = self._limit_of()  # (the limit in force: asked again every second)
+        self._limit_t = time.monotonic()
         self._bucket_t = time.monotonic()
         self._bucket_bytes = 0.0
         self._replies: queue.Queue[tuple[Kind, bytes | bytearray]] = queue.Queue()
@@ -115,10 +117,13 @@ class Link:
         self.check()
 
     def _throttle(self, n: int) -> None:
-        """Token bucket: at most ``bandwidth_limit`` bytes per second on average (bursts of one second)."""
+        """Token bucket: at most ``bandwidth_limit`` bytes per second on average (bursts of one second); the
+        limit is asked again every second (a bandwidth schedule changes it)."""
+        now = time.monotonic()
+        if now - self._limit_t >= 1.0:
+            self.bandwidth_limit, self._limit_t = self._limit_of(), now
         if not self.bandwidth_limit:
             return
-        now = time.monotonic()
         self._bucket_bytes = max(0.0, self._bucket_bytes - (now - self._bucket_t) * self.bandwidth_limit)
         self._bucket_t = now
         self._bucket_bytes += n
