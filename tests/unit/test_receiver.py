@@ -141,3 +141,46 @@ def test_a_group_logged_but_not_applied_before_a_crash_is_finished_from_the_log(
     assert AppliedFile(state.applied).read() == 5
     answers = serve(root, state, [hello(root)], raising=True)  # CDP turned off here
     assert not (state.rewind_log).exists()  # a log with a gap could not rewind: it goes
+
+
+def test_a_session_that_outlives_its_sender_never_applies_after_a_newer_one(tmp_path: Path) -> None:
+    """A receiver whose sender died (kill -9 of the agent, a cut link) can still be reading what was sent before,
+    while the restarted sender's new session applies the same seqs and more. The old session must not apply
+    a batch once a newer session has begun: from its stale position it would write older bytes over newer ones
+    that the new session has acknowledged (found as a lost write under kill -9 in the lab)."""
+    from tests.unit.receiving import Piped, Standby
+    from twinsite.apply.batching import wire_batches
+    from twinsite.errors import TwinsiteError
+    from twinsite.journal.record import Meta
+    from twinsite.transport.link import Link
+
+    dr1 = Standby(tmp_path)
+    dr1.root.mkdir(parents=True)
+
+    def session() -> tuple[Piped, Link]:
+        ch = Piped(dr1)
+        link = Link(ch, where="dr1", idle_timeout=60)
+        link.request(Kind.HELLO, {"scenario": "app", "root_index": 0, "root": str(dr1.root)}, Kind.READY)
+        return ch, link
+
+    def send(link: Link, *records: Record) -> None:
+        for batch, raw in wire_batches(((r, r.encode()) for r in records), 1 << 20):
+            link.send_batch(raw, batch[-1].seq, compress=False)
+        assert link.wait_acked(records[-1].seq, timeout=30)
+
+    old_ch, old = session()
+    send(old, Record(1, 0.0, Op.CREATE, b"f", meta=Meta(0o644, 0, 0, 0)), Record(2, 0.0, Op.WRITE, b"f", data=b"one"))
+    new_ch, new = session()  # the sender restarted: it resumes from 2
+    try:
+        send(new, Record(3, 0.0, Op.WRITE, b"f", data=b"new"))
+        assert (dr1.root / "f").read_bytes() == b"new"
+        # what the old session still had on its way: the old agent's seq 3 (its bytes of before)
+        with pytest.raises(TwinsiteError, match="a newer session"):
+            send(old, Record(3, 0.0, Op.WRITE, b"f", data=b"old"))
+        assert (dr1.root / "f").read_bytes() == b"new"  # the acknowledged bytes stay
+        send(new, Record(4, 0.0, Op.WRITE, b"f", offset=3, data=b"+"))
+        assert (dr1.root / "f").read_bytes() == b"new+"
+    finally:
+        for link, ch in ((old, old_ch), (new, new_ch)):
+            link.close()
+            ch.close()

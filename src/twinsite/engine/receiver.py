@@ -50,6 +50,7 @@ from twinsite.config.store import load_dir
 from twinsite.engine.spool import Spool
 from twinsite.errors import (
     ConfigError,
+    LinkError,
     PeerClosed,
     ProtocolError,
     RecoveryError,
@@ -60,6 +61,7 @@ from twinsite.errors import (
 from twinsite.journal.record import Op, Record, decode
 from twinsite.locks import held
 from twinsite.state import bookmarks, heard, point, rewind
+from twinsite.state import session as sessions
 from twinsite.state.applied import AppliedFile, AppliedPosition
 from twinsite.state.layout import ReceiverState, ScenarioState
 from twinsite.state.role import check_sender, this_host
@@ -212,6 +214,7 @@ class Receiver:
         self._pruned_at = 0.0
         self.epoch = 0
         self.sender_host: str | None = None
+        self.session = 0  # this session's number (state.session), from its HELLO
         self.host = this_host()
         self.spool = Spool(state)
         self._heard_at = 0.0
@@ -359,6 +362,7 @@ class Receiver:
             if self.sender_host is not None and not isinstance(self.sender_host, str):
                 raise ProtocolError(f"a HELLO with host {self.sender_host!r}: a host name is needed")
             self.epoch = check_sender(self.state.role, self.host, epoch, self.sender_host)
+            self.session = sessions.begin(self.state.session)  # (an older session applies nothing from now on)
             applied_seq = self._follow_epoch(self.applied.position())
             applied_seq = self._setup_cdp(applied_seq)
             if not self.spool.spooling:
@@ -419,11 +423,16 @@ class Receiver:
 
     def _may_apply(self) -> None:
         """Before this session writes to the replica (the caller holds the apply lock): the replica is not
-        rewound, and this host still takes this sender's stream. A switchover may have promoted it since the
-        session began (a session of the old active host outlives a cut link and resumes when it heals): what
-        it would apply, or apply again, is not the live data's."""
+        rewound, this session is the newest (state.session), and this host still takes this sender's stream.
+        A switchover may have promoted it since the session began (a session of the old active host outlives
+        a cut link and resumes when it heals): what it would apply, or apply again, is not the live data's."""
         self._refuse_if_rewound()
         check_sender(self.state.role, self.host, self.epoch, self.sender_host)
+        if self.session and sessions.read(self.state.session) != self.session:
+            raise LinkError(
+                "a newer session of this root began (its sender reconnected): this one applies nothing more",
+                where=str(self.root),
+            )
 
     def _refuse_if_rewound(self) -> None:
         pos = rewind.read(self.state.rewind)

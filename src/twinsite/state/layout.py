@@ -54,6 +54,10 @@ class ReceiverState:
         return self.dir / "heard"
 
     @property
+    def session(self) -> Path:
+        return self.dir / "session"
+
+    @property
     def point(self) -> Path:
         return self.dir / "point.json"
 
