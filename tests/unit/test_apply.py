@@ -317,3 +317,30 @@ def test_a_file_rewritten_in_the_same_timestamp_tick_after_it_was_read_is_not_lo
     assert list(pipe.planner.unsettled) == []
     same(src, dst)
     assert pipe.resyncs == 0
+
+
+def test_reading_an_unsettled_hard_linked_file_again_ships_nothing_when_nothing_changed(tmp_path: Path) -> None:
+    """A file read while it was being written is read again (unsettled); when nothing changed, that second
+    read must ship nothing. It once shipped SETATTR and HARDLINK again for every name of the group, at every
+    later change of any file (thousands of records a second under load)."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "a").write_bytes(b"shared")
+    os.link(src / "a", src / "b")
+    os.link(src / "a", src / "d")
+    (src / "c").write_bytes(b"other")
+    pipe = Pipe(src, dst)
+    pipe.planner.settle_ns = 10**12  # (everything read now stays unsettled during the test)
+    pipe.ship(list(pipe.planner.plan_all()))
+    assert sorted(pipe.planner.unsettled) == [b"a", b"c"]
+    os.chmod(src / "b", 0o600)  # a change through one name: the group's other names are compared too
+    pipe.ship(list(captured([("path", b"b", b"")]).plan(pipe.planner)))
+    for i in range(5):
+        (src / "c").write_bytes(b"other %d" % i)
+        recs = list(captured([("path", b"c", b"")]).plan(pipe.planner))
+        assert {r.path for r in recs} == {b"c"}, recs
+        pipe.ship(recs)
+    assert os.stat(dst / "a").st_ino == os.stat(dst / "b").st_ino == os.stat(dst / "d").st_ino
+    pipe.planner.settle_ns = 0
+    pipe.ship(list(pipe.planner.settle()))
+    same(src, dst)

@@ -22,7 +22,7 @@ import math
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -592,7 +592,7 @@ class Planner:
         shipped, so a file changing while it is read never leaves the planner believing the replica holds
         bytes it does not (a later event re-plans it against what was really sent)."""
         self.stats.files += 1
-        read_at = time.time_ns()
+        read_at, first = time.time_ns(), self.last_seq
         new = have is None or have.kind != "file"
         if new:
             self.forget(rel)
@@ -611,6 +611,21 @@ class Planner:
         else:
             remote_sigs = RemoteSigs(self.fetch_sigs, rel, self.sigs.get(rel))
         sigs: list[bytes] | None = [] if -(-size // self.block) * DIGEST.size <= FILE_SIGS else None
+        pos = yield from self._differing(rel, fd, size, remote_sigs, sigs, new=new)
+        if new or have is None or have.size != pos:
+            yield self._rec(Op.TRUNCATE, rel, offset=pos)  # exact size: shrinks, or extends a sparse tail
+        want = self._as_read(rel, replace(want, size=pos), read_at)
+        self.sigs.put(rel, None if sigs is None else b"".join(sigs))
+        if self.last_seq == first and have == want:
+            return  # read again and found as shipped (an unsettled file): nothing to say, the entry kept as it is
+        yield self._rec(Op.SETATTR, rel, meta=want.meta())
+        self.remote[rel] = want
+
+    def _differing(
+        self, rel: bytes, fd: int, size: int, remote_sigs: RemoteSigs, sigs: list[bytes] | None, *, new: bool
+    ) -> Generator[Record, None, int]:
+        """WRITE records for the blocks of the file that differ from the replica's, read once (their signatures
+        added to ``sigs``); returns how much was read (less than ``size`` if it shrank meanwhile)."""
         pos = 0
         data = _Extents(fd, size)  # (a sparse file's holes are not read: their blocks are zeros)
         while pos < size:
@@ -633,12 +648,7 @@ class Planner:
             if self.progress is not None:
                 self.progress.planned(self.last_seq, n)
                 self._counted += n
-        if new or have is None or have.size != pos:
-            yield self._rec(Op.TRUNCATE, rel, offset=pos)  # exact size: shrinks, or extends a sparse tail
-        want = self._as_read(rel, replace(want, size=pos), read_at)
-        yield self._rec(Op.SETATTR, rel, meta=want.meta())
-        self.remote[rel] = want
-        self.sigs.put(rel, None if sigs is None else b"".join(sigs))
+        return pos
 
     def _as_read(self, rel: bytes, want: Entry, read_at: int) -> Entry:
         """What the replica is told of a file read at ``read_at``: its mtime less 1 ns while it is unsettled
