@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -80,4 +81,28 @@ def test_queue_overflow_turns_into_a_full_comparison(tmp_path: Path) -> None:
     assert changes.full  # a verified rescan, not a silent loss
     pipe.ship(list(changes.plan(pipe.planner)))
     watcher.close()
+    pipe.same()
+
+
+def test_a_write_through_a_hard_link_removed_before_it_is_planned_reaches_the_other_name(tmp_path: Path) -> None:
+    """inotify reports a write under the name it went through only. A second name made for a file, written
+    through and removed again before the planner looks (seen in the lab's kill -9 test: the replica kept the old
+    bytes of `f98316`) left no trace of the write on the name that remains. Capture notes the file behind a name
+    with other names when it sees the event; the planner then compares the names that remain."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "keep").write_bytes(b"before" * 100)
+    watcher = Watcher(src)
+    pipe = Pipe(src, dst)
+    pipe.ship(list(pipe.planner.plan_all()))
+    os.link(src / "keep", src / "twin")
+    with open(src / "twin", "r+b") as f:  # the write goes through the second name
+        f.write(b"AFTER!")
+    watcher.read(timeout_ms=100)  # (capture reads the events at once, while the name is there)
+    os.unlink(src / "twin")
+    watcher.read(timeout_ms=100)
+    pipe.ship(list(watcher.take().plan(pipe.planner)))
+    watcher.close()
+    assert (dst / "keep").read_bytes() == (src / "keep").read_bytes()
+    assert not (dst / "twin").exists()
     pipe.same()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -140,9 +141,7 @@ class Watcher:
             self.changes.everything()
             return
         if mask & F.IGNORED:
-            p = self.wd_path.pop(wd, None)
-            if p is not None and self.path_wd.get(p) == wd:
-                del self.path_wd[p]
+            self._ignored(wd)
             return
         parent = self.wd_path.get(wd)
         if parent is None:
@@ -163,6 +162,23 @@ class Watcher:
             self.changes.path(rel, recursive=True)
         else:
             self.changes.path(rel)
+            if not mask & F.DELETE:
+                self._note_links(rel)
+
+    def _ignored(self, wd: int) -> None:
+        """The kernel dropped a watch (its directory is gone)."""
+        p = self.wd_path.pop(wd, None)
+        if p is not None and self.path_wd.get(p) == wd:
+            del self.path_wd[p]
+
+    def _note_links(self, rel: bytes) -> None:
+        """A file event through a name that is one of several of the file: note the file (sync.changes)."""
+        try:
+            st = os.lstat(self.base + b"/" + rel)
+        except OSError:
+            return  # gone already
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            self.changes.linked(rel, (st.st_dev, st.st_ino))
 
     def _moved_to(self, rel: bytes, is_dir: bool, src: tuple[bytes, bool] | None) -> None:
         if src is not None:
@@ -173,6 +189,8 @@ class Watcher:
         self.changes.path(rel, recursive=is_dir)  # moved in from outside the root
         if is_dir:
             self.add_tree(rel)
+        else:
+            self._note_links(rel)
 
     def take(self) -> ChangeSet:
         """The changes seen so far; capture goes on into a fresh set."""

@@ -366,16 +366,22 @@ class Planner:
             self.unsettled.pop(p, None)
             yield from self.plan_path(p)
 
-    def plan_path(self, rel: bytes, *, recursive: bool = False, extents: Extents = ()) -> Iterator[Record]:
+    def plan_path(
+        self, rel: bytes, *, recursive: bool = False, extents: Extents = (), inode: tuple[int, int] | None = None
+    ) -> Iterator[Record]:
         """Records that bring ``rel`` (and with ``recursive``, everything under it) to the source's state.
 
         ``extents`` says what is known of a file's content: ``()`` nothing (its size and time decide whether it
         is compared), ``None`` that it must be compared whole, a list of (offset, length) that exactly these
-        bytes changed (a consistency point's change list): only they are read and shipped."""
+        bytes changed (a consistency point's change list): only they are read and shipped. ``inode``: the
+        (device, inode) of the file capture saw behind ``rel`` with other names (sync.changes): the other names
+        known for it are compared too, even when ``rel`` is gone."""
         key = self.key_of.get(rel)
         if key is not None:
             self._regroup.add(key)
         yield from self._plan_path(rel, recursive=recursive, extents=extents)
+        if inode is not None:
+            self._regroup.add((0 if self.one_device else inode[0], inode[1]))
         # A change through one name of a hard-linked file (its attributes, or the name going away) is
         # reported for that name only: compare the group's other names too.
         seen: set[tuple[int, int]] = set()
@@ -383,7 +389,10 @@ class Planner:
             group = (self._regroup - seen).pop()
             seen.add(group)
             self._regroup.discard(group)
-            for other in [p for p, k in self.key_of.items() if k == group and p != rel]:
+            names = {p for p, k in self.key_of.items() if k == group}
+            if group in self.links:  # (a file shipped with one name: the index knows it by that name)
+                names.add(self.links[group])
+            for other in sorted(names - {rel}):
                 yield from self._plan_path(other, recursive=False)
 
     def _plan_path(self, rel: bytes, *, recursive: bool, extents: Extents = ()) -> Iterator[Record]:
