@@ -250,3 +250,53 @@ def test_a_second_lab_comes_up_and_down_leaving_nothing(tmp_path: Path, lab: Lab
 
 def ssh_other(lab: Lab, host: str) -> str:
     return ssh(lab, host, "hostname").stdout.strip()
+
+
+ECHO = """
+import statistics, subprocess, sys, time
+p = subprocess.Popen(["ssh", "-p", sys.argv[1], "dr1", "cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+times = []
+for _ in range(7):
+    t = time.monotonic()
+    p.stdin.write(b"x\\n")
+    p.stdin.flush()
+    p.stdout.readline()
+    times.append(time.monotonic() - t)
+p.stdin.close()
+p.wait()
+print(statistics.median(times[1:]))
+"""
+
+
+def _round_trip(lab: Lab, port: int) -> float:
+    """The median time for a line to go from prod1 to dr1 and back through an ssh session's `cat`."""
+    proc = ssh(lab, "prod1", f"python3 -c '{ECHO}' {port}")
+    assert proc.returncode == 0, proc.stderr
+    return float(proc.stdout)
+
+
+def _seconds_for(lab: Lab, mib: int, port: int) -> float:
+    """Seconds for ``mib`` MiB to go from prod1 to dr1 through ssh (timed here: the ssh to prod1 adds a little)."""
+    t0 = time.monotonic()
+    proc = ssh(lab, "prod1", f"head -c {mib}M /dev/urandom | ssh -p {port} dr1 'cat >/dev/null'")
+    assert proc.returncode == 0, proc.stderr
+    return time.monotonic() - t0
+
+
+def test_a_wan_path_has_its_round_trip_through_the_relay_and_its_rate(lab: Lab) -> None:
+    """`twinsite lab wan`: port 2222 of dr1 adds the round trip (a relay: no netem here), and the link has the
+    rate (tc tbf), measured from prod1 through real ssh sessions; --off removes both."""
+    assert _round_trip(lab, 22) < 0.03
+    try:
+        proc = twinsite_cmd("lab", "wan", "dr1", "--rtt", "80ms", "--rate", "20mbit")
+        assert proc.returncode == 0, proc.stderr
+        assert 0.08 <= _round_trip(lab, 2222) < 0.2
+        assert _round_trip(lab, 22) < 0.03  # port 22: the rate only
+        took = _seconds_for(lab, 8, 22)
+        assert 8 * 2**20 / took < 20e6 / 8 * 1.15, took  # (a first burst of 64 KB is allowed)
+        assert 8 * 2**20 / took > 20e6 / 8 * 0.5, took
+    finally:
+        off = twinsite_cmd("lab", "wan", "dr1", "--off")
+    assert off.returncode == 0, off.stderr
+    assert _seconds_for(lab, 8, 22) < 2.0
+    assert ssh(lab, "prod1", "ssh -p 2222 -o ConnectTimeout=2 dr1 true").returncode != 0  # the relay is gone

@@ -9,7 +9,7 @@ from typing import Any
 
 from twinsite import lab as labmod
 from twinsite.errors import ConfigError, LabError
-from twinsite.lab import vcsim
+from twinsite.lab import vcsim, wan
 from twinsite.lab.topology import Lab
 
 
@@ -38,6 +38,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("other")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=_partition)
+    q = lsub.add_parser("wan", help="give the path to a host a round trip (through port 2222) and a rate")
+    q.add_argument("host")
+    q.add_argument("--rtt", default="50ms", help="round trip added through port 2222 (50ms, 0.2s; default 50ms)")
+    q.add_argument("--rate", default="100mbit", help="rate of the host's link, in tc's units (default 100mbit)")
+    q.add_argument("--off", action="store_true", help="remove the delay and the rate")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=_wan)
     q = lsub.add_parser("exec", help="run a command inside a lab host: twinsite lab exec HOST -- CMD...")
     q.add_argument("host")
     q.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
@@ -82,6 +89,28 @@ def _heal(args: argparse.Namespace) -> tuple[Any, str]:
 def _partition(args: argparse.Namespace) -> tuple[Any, str]:
     a, b = labmod.partition(Lab.from_env(), args.host, args.other)
     return {"hosts": [a.name, b.name], "link": "partitioned"}, f"{a.name} <-/-> {b.name}: partitioned"
+
+
+def _wan(args: argparse.Namespace) -> tuple[Any, str]:
+    lab = Lab.from_env()
+    if args.off:
+        wan.off(lab, args.host)
+        return {"host": args.host, "wan": None}, f"{args.host}: no WAN delay or rate"
+    st = wan.on(lab, args.host, rtt=_seconds(args.rtt), rate=args.rate)
+    return {"host": args.host, "wan": st}, (
+        f"{args.host}: rate {st['rate']}; round trip +{st['rtt_seconds'] * 1000:g} ms through port {st['port']}"
+    )
+
+
+def _seconds(text: str) -> float:
+    """50ms -> 0.05, 0.2s -> 0.2, 0.2 -> 0.2."""
+    t = text.strip().lower()
+    try:
+        if t.endswith("ms"):
+            return float(t[:-2]) / 1000
+        return float(t[:-1] if t.endswith("s") else t)
+    except ValueError as exc:
+        raise ConfigError(f"--rtt {text!r} is not a duration", hint="e.g. 50ms or 0.2s") from exc
 
 
 def _exec(args: argparse.Namespace) -> tuple[Any, str]:
