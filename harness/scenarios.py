@@ -133,8 +133,9 @@ class Scenario:
         return kill_receivers(self.lab, self.name)
 
     def wait_synced(self, timeout: float = 120, settle: float = 1.0) -> dict[str, Any]:
-        """Until everything planned is acknowledged, no file is unsettled (read while it was being written:
-        sync.planner) and nothing new was planned for ``settle`` seconds."""
+        """Until everything planned is acknowledged, nothing captured waits to be planned (``pending``), no file
+        is unsettled (read while it was being written: sync.planner) and nothing new was planned for ``settle``
+        seconds."""
         stable_since: float | None = None
         last: tuple[Any, Any] | None = None
         synced: dict[str, Any] = {}
@@ -144,7 +145,8 @@ class Scenario:
             st = self.status()
             key = (st.get("planned_seq"), st.get("acked_seq"))
             fresh = st.get("updated_at", 0) >= self.started_at  # written by this run of the agent
-            done = fresh and st.get("state") == "replicating" and key[0] == key[1] and not st.get("unsettled")
+            done = fresh and st.get("state") == "replicating" and key[0] == key[1]
+            done = done and not st.get("unsettled") and not st.get("pending")
             if done and key == last:
                 if stable_since and time.monotonic() - stable_since >= settle:
                     synced.update(st)

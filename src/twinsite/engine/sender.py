@@ -412,17 +412,26 @@ class Sender(Shipper):
                 changes.everything()  # the safety net for what capture cannot see; counted when it finds some
                 last_rescan = time.monotonic()
                 before = self._seq
-                self._journal_records(changes.plan(self.planner))
+                self._plan_changes(changes, self.planner)
                 self.publish(
                     rescans=self.status.rescans + 1, rescan_records=self.status.rescan_records + self._seq - before
                 )
                 continue
             self._resync_if_diverged()
             if changes:
-                self._journal_records(changes.plan(self.planner))
+                self._plan_changes(changes, self.planner)
             if self.planner.unsettled or self.status.unsettled:
                 self._journal_records(self.planner.settle())  # (files read while they were being written)
                 self.publish(throttle=True)
+
+    def _plan_changes(self, changes: ChangeSet, planner: Planner) -> None:
+        """Plan and journal what capture saw. Meanwhile ``pending`` in the status says how many paths wait (a big
+        file's comparison can take a while, and nothing planned yet must not look like nothing to do)."""
+        self.publish(pending=len(changes.dirty) + len(changes.renames) + (1 if changes.full else 0), throttle=True)
+        try:
+            self._journal_records(changes.plan(planner))
+        finally:
+            self.publish(pending=0, throttle=True)
 
     def _resync_if_diverged(self) -> None:
         """Raise (the plan loop then compares everything again) when the shipper saw the replica diverge."""

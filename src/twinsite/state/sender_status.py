@@ -36,6 +36,7 @@ class SenderStatus:
     rescans: int = 0
     rescan_records: int = 0  # records a rescan found necessary: changes capture did not report
     unsettled: int = 0  # files read while they were being written: read again once their mtime has settled
+    pending: int = 0  # paths capture reported that the planner is comparing now (not yet planned)
     journal_overflow: bool = False
     point_id: int | None = None  # consistency points: the newest point the standby acknowledged complete ...
     point_ts: float | None = None  # ... and its snapshot's time (source clock)

@@ -168,7 +168,9 @@ def drain(site: Site, ctx: Context) -> Drained | Skipped:
             )
             or f"{old} runs no replication to {site.host}"
         )
-        return bool(mine) and all(r.get("acked_seq") == r.get("planned_seq") and not r.get("unsettled") for r in mine)
+        return bool(mine) and all(
+            r.get("acked_seq") == r.get("planned_seq") and not r.get("unsettled") and not r.get("pending") for r in mine
+        )
 
     while True:
         rounds += 1
