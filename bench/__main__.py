@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cdp, consistency, million, recovery, replication, scale, ssh_channel, switchover
+from bench import bigfile, cdp, consistency, million, recovery, replication, scale, ssh_channel, switchover, wan
 from twinsite import __version__
 from twinsite.lab.topology import Lab
 
@@ -28,6 +28,8 @@ BENCHMARKS = {
     "recovery": recovery.run,
     "scale": scale.run,
     "million": million.run,
+    "bigfile": bigfile.run,
+    "wan": wan.run,
     "consistency": consistency.run,
 }
 RESULTS = Path(__file__).parent / "results"

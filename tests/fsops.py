@@ -28,6 +28,33 @@ def sparse(path: Path, size: int, pieces: dict[int, bytes]) -> None:
             f.write(data)
 
 
+def extents(path: Path) -> list[tuple[int, int]]:
+    """Where the kernel says ``path`` holds data (SEEK_DATA / SEEK_HOLE, asked here, not through twinsite)."""
+    out, pos, size = [], 0, path.stat().st_size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            pos = os.lseek(fd, start, os.SEEK_HOLE)
+            out.append((start, pos))
+    finally:
+        os.close(fd)
+    return out
+
+
+def same_bytes(a: Path, b: Path) -> None:
+    """Byte for byte, where either file holds data; the size; and nothing else allocated (holes are zeros)."""
+    assert a.stat().st_size == b.stat().st_size
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        for start, end in extents(a) + extents(b):
+            fa.seek(start)
+            fb.seek(start)
+            assert fa.read(end - start) == fb.read(end - start), (start, end)
+
+
 def _name(rng: random.Random) -> bytes:
     if rng.random() < 0.15:
         return rng.choice(ODD_NAMES) + str(rng.randrange(1000)).encode()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fsops import sparse
+from tests.fsops import same_bytes, sparse
 from tests.unit.receiving import Piped, Standby
 from twinsite.engine.sender import replica_listing, replica_signatures
 from twinsite.journal.record import Op
@@ -88,23 +88,6 @@ def pieces(seed: int, size: int, n: int) -> dict[int, bytes]:
     }
 
 
-def extents(path: Path) -> list[tuple[int, int]]:
-    """Where the kernel says ``path`` holds data (SEEK_DATA / SEEK_HOLE, asked here, not through twinsite)."""
-    out, pos, size = [], 0, path.stat().st_size
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:
-                break
-            pos = os.lseek(fd, start, os.SEEK_HOLE)
-            out.append((start, pos))
-    finally:
-        os.close(fd)
-    return out
-
-
 def differing_blocks(a: Path, b: Path, offsets: list[int]) -> set[int]:
     """The 4 KiB blocks that differ between ``a`` and ``b`` near ``offsets`` (where the pieces were written)."""
     out = set()
@@ -115,16 +98,6 @@ def differing_blocks(a: Path, b: Path, offsets: list[int]) -> set[int]:
             if fa.read(4096) != fb.read(4096):
                 out.add(block)
     return out
-
-
-def same_bytes(a: Path, b: Path) -> None:
-    """Byte for byte, where either file holds data; the size; and nothing else allocated (holes are zeros)."""
-    assert a.stat().st_size == b.stat().st_size
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        for start, end in extents(a) + extents(b):
-            fa.seek(start)
-            fb.seek(start)
-            assert fa.read(end - start) == fb.read(end - start), (start, end)
 
 
 def test_a_sparse_17_gib_file_is_compared_in_pages_of_signatures_and_only_changed_blocks_travel(
