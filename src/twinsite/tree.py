@@ -45,8 +45,15 @@ class Entry:
     content: str = ""
     link_group: bytes = b""
 
-    def meta(self) -> Meta:
-        return Meta(self.mode, self.uid, self.gid, self.mtime_ns, self.xattrs)
+    def meta(self, mtime_ns: int | None = None) -> Meta:
+        """The attributes a record sets (with ``mtime_ns``, another mtime)."""
+        return Meta(self.mode, self.uid, self.gid, self.mtime_ns if mtime_ns is None else mtime_ns, self.xattrs)
+
+    def sized(self, size: int, mtime_ns: int) -> Entry:
+        """The entry with another size and mtime (``dataclasses.replace`` without its cost: a planner asks it of
+        every file it reads)."""
+        t = self
+        return Entry(t.kind, t.mode, t.uid, t.gid, size, mtime_ns, t.target, t.xattrs, t.content, t.link_group)
 
     def unprivileged(self) -> Entry:
         """The entry as a replica that drops privileged metadata holds it (journal.record.unprivileged)."""

@@ -24,7 +24,8 @@ from tests.fsops import same_bytes, sparse
 from tests.unit.receiving import Piped, Standby
 from twinsite.engine.sender import replica_listing, replica_signatures
 from twinsite.journal.record import Op
-from twinsite.sync.planner import FILE_SIGS, SIG_PAGE, Planner, RemoteTree, SigCache
+from twinsite.sync.index import RemoteTree
+from twinsite.sync.planner import FILE_SIGS, SIG_PAGE, Planner, SigCache
 from twinsite.transport.frames import MAX_FRAME, Kind
 from twinsite.transport.link import Link
 

@@ -56,8 +56,9 @@ from twinsite.state.layout import SenderState
 from twinsite.state.role import this_host
 from twinsite.state.sender_status import SenderStatus
 from twinsite.sync.changes import ChangeSet
+from twinsite.sync.index import RemoteTree
 from twinsite.sync.manifest import decode as decode_manifest
-from twinsite.sync.planner import Planner, RemoteTree, merged
+from twinsite.sync.planner import Planner, merged
 from twinsite.sync.progress import SyncProgress, measure
 from twinsite.transport.channels import Endpoint
 from twinsite.transport.frames import Kind

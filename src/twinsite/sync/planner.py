@@ -22,13 +22,14 @@ import math
 import os
 import stat
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from twinsite.apply.paths import open_file_under
 from twinsite.errors import ParentNotDirectoryError
 from twinsite.journal.record import Op, Record
+from twinsite.sync.index import InodeIndex, RemoteTree
 from twinsite.sync.progress import SyncProgress
 from twinsite.sync.signatures import DIGEST, block_signatures, data_ranges
 from twinsite.tree import Entry, entry
@@ -70,62 +71,6 @@ def merged(extents: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
         else:
             out.append((off, end))
     return out
-
-
-class RemoteTree(MutableMapping[bytes, Entry]):
-    """What the replica holds, by relative path, with an index of each directory's children so that a
-    subtree is found in time proportional to its size (forgetting or moving one file must not scan every
-    path: an initial sync of N files would be quadratic)."""
-
-    def __init__(self, entries: Mapping[bytes, Entry] | Iterable[tuple[bytes, Entry]] = ()) -> None:
-        self._entries: dict[bytes, Entry] = {}
-        self._kids: dict[bytes, set[bytes]] = {}
-        for k, v in entries.items() if isinstance(entries, Mapping) else entries:
-            self[k] = v
-
-    def __getitem__(self, key: bytes) -> Entry:
-        return self._entries[key]
-
-    def get(self, key: bytes, default: Entry | None = None) -> Entry | None:  # type: ignore[override]
-        return self._entries.get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._entries
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __setitem__(self, key: bytes, value: Entry) -> None:
-        if key not in self._entries:
-            parent, _, _ = key.rpartition(b"/")
-            self._kids.setdefault(parent, set()).add(key)
-        self._entries[key] = value
-
-    def __delitem__(self, key: bytes) -> None:
-        del self._entries[key]
-        parent, _, _ = key.rpartition(b"/")
-        kids = self._kids.get(parent)
-        if kids is not None:
-            kids.discard(key)
-            if not kids:
-                del self._kids[parent]
-
-    def has_under(self, path: bytes) -> bool:
-        """Whether anything is held below ``path``."""
-        return bool(self._kids.get(path))
-
-    def subtree(self, path: bytes) -> list[bytes]:
-        """``path`` (if held) and every path below it, parents before children."""
-        out = [path] if path in self else []
-        todo = [path]
-        while todo:
-            kids = sorted(self._kids.get(todo.pop(), ()))
-            out.extend(kids)
-            todo.extend(kids)
-        return out
 
 
 #: Signatures asked of the replica at a time (8 MiB of them: 4 GiB of a file in 4 KiB blocks)
@@ -227,17 +172,16 @@ class Planner:
         self.fetch_sigs = fetch_sigs
         self.select = select or (lambda _p: True)
         self._remote = RemoteTree()
+        self.links = InodeIndex(self._remote.db)  # source inode of every shipped file -> a path the replica has it at
+        self._parent_ok: bytes | None = None  # the parent whose ancestors and itself the replica has as directories
         self.sigs = SigCache()
-        self.links: dict[
-            tuple[int, int], bytes
-        ] = {}  # source inode of every shipped file -> a path the replica has it at
         self.key_of: dict[bytes, tuple[int, int]] = {}  # hard-linked paths shipped -> their source inode
-        self._last_key: dict[bytes, tuple[int, int]] = {}  # every path ``links`` names -> that inode
         self._regroup: set[tuple[int, int]] = set()  # link groups that lost a name: compare the others
         self.stats = PlanStats()
         self.progress: SyncProgress | None = None  # during plan_all: what is planned, and acknowledged
         self.last_seq = 0  # of the newest record made
         self._counted = 0  # bytes of the file being planned already counted in progress
+        self._wrote_to = 0  # where the last WRITE of the file being compared ended
         #: sync_method checksum: a file the planner has not shipped itself is compared by block signatures
         #: even when its size and mtime match (metadata mode trusts them).
         self.checksum = checksum
@@ -257,31 +201,22 @@ class Planner:
 
     @remote.setter
     def remote(self, entries: Mapping[bytes, Entry]) -> None:
+        """A new picture of the replica (its listing): what was known of inodes goes with the old one."""
         self._remote = entries if isinstance(entries, RemoteTree) else RemoteTree(entries)
-
-    def _inode_at(self, paths: list[bytes]) -> list[tuple[tuple[int, int], bytes]]:
-        """The inodes ``links`` finds at any of ``paths``."""
-        wanted = set(paths)
-        if len(wanted) == 1:  # the common case (one file): by its recorded inode, not a scan
-            p = paths[0]
-            for key in (self.key_of.get(p), self._last_key.get(p)):
-                if key is not None and self.links.get(key) == p:
-                    return [(key, p)]
-            return []
-        return [(k, v) for k, v in self.links.items() if v in wanted]
+        self.links = InodeIndex(self._remote.db)
+        self._parent_ok = None
 
     def forget(self, path: bytes) -> None:
-        gone = self.remote.subtree(path)
-        found = self._inode_at(gone) if gone else []
-        for p in gone:
-            del self.remote[p]
+        self._parent_ok = None
+        if not self.remote.holds(path):
+            return
+        for p in self.remote.drop(path):
             self.sigs.pop(p)
-            self._last_key.pop(p, None)
             self.unsettled.pop(p, None)
             key = self.key_of.pop(p, None)
             if key is not None:
                 self._regroup.add(key)
-        for k, _ in found:
+        for k, _ in self.links.under(path):
             del self.links[k]
             # the inode may live on under another name the replica has: keep finding it by that name
             alt = next((p for p, kk in self.key_of.items() if kk == k and p in self.remote), None)
@@ -290,21 +225,15 @@ class Planner:
 
     def move(self, old: bytes, new: bytes) -> None:
         self.forget(new)
-        moving = self.remote.subtree(old)
-        found = self._inode_at(moving) if moving else []
-        for p in moving:
-            q = new + p[len(old) :]
-            self.remote[q] = self.remote[p]
-            del self.remote[p]
+        self._parent_ok = None
+        for p, q in self.remote.move(old, new):
             if p in self.sigs:
                 self.sigs.put(q, self.sigs.pop(p))
             if p in self.key_of:
                 self.key_of[q] = self.key_of.pop(p)
-            if p in self._last_key:
-                self._last_key[q] = self._last_key.pop(p)
             if p in self.unsettled:
                 self.unsettled[q] = self.unsettled.pop(p)
-        for k, v in found:
+        for k, v in self.links.under(old):
             self.links[k] = new + v[len(old) :]
 
     # -- planning --------------------------------------------------------------------------------------
@@ -314,8 +243,9 @@ class Planner:
 
     def plan_deletions(self) -> Iterator[Record]:
         """DELETE for what the replica has and the source no longer has (topmost paths only)."""
-        for p in sorted(self.remote):
-            if p not in self.remote:
+        deleted = False
+        for p in self.remote:  # (sorted)
+            if deleted and p not in self.remote:
                 continue  # removed with a parent
             try:
                 os.lstat(self.base + b"/" + p)
@@ -325,6 +255,7 @@ class Planner:
                 pass
             yield self._rec(Op.DELETE, p)
             self.forget(p)
+            deleted = True
 
     def plan_rename(self, old: bytes, new: bytes) -> Iterator[Record]:
         """A rename seen at the source: shipped as a rename when the replica has the old path."""
@@ -390,8 +321,9 @@ class Planner:
             seen.add(group)
             self._regroup.discard(group)
             names = {p for p, k in self.key_of.items() if k == group}
-            if group in self.links:  # (a file shipped with one name: the index knows it by that name)
-                names.add(self.links[group])
+            indexed = self.links.get(group)
+            if indexed is not None:  # (a file shipped with one name: the index knows it by that name)
+                names.add(indexed)
             for other in sorted(names - {rel}):
                 yield from self._plan_path(other, recursive=False)
 
@@ -448,6 +380,9 @@ class Planner:
             self.remote.setdefault(b"/".join(parts[:i]), Entry("dir", 0o755, 0, 0))
 
     def _ensure_parents(self, rel: bytes) -> Iterator[Record]:
+        parent = rel.rpartition(b"/")[0]
+        if not parent or parent == self._parent_ok:  # (the files of one directory, one after the other)
+            return
         parts = rel.split(b"/")[:-1]
         for i in range(1, len(parts) + 1):
             parent = b"/".join(parts[:i])
@@ -458,6 +393,8 @@ class Planner:
                 except (FileNotFoundError, NotADirectoryError):
                     return
                 yield from self._plan_one(parent, self.base + b"/" + parent, st)
+                got = self.remote.get(parent)
+        self._parent_ok = parent if got is not None and got.kind == "dir" else None
 
     def _plan_one(self, rel: bytes, full: bytes, st: os.stat_result, extents: Extents = ()) -> Iterator[Record]:
         want = local_entry(full, st)
@@ -513,16 +450,16 @@ class Planner:
             if other_st is not None:  # (content known changed: compared whole through that name)
                 yield from self._plan_one(other, self.base + b"/" + other, other_st, None if extents else ())
         if other_st is not None and other in self.remote:
-            if self.remote.get(rel) is not self.remote[other]:
+            if not self.remote.same_inode(rel, other):
                 self.forget(rel)
                 yield self._rec(Op.HARDLINK, rel, path2=other)
-            self.remote[rel] = self.remote[other]
+            self.remote.link(rel, other)
             self.sigs.put(rel, self.sigs.get(other) or b"")
             self.key_of[rel] = key
             return
         same = extents == () and have is not None and have.kind == "file" and have == want
         if same and not (self.checksum and rel not in self.sigs):
-            self._index_inode(key, rel, st)  # the replica has it as it is (by metadata): nothing to read
+            self._index_inode(key, rel, st, known=True)  # the replica has it as it is (by metadata): nothing to read
             return
         try:
             fd = open_file_under(self.base, rel, st)  # (the planned file, reached without following a link)
@@ -531,20 +468,20 @@ class Planner:
             return
         try:
             st = os.fstat(fd)
-            want = replace(want, size=st.st_size, mtime_ns=st.st_mtime_ns)
+            want = want.sized(st.st_size, st.st_mtime_ns)
             yield from self._compare(rel, fd, st, want, have, extents)
         finally:
             os.close(fd)
         self._index_inode(key, rel, st)
 
-    def _index_inode(self, key: tuple[int, int], rel: bytes, st: os.stat_result) -> None:
+    def _index_inode(self, key: tuple[int, int], rel: bytes, st: os.stat_result, *, known: bool = False) -> None:
         """Every file's inode is indexed, not only linked ones: linking a new name to a file changes no
         event-visible property of the old name (IN_ATTRIB for the link count goes to the inode only), so the
-        new name must find the old one by inode."""
-        cur = self.links.get(key)
-        if cur is None or cur == rel or cur not in self.remote or not self._is_inode(cur, key[1]):
+        new name must find the old one by inode. (``known``: a file compared before, most likely indexed: read
+        first; a new one is indexed at once.)"""
+        cur = (self.links.get(key) if known else None) or self.links.add(key, rel)
+        if cur != rel and (cur not in self.remote or not self._is_inode(cur, key[1])):
             self.links[key] = rel  # (a stale entry: that inode number now belongs to this file)
-            self._last_key[rel] = key
         if st.st_nlink > 1:
             self.key_of[rel] = key
 
@@ -604,8 +541,9 @@ class Planner:
         read_at, first = time.time_ns(), self.last_seq
         new = have is None or have.kind != "file"
         if new:
-            self.forget(rel)
-            yield self._rec(Op.CREATE, rel, meta=replace(want, mtime_ns=0).meta())
+            if have is not None or self.remote.has_under(rel):  # (what a planner holds has its parents)
+                self.forget(rel)
+            yield self._rec(Op.CREATE, rel, meta=want.meta(mtime_ns=0))
             remote_sigs = RemoteSigs(self.fetch_sigs, rel, b"")
         elif (
             have is not None
@@ -620,10 +558,12 @@ class Planner:
         else:
             remote_sigs = RemoteSigs(self.fetch_sigs, rel, self.sigs.get(rel))
         sigs: list[bytes] | None = [] if -(-size // self.block) * DIGEST.size <= FILE_SIGS else None
+        self._wrote_to = 0
         pos = yield from self._differing(rel, fd, size, remote_sigs, sigs, new=new)
-        if new or have is None or have.size != pos:
-            yield self._rec(Op.TRUNCATE, rel, offset=pos)  # exact size: shrinks, or extends a sparse tail
-        want = self._as_read(rel, replace(want, size=pos), read_at)
+        if self._wrote_to != pos if new or have is None else have.size != pos:
+            # exact size: shrinks, or extends a sparse tail (a new file whose last bytes were written has it)
+            yield self._rec(Op.TRUNCATE, rel, offset=pos)
+        want = self._as_read(rel, want.sized(pos, want.mtime_ns), read_at)
         self.sigs.put(rel, None if sigs is None else b"".join(sigs))
         if self.last_seq == first and have == want:
             return  # read again and found as shipped (an unsettled file): nothing to say, the entry kept as it is
@@ -664,7 +604,7 @@ class Planner:
         (see the module's docstring)."""
         if self.live and abs(read_at - want.mtime_ns) < self._settling(want.mtime_ns):
             self.unsettled[rel] = (read_at, want.mtime_ns)
-            return replace(want, mtime_ns=want.mtime_ns - 1)
+            return want.sized(want.size, want.mtime_ns - 1)
         self.unsettled.pop(rel, None)
         return want
 
@@ -680,6 +620,7 @@ class Planner:
             elif same and start >= 0:
                 data = bytes(view[start * self.block : i * self.block])
                 yield self._rec(Op.WRITE, rel, offset=pos + start * self.block, data=data)
+                self._wrote_to = pos + start * self.block + len(data)
                 self.stats.bytes_sent += len(data)
                 if self.progress is not None:
                     self.progress.bytes_sent += len(data)

@@ -1,0 +1,271 @@
+"""The planner's picture of the replica, kept on disk: what the replica holds by path, and which source inode it
+holds at which path.
+
+A million files held as Python objects cost about 690 MiB in the agent (an ``Entry``, its path, two dicts and
+a set slot per file, and an inode index entry for every file), so the picture lives in one private temporary
+SQLite database per planner instead: its page cache is bounded (:data:`CACHE_KIB`), the rest lives in the
+filesystem's page cache, and the agent's memory no longer grows with the tree. SQLite was chosen over a
+hand-made sorted file or a key-value store because it is in the standard library, keeps the paths sorted as
+bytes (a subtree is a range of keys, parents before children, with no index of each directory's children to
+keep), and updates in place (a rename of a directory moves a range). Nothing in it needs to survive the
+process: SQLite unlinks a temporary database as it opens it (``$SQLITE_TMPDIR``, ``$TMPDIR`` or ``/var/tmp``),
+so a killed agent leaves nothing behind, and a new planner is filled from the replica's own listing.
+
+About 80 bytes of disk per path; every lookup is a B-tree search (a few microseconds), which the planner pays
+once or twice per file it compares.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+
+from twinsite.tree import Entry, Xattrs
+
+#: The database's page cache (KiB): what the picture costs in memory, whatever the tree's size
+CACHE_KIB = 8192
+PAGE_ROWS = 1000  # rows read at a time when a range is walked or moved
+_KINDS = ("dir", "file", "link", "fifo", "other")
+_HEAD = struct.Struct("<BHIIqqH")  # kind, mode, uid, gid, size, mtime_ns, len(target)
+_LEN = struct.Struct("<I")
+_TOP = 1 << 63
+
+
+def _signed(n: int) -> int:
+    """An unsigned 64-bit number (an inode, a device) as SQLite's signed integer."""
+    return n - (1 << 64) if n >= _TOP else n
+
+
+def _unsigned(n: int) -> int:
+    return n + (1 << 64) if n < 0 else n
+
+
+def _pack(e: Entry) -> bytes:
+    head = _HEAD.pack(_KINDS.index(e.kind), e.mode, e.uid, e.gid, e.size, e.mtime_ns, len(e.target))
+    if not (e.xattrs or e.content or e.link_group):
+        return head + e.target
+    parts = [head, e.target, _LEN.pack(len(e.xattrs))]
+    for k, v in e.xattrs:
+        parts += [_LEN.pack(len(k)), k, _LEN.pack(len(v)), v]
+    content = e.content.encode()
+    parts += [_LEN.pack(len(content)), content, _LEN.pack(len(e.link_group)), e.link_group]
+    return b"".join(parts)
+
+
+def _unpack(b: bytes) -> Entry:
+    kind, mode, uid, gid, size, mtime_ns, tlen = _HEAD.unpack_from(b)
+    at = _HEAD.size
+    target = b[at : at + tlen]
+    at += tlen
+    if at == len(b):
+        return Entry(_KINDS[kind], mode, uid, gid, size, mtime_ns, target)
+
+    def take() -> bytes:
+        nonlocal at
+        (n,) = _LEN.unpack_from(b, at)
+        at += _LEN.size + n
+        return b[at - n : at]
+
+    (count,) = _LEN.unpack_from(b, at)
+    at += _LEN.size
+    xattrs: Xattrs = tuple((take(), take()) for _ in range(count))
+    content, link_group = take().decode(), take()
+    return Entry(_KINDS[kind], mode, uid, gid, size, mtime_ns, target, xattrs, content, link_group)
+
+
+#: a path's entry, its inode group kept (the replica changed that inode's content or attributes, not which it is)
+_SET = "INSERT INTO entry (p, v) VALUES (?, ?) ON CONFLICT (p) DO UPDATE SET v = excluded.v"
+
+
+def _range(path: bytes) -> tuple[bytes, bytes]:
+    """The keys strictly below ``path``: greater than ``path/`` and less than ``path0`` ('0' follows '/')."""
+    return path + b"/", path + b"0"
+
+
+def connect() -> sqlite3.Connection:
+    """A private temporary database with the planner's two tables (unlinked by SQLite as it is opened)."""
+    db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+    db.execute("CREATE TABLE entry (p BLOB PRIMARY KEY, v BLOB NOT NULL, g INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID")
+    db.execute("CREATE TABLE inode (d INTEGER, i INTEGER, p BLOB NOT NULL, PRIMARY KEY (d, i)) WITHOUT ROWID")
+    db.execute("CREATE INDEX inode_path ON inode (p)")
+    db.execute("BEGIN")  # (one transaction for the planner's life: nothing is ever committed to a disk)
+    return db
+
+
+class RemoteTree(MutableMapping[bytes, Entry]):
+    """What the replica holds, by relative path (on disk, see the module's docstring).
+
+    Names of one inode on the replica are told apart from equal entries by a group number: :meth:`link` puts a
+    name in another's group (the planner made it a hard link), :meth:`same_inode` asks. Setting an entry keeps
+    the group of the name (the replica changed the inode's content or attributes, not which inode it is)."""
+
+    def __init__(self, entries: Mapping[bytes, Entry] | Iterable[tuple[bytes, Entry]] = ()) -> None:
+        self.db = connect()
+        self._groups = 0
+        items = entries.items() if isinstance(entries, Mapping) else entries
+        batch: list[tuple[bytes, bytes]] = []
+        for k, v in items:
+            batch.append((k, _pack(v)))
+            if len(batch) >= PAGE_ROWS * 10:
+                self.db.executemany(_SET, batch)
+                batch.clear()
+        self.db.executemany(_SET, batch)
+
+    def __getitem__(self, key: bytes) -> Entry:
+        got = self.get(key)
+        if got is None:
+            raise KeyError(key)
+        return got
+
+    def get(self, key: bytes, default: Entry | None = None) -> Entry | None:  # type: ignore[override]
+        row = self.db.execute("SELECT v FROM entry WHERE p = ?", (key,)).fetchone()
+        return default if row is None else _unpack(row[0])
+
+    def __contains__(self, key: object) -> bool:
+        return self.db.execute("SELECT 1 FROM entry WHERE p = ?", (key,)).fetchone() is not None
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Every path, sorted (read a page at a time: paths may be deleted meanwhile)."""
+        last = b""
+        query = "SELECT p FROM entry WHERE p > ? ORDER BY p LIMIT ?"
+        while rows := self.db.execute(query, (last, PAGE_ROWS)).fetchall():
+            for (p,) in rows:
+                yield p
+            last = rows[-1][0]
+
+    def __len__(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM entry").fetchone()[0])
+
+    def __setitem__(self, key: bytes, value: Entry) -> None:
+        self.db.execute(_SET, (key, _pack(value)))
+
+    def __delitem__(self, key: bytes) -> None:
+        if self.db.execute("DELETE FROM entry WHERE p = ?", (key,)).rowcount == 0:
+            raise KeyError(key)
+
+    def link(self, name: bytes, other: bytes) -> None:
+        """``name`` is now a hard link to ``other`` on the replica (which it must hold)."""
+        row = self.db.execute("SELECT v, g FROM entry WHERE p = ?", (other,)).fetchone()
+        if row is None:
+            raise KeyError(other)
+        v, group = row
+        if not group:
+            self._groups += 1
+            group = self._groups
+            self.db.execute("UPDATE entry SET g = ? WHERE p = ?", (group, other))
+        self.db.execute("INSERT OR REPLACE INTO entry VALUES (?, ?, ?)", (name, v, group))
+
+    def same_inode(self, name: bytes, other: bytes) -> bool:
+        """Whether the planner linked ``name`` and ``other`` (a listing read from the replica says nothing of it)."""
+        rows = self.db.execute("SELECT g FROM entry WHERE p IN (?, ?)", (name, other)).fetchall()
+        return len(rows) == 2 and rows[0][0] != 0 and rows[0][0] == rows[1][0]
+
+    def holds(self, path: bytes) -> bool:
+        """Whether ``path`` or anything below it is held."""
+        lo, hi = _range(path)
+        query = "SELECT 1 FROM entry WHERE p = ? OR (p > ? AND p < ?) LIMIT 1"
+        return self.db.execute(query, (path, lo, hi)).fetchone() is not None
+
+    def has_under(self, path: bytes) -> bool:
+        """Whether anything is held below ``path``."""
+        return self.db.execute("SELECT 1 FROM entry WHERE p > ? AND p < ? LIMIT 1", _range(path)).fetchone() is not None
+
+    def _below(self, path: bytes) -> Iterator[list[tuple[bytes, bytes, int]]]:
+        """The rows below ``path`` a page at a time, sorted (parents before children)."""
+        lo, hi = _range(path)
+        while rows := self.db.execute(
+            "SELECT p, v, g FROM entry WHERE p > ? AND p < ? ORDER BY p LIMIT ?", (lo, hi, PAGE_ROWS)
+        ).fetchall():
+            yield rows
+            lo = rows[-1][0]
+
+    def subtree(self, path: bytes) -> list[bytes]:
+        """``path`` (if held) and every path below it, parents before children."""
+        out = [path] if path in self else []
+        for rows in self._below(path):
+            out.extend(p for p, _, _ in rows)
+        return out
+
+    def drop(self, path: bytes) -> Iterator[bytes]:
+        """Forget ``path`` and everything below it, yielding each path as it goes (parents first)."""
+        if self.db.execute("DELETE FROM entry WHERE p = ?", (path,)).rowcount:
+            yield path
+        for rows in self._below(path):
+            self.db.executemany("DELETE FROM entry WHERE p = ?", [(p,) for p, _, _ in rows])
+            for p, _, _ in rows:
+                yield p
+
+    def move(self, old: bytes, new: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Hold what was at ``old`` (and below) at ``new`` (which holds nothing), yielding (old, new) of each path."""
+        row = self.db.execute("SELECT v, g FROM entry WHERE p = ?", (old,)).fetchone()
+        if row is not None:
+            self.db.execute("DELETE FROM entry WHERE p = ?", (old,))
+            self.db.execute("INSERT OR REPLACE INTO entry VALUES (?, ?, ?)", (new, *row))
+            yield old, new
+        cut = len(old)
+        for rows in self._below(old):
+            self.db.executemany("DELETE FROM entry WHERE p = ?", [(p,) for p, _, _ in rows])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO entry VALUES (?, ?, ?)", [(new + p[cut:], v, g) for p, v, g in rows]
+            )
+            for p, _, _ in rows:
+                yield p, new + p[cut:]
+
+
+class InodeIndex:
+    """A path the replica holds each shipped source inode at: (device, inode) -> path, and by path (in the same
+    database as the :class:`RemoteTree` it goes with)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def get(self, key: tuple[int, int]) -> bytes | None:
+        d, i = _signed(key[0]), _signed(key[1])
+        row = self.db.execute("SELECT p FROM inode WHERE d = ? AND i = ?", (d, i)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def __contains__(self, key: tuple[int, int]) -> bool:
+        return self.get(key) is not None
+
+    def __getitem__(self, key: tuple[int, int]) -> bytes:
+        got = self.get(key)
+        if got is None:
+            raise KeyError(key)
+        return got
+
+    def __setitem__(self, key: tuple[int, int], path: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO inode VALUES (?, ?, ?)", (_signed(key[0]), _signed(key[1]), path))
+
+    def __delitem__(self, key: tuple[int, int]) -> None:
+        self.db.execute("DELETE FROM inode WHERE d = ? AND i = ?", (_signed(key[0]), _signed(key[1])))
+
+    def __len__(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM inode").fetchone()[0])
+
+    def add(self, key: tuple[int, int], path: bytes) -> bytes:
+        """Index ``key`` at ``path`` if it is not indexed yet; the path it is indexed at now (one statement)."""
+        d, i = _signed(key[0]), _signed(key[1])
+        query = "INSERT INTO inode VALUES (?, ?, ?) ON CONFLICT (d, i) DO UPDATE SET p = p RETURNING p"
+        return bytes(self.db.execute(query, (d, i, path)).fetchone()[0])
+
+    def at(self, path: bytes) -> list[tuple[tuple[int, int], bytes]]:
+        """The inodes indexed at ``path`` (more than one where an inode number was reused)."""
+        rows = self.db.execute("SELECT d, i FROM inode WHERE p = ?", (path,)).fetchall()
+        return [((_unsigned(d), _unsigned(i)), path) for d, i in rows]
+
+    def under(self, path: bytes) -> Iterator[tuple[tuple[int, int], bytes]]:
+        """The inodes indexed at ``path`` or below it, a page at a time (they may be changed meanwhile)."""
+        yield from self.at(path)
+        lo, hi = _range(path)
+        d = i = -(1 << 63)
+        while rows := self.db.execute(
+            "SELECT d, i, p FROM inode WHERE (p, d, i) > (?, ?, ?) AND p < ? ORDER BY p, d, i LIMIT ?",
+            (lo, d, i, hi, PAGE_ROWS),
+        ).fetchall():
+            for d, i, p in rows:
+                yield (_unsigned(d), _unsigned(i)), bytes(p)
+            lo, d, i = rows[-1][2], rows[-1][0], rows[-1][1]
