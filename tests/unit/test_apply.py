@@ -252,6 +252,47 @@ def test_a_rename_onto_another_name_of_the_same_file_removes_the_old_name(tmp_pa
     assert (root / "b").read_text() == "data"
 
 
+@pytest.mark.parametrize("gone", ["renamed", "deleted", "replaced by a file", "parent renamed"])
+def test_a_directory_kept_open_in_a_batch_is_let_go_when_it_goes(tmp_path: Path, gone: str) -> None:
+    """The applier keeps the parent directories of a batch's records open; one renamed, deleted or replaced in
+    the same batch (or one above it) must never take the records that follow, which name the new directory."""
+    root = tmp_path / "root"
+    meta = Meta(0o755, 0, 0, 0)
+    ap = Applier(root)
+    for r in (
+        rec(Op.MKDIR, b"d", meta=meta),
+        rec(Op.MKDIR, b"d/sub", meta=meta),
+        rec(Op.CREATE, b"d/sub/old"),
+        rec(Op.WRITE, b"d/sub/old", offset=0, data=b"old"),
+        rec(Op.SETATTR, b"d/sub/old", meta=Meta(0o600, 0, 0, 5)),
+    ):
+        ap.apply(r)
+    changes = {
+        "renamed": [rec(Op.RENAME, b"d/sub", path2=b"moved")],
+        "deleted": [rec(Op.DELETE, b"d/sub")],
+        "replaced by a file": [rec(Op.CREATE, b"d/sub"), rec(Op.DELETE, b"d/sub")],
+        "parent renamed": [rec(Op.RENAME, b"d", path2=b"moved")],
+    }[gone]
+    for r in [
+        *changes,
+        rec(Op.MKDIR, b"d", meta=meta),
+        rec(Op.MKDIR, b"d/sub", meta=meta),
+        rec(Op.CREATE, b"d/sub/new"),
+        rec(Op.WRITE, b"d/sub/new", offset=0, data=b"new"),
+        rec(Op.SETATTR, b"d/sub/new", meta=Meta(0o600, 0, 0, 7)),
+    ]:
+        ap.apply(r)
+    ap.commit()
+    ap.close()
+    assert os.listdir(root / "d" / "sub") == ["new"]
+    assert (root / "d" / "sub" / "new").read_bytes() == b"new"
+    assert (root / "d" / "sub" / "new").stat().st_mtime_ns == 7
+    moved = {"renamed": root / "moved" / "old", "parent renamed": root / "moved" / "sub" / "old"}.get(gone)
+    if moved is not None:
+        assert moved.read_bytes() == b"old" and moved.stat().st_mtime_ns == 5
+    assert sorted(os.listdir(root)) == (["d", "moved"] if moved else ["d"])
+
+
 def test_a_resync_where_a_directory_of_the_replica_is_a_file_at_the_source_converges(tmp_path: Path) -> None:
     """The replica has d/f, the source has a file d now (a race the capture missed): looking up d/f on the
     source fails with ENOTDIR, not ENOENT; the resync must still delete it and ship the file (it kept failing

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from twinsite.apply import overlay
-from twinsite.apply.paths import DIR_FLAGS, MountPointError, NotRegularFileError, open_regular, parent_fd
+from twinsite.apply.paths import DIR_FLAGS, MountPointError, NotRegularFileError, open_regular, parent_fd, split
 from twinsite.errors import ApplyError, ParentNotDirectoryError, RecoveryError, UnsafePathError
 from twinsite.journal.record import Meta, Op, Record, unprivileged
 
@@ -76,6 +76,8 @@ class Applier:
         self.stats = ApplyStats()
         self._files: dict[bytes, int] = {}  # open descriptors of files written in this batch
         self._file_dirs: collections.Counter[bytes] = collections.Counter()  # directories holding them
+        self._dirs: dict[bytes, int] = {}  # open descriptors of the parent directories of this batch's records
+        self._dir_holders: collections.Counter[bytes] = collections.Counter()  # those and the directories above
 
     @property
     def root_fd(self) -> int:
@@ -124,10 +126,12 @@ class Applier:
             self._root_fd = None
 
     def _close_files(self) -> None:
-        for fd in self._files.values():
+        for fd in (*self._files.values(), *self._dirs.values()):
             os.close(fd)
         self._files.clear()
         self._file_dirs.clear()
+        self._dirs.clear()
+        self._dir_holders.clear()
 
     def commit(self) -> None:
         """Make everything applied so far durable."""
@@ -146,6 +150,8 @@ class Applier:
         if handler is None:
             raise ApplyError(f"record seq {rec.seq} has operation {rec.op.name}, which a replica never applies")
         self._check_root()
+        if len(self._files) >= 256 or len(self._dirs) >= 256:
+            self._close_files()  # (between records: a record may hold two of them)
         try:
             handler(self, rec)
         except ParentNotDirectoryError:
@@ -184,26 +190,46 @@ class Applier:
             raise ApplyError(f"the replica root cannot be reached: {exc.strerror}", where=str(self.root)) from exc
 
     # -- data --------------------------------------------------------------------------------------
+    def _parent(self, path: bytes, *, create: bool = False) -> tuple[int, bytes]:
+        """(descriptor of the parent directory, last component) of ``path``, as :func:`parent_fd` opens it (never
+        through a link, never into another filesystem; with ``create``, missing parents made), kept for the
+        batch's later records in the same directory: :meth:`_forget` drops it before the directory or one above
+        it is renamed, replaced or deleted, and a commit closes it. Not closed by the caller."""
+        parent, _, name = path.rpartition(b"/")
+        split(path)  # (the whole path checked as parent_fd checks it)
+        if not parent:
+            return self.root_fd, name
+        fd = self._dirs.get(parent)
+        if fd is None:
+            with parent_fd(self.root_fd, path, create=create) as (pfd, _):
+                fd = os.dup(pfd)
+            self._dirs[parent] = fd
+            self._dir_holders.update(_ancestors(path))
+        return fd, name
+
     def _file(self, path: bytes) -> int:
         fd = self._files.get(path)
         if fd is None:
-            if len(self._files) >= 256:
-                self._close_files()
-            with parent_fd(self.root_fd, path) as (pfd, name):
-                fd = open_regular(pfd, name, os.O_WRONLY)  # (a FIFO planted here: refused, never waited on)
+            pfd, name = self._parent(path)
+            fd = open_regular(pfd, name, os.O_WRONLY)  # (a FIFO planted here: refused, never waited on)
             self._files[path] = fd
             self._file_dirs.update(_ancestors(path))
         return fd
 
     def _forget(self, path: bytes) -> None:
-        """Drop cached descriptors at or under ``path`` (before it is renamed, replaced or deleted)."""
+        """Drop cached descriptors at or under ``path`` (before it is renamed, replaced or deleted): files, and
+        parent directories."""
+        prefix = path + b"/"
         gone = [path] if path in self._files else []
         if self._file_dirs[path] > 0:  # a directory holding open files: they go with it
-            prefix = path + b"/"
             gone += [p for p in self._files if p.startswith(prefix)]
         for p in gone:
             os.close(self._files.pop(p))
             self._file_dirs.subtract(_ancestors(p))
+        if self._dir_holders[path] > 0:  # a directory kept open, or one holding some
+            for d in [d for d in self._dirs if d == path or d.startswith(prefix)]:
+                os.close(self._dirs.pop(d))
+                self._dir_holders.subtract(_ancestors(d + b"/-"))
 
     def _write(self, rec: Record) -> None:
         fd = self._file(rec.path)
@@ -220,14 +246,14 @@ class Applier:
     def _setattr(self, rec: Record) -> None:
         if rec.meta is None:
             raise ApplyError(f"SETATTR seq {rec.seq} carries no metadata", where=_show(rec.path))
-        with parent_fd(self.root_fd, rec.path) as (pfd, name):
-            _set_meta(pfd, name, rec.meta, drop=self.drop_privileged)
+        pfd, name = self._parent(rec.path)
+        _set_meta(pfd, name, rec.meta, drop=self.drop_privileged)
 
     # -- namespace ---------------------------------------------------------------------------------
-    def _replace(self, pfd: int, name: bytes) -> None:
-        """Remove whatever is at ``name`` (a directory with everything in it)."""
+    def _replace(self, pfd: int, name: bytes, st: os.stat_result | None = None) -> None:
+        """Remove whatever is at ``name`` (a directory with everything in it; ``st``: its lstat, when known)."""
         try:
-            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            st = st or os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
@@ -237,26 +263,26 @@ class Applier:
 
     def _mkdir(self, rec: Record) -> None:
         self._forget(rec.path)
-        with parent_fd(self.root_fd, rec.path, create=True) as (pfd, name):
-            try:
-                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-                if not stat.S_ISDIR(st.st_mode):
-                    os.unlink(name, dir_fd=pfd)
-                    os.mkdir(name, 0o700, dir_fd=pfd)
-            except FileNotFoundError:
+        pfd, name = self._parent(rec.path, create=True)
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(name, dir_fd=pfd)
                 os.mkdir(name, 0o700, dir_fd=pfd)
-            if rec.meta:
-                _set_meta(pfd, name, rec.meta, drop=self.drop_privileged)
+        except FileNotFoundError:
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        if rec.meta:
+            _set_meta(pfd, name, rec.meta, drop=self.drop_privileged)
 
     def _put(self, rec: Record, make: Callable[[int, bytes], None]) -> None:
         """Replace whatever is at the record's path by what ``make(parent_fd, name)`` creates, then set its
         attributes (CREATE, MKFIFO and SYMLINK differ only in what they make)."""
         self._forget(rec.path)
-        with parent_fd(self.root_fd, rec.path, create=True) as (pfd, name):
-            self._replace(pfd, name)
-            make(pfd, name)
-            if rec.meta:
-                _set_meta(pfd, name, rec.meta, drop=self.drop_privileged)
+        pfd, name = self._parent(rec.path, create=True)
+        self._replace(pfd, name)
+        make(pfd, name)
+        if rec.meta:
+            _set_meta(pfd, name, rec.meta, drop=self.drop_privileged)
 
     def _create(self, rec: Record) -> None:
         self._put(
@@ -272,50 +298,39 @@ class Applier:
 
     def _hardlink(self, rec: Record) -> None:
         self._forget(rec.path)
-        with (
-            parent_fd(self.root_fd, rec.path2) as (sfd, sname),
-            parent_fd(self.root_fd, rec.path, create=True) as (
-                dfd,
-                dname,
-            ),
-        ):
-            src = os.stat(sname, dir_fd=sfd, follow_symlinks=False)
-            with contextlib.suppress(FileNotFoundError):
-                dst = os.stat(dname, dir_fd=dfd, follow_symlinks=False)
-                if (dst.st_dev, dst.st_ino) == (src.st_dev, src.st_ino):
-                    return  # already linked (replay)
-                self._replace(dfd, dname)
-            os.link(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+        sfd, sname = self._parent(rec.path2)
+        dfd, dname = self._parent(rec.path, create=True)
+        src = os.stat(sname, dir_fd=sfd, follow_symlinks=False)
+        with contextlib.suppress(FileNotFoundError):
+            dst = os.stat(dname, dir_fd=dfd, follow_symlinks=False)
+            if (dst.st_dev, dst.st_ino) == (src.st_dev, src.st_ino):
+                return  # already linked (replay)
+            self._replace(dfd, dname, dst)
+        os.link(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
 
     def _rename(self, rec: Record) -> None:
         self._forget(rec.path)
         self._forget(rec.path2)
-        with (
-            parent_fd(self.root_fd, rec.path) as (sfd, sname),
-            parent_fd(self.root_fd, rec.path2, create=True) as (
-                dfd,
-                dname,
-            ),
-        ):
-            src = os.stat(sname, dir_fd=sfd, follow_symlinks=False)  # gone: done already (-> skipped)
-            try:
-                dst = os.stat(dname, dir_fd=dfd, follow_symlinks=False)
-            except FileNotFoundError:
-                dst = None
-            if dst is not None and (dst.st_dev, dst.st_ino) == (src.st_dev, src.st_ino):
-                # rename(2) between two names of one file does nothing; the source did move the name
-                # (its target was another file there), so the old name must go
-                os.unlink(sname, dir_fd=sfd)
-                return
-            if dst is not None and stat.S_ISDIR(dst.st_mode):
-                _rmtree_at(dfd, dname)  # rename(2) only replaces an empty directory
-            os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
+        sfd, sname = self._parent(rec.path)
+        dfd, dname = self._parent(rec.path2, create=True)
+        src = os.stat(sname, dir_fd=sfd, follow_symlinks=False)  # gone: done already (-> skipped)
+        try:
+            dst = os.stat(dname, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            dst = None
+        if dst is not None and (dst.st_dev, dst.st_ino) == (src.st_dev, src.st_ino):
+            # rename(2) between two names of one file does nothing; the source did move the name
+            # (its target was another file there), so the old name must go
+            os.unlink(sname, dir_fd=sfd)
+            return
+        if dst is not None and stat.S_ISDIR(dst.st_mode):
+            _rmtree_at(dfd, dname)  # rename(2) only replaces an empty directory
+        os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
 
     def _delete(self, rec: Record) -> None:
         self._forget(rec.path)
-        with parent_fd(self.root_fd, rec.path) as (pfd, name):
-            os.stat(name, dir_fd=pfd, follow_symlinks=False)  # missing: deleted already
-            self._replace(pfd, name)
+        pfd, name = self._parent(rec.path)
+        self._replace(pfd, name, os.stat(name, dir_fd=pfd, follow_symlinks=False))  # (missing: deleted already)
 
 
 def _ancestors(path: bytes) -> list[bytes]:
