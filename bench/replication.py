@@ -224,31 +224,8 @@ def continuous(lab: Lab, quick: bool) -> list[dict[str, Any]]:
         "highest_bounded_rate_mib_s": highest,
     }
     # lsyncd at its default settings, replicating the same kind of load between the same hosts
-    ls_src, ls_dst = (
-        lab.host("prod1").private_dir("/srv") / "benchlsync",
-        lab.host("dr1").private_dir("/srv") / "benchlsync",
-    )
-    for p in (ls_src, ls_dst):
-        shutil.rmtree(p, ignore_errors=True)
-        p.mkdir(parents=True)
-    conf = lab.host("prod1").private_dir("/etc/twinsite") / "lsyncd.lua"
-    conf.write_text(
-        'settings { nodaemon = true, logfile = "/var/lib/twinsite/lsyncd.log" }\n'
-        'sync { default.rsyncssh, source = "/srv/benchlsync", host = "dr1", targetdir = "/srv/benchlsync" }\n'
-    )
-    lsyncd = subprocess.Popen(
-        [TW, "lab", "exec", "prod1", "--", "lsyncd", "/etc/twinsite/lsyncd.lua"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(3)
-        ls_lags: list[float] = []
-        write_load(ls_src, rate, seconds, threading.Event(), ls_lags, ls_dst)
-    finally:
-        lsyncd.terminate()
-        lsyncd.wait(timeout=30)
-    for p in (sc.src, sc.dst, ls_src, ls_dst):
+    ls_lags = lsyncd_lags(lab, rate, seconds)
+    for p in (sc.src, sc.dst):
         shutil.rmtree(p, ignore_errors=True)
     ls = {"p50": pct(ls_lags, 0.5), "p99": pct(ls_lags, 0.99), "markers": len(ls_lags)}
     return [
@@ -265,6 +242,39 @@ def continuous(lab: Lab, quick: bool) -> list[dict[str, Any]]:
             "ratio_meaning": "lag, lower is better (targets: p50 <= 0.1 s, p99 <= 1 s)",
         }
     ]
+
+
+def lsyncd_lags(lab: Lab, rate: float, seconds: float, *, ssh_port: int | None = None) -> list[float]:
+    """Marker lags of :func:`write_load` replicated by lsyncd at its default settings (rsyncssh, its 15 s
+    delay) from prod1's /srv/benchlsync to dr1's (``ssh_port``: through that port of dr1)."""
+    ls_src, ls_dst = (
+        lab.host("prod1").private_dir("/srv") / "benchlsync",
+        lab.host("dr1").private_dir("/srv") / "benchlsync",
+    )
+    for p in (ls_src, ls_dst):
+        shutil.rmtree(p, ignore_errors=True)
+        p.mkdir(parents=True)
+    conf = lab.host("prod1").private_dir("/etc/twinsite") / "lsyncd.lua"
+    port = f", ssh = {{ port = {ssh_port} }}" if ssh_port else ""
+    conf.write_text(
+        'settings { nodaemon = true, logfile = "/var/lib/twinsite/lsyncd.log" }\n'
+        f'sync {{ default.rsyncssh, source = "/srv/benchlsync", host = "dr1", targetdir = "/srv/benchlsync"{port} }}\n'
+    )
+    lsyncd = subprocess.Popen(
+        [TW, "lab", "exec", "prod1", "--", "lsyncd", "/etc/twinsite/lsyncd.lua"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(3)
+        lags: list[float] = []
+        write_load(ls_src, rate, seconds, threading.Event(), lags, ls_dst)
+    finally:
+        lsyncd.terminate()
+        lsyncd.wait(timeout=30)
+        for p in (ls_src, ls_dst):
+            shutil.rmtree(p, ignore_errors=True)
+    return lags
 
 
 def _highest_bounded_rate(sc: Scenario, quick: bool) -> float:
