@@ -126,3 +126,35 @@ def test_the_planners_memory_does_not_grow_with_the_tree(tmp_path: Path) -> None
     )
     assert (int(small[0]), int(big[0])) == (10_010, 60_060)  # (every file and directory is in the picture)
     assert float(big[1]) - float(small[1]) < 6, (small, big)
+
+
+def test_a_full_filesystem_under_the_index_is_a_clear_error(tmp_path: Path) -> None:
+    """The index spills past its cache to a file in SQLITE_TMPDIR: with no room there, the agent reports where
+    and what to do (engine.sender turns the failure into this error), instead of an SQLite traceback."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    code = """
+import os, sqlite3, sys
+from twinsite.sync.index import RemoteTree, failure
+from twinsite.tree import Entry
+tree = RemoteTree()
+try:
+    for i in range(400_000):
+        tree[b"d/%07d" % i] = Entry("file", 0o644, 0, 0, i, i)
+except sqlite3.Error as exc:
+    print(failure(exc))
+    sys.exit(3)
+"""
+    try:
+        env = {
+            **os.environ,
+            "SQLITE_TMPDIR": str(small),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"),
+        }
+        got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert got.returncode == 3, got.stderr
+    assert got.stdout.startswith(f"{small}: the planner's picture of the replica (a temporary SQLite database)")
+    assert "full" in got.stdout and "what to do: free space there" in got.stdout

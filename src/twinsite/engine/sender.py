@@ -32,6 +32,7 @@ import datetime as dt
 import logging
 import math
 import os
+import sqlite3
 import stat
 import threading
 import time
@@ -57,6 +58,7 @@ from twinsite.state.role import this_host
 from twinsite.state.sender_status import SenderStatus
 from twinsite.sync.changes import ChangeSet
 from twinsite.sync.index import RemoteTree
+from twinsite.sync.index import failure as index_failure
 from twinsite.sync.manifest import decode as decode_manifest
 from twinsite.sync.planner import Planner, merged
 from twinsite.sync.progress import SyncProgress, measure
@@ -261,6 +263,8 @@ class Sender(Shipper):
                 if self.stop_event.is_set():
                     return
                 err = exc if isinstance(exc, TwinsiteError) else TwinsiteError(f"planner failed: {exc!r}")
+                if isinstance(exc, sqlite3.Error):
+                    err = index_failure(exc)
                 waiting = isinstance(exc, LinkError) and exc.remote == "RecoveryError"  # (a test holds the replica)
                 if not waiting:
                     self._sync_failed(err)

@@ -17,10 +17,12 @@ once or twice per file it compares.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import struct
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 
+from twinsite.errors import TwinsiteError
 from twinsite.tree import Entry, Xattrs
 
 #: The database's page cache (KiB): what the picture costs in memory, whatever the tree's size
@@ -81,6 +83,17 @@ _SET = "INSERT INTO entry (p, v) VALUES (?, ?) ON CONFLICT (p) DO UPDATE SET v =
 def _range(path: bytes) -> tuple[bytes, bytes]:
     """The keys strictly below ``path``: greater than ``path/`` and less than ``path0`` ('0' follows '/')."""
     return path + b"/", path + b"0"
+
+
+def failure(exc: sqlite3.Error) -> TwinsiteError:
+    """What a failure of the index means to a user (most likely: its filesystem is full)."""
+    where = os.environ.get("SQLITE_TMPDIR") or os.environ.get("TMPDIR") or "/var/tmp"
+    return TwinsiteError(
+        f"the planner's picture of the replica (a temporary SQLite database) failed: {exc}",
+        where=where,
+        hint="free space there (about 80 bytes per replicated path), or set SQLITE_TMPDIR in the agent's "
+        "environment to a directory with room",
+    )
 
 
 def connect() -> sqlite3.Connection:
