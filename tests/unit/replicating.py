@@ -55,7 +55,9 @@ class Pipe:
             self.src, block_size=4096, next_seq=self._next, now=lambda: 0.0, fetch_sigs=self._remote_sigs
         )
         self.planner.settle_ns = None if self.writers else 0
-        self.planner.remote = manifest.decode(manifest.encode(self.dst))
+        listing = manifest.encode(self.dst)  # (as the sender reads it: engine.sender.replica_listing)
+        self.planner.remote = manifest.decode(listing)
+        self.planner.remote.group_by(manifest.shared(listing))
         recs = list(self.planner.plan_all())
         for r in recs:
             self.applier.apply(r)

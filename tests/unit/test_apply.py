@@ -293,6 +293,35 @@ def test_a_directory_kept_open_in_a_batch_is_let_go_when_it_goes(tmp_path: Path,
     assert sorted(os.listdir(root)) == (["d", "moved"] if moved else ["d"])
 
 
+@pytest.mark.parametrize("when", ["live", "after a restart"])
+@pytest.mark.parametrize("change", ["b made again", "b made again and linked to d", "a and b made again"])
+def test_a_name_of_a_hard_link_group_made_again_at_the_source_leaves_the_others_alone(
+    tmp_path: Path, when: str, change: str
+) -> None:
+    """a and b are one file on both sides; then the source's b is another file (deleted and written again, as
+    many programs save). Written in place on the replica, b's new bytes would change a there too, silently.
+    The same after a restart, when the sender knows the replica's links only from its listing."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "a").write_bytes(b"A" * 5000)
+    os.link(src / "a", src / "b")
+    pipe = Pipe(src, dst, writers=False)
+    pipe.ship(list(pipe.planner.plan_all()))
+    pipe.same()
+    assert os.stat(dst / "a").st_ino == os.stat(dst / "b").st_ino
+    for name in ("a", "b") if change == "a and b made again" else ("b",):
+        os.unlink(src / name)
+        (src / name).write_bytes(name.encode() * 6000)
+    if change == "b made again and linked to d":
+        os.link(src / "b", src / "d")
+    if when == "live":
+        pipe.ship(list(captured([("path", b"b", b""), ("path", b"d", b"")]).plan(pipe.planner)))
+    else:
+        pipe.resync()
+    pipe.same()
+    assert (dst / "a").read_bytes() == (src / "a").read_bytes()
+
+
 def test_a_resync_where_a_directory_of_the_replica_is_a_file_at_the_source_converges(tmp_path: Path) -> None:
     """The replica has d/f, the source has a file d now (a race the capture missed): looking up d/f on the
     source fails with ENOTDIR, not ENOENT; the resync must still delete it and ship the file (it kept failing

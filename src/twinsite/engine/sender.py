@@ -60,6 +60,7 @@ from twinsite.sync.changes import ChangeSet
 from twinsite.sync.index import RemoteTree
 from twinsite.sync.index import failure as index_failure
 from twinsite.sync.manifest import decode as decode_manifest
+from twinsite.sync.manifest import shared as shared_in_manifest
 from twinsite.sync.planner import Planner, merged
 from twinsite.sync.progress import SyncProgress, measure
 from twinsite.transport.channels import Endpoint
@@ -82,11 +83,14 @@ class SyncInterrupted(TwinsiteError):
     """The link was lost (or replaced) during a sync: the next attempt compares again from the manifest."""
 
 
-def replica_listing(link: Link) -> Iterator[tuple[bytes, Entry]]:
-    """What the replica holds, asked of its receiver a page at a time (sync.manifest.Listing)."""
+def replica_listing(link: Link, shared: dict[bytes, int] | None = None) -> Iterator[tuple[bytes, Entry]]:
+    """What the replica holds, asked of its receiver a page at a time (sync.manifest.Listing); ``shared`` gets
+    the files that have more than one name there (path -> the replica's inode number)."""
     req: dict[str, bool] = {}
     while True:
         page = link.request(Kind.MANIFEST_REQ, req, Kind.MANIFEST, timeout=600)
+        if shared is not None:
+            shared.update(shared_in_manifest(page["entries"]))
         yield from decode_manifest(page["entries"]).items()
         if not page.get("more"):
             return
@@ -382,7 +386,9 @@ class Sender(Shipper):
         self._check_consistency()
         link, gen = self._wait_link_gen()
         self._wait_shipped(self.journal.last_seq)
-        remote = RemoteTree(replica_listing(link))
+        inodes: dict[bytes, int] = {}
+        remote = RemoteTree(replica_listing(link, inodes))
+        remote.group_by(inodes)
         failing = self.status.failures > 0  # (another attempt after failures: loud until one goes through)
         self.publish(state="degraded" if failing else "syncing", resyncs=self.status.resyncs + 1)
         with self.jlock:

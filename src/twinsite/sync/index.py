@@ -105,6 +105,7 @@ def connect() -> sqlite3.Connection:
     db.execute("CREATE TABLE entry (p BLOB PRIMARY KEY, v BLOB NOT NULL, g INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID")
     db.execute("CREATE TABLE inode (d INTEGER, i INTEGER, p BLOB NOT NULL, PRIMARY KEY (d, i)) WITHOUT ROWID")
     db.execute("CREATE INDEX inode_path ON inode (p)")
+    db.execute("CREATE INDEX entry_group ON entry (g) WHERE g != 0")  # (only the names of shared inodes)
     db.execute("BEGIN")  # (one transaction for the planner's life: nothing is ever committed to a disk)
     return db
 
@@ -118,7 +119,7 @@ class RemoteTree(MutableMapping[bytes, Entry]):
 
     def __init__(self, entries: Mapping[bytes, Entry] | Iterable[tuple[bytes, Entry]] = ()) -> None:
         self.db = connect()
-        self._groups = 0
+        self._groups = 0  # (the last group number given)
         items = entries.items() if isinstance(entries, Mapping) else entries
         batch: list[tuple[bytes, bytes]] = []
         for k, v in items:
@@ -171,6 +172,26 @@ class RemoteTree(MutableMapping[bytes, Entry]):
             group = self._groups
             self.db.execute("UPDATE entry SET g = ? WHERE p = ?", (group, other))
         self.db.execute("INSERT OR REPLACE INTO entry VALUES (?, ?, ?)", (name, v, group))
+
+    def group_by(self, inodes: Mapping[bytes, int]) -> None:
+        """Put the names the replica's listing showed as one inode (path -> the replica's inode number) in one
+        group each."""
+        groups: dict[int, int] = {}
+        for path, ino in inodes.items():
+            if ino not in groups:
+                self._groups += 1
+                groups[ino] = self._groups
+            self.db.execute("UPDATE entry SET g = ? WHERE p = ?", (groups[ino], path))
+
+    def shared(self, name: bytes) -> bool:
+        """Whether the replica's inode at ``name`` has other names there (as far as this picture knows)."""
+        if not self._groups:  # (no hard link made nor listed: the common case, no lookup)
+            return False
+        row = self.db.execute("SELECT g FROM entry WHERE p = ?", (name,)).fetchone()
+        if row is None or not row[0]:
+            return False
+        query = "SELECT 1 FROM entry WHERE g = ? AND g != 0 AND p != ? LIMIT 1"
+        return self.db.execute(query, (row[0], name)).fetchone() is not None
 
     def same_inode(self, name: bytes, other: bytes) -> bool:
         """Whether the planner linked ``name`` and ``other`` (a listing read from the replica says nothing of it)."""

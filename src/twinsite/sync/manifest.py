@@ -2,7 +2,8 @@
 sender reads it back for the planner's comparison (docs/formats.md).
 
 One JSON object per path, bytes as hex: ``p`` the relative path, ``m`` st_mode, ``u`` and ``g`` the owner,
-``mt`` st_mtime_ns, then ``t`` a link's target, or ``s`` the size and ``x`` the xattrs ([key, value] pairs).
+``mt`` st_mtime_ns, then ``t`` a link's target, or ``s`` the size and ``x`` the xattrs ([key, value] pairs),
+and ``i`` the inode number of a file with more than one name (:func:`shared`).
 Sockets and device nodes are listed but never replicated (decoding leaves them out).
 
 A listing is sent in pages (:class:`Listing`): at most ``PAGE_ENTRIES`` entries or about ``PAGE_BYTES`` of
@@ -45,6 +46,8 @@ def _items(root: Path) -> Iterator[dict[str, Any]]:
         else:
             item["s"] = st.st_size
             item["x"] = [[k.hex(), v.hex()] for k, v in read_xattrs(full)]
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                item["i"] = st.st_ino
         yield item
 
 
@@ -70,6 +73,12 @@ class Listing:
             size += _size(self._next)
             self._next = next(self._items, None)
         return out, self._next is not None
+
+
+def shared(items: list[dict[str, Any]]) -> dict[bytes, int]:
+    """The files of a manifest that have more than one name on the replica: path -> inode number (names with
+    the same number are one file there, which a change through one of them changes for all)."""
+    return {bytes.fromhex(e["p"]): int(e["i"]) for e in items if "i" in e and kind_of(int(e["m"])) == "file"}
 
 
 def decode(items: list[dict[str, Any]]) -> dict[bytes, Entry]:

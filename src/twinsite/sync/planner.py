@@ -457,6 +457,9 @@ class Planner:
             self.sigs.put(rel, self.sigs.get(other) or b"")
             self.key_of[rel] = key
             return
+        if have is not None and have.kind == "file" and self._stale_link(rel, key, st):
+            self.forget(rel)  # (shipped as a new file: CREATE replaces the name, the other names keep their inode)
+            have = None
         same = extents == () and have is not None and have.kind == "file" and have == want
         if same and not (self.checksum and rel not in self.sigs):
             self._index_inode(key, rel, st, known=True)  # the replica has it as it is (by metadata): nothing to read
@@ -473,6 +476,16 @@ class Planner:
         finally:
             os.close(fd)
         self._index_inode(key, rel, st)
+
+    def _stale_link(self, rel: bytes, key: tuple[int, int], st: os.stat_result) -> bool:
+        """Whether the replica's file at ``rel`` is one inode with other names there while the source's ``rel``
+        is another file now (replaced by a new inode, or no longer linked): written in place, it would change
+        those other names on the replica too. Known by the inode ``rel`` was shipped as; not known (a picture
+        read from the replica's listing), by the source: a file with one name must not share one there."""
+        shipped = self.key_of.get(rel)
+        if shipped == key or (shipped is None and st.st_nlink > 1):
+            return False  # (linked at the source too: the names' group is compared as hard links)
+        return self.remote.shared(rel)
 
     def _index_inode(self, key: tuple[int, int], rel: bytes, st: os.stat_result, *, known: bool = False) -> None:
         """Every file's inode is indexed, not only linked ones: linking a new name to a file changes no
