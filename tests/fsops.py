@@ -104,8 +104,10 @@ def populate(root: Path, rng: random.Random, files: int) -> None:
             continue
 
 
-def mutate(root: Path, rng: random.Random, ops: int) -> list[tuple[str, bytes, bytes]]:
-    """Apply ``ops`` random changes; return (kind, path, new path) for each, as a capture would report them."""
+def mutate(root: Path, rng: random.Random, ops: int, *, remakes: bool = False) -> list[tuple[str, bytes, bytes]]:
+    """Apply ``ops`` random changes; return (kind, path, new path) for each, as a capture would report them.
+    ``remakes``: files are also deleted and written again at their name (a new inode, as many programs save;
+    an option, so that the other tests' seeded workloads stay what they were)."""
     b = os.fsencode(root)
     out: list[tuple[str, bytes, bytes]] = []
     files: list[bytes] = []
@@ -130,6 +132,7 @@ def mutate(root: Path, rng: random.Random, ops: int) -> list[tuple[str, bytes, b
                 "sparse",
                 "rmdir",
             ]
+            + (["remake", "remake"] if remakes else [])
         )
         parent = rng.choice(dirs)
         new = os.path.join(parent, _name(rng)) if parent else _name(rng)
@@ -190,6 +193,14 @@ def mutate(root: Path, rng: random.Random, ops: int) -> list[tuple[str, bytes, b
                     continue
                 os.link(os.path.join(b, p), os.path.join(b, new), follow_symlinks=False)
                 out.append(("path", new, b""))  # as inotify reports it: nothing for the old name
+            elif kind == "remake":  # deleted and written again (a new inode), as many programs save a file
+                p = rng.choice(files)
+                if os.path.islink(os.path.join(b, p)):
+                    continue
+                os.unlink(os.path.join(b, p))
+                with _create(os.path.join(b, p)) as f:
+                    f.write(rng.randbytes(rng.randrange(0, 9000)))
+                out.append(("path", p, b""))
             elif kind == "symlink":
                 # targets that exist nowhere, or inside the tree: a test workload never reaches outside its tree
                 os.symlink(
