@@ -158,3 +158,15 @@ except sqlite3.Error as exc:
     assert got.returncode == 3, got.stderr
     assert got.stdout.startswith(f"{small}: the planner's picture of the replica (a temporary SQLite database)")
     assert "full" in got.stdout and "what to do: free space there" in got.stdout
+
+
+def test_a_listing_groups_the_names_of_one_inode_across_its_pages() -> None:
+    """The standby's listing says which files share an inode, page by page (sync.manifest.shared): names on two
+    pages are one group; the inodes seen are kept in the database, not in memory."""
+    tree = RemoteTree({b"a": FILE, b"b": FILE, b"c": FILE, b"d": FILE})
+    tree.group_by({b"a": 2**64 - 3})
+    tree.group_by({b"b": 2**64 - 3, b"c": 8})
+    assert tree.same_inode(b"a", b"b") and tree.shared(b"a") and tree.shared(b"b")
+    assert not tree.same_inode(b"a", b"c") and not tree.shared(b"c") and not tree.shared(b"d")
+    tree.link(b"e", b"c")  # (the planner's own groups never meet the listing's)
+    assert tree.same_inode(b"e", b"c") and not tree.same_inode(b"e", b"a")

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from twinsite.alerts import Alert
 from twinsite.alerts.dispatch import Alerter
@@ -83,18 +84,31 @@ class SyncInterrupted(TwinsiteError):
     """The link was lost (or replaced) during a sync: the next attempt compares again from the manifest."""
 
 
-def replica_listing(link: Link, shared: dict[bytes, int] | None = None) -> Iterator[tuple[bytes, Entry]]:
-    """What the replica holds, asked of its receiver a page at a time (sync.manifest.Listing); ``shared`` gets
-    the files that have more than one name there (path -> the replica's inode number)."""
+def replica_pages(link: Link) -> Iterator[list[dict[str, Any]]]:
+    """The replica's manifest, asked of its receiver a page at a time (sync.manifest.Listing)."""
     req: dict[str, bool] = {}
     while True:
         page = link.request(Kind.MANIFEST_REQ, req, Kind.MANIFEST, timeout=600)
-        if shared is not None:
-            shared.update(shared_in_manifest(page["entries"]))
-        yield from decode_manifest(page["entries"]).items()
+        yield page["entries"]
         if not page.get("more"):
             return
         req = {"more": True}
+
+
+def replica_listing(link: Link) -> Iterator[tuple[bytes, Entry]]:
+    """What the replica holds, by path (read a page at a time)."""
+    for page in replica_pages(link):
+        yield from decode_manifest(page).items()
+
+
+def replica_tree(link: Link) -> RemoteTree:
+    """The planner's picture of the replica, from its listing: its entries, and which names are one file there
+    (taken in page by page: nothing of the whole listing is held in memory)."""
+    remote = RemoteTree()
+    for page in replica_pages(link):
+        remote.add(decode_manifest(page).items())
+        remote.group_by(shared_in_manifest(page))
+    return remote
 
 
 def replica_signatures(link: Link, block: int, rel: bytes, first: int, count: int) -> bytes:
@@ -386,9 +400,7 @@ class Sender(Shipper):
         self._check_consistency()
         link, gen = self._wait_link_gen()
         self._wait_shipped(self.journal.last_seq)
-        inodes: dict[bytes, int] = {}
-        remote = RemoteTree(replica_listing(link, inodes))
-        remote.group_by(inodes)
+        remote = replica_tree(link)
         failing = self.status.failures > 0  # (another attempt after failures: loud until one goes through)
         self.publish(state="degraded" if failing else "syncing", resyncs=self.status.resyncs + 1)
         with self.jlock:

@@ -106,6 +106,7 @@ def connect() -> sqlite3.Connection:
     db.execute("CREATE TABLE inode (d INTEGER, i INTEGER, p BLOB NOT NULL, PRIMARY KEY (d, i)) WITHOUT ROWID")
     db.execute("CREATE INDEX inode_path ON inode (p)")
     db.execute("CREATE INDEX entry_group ON entry (g) WHERE g != 0")  # (only the names of shared inodes)
+    db.execute("CREATE TABLE listed (i INTEGER PRIMARY KEY, g INTEGER NOT NULL)")  # replica inode -> its group
     db.execute("BEGIN")  # (one transaction for the planner's life: nothing is ever committed to a disk)
     return db
 
@@ -120,7 +121,10 @@ class RemoteTree(MutableMapping[bytes, Entry]):
     def __init__(self, entries: Mapping[bytes, Entry] | Iterable[tuple[bytes, Entry]] = ()) -> None:
         self.db = connect()
         self._groups = 0  # (the last group number given)
-        items = entries.items() if isinstance(entries, Mapping) else entries
+        self.add(entries.items() if isinstance(entries, Mapping) else entries)
+
+    def add(self, items: Iterable[tuple[bytes, Entry]]) -> None:
+        """Hold these entries (many at a time: a listing's)."""
         batch: list[tuple[bytes, bytes]] = []
         for k, v in items:
             batch.append((k, _pack(v)))
@@ -175,13 +179,14 @@ class RemoteTree(MutableMapping[bytes, Entry]):
 
     def group_by(self, inodes: Mapping[bytes, int]) -> None:
         """Put the names the replica's listing showed as one inode (path -> the replica's inode number) in one
-        group each."""
-        groups: dict[int, int] = {}
+        group each (a listing's pages one after the other: the inodes seen are kept here, not in memory)."""
         for path, ino in inodes.items():
-            if ino not in groups:
+            row = self.db.execute("SELECT g FROM listed WHERE i = ?", (_signed(ino),)).fetchone()
+            if row is None:
                 self._groups += 1
-                groups[ino] = self._groups
-            self.db.execute("UPDATE entry SET g = ? WHERE p = ?", (groups[ino], path))
+                row = (self._groups,)
+                self.db.execute("INSERT INTO listed VALUES (?, ?)", (_signed(ino), self._groups))
+            self.db.execute("UPDATE entry SET g = ? WHERE p = ?", (row[0], path))
 
     def shared(self, name: bytes) -> bool:
         """Whether the replica's inode at ``name`` has other names there (as far as this picture knows)."""
@@ -194,7 +199,8 @@ class RemoteTree(MutableMapping[bytes, Entry]):
         return self.db.execute(query, (row[0], name)).fetchone() is not None
 
     def same_inode(self, name: bytes, other: bytes) -> bool:
-        """Whether the planner linked ``name`` and ``other`` (a listing read from the replica says nothing of it)."""
+        """Whether ``name`` and ``other`` are one file on the replica (the planner linked them, or its listing
+        said so)."""
         rows = self.db.execute("SELECT g FROM entry WHERE p IN (?, ?)", (name, other)).fetchall()
         return len(rows) == 2 and rows[0][0] != 0 and rows[0][0] == rows[1][0]
 
