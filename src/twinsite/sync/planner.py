@@ -237,10 +237,6 @@ class Planner:
             self.links[k] = new + v[len(old) :]
 
     # -- planning --------------------------------------------------------------------------------------
-    def _remote_has(self, rel: bytes) -> bool:
-        """Whether the replica has ``rel`` or anything under it (a rename may have created its parents)."""
-        return rel in self.remote or self.remote.has_under(rel)
-
     def plan_deletions(self) -> Iterator[Record]:
         """DELETE for what the replica has and the source no longer has (topmost paths only)."""
         deleted = False
@@ -259,7 +255,7 @@ class Planner:
 
     def plan_rename(self, old: bytes, new: bytes) -> Iterator[Record]:
         """A rename seen at the source: shipped as a rename when the replica has the old path."""
-        if self._remote_has(old) and self.select(new):
+        if self.remote.holds(old) and self.select(new):
             yield from self._ensure_parents(new)
             yield self._rec(Op.RENAME, old, path2=new)
             self.move(old, new)
@@ -334,7 +330,7 @@ class Planner:
         try:
             st = os.lstat(full)
         except (FileNotFoundError, NotADirectoryError):  # gone, or a parent is no longer a directory
-            if self._remote_has(rel):
+            if self.remote.holds(rel):  # (a rename may have made only its parents)
                 yield self._rec(Op.DELETE, rel)
                 self.forget(rel)
             return
