@@ -258,14 +258,20 @@ def test_a_directory_kept_open_in_a_batch_is_let_go_when_it_goes(tmp_path: Path,
     the same batch (or one above it) must never take the records that follow, which name the new directory."""
     root = tmp_path / "root"
     meta = Meta(0o755, 0, 0, 0)
+
+    def made(name: bytes, mtime_ns: int) -> list[Record]:
+        """d/sub made, and the file d/sub/<name> holding its name, with this mtime."""
+        path = b"d/sub/" + name
+        return [
+            rec(Op.MKDIR, b"d", meta=meta),
+            rec(Op.MKDIR, b"d/sub", meta=meta),
+            rec(Op.CREATE, path),
+            rec(Op.WRITE, path, offset=0, data=name),
+            rec(Op.SETATTR, path, meta=Meta(0o600, 0, 0, mtime_ns)),
+        ]
+
     ap = Applier(root)
-    for r in (
-        rec(Op.MKDIR, b"d", meta=meta),
-        rec(Op.MKDIR, b"d/sub", meta=meta),
-        rec(Op.CREATE, b"d/sub/old"),
-        rec(Op.WRITE, b"d/sub/old", offset=0, data=b"old"),
-        rec(Op.SETATTR, b"d/sub/old", meta=Meta(0o600, 0, 0, 5)),
-    ):
+    for r in made(b"old", 5):
         ap.apply(r)
     changes = {
         "renamed": [rec(Op.RENAME, b"d/sub", path2=b"moved")],
@@ -273,14 +279,7 @@ def test_a_directory_kept_open_in_a_batch_is_let_go_when_it_goes(tmp_path: Path,
         "replaced by a file": [rec(Op.CREATE, b"d/sub"), rec(Op.DELETE, b"d/sub")],
         "parent renamed": [rec(Op.RENAME, b"d", path2=b"moved")],
     }[gone]
-    for r in [
-        *changes,
-        rec(Op.MKDIR, b"d", meta=meta),
-        rec(Op.MKDIR, b"d/sub", meta=meta),
-        rec(Op.CREATE, b"d/sub/new"),
-        rec(Op.WRITE, b"d/sub/new", offset=0, data=b"new"),
-        rec(Op.SETATTR, b"d/sub/new", meta=Meta(0o600, 0, 0, 7)),
-    ]:
+    for r in [*changes, *made(b"new", 7)]:
         ap.apply(r)
     ap.commit()
     ap.close()
