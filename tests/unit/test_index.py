@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from twinsite.sync.index import InodeIndex, RemoteTree
+from twinsite.sync.index import InodeIndex, RemoteTree, Stamp
 from twinsite.tree import Entry
 
 FILE = Entry("file", 0o640, 1000, 1000, 12, 1_700_000_000_123_456_789)
@@ -170,3 +170,67 @@ def test_a_listing_groups_the_names_of_one_inode_across_its_pages() -> None:
     assert not tree.same_inode(b"a", b"c") and not tree.shared(b"c") and not tree.shared(b"d")
     tree.link(b"e", b"c")  # (the planner's own groups never meet the listing's)
     assert tree.same_inode(b"e", b"c") and not tree.same_inode(b"e", b"a")
+
+
+def test_a_kept_picture_comes_back_as_last_committed_with_its_stamp(tmp_path: Path) -> None:
+    """What is committed with a stamp is what a later run gets back, groups and inodes included; what was
+    changed after the last commit is not (a process killed between a change and its commit)."""
+    path = tmp_path / "index.sqlite"
+    tree = RemoteTree.fresh(path)
+    tree[b"a"] = Entry("dir", 0o755, 0, 0)
+    tree[b"a/f"] = FILE
+    tree.link(b"a/g", b"a/f")
+    InodeIndex(tree.db)[(2**64 - 1, 7)] = b"a/f"
+    stamp = Stamp(seq=41, since_ns=1_700_000_000_000_000_000, identity="root-x")
+    tree.commit(stamp)
+    tree[b"a/late"] = FILE  # (never committed)
+    del tree[b"a/f"]
+    tree.db.close()  # (as a kill leaves it: the open transaction is lost)
+    got = RemoteTree.kept(path)
+    assert got is not None
+    again, their = got
+    assert their == stamp
+    assert sorted(again) == [b"a", b"a/f", b"a/g"]
+    assert again.same_inode(b"a/g", b"a/f")
+    again.link(b"a/h", b"a")  # a new group after the kept ones, not one of theirs
+    assert not again.same_inode(b"a/h", b"a/f")
+    assert InodeIndex(again.db).get((2**64 - 1, 7)) == b"a/f"
+
+
+def test_a_picture_without_a_stamp_is_not_taken_and_a_fresh_one_starts_empty(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite"
+    assert RemoteTree.kept(path) is None  # (none kept)
+    tree = RemoteTree.fresh(path)
+    tree[b"x"] = FILE
+    tree.commit(None)  # committed while a sync fills it: in step with nothing
+    tree.close()
+    assert RemoteTree.kept(path) is None
+    tree = RemoteTree(path=path)
+    tree.commit(Stamp(seq=1, since_ns=0, identity=""))
+    tree.close()
+    assert RemoteTree.kept(path) is not None
+    fresh = RemoteTree.fresh(path)
+    assert len(fresh) == 0
+    fresh.close()
+    assert RemoteTree.kept(path) is None
+
+
+def test_a_stamp_of_another_layout_or_unreadable_is_none() -> None:
+    assert Stamp.loads(Stamp(seq=3, since_ns=4, identity="i").dumps()) == Stamp(seq=3, since_ns=4, identity="i")
+    assert Stamp.loads('{"seq": 3, "since_ns": 4, "identity": "i", "schema": 1}') is None
+    assert Stamp.loads("not json") is None
+    assert Stamp.loads('{"seq": "x"}') is None
+
+
+def test_the_children_of_a_path_are_its_direct_names_whatever_sorts_between_them() -> None:
+    """Names that sort between a directory and its own subtree ("a-b" before "a/x"), a path held without its
+    parent, bytes that are not UTF-8: each child once, and nothing deeper."""
+    d = Entry("dir", 0o755, 0, 0)
+    held = [b"a", b"a/x", b"a/x/y", b"a-b", b"a-b/z", b"a.c", b"b", b"c/d/e", b"a/y", b"\xff", b"\xff/\x00q"]
+    tree = RemoteTree(dict.fromkeys(held, d))
+    assert sorted(tree.children(b"")) == [b"a", b"a-b", b"a.c", b"b", b"c", b"\xff"]
+    assert list(tree.children(b"a")) == [b"a/x", b"a/y"]
+    assert list(tree.children(b"a/x")) == [b"a/x/y"]
+    assert list(tree.children(b"c")) == [b"c/d"]
+    assert list(tree.children(b"\xff")) == [b"\xff/\x00q"]
+    assert list(tree.children(b"b")) == list(tree.children(b"zz")) == []

@@ -71,6 +71,7 @@ READS_FILES = {
     "cli/vsphere_cmd.py": "a placement document given on the command line",
     "config/loader.py": "scenario files and the JSON Schema",
     "config/store.py": "the scenario declarations in the config directory",
+    "sync/index.py": "the planner's picture of the replica kept by a sender (index.sqlite, its own database)",
     "durable.py": "what the state modules ask it to read (read_json): it is their reader and writer",
     "apply/overlay.py": "/proc/self/mountinfo",
     "journal/segments.py": "the journal's segments (its own format, docs/formats.md)",

@@ -14,6 +14,7 @@ import errno
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 
 from inotify_simple import INotify
@@ -48,6 +49,7 @@ class Watcher:
         self.wd_path: dict[int, bytes] = {}
         self.path_wd: dict[bytes, int] = {}
         self.changes = ChangeSet()
+        self.read_to = time.time_ns()  # every event of a change made before this is in ``changes`` or was taken
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.overflows = 0
@@ -119,11 +121,15 @@ class Watcher:
 
     def read(self, timeout_ms: int | None = 1000) -> int:
         """Read pending events into ``changes``; returns how many were read."""
+        began = time.time_ns()  # (an event is queued as its change is made; a read takes all that are queued)
         events = self.ino.read(timeout=timeout_ms)
         if not events:
+            with self.lock:
+                self.read_to = began
             return 0
         moved_from: dict[int, tuple[bytes, bool]] = {}
         with self.lock:
+            self.read_to = began
             for ev in events:
                 self._one(ev, moved_from)
             for old, is_dir in moved_from.values():  # moved out of the root: gone
@@ -193,9 +199,11 @@ class Watcher:
             self._note_links(rel)
 
     def take(self) -> ChangeSet:
-        """The changes seen so far; capture goes on into a fresh set."""
+        """The changes seen so far (``complete_to``: of every change made before then); capture goes on into a
+        fresh set."""
         with self.lock:
             got, self.changes = self.changes, ChangeSet()
+            got.complete_to = self.read_to
             self.wake.clear()
         return got
 

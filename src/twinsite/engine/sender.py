@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
 from twinsite.alerts import Alert
 from twinsite.alerts.dispatch import Alerter
 from twinsite.apply.batching import wire_batches
@@ -58,12 +60,13 @@ from twinsite.state.layout import SenderState
 from twinsite.state.role import this_host
 from twinsite.state.sender_status import SenderStatus
 from twinsite.sync.changes import ChangeSet
-from twinsite.sync.index import RemoteTree
+from twinsite.sync.index import RemoteTree, Stamp
 from twinsite.sync.index import failure as index_failure
 from twinsite.sync.manifest import decode as decode_manifest
 from twinsite.sync.manifest import shared as shared_in_manifest
 from twinsite.sync.planner import Planner, merged
 from twinsite.sync.progress import SyncProgress, measure
+from twinsite.sync.since import changed_since
 from twinsite.transport.channels import Endpoint
 from twinsite.transport.frames import Kind
 from twinsite.transport.link import Link
@@ -101,10 +104,10 @@ def replica_listing(link: Link) -> Iterator[tuple[bytes, Entry]]:
         yield from decode_manifest(page).items()
 
 
-def replica_tree(link: Link) -> RemoteTree:
+def replica_tree(link: Link, path: Path | None = None) -> RemoteTree:
     """The planner's picture of the replica, from its listing: its entries, and which names are one file there
-    (taken in page by page: nothing of the whole listing is held in memory)."""
-    remote = RemoteTree()
+    (taken in page by page: nothing of the whole listing is held in memory); kept at ``path`` if given."""
+    remote = RemoteTree() if path is None else RemoteTree.fresh(path)
     for page in replica_pages(link):
         remote.add(decode_manifest(page).items())
         remote.group_by(shared_in_manifest(page))
@@ -204,6 +207,11 @@ class Sender(Shipper):
         self._alerted_points = False
         self._alerted_failing = False
         self._next_scan = 0.0  # (periodic mode: when the next comparison of everything is due)
+        # continuous, file by file: the planner's picture is kept (sync.index), and the first sync of a run may
+        # take it instead of the replica's listing
+        self.kept = self.rep.mode == "continuous" and not self.points
+        self._may_take_kept = self.kept
+        self._since = 0  # (the moment of the last commit of the picture: _commit)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -282,7 +290,7 @@ class Sender(Shipper):
                     return
                 err = exc if isinstance(exc, TwinsiteError) else TwinsiteError(f"planner failed: {exc!r}")
                 if isinstance(exc, sqlite3.Error):
-                    err = index_failure(exc)
+                    err = index_failure(exc, self.place.index if self.kept else None)
                 waiting = isinstance(exc, LinkError) and exc.remote == "RecoveryError"  # (a test holds the replica)
                 if not waiting:
                     self._sync_failed(err)
@@ -396,34 +404,25 @@ class Sender(Shipper):
 
     def _plan_forever(self) -> None:
         # Initial sync / resync: the replica's manifest says what it has; everything else is planned. The
-        # journal's records go first, so the manifest describes the replica with all of them applied.
+        # journal's records go first, so the manifest describes the replica with all of them applied. The first
+        # of a run may instead take the picture the last run kept, when it is in step (see _kept_picture).
         self._check_consistency()
         link, gen = self._wait_link_gen()
+        kept = None
+        if self._may_take_kept:
+            kept = self._kept_picture(link)
+        elif self.status.start is None:
+            self._started_from("listing", "with consistency points or periodic mode no picture is kept")
+        self._may_take_kept = False
         self._wait_shipped(self.journal.last_seq)
-        remote = replica_tree(link)
-        failing = self.status.failures > 0  # (another attempt after failures: loud until one goes through)
-        self.publish(state="degraded" if failing else "syncing", resyncs=self.status.resyncs + 1)
-        with self.jlock:
-            self._seq = max(self.journal.last_seq, self._acked_floor())
-        self.planner = self._new_planner(remote)
-        base = None
-        if self.snaps is not None:
-            base = self._take(self.snaps)
-            self._read_from(self.planner, base)
-        files, size = measure(base.path if base else Path(self.root.path), self.root.selects_bytes)
-        self.planner.progress = progress = SyncProgress(files_total=files, bytes_total=size)
-        self.publish()
-        self._send_direct(self.planner.plan_all(), gen)
-        self._wait_shipped(self._seq, gen)
-        progress.acked(self._seq)  # (files needing no record at all are done too)
-        progress.finished_at = time.time()
-        self.planner.progress = None
-        self.publish(sync=progress.as_dict())
-        self._replicating_again()
-        if base is not None and self.snaps is not None:
-            self._end_point(base)
-            self._points_forever(base, self.snaps, self.planner)
-            return
+        if kept is not None:
+            planner = self._resume(*kept)
+        else:
+            planner, base = self._sync(link, gen)
+            if base is not None and self.snaps is not None:
+                self._end_point(base)
+                self._points_forever(base, self.snaps, planner)
+                return
         self.synced = True
         self.publish(state="replicating")
         interval = self.rep.interval if self.rep.mode == "periodic" else 0.2
@@ -435,17 +434,129 @@ class Sender(Shipper):
                 changes.everything()  # the safety net for what capture cannot see; counted when it finds some
                 last_rescan = time.monotonic()
                 before = self._seq
-                self._plan_changes(changes, self.planner)
+                self._plan_changes(changes, planner)
                 self.publish(
                     rescans=self.status.rescans + 1, rescan_records=self.status.rescan_records + self._seq - before
                 )
                 continue
             self._resync_if_diverged()
             if changes:
-                self._plan_changes(changes, self.planner)
-            if self.planner.unsettled or self.status.unsettled:
-                self._journal_records(self.planner.settle())  # (files read while they were being written)
+                self._plan_changes(changes, planner)
+            if planner.unsettled or self.status.unsettled:
+                self._journal_records(planner.settle())  # (files read while they were being written)
                 self.publish(throttle=True)
+                self._commit()
+
+    def _sync(self, link: Link, gen: int) -> tuple[Planner, Snap | None]:
+        """Compare everything with the replica's listing and ship the difference: the planner, and with points
+        the snapshot the sync read (its POINT is still to be journaled)."""
+        began = time.time_ns()  # (what changes from now on may be missed by the comparison: see _commit)
+        if self.planner is not None:
+            self.planner.remote.close()  # (a picture with uncommitted changes, or another of the replica)
+        remote = replica_tree(link, self.place.index if self.kept else None)
+        failing = self.status.failures > 0  # (another attempt after failures: loud until one goes through)
+        self.publish(state="degraded" if failing else "syncing", resyncs=self.status.resyncs + 1)
+        with self.jlock:
+            self._seq = max(self.journal.last_seq, self._acked_floor())
+        self.planner = planner = self._new_planner(remote)
+        base = None
+        if self.snaps is not None:
+            base = self._take(self.snaps)
+            self._read_from(planner, base)
+        files, size = measure(base.path if base else Path(self.root.path), self.root.selects_bytes)
+        planner.progress = progress = SyncProgress(files_total=files, bytes_total=size)
+        self.publish()
+        self._send_direct(planner.plan_all(), gen)
+        self._wait_shipped(self._seq, gen)
+        progress.acked(self._seq)  # (files needing no record at all are done too)
+        progress.finished_at = time.time()
+        planner.progress = None
+        self.publish(sync=progress.as_dict())
+        self._commit(began)
+        self._replicating_again()
+        return planner, base
+
+    # -- the picture kept between runs ------------------------------------------------------------------
+    def _identity(self) -> str:
+        """What a kept picture must be of: this scenario's root and what is replicated of it, to this standby,
+        in this epoch, from this very directory (a root restored, remounted or replaced is another)."""
+        st = os.stat(self.root.path)
+        rep = self.rep
+        what = (self.scenario.name, self.root, self.status.replica, self.epoch, st.st_dev, st.st_ino)
+        return xxhash.xxh3_128_hexdigest(
+            repr((what, rep.privileged_metadata, rep.sync_method, rep.block_size)).encode()
+        )
+
+    def _commit(self, since_ns: int | None = None) -> None:
+        """Commit the planner's picture with what it is in step with: every record planned (they are all in the
+        journal, or acknowledged), and ``since_ns``, from when the source must be compared again at the next
+        start (changes capture saw since then may not be planned yet; an unsettled file's is older). None: the
+        moment of the last commit."""
+        if not self.kept or self.planner is None:
+            return
+        if since_ns is not None:
+            self._since = since_ns
+        settling = [mtime for _, mtime in self.planner.unsettled.values()]
+        stamp = Stamp(seq=self._seq, since_ns=min([self._since, *settling]), identity=self._identity())
+        self.planner.remote.commit(stamp)
+
+    def _kept_picture(self, link: Link) -> tuple[RemoteTree, Stamp] | None:
+        """The picture the last run kept, when the replica is what it describes once the journal is shipped:
+        the stamp's seq is where the journal ends (or the standby is at it already), the standby is at most
+        there and the journal holds everything above where it is, and it is a picture of this root, standby
+        and epoch. Otherwise None, and why is logged and shown (``start`` in the status)."""
+        got = RemoteTree.kept(self.place.index)
+        if got is None:
+            self._started_from(
+                "listing",
+                "no picture was kept in step with the journal (a first start, a crash "
+                "between a journal append and its commit, or another mode)",
+            )
+            return None
+        remote, stamp = got
+        at, last = link.ready_seq, self.journal.last_seq
+        why = None
+        if stamp.identity != self._identity():
+            why = "the kept picture is of another root, selection, standby or epoch"
+        elif last > stamp.seq:
+            why = f"the journal holds records past the kept picture's seq {stamp.seq} (a stop between the two)"
+        elif at > stamp.seq:
+            why = f"the standby is at seq {at}, past the kept picture's {stamp.seq}"
+        elif at < stamp.seq and (last != stamp.seq or self.journal.first_seq() > at + 1):
+            why = f"the standby is at seq {at} and the journal cannot bring it to the kept picture's {stamp.seq}"
+        elif time.time_ns() < stamp.since_ns:
+            why = "this host's clock is behind the time the picture was kept"
+        if why is not None:
+            remote.close()
+            self._started_from("listing", why)
+            return None
+        return remote, stamp
+
+    def _started_from(self, source: str, why: str | None = None, **more: float) -> None:
+        log.info("%s: starting from the %s%s", self.root.path, source, f" ({why})" if why else "")
+        self.publish(start={"from": source, **({"why": why} if why else {}), **more})
+
+    def _resume(self, remote: RemoteTree, stamp: Stamp) -> Planner:
+        """Start from the kept picture: compare only what may have changed at the source since its stamp."""
+        began, t0 = time.time_ns(), time.monotonic()
+        self.publish(state="syncing")
+        with self.jlock:
+            self._seq = max(self.journal.last_seq, self._acked_floor(), stamp.seq)
+        self.planner = planner = self._new_planner(remote)
+        compared = 0
+
+        def plan() -> Iterator[Record]:
+            nonlocal compared
+            for rel in changed_since(planner, stamp.since_ns):
+                compared += 1
+                yield from planner.plan_path(rel)
+
+        self._journal_records(plan())
+        self._wait_shipped(self._seq)
+        self._commit(began)
+        self._started_from("kept picture", compared=compared, seconds=round(time.monotonic() - t0, 3))
+        self._replicating_again()
+        return planner
 
     def _plan_changes(self, changes: ChangeSet, planner: Planner) -> None:
         """Plan and journal what capture saw. Meanwhile ``pending`` in the status says how many paths wait (a big
@@ -455,6 +566,7 @@ class Sender(Shipper):
             self._journal_records(changes.plan(planner))
         finally:
             self.publish(pending=0, throttle=True)
+        self._commit(changes.complete_to)
 
     def _resync_if_diverged(self) -> None:
         """Raise (the plan loop then compares everything again) when the shipper saw the replica diverge."""

@@ -116,7 +116,7 @@ class Shipper:
                 }
                 ready = link.request(Kind.HELLO, hello, Kind.READY, timeout=30)
                 applied = int(ready["applied_seq"])
-                link.acked_seq = applied
+                link.acked_seq = link.ready_seq = applied
                 with self.planned:
                     self.link_gen += 1
                     self.direct.clear()  # queued for the previous connection: the planner compares again

@@ -123,6 +123,11 @@ class SenderState:
         return self.dir / "epoch"
 
     @property
+    def index(self) -> Path:
+        """The planner's picture of the replica, kept between runs (sync.index)."""
+        return self.dir / "index.sqlite"
+
+    @property
     def points_pin(self) -> Path:
         """A lock: while `twinsite verify` holds it, the sender removes no point snapshot of this root."""
         return self.dir / "points.pin"

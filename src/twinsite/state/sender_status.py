@@ -43,6 +43,9 @@ class SenderStatus:
     points: int = 0  # consistency points planned since the agent started
     point_extent_bytes: int = 0  # bytes the filesystem listed as changed in them (ranges written, new files)
     sync: dict[str, Any] | None = None  # progress of the current (or the last) initial sync / resync
+    #: how this run of the agent began: from the replica's listing (and why), or from the picture the last run
+    #: kept (paths compared, seconds)
+    start: dict[str, Any] | None = None
     last_error: str | None = None  # kept while syncs fail (``failures``), whatever the link does meanwhile
     last_error_at: float | None = None
     failures: int = 0  # syncs that failed in a row: the standby gets nothing new until one goes through

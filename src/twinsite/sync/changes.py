@@ -32,6 +32,8 @@ class ChangeSet:
         # path -> the byte ranges (offset, length) known to have changed, or WHOLE: compare all of it
         self.extents: dict[bytes, list[tuple[int, int]] | None] = {}
         self.inodes: dict[bytes, tuple[int, int]] = {}  # path -> (device, inode) of a file with other names
+        #: (capture) every change made before this time (ns) is in this set or in one taken before it
+        self.complete_to: int | None = None
 
     def __bool__(self) -> bool:
         return bool(self.renames or self.dirty or self.full)

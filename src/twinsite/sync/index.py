@@ -2,14 +2,22 @@
 holds at which path.
 
 A million files held as Python objects cost about 690 MiB in the agent (an ``Entry``, its path, two dicts and
-a set slot per file, and an inode index entry for every file), so the picture lives in one private temporary
-SQLite database per planner instead: its page cache is bounded (:data:`CACHE_KIB`), the rest lives in the
-filesystem's page cache, and the agent's memory no longer grows with the tree. SQLite was chosen over a
-hand-made sorted file or a key-value store because it is in the standard library, keeps the paths sorted as
-bytes (a subtree is a range of keys, parents before children, with no index of each directory's children to
-keep), and updates in place (a rename of a directory moves a range). Nothing in it needs to survive the
-process: SQLite unlinks a temporary database as it opens it (``$SQLITE_TMPDIR``, ``$TMPDIR`` or ``/var/tmp``),
-so a killed agent leaves nothing behind, and a new planner is filled from the replica's own listing.
+a set slot per file, and an inode index entry for every file), so the picture lives in one SQLite database per
+planner instead: its page cache is bounded (:data:`CACHE_KIB`), the rest lives in the filesystem's page cache,
+and the agent's memory no longer grows with the tree. SQLite was chosen over a hand-made sorted file or a
+key-value store because it is in the standard library, keeps the paths sorted as bytes (a subtree is a range
+of keys, parents before children, with no index of each directory's children to keep), updates in place (a
+rename of a directory moves a range), and commits atomically.
+
+A sender's picture is kept in its state directory (``index.sqlite``, write-ahead log, no fsync of its own) and
+committed with a :class:`Stamp` each time the planner has journaled everything capture saw up to a moment: the
+seq the picture is in step with, and the time from which the source must be looked at again. A restarted agent
+whose journal ends at that seq, and whose standby is at it or can be brought to it from the journal, takes the
+picture as it is and compares only what changed at the source since that time (sync.since) instead of asking
+the standby for its whole listing. A crash between a journal append and the commit that follows it leaves a
+stamp behind the journal, and the picture is not taken: the next start lists the replica, as every start did
+before. Tests and one-off comparisons use a private temporary database (no path), which SQLite unlinks as it
+opens it.
 
 About 80 bytes of disk per path; every lookup is a B-tree search (a few microseconds), which the planner pays
 once or twice per file it compares.
@@ -17,10 +25,13 @@ once or twice per file it compares.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import struct
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from twinsite.errors import TwinsiteError
 from twinsite.tree import Entry, Xattrs
@@ -85,30 +96,77 @@ def _range(path: bytes) -> tuple[bytes, bytes]:
     return path + b"/", path + b"0"
 
 
-def failure(exc: sqlite3.Error) -> TwinsiteError:
+def failure(exc: sqlite3.Error, where: Path | None = None) -> TwinsiteError:
     """What a failure of the index means to a user (most likely: its filesystem is full)."""
-    where = os.environ.get("SQLITE_TMPDIR") or os.environ.get("TMPDIR") or "/var/tmp"
+    place = str(where.parent) if where else os.environ.get("SQLITE_TMPDIR") or os.environ.get("TMPDIR") or "/var/tmp"
+    what = "an SQLite database in the sender's state directory" if where else "a temporary SQLite database"
     return TwinsiteError(
-        f"the planner's picture of the replica (a temporary SQLite database) failed: {exc}",
-        where=where,
-        hint="free space there (about 80 bytes per replicated path), or set SQLITE_TMPDIR in the agent's "
-        "environment to a directory with room",
+        f"the planner's picture of the replica ({what}) failed: {exc}",
+        where=place,
+        hint="free space there (about 80 bytes per replicated path)"
+        + ("" if where else ", or set SQLITE_TMPDIR in the agent's environment to a directory with room"),
     )
 
 
-def connect() -> sqlite3.Connection:
-    """A private temporary database with the planner's two tables (unlinked by SQLite as it is opened)."""
-    db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=OFF")
-    db.execute("PRAGMA synchronous=OFF")
+SCHEMA = 2  # (a picture kept by another layout is never taken: its stamp says another schema)
+
+
+def connect(path: Path | None = None) -> sqlite3.Connection:
+    """The planner's tables in a private temporary database (unlinked by SQLite as it is opened), or in the
+    database file ``path`` (made when missing)."""
+    db = sqlite3.connect(path or "", isolation_level=None, check_same_thread=False)
+    if path is None:
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
+    else:  # (atomic commits; durable enough: a picture lost to a power cut only makes the next start list)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
     db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-    db.execute("CREATE TABLE entry (p BLOB PRIMARY KEY, v BLOB NOT NULL, g INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID")
-    db.execute("CREATE TABLE inode (d INTEGER, i INTEGER, p BLOB NOT NULL, PRIMARY KEY (d, i)) WITHOUT ROWID")
-    db.execute("CREATE INDEX inode_path ON inode (p)")
-    db.execute("CREATE INDEX entry_group ON entry (g) WHERE g != 0")  # (only the names of shared inodes)
-    db.execute("CREATE TABLE listed (i INTEGER PRIMARY KEY, g INTEGER NOT NULL)")  # replica inode -> its group
-    db.execute("BEGIN")  # (one transaction for the planner's life: nothing is ever committed to a disk)
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS entry (p BLOB PRIMARY KEY, v BLOB NOT NULL, g INTEGER NOT NULL DEFAULT 0) "
+        "WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS inode (d INTEGER, i INTEGER, p BLOB NOT NULL, PRIMARY KEY (d, i)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS inode_path ON inode (p)")
+    db.execute("CREATE INDEX IF NOT EXISTS entry_group ON entry (g) WHERE g != 0")  # (only names of shared inodes)
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS listed (i INTEGER PRIMARY KEY, g INTEGER NOT NULL)"
+    )  # replica inode -> group
+    db.execute("CREATE TABLE IF NOT EXISTS stamp (k INTEGER PRIMARY KEY CHECK (k = 0), v TEXT NOT NULL)")
+    db.execute("BEGIN")  # (changes are committed only with a stamp, or never: RemoteTree.commit)
     return db
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a committed picture is in step with: the replica holds exactly it once every record up to ``seq`` is
+    applied, and every change the source may have had since ``since_ns`` (the source's clock, ctime) is still to
+    be compared. ``identity`` names what the picture is of (the root, its selection, the standby, the epoch,
+    the root's device and inode): a picture of anything else is never taken."""
+
+    seq: int
+    since_ns: int
+    identity: str
+    schema: int = SCHEMA
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def loads(cls, text: str) -> Stamp | None:
+        try:
+            got = json.loads(text)
+            stamp = cls(
+                seq=int(got["seq"]),
+                since_ns=int(got["since_ns"]),
+                identity=str(got["identity"]),
+                schema=int(got["schema"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+        return stamp if stamp.schema == SCHEMA else None
 
 
 class RemoteTree(MutableMapping[bytes, Entry]):
@@ -118,10 +176,47 @@ class RemoteTree(MutableMapping[bytes, Entry]):
     name in another's group (the planner made it a hard link), :meth:`same_inode` asks. Setting an entry keeps
     the group of the name (the replica changed the inode's content or attributes, not which inode it is)."""
 
-    def __init__(self, entries: Mapping[bytes, Entry] | Iterable[tuple[bytes, Entry]] = ()) -> None:
-        self.db = connect()
-        self._groups = 0  # (the last group number given)
+    def __init__(
+        self, entries: Mapping[bytes, Entry] | Iterable[tuple[bytes, Entry]] = (), *, path: Path | None = None
+    ) -> None:
+        self.path = path
+        self.db = connect(path)
+        self._groups = int(self.db.execute("SELECT coalesce(max(g), 0) FROM entry").fetchone()[0])
         self.add(entries.items() if isinstance(entries, Mapping) else entries)
+
+    @classmethod
+    def fresh(cls, path: Path) -> RemoteTree:
+        """An empty picture kept at ``path`` (whatever was there before is removed first)."""
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            p.unlink(missing_ok=True)
+        return cls(path=path)
+
+    @classmethod
+    def kept(cls, path: Path) -> tuple[RemoteTree, Stamp] | None:
+        """The picture committed at ``path`` and its stamp, or None (none there, or none committed whole)."""
+        if not path.exists():
+            return None
+        tree = cls(path=path)
+        row = tree.db.execute("SELECT v FROM stamp WHERE k = 0").fetchone()
+        stamp = Stamp.loads(row[0]) if row else None
+        if stamp is None:
+            tree.close()
+            return None
+        return tree, stamp
+
+    def commit(self, stamp: Stamp | None) -> None:
+        """Make what changed since the last commit durable together with ``stamp`` (None: a picture that must
+        not be taken as it is, e.g. while a sync fills it)."""
+        if stamp is None:
+            self.db.execute("DELETE FROM stamp")
+        else:
+            self.db.execute("INSERT OR REPLACE INTO stamp VALUES (0, ?)", (stamp.dumps(),))
+        self.db.execute("COMMIT")
+        self.db.execute("BEGIN")
+
+    def close(self) -> None:
+        """Let the database go, uncommitted changes with it."""
+        self.db.close()
 
     def add(self, items: Iterable[tuple[bytes, Entry]]) -> None:
         """Hold these entries (many at a time: a listing's)."""
@@ -209,6 +304,25 @@ class RemoteTree(MutableMapping[bytes, Entry]):
         lo, hi = _range(path)
         query = "SELECT 1 FROM entry WHERE p = ? OR (p > ? AND p < ?) LIMIT 1"
         return self.db.execute(query, (path, lo, hi)).fetchone() is not None
+
+    def children(self, path: bytes) -> Iterator[bytes]:
+        """The paths directly below ``path`` (b"": the root) that are held, or that something held is below; each
+        subtree is skipped over, not read."""
+        lo, hi = _range(path) if path else (b"", None)
+        after = "SELECT p FROM entry WHERE p > ? AND (?2 IS NULL OR p < ?2) ORDER BY p LIMIT 1"
+        past = "SELECT p FROM entry WHERE p >= ? AND (?2 IS NULL OR p < ?2) ORDER BY p LIMIT 1"
+        row = self.db.execute(after, (lo, hi)).fetchone()
+        while row is not None:
+            p = bytes(row[0])
+            cut = p.find(b"/", len(lo))
+            if cut < 0:  # a child: the next row is its first descendant, a sibling, or nothing
+                yield p
+                row = self.db.execute(after, (p, hi)).fetchone()
+                continue
+            child = p[:cut]  # the first row below a child (seen before, unless the child itself is not held)
+            if child not in self:
+                yield child
+            row = self.db.execute(past, (child + b"0", hi)).fetchone()
 
     def has_under(self, path: bytes) -> bool:
         """Whether anything is held below ``path``."""

@@ -349,6 +349,10 @@ class Planner:
             for name in names:
                 yield from self._plan_path(rel + b"/" + name, recursive=True)
 
+    def inode_key(self, st: os.stat_result) -> tuple[int, int]:
+        """How a source inode is known in ``links``: (device, inode), the device 0 when reading a snapshot."""
+        return (0 if self.one_device else st.st_dev, st.st_ino)
+
     def _other_filesystem(self, st: os.stat_result) -> bool:
         """Whether a directory is another filesystem mounted inside the root (or a nested btrfs subvolume): it is
         replicated as a directory, never descended into (as ``rsync -x``)."""
@@ -407,6 +411,7 @@ class Planner:
             elif have != want:
                 yield self._rec(Op.SETATTR, rel, meta=want.meta())
             self.remote[rel] = want
+            self.links[self.inode_key(st)] = rel  # (which directory it is: sync.since)
         elif want.kind == "file":
             self._counted = 0
             yield from self._plan_file(rel, full, st, want, have, extents)
@@ -432,7 +437,7 @@ class Planner:
     def _plan_file(
         self, rel: bytes, full: bytes, st: os.stat_result, want: Entry, have: Entry | None, extents: Extents = ()
     ) -> Iterator[Record]:
-        key = (0 if self.one_device else st.st_dev, st.st_ino)
+        key = self.inode_key(st)
         other_st: os.stat_result | None = None
         other = b""
         if st.st_nlink > 1 and self._linked_elsewhere(key, rel, st.st_ino):

@@ -32,6 +32,7 @@ class Link:
         self.on_event = on_event  # called (from the reader thread) after an acknowledgement or a failure
         self.where = where
         self.acked_seq = -1
+        self.ready_seq = -1  # where the receiver said its replica is when the session began (its READY)
         self.sent_seq = -1
         self.bytes_sent = 0
         self.diverged = 0  # records the receiver found nothing to apply to, outside a replay
