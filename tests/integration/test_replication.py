@@ -152,7 +152,8 @@ def test_a_restart_takes_the_kept_picture_and_replicates_what_changed_while_the_
 
 def test_a_picture_of_anything_else_is_not_taken(scenario: Scenario) -> None:
     """A kept picture of another selection of the root is refused: the replica's listing is asked, and the
-    status says why; a standby whose state was lost is refused too (its replica may be anything)."""
+    status says why; a standby whose state was lost is refused too (its replica may be anything), and so is a
+    damaged picture."""
     rng = random.Random(9)
     populate(scenario.src, rng, files=100)
     scenario.start()
@@ -172,6 +173,15 @@ def test_a_picture_of_anything_else_is_not_taken(scenario: Scenario) -> None:
     st = scenario.wait_synced()
     assert st["start"]["from"] == "listing" and "journal cannot bring it" in st["start"]["why"], st["start"]
     scenario.assert_equal()
+    scenario.kill()  # and a damaged picture: said, and replaced by the sync that follows
+    scenario.place.sender(0, "dr1").index.write_bytes(b"\xff" * 8192)
+    scenario.start()
+    st = scenario.wait_synced()
+    assert st["start"]["from"] == "listing" and "cannot be read" in st["start"]["why"], st["start"]
+    scenario.assert_equal()
+    scenario.kill()
+    scenario.start()
+    assert scenario.wait_synced()["start"]["from"] == "kept picture"
 
 
 def test_a_sparse_17_gib_file_travels_as_its_data_then_as_its_changed_blocks_and_holes_stay_holes(

@@ -187,6 +187,22 @@ def test_the_table_fits_120_columns_with_units_and_the_sync_under_its_row(site: 
     assert error.strip() == "last error: link lost"
 
 
+def test_a_start_from_the_kept_picture_is_said_under_its_row_then_in_json(site: Site) -> None:
+    """While a restarted agent compares what changed since its kept picture, the line under the row says so
+    (not the last sync's finished progress); once done, ``start`` in the JSON has the paths and seconds."""
+    _syncing(site, start={"from": "kept picture"})
+    proc = twinsite_cmd(
+        "status", "--config-dir", str(site.config), "--state-dir", str(site.state), env={"TWINSITE_HOST": "prod1"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.strip() for line in proc.stdout.splitlines()]
+    assert "start: comparing what changed at the source since the kept picture of the replica" in lines
+    assert not any(line.startswith("sync:") for line in lines)
+    site.sender(state="replicating", start={"from": "kept picture", "compared": 12, "seconds": 0.4})
+    (row,) = status_json(site, "prod1")["result"]["scenarios"]
+    assert row["start"] == {"from": "kept picture", "compared": 12, "seconds": 0.4}
+
+
 def test_unreadable_state_is_named_and_the_rest_still_given(site: Site) -> None:
     site.standby()
     seg = site.place.receiver(0).rewind_log / f"{1:020d}.rwl"

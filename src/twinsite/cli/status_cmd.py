@@ -82,7 +82,10 @@ def table_row(r: dict[str, Any]) -> list[str]:
     lines = [_cells(cells)]
     pad = " " * 4
     lines.append(f"{pad}{_consistency(r)}")
-    if active and r["state"] in ("syncing", *WAITING) and r.get("sync"):
+    start = r.get("start") or {}
+    if active and r["state"] == "syncing" and start.get("from") == "kept picture" and "seconds" not in start:
+        lines.append(f"{pad}start: comparing what changed at the source since the kept picture of the replica")
+    elif active and r["state"] in ("syncing", *WAITING) and r.get("sync"):
         lines.append(f"{pad}sync: {describe(r['sync'])}")
     if active and r.get("last_error"):
         lines.append(f"{pad}last error: {r['last_error']}")

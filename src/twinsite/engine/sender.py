@@ -505,7 +505,11 @@ class Sender(Shipper):
         the stamp's seq is where the journal ends (or the standby is at it already), the standby is at most
         there and the journal holds everything above where it is, and it is a picture of this root, standby
         and epoch. Otherwise None, and why is logged and shown (``start`` in the status)."""
-        got = RemoteTree.kept(self.place.index)
+        try:
+            got = RemoteTree.kept(self.place.index)
+        except sqlite3.Error as exc:  # (damaged: the sync that follows replaces it)
+            self._started_from("listing", f"the kept picture cannot be read: {exc}")
+            return None
         if got is None:
             self._started_from(
                 "listing",
@@ -539,7 +543,7 @@ class Sender(Shipper):
     def _resume(self, remote: RemoteTree, stamp: Stamp) -> Planner:
         """Start from the kept picture: compare only what may have changed at the source since its stamp."""
         began, t0 = time.time_ns(), time.monotonic()
-        self.publish(state="syncing")
+        self.publish(state="syncing", start={"from": "kept picture"})
         with self.jlock:
             self._seq = max(self.journal.last_seq, self._acked_floor(), stamp.seq)
         self.planner = planner = self._new_planner(remote)

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from twinsite.durable import fsync_dir
 from twinsite.errors import TwinsiteError
 from twinsite.tree import Entry, Xattrs
 
@@ -100,22 +101,24 @@ def failure(exc: sqlite3.Error, where: Path | None = None) -> TwinsiteError:
     """What a failure of the index means to a user (most likely: its filesystem is full)."""
     place = str(where.parent) if where else os.environ.get("SQLITE_TMPDIR") or os.environ.get("TMPDIR") or "/var/tmp"
     what = "an SQLite database in the sender's state directory" if where else "a temporary SQLite database"
-    return TwinsiteError(
-        f"the planner's picture of the replica ({what}) failed: {exc}",
-        where=place,
-        hint="free space there (about 80 bytes per replicated path)"
-        + ("" if where else ", or set SQLITE_TMPDIR in the agent's environment to a directory with room"),
-    )
+    full = isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+    if full:
+        hint = "free space there (about 80 bytes per replicated path)"
+        hint += "" if where else ", or set SQLITE_TMPDIR in the agent's environment to a directory with room"
+    else:
+        hint = "the next attempt starts a new one from the standby's listing; see the agent's log"
+    return TwinsiteError(f"the planner's picture of the replica ({what}) failed: {exc}", where=place, hint=hint)
 
 
 SCHEMA = 2  # (a picture kept by another layout is never taken: its stamp says another schema)
 
 
-def connect(path: Path | None = None) -> sqlite3.Connection:
+def connect(path: Path | None = None, *, bulk: bool = False) -> sqlite3.Connection:
     """The planner's tables in a private temporary database (unlinked by SQLite as it is opened), or in the
-    database file ``path`` (made when missing)."""
+    database file ``path`` (made when missing). ``bulk``: a new file filled by a sync, without a journal until
+    its first commit (RemoteTree.commit), as fast as a temporary database."""
     db = sqlite3.connect(path or "", isolation_level=None, check_same_thread=False)
-    if path is None:
+    if path is None or bulk:
         db.execute("PRAGMA journal_mode=OFF")
         db.execute("PRAGMA synchronous=OFF")
     else:  # (atomic commits; durable enough: a picture lost to a power cut only makes the next start list)
@@ -177,19 +180,26 @@ class RemoteTree(MutableMapping[bytes, Entry]):
     the group of the name (the replica changed the inode's content or attributes, not which inode it is)."""
 
     def __init__(
-        self, entries: Mapping[bytes, Entry] | Iterable[tuple[bytes, Entry]] = (), *, path: Path | None = None
+        self,
+        entries: Mapping[bytes, Entry] | Iterable[tuple[bytes, Entry]] = (),
+        *,
+        path: Path | None = None,
+        bulk: bool = False,
     ) -> None:
         self.path = path
-        self.db = connect(path)
+        self.bulk = bulk and path is not None
+        self.db = connect(path, bulk=self.bulk)
         self._groups = int(self.db.execute("SELECT coalesce(max(g), 0) FROM entry").fetchone()[0])
         self.add(entries.items() if isinstance(entries, Mapping) else entries)
 
     @classmethod
     def fresh(cls, path: Path) -> RemoteTree:
-        """An empty picture kept at ``path`` (whatever was there before is removed first)."""
+        """An empty picture kept at ``path`` (whatever was there before is removed first), filled without a
+        journal until its first commit: a crash before then leaves a file without a stamp, or unreadable,
+        and either is never taken."""
         for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             p.unlink(missing_ok=True)
-        return cls(path=path)
+        return cls(path=path, bulk=True)
 
     @classmethod
     def kept(cls, path: Path) -> tuple[RemoteTree, Stamp] | None:
@@ -206,7 +216,20 @@ class RemoteTree(MutableMapping[bytes, Entry]):
 
     def commit(self, stamp: Stamp | None) -> None:
         """Make what changed since the last commit durable together with ``stamp`` (None: a picture that must
-        not be taken as it is, e.g. while a sync fills it)."""
+        not be taken as it is, e.g. while a sync fills it). A picture filled without a journal is written and
+        fsynced whole first, then given its write-ahead log, and only then its stamp."""
+        if self.bulk and self.path is not None:
+            self.db.execute("COMMIT")
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            fsync_dir(self.path.parent)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("BEGIN")
+            self.bulk = False
         if stamp is None:
             self.db.execute("DELETE FROM stamp")
         else:
