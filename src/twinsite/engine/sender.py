@@ -9,6 +9,10 @@ Two threads share the journal:
   journaled: they are copies of source files, which stay their own durable copy. They go to the shipper
   through a short in-memory queue; if the link or the process fails mid-sync, the next attempt asks the
   replica what it has again and sends only what is still missing.
+  In continuous mode with ``consistency: file`` the planner's picture of the replica is kept (sync.index),
+  committed each time everything capture saw up to a moment is journaled; the first sync of a restarted
+  agent takes it instead of the replica's listing when the journal and the standby are where it says, and
+  compares only what changed at the source since that moment (sync.since).
 * the **shipper** (engine.shipper) keeps a connection to ``twinsite receive`` on the standby, sends every
   journal record above the acknowledged seq, and trims the journal as acknowledgements arrive. A cut link is
   retried with backoff and jitter and resumes from the last acknowledged seq.
