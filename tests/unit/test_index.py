@@ -4,12 +4,16 @@ that the planner's memory no longer grows with the tree."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
-from twinsite.sync.index import InodeIndex, RemoteTree, Stamp
+import pytest
+
+from twinsite.sync.index import InodeIndex, RemoteTree, Stamp, _journaled
 from twinsite.tree import Entry
 
 FILE = Entry("file", 0o640, 1000, 1000, 12, 1_700_000_000_123_456_789)
@@ -234,3 +238,28 @@ def test_the_children_of_a_path_are_its_direct_names_whatever_sorts_between_them
     assert list(tree.children(b"c")) == [b"c/d"]
     assert list(tree.children(b"\xff")) == [b"\xff/\x00q"]
     assert list(tree.children(b"b")) == list(tree.children(b"zz")) == []
+
+
+class _NoWalConnection:
+    """A stand-in for a connection on a filesystem where SQLite cannot keep a write-ahead log (it keeps the
+    mode it had and answers with it): such a filesystem (no shared memory for the log's index) is not here."""
+
+    def __init__(self, keeps: str) -> None:
+        self.keeps, self.said = keeps, []
+
+    def execute(self, sql: str) -> Any:
+        self.said.append(sql)
+        mode = self.keeps if sql == "PRAGMA journal_mode=WAL" else sql.rpartition("=")[2].lower()
+        return type("Cursor", (), {"fetchone": lambda _self: (mode,)})()
+
+
+def test_a_picture_that_cannot_have_a_log_gets_a_rollback_journal_or_an_error() -> None:
+    """Commits stay atomic where a write-ahead log cannot be had: a rollback journal instead; and where not even
+    that can be set, a clear failure rather than commits without a journal."""
+    fell_back = _NoWalConnection("off")
+    _journaled(fell_back)  # type: ignore[arg-type]
+    assert fell_back.said == ["PRAGMA journal_mode=WAL", "PRAGMA journal_mode=DELETE", "PRAGMA synchronous=NORMAL"]
+    stuck = _NoWalConnection("off")
+    stuck.execute = lambda sql: type("Cursor", (), {"fetchone": lambda _self: ("off",)})()  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError, match="cannot have a journal"):
+        _journaled(stuck)  # type: ignore[arg-type]

@@ -121,9 +121,8 @@ def connect(path: Path | None = None, *, bulk: bool = False) -> sqlite3.Connecti
     if path is None or bulk:
         db.execute("PRAGMA journal_mode=OFF")
         db.execute("PRAGMA synchronous=OFF")
-    else:  # (atomic commits; durable enough: a picture lost to a power cut only makes the next start list)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+    else:
+        _journaled(db)
     db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     db.execute(
         "CREATE TABLE IF NOT EXISTS entry (p BLOB PRIMARY KEY, v BLOB NOT NULL, g INTEGER NOT NULL DEFAULT 0) "
@@ -140,6 +139,17 @@ def connect(path: Path | None = None, *, bulk: bool = False) -> sqlite3.Connecti
     db.execute("CREATE TABLE IF NOT EXISTS stamp (k INTEGER PRIMARY KEY CHECK (k = 0), v TEXT NOT NULL)")
     db.execute("BEGIN")  # (changes are committed only with a stamp, or never: RemoteTree.commit)
     return db
+
+
+def _journaled(db: sqlite3.Connection) -> None:
+    """Atomic commits from now on: a write-ahead log, or a rollback journal where the filesystem cannot have
+    one (SQLite then keeps the mode it had, and says which). Durable enough: a picture lost to a power cut
+    only makes the next start ask for the listing."""
+    if db.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+        mode = db.execute("PRAGMA journal_mode=DELETE").fetchone()[0].lower()
+        if mode != "delete":
+            raise sqlite3.OperationalError(f"the picture cannot have a journal (SQLite keeps journal_mode={mode})")
+    db.execute("PRAGMA synchronous=NORMAL")
 
 
 @dataclass(frozen=True)
@@ -226,8 +236,7 @@ class RemoteTree(MutableMapping[bytes, Entry]):
             finally:
                 os.close(fd)
             fsync_dir(self.path.parent)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
+            _journaled(self.db)
             self.db.execute("BEGIN")
             self.bulk = False
         if stamp is None:
