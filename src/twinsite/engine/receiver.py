@@ -67,7 +67,7 @@ from twinsite.state.layout import ReceiverState, ScenarioState
 from twinsite.state.role import check_sender, this_host
 from twinsite.sync import manifest
 from twinsite.sync.signatures import DIGEST, signatures
-from twinsite.transport.frames import MAX_FRAME, Kind, batch_payload, pack_json, parse_json, read_frame
+from twinsite.transport.frames import MAX_FRAME, Kind, batch_payload, pack_json, parse_json, read_frame, widen_pipe
 
 DRAIN_RECORDS = 2000  # records per durable sub-batch when the spool is applied (like the sender's batches)
 
@@ -541,6 +541,7 @@ def run(config_dir: Path, state_dir: Path, *, peer: str | None = None) -> int:
     """Entry point of ``twinsite receive``: a :func:`session` on stdin and stdout."""
     out = sys.stdout.buffer
     inp = sys.stdin.buffer
+    widen_pipe(inp)  # (the batches' way from sshd)
     sys.stdout = sys.stderr  # nothing but frames may ever reach the sender
     return session(config_dir, state_dir, inp, out, peer=peer)
 

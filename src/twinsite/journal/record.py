@@ -106,8 +106,11 @@ class Record:
             m = self.meta
             parts.append(META.pack(m.mode, m.uid, m.gid, m.mtime_ns, len(xattrs)))
         parts += [self.path, self.path2, xattrs, self.data]
-        body = b"".join(parts)
-        return body + TAIL.pack(xxhash.xxh3_64_intdigest(body))
+        h = xxhash.xxh3_64()
+        for part in parts:
+            h.update(part)
+        parts.append(TAIL.pack(h.intdigest()))
+        return b"".join(parts)  # (one copy of the data: a record's data is up to a read chunk, 1 MiB)
 
     @property
     def size(self) -> int:

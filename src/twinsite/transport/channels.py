@@ -18,6 +18,7 @@ from typing import BinaryIO, Protocol, cast
 
 from twinsite.config.scenario import Replication
 from twinsite.errors import ConfigError, HostUnreachableError
+from twinsite.transport.frames import widen_pipe
 
 #: The key a sender uses to reach a standby, when the host has one (the agent role makes it). Each standby lets it
 #: run ``twinsite receive`` and nothing else (a forced command with ``restrict`` in authorized_keys), and the
@@ -111,6 +112,7 @@ class OpenSSHChannel:
         assert self.proc.stdin is not None and self.proc.stdout is not None  # noqa: S101 (Popen with PIPE)
         self.writer: BinaryIO = self.proc.stdin  # type: ignore[assignment]
         self.reader: BinaryIO = self.proc.stdout  # type: ignore[assignment]
+        widen_pipe(self.writer)  # (the batches' way to ssh)
         self._err = bytearray()
         self._err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._err_thread.start()

@@ -7,7 +7,9 @@ Decompressed size is capped, so a decompression bomb is refused rather than allo
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import fcntl
 import json
 import struct
 from typing import Any, BinaryIO, Protocol, cast
@@ -22,6 +24,7 @@ HEAD = struct.Struct("<4sBBIQ")
 MAX_FRAME = 64 << 20
 MAX_BATCH_RAW = 128 << 20
 COMPRESSED = 0x01
+PIPE_BYTES = 1 << 20  # a pipe carrying frames holds this much (Linux's default, 64 KiB, is a task switch per 64 KiB)
 
 
 class Kind(enum.IntEnum):
@@ -80,6 +83,13 @@ def batch_frame(records_blob: bytes, *, compress: bool, level: int = 1) -> tuple
 
 def pack_batch(records_blob: bytes, *, compress: bool, level: int = 1) -> bytes:
     return b"".join(batch_frame(records_blob, compress=compress, level=level))
+
+
+def widen_pipe(stream: BinaryIO) -> None:
+    """Give the pipe under ``stream`` room for PIPE_BYTES (best effort: a socket, a file or a system whose
+    pipe-max-size is lower keeps what it has)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 class Readable(Protocol):
