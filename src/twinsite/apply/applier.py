@@ -285,9 +285,12 @@ class Applier:
             _set_meta(pfd, name, rec.meta, drop=self.drop_privileged)
 
     def _create(self, rec: Record) -> None:
-        self._put(
-            rec, lambda pfd, name: os.close(os.open(name, FILE_FLAGS | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=pfd))
-        )
+        def make(pfd: int, name: bytes) -> None:
+            # kept open for the WRITE records that follow (a new file's data comes next): one open, not two
+            self._files[rec.path] = os.open(name, FILE_FLAGS | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=pfd)
+            self._file_dirs.update(_ancestors(rec.path))
+
+        self._put(rec, make)
 
     def _mkfifo(self, rec: Record) -> None:
         self._put(rec, lambda pfd, name: os.mkfifo(name, 0o600, dir_fd=pfd))
