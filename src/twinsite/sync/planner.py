@@ -642,7 +642,8 @@ class Planner:
             if not same and start < 0:
                 start = i
             elif same and start >= 0:
-                data = bytes(view[start * self.block : i * self.block])
+                whole = start == 0 and i * self.block >= len(buf)  # (a new file's chunk: all of it, not copied)
+                data = buf if whole else bytes(view[start * self.block : i * self.block])
                 yield self._rec(Op.WRITE, rel, offset=pos + start * self.block, data=data)
                 self._wrote_to = pos + start * self.block + len(data)
                 self.stats.bytes_sent += len(data)
