@@ -23,10 +23,11 @@ from twinsite.apply.paths import DIR_FLAGS, open_regular, parent_fd
 from twinsite.errors import TwinsiteError
 
 AHEAD_NAMES = 256  # how far ahead of the planner, in names (about 3 MiB of 12 KiB files)
-AHEAD_BYTES = (
-    1 << 20
-)  # of each file: its first MiB (a bigger file is then read sequentially: the kernel's own read-ahead)
-STALL_S = 2.0  # a planner that passed no name for this long has stopped walking
+#: of each file, its first MiB (a bigger file is then read front to back: the kernel's own read-ahead)
+AHEAD_BYTES = 1 << 20
+#: a walk that passed no name for this long has stopped (a sync interrupted): a walk held up by a slow link
+#: passes a name at least every few seconds
+STALL_S = 30.0
 
 
 class ReadAhead:
