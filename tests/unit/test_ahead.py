@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from inotify_simple import INotify, flags
 
+from harness.wait import eventually
 from twinsite.sync import ahead
 from twinsite.sync.ahead import ReadAhead
 from twinsite.sync.planner import Planner
@@ -34,15 +35,6 @@ def evict(path: Path) -> None:
         os.close(fd)
 
 
-def settled(pred, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
-
-
 def idle(ra: ReadAhead) -> bool:
     return not ra._running
 
@@ -60,8 +52,10 @@ def test_the_files_a_walk_enters_are_read_into_the_page_cache_before_the_planner
     ra = ReadAhead(os.fsencode(root))
     ra.directory(b"", [b"d", b"top"])
     ra.directory(b"d", [f.name.encode() for f in files[:-1]])
-    assert settled(lambda: all(resident(f) >= f.stat().st_size for f in files)), [resident(f) for f in files]
-    assert settled(lambda: idle(ra))
+    assert eventually(
+        lambda: all(resident(f) >= f.stat().st_size for f in files), timeout=5, what="the files resident"
+    ), [resident(f) for f in files]
+    assert eventually(lambda: idle(ra), timeout=5, what="the read-ahead idle")
     assert ra.advised == len(files)  # the directory "d" is not a file: not advised
 
 
@@ -74,16 +68,18 @@ def test_no_more_than_its_depth_ahead_of_the_walk_and_it_lets_go_of_a_walk_that_
         (tmp_path / n.decode()).write_bytes(b"x" * 100)
     ra = ReadAhead(os.fsencode(tmp_path), depth=8)
     ra.directory(b"", names)
-    assert settled(lambda: ra.advised == 8)
+    assert eventually(lambda: ra.advised == 8, timeout=5, what="8 files advised")
     time.sleep(0.1)
     assert ra.advised == 8  # waits for the walk
     for _ in range(6):
         ra.passed()
-    assert settled(lambda: ra.advised == 14)
-    assert settled(lambda: idle(ra), timeout=3)  # nothing passed for STALL_S: the rest is forgotten
+    assert eventually(lambda: ra.advised == 14, timeout=5, what="14 files advised")
+    assert eventually(
+        lambda: idle(ra), timeout=3, what="the stopped walk let go"
+    )  # nothing passed for STALL_S: the rest is forgotten
     assert ra.advised == 14
     ra.directory(b"", names[:3])  # a new walk starts afresh
-    assert settled(lambda: ra.advised == 17)
+    assert eventually(lambda: ra.advised == 17, timeout=5, what="17 files advised")
 
 
 def test_it_opens_nothing_outside_the_root_and_never_blocks_on_a_fifo(tmp_path: Path) -> None:
@@ -100,7 +96,7 @@ def test_it_opens_nothing_outside_the_root_and_never_blocks_on_a_fifo(tmp_path: 
     ra = ReadAhead(os.fsencode(root))
     ra.directory(b"", [b"dirlink", b"fifo", b"filelink", b"plain"])
     ra.directory(b"dirlink", [b"secret"])  # (what a walk fooled by the swap would hand it)
-    assert settled(lambda: idle(ra))
+    assert eventually(lambda: idle(ra), timeout=5, what="the read-ahead idle")
     assert ra.advised == 1  # "plain" only
     assert watch.read(timeout=100) == []  # nothing under "outside" was opened
 
@@ -108,12 +104,12 @@ def test_it_opens_nothing_outside_the_root_and_never_blocks_on_a_fifo(tmp_path: 
 def test_a_missing_root_is_no_error_and_a_later_walk_still_reads_ahead(tmp_path: Path) -> None:
     ra = ReadAhead(os.fsencode(tmp_path / "gone"))
     ra.directory(b"", [b"a"])
-    assert settled(lambda: idle(ra))
+    assert eventually(lambda: idle(ra), timeout=5, what="the read-ahead idle")
     assert ra.advised == 0
     ra.base = os.fsencode(tmp_path)
     (tmp_path / "a").write_bytes(b"a")
     ra.directory(b"", [b"a"])
-    assert settled(lambda: ra.advised == 1)
+    assert eventually(lambda: ra.advised == 1, timeout=5, what="1 files advised")
 
 
 def test_the_planner_reads_ahead_while_it_walks_and_plans_the_same(tmp_path: Path) -> None:
@@ -125,7 +121,7 @@ def test_the_planner_reads_ahead_while_it_walks_and_plans_the_same(tmp_path: Pat
     seq = iter(range(1, 10**6))
     planner = Planner(root, block_size=4096, next_seq=lambda: next(seq), now=time.time, fetch_sigs=lambda *a: b"")
     records = list(planner.plan_all())
-    assert settled(lambda: idle(planner.ahead))
+    assert eventually(lambda: idle(planner.ahead), timeout=5, what="the read-ahead idle")
     assert planner.ahead.advised == 90
     created = sorted(r.path for r in records if r.op.name == "CREATE")
     assert created == sorted(f"d{d}/f{i}".encode() for d in range(3) for i in range(30))
