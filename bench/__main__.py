@@ -56,12 +56,15 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| (same, peer made durable) | {c['twinsite']['value']:.1f} {c['unit']} | {d['name']}: "
                 f"{d['value']:.1f} {c['unit']} | {c['ratio_durable']:.2f} | for context: both on disk at the end |"
             )
-    lines += ["", "Further figures of twinsite:", ""]
+    lines += ["", "Further figures of twinsite (and of its peer, where it has some):", ""]
     for c in report["comparisons"]:
-        extra = {k: v for k, v in c["twinsite"].items() if k != "value"}
-        if extra:
-            shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in extra.items())
-            lines.append(f"- {c['name']}: {shown}")
+        for who, extra in (
+            ("", {k: v for k, v in c["twinsite"].items() if k != "value"}),
+            (f" (peer: {c['peer']['name']})", {k: v for k, v in c["peer"].items() if k not in ("name", "value")}),
+        ):
+            if extra:
+                shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in extra.items())
+                lines.append(f"- {c['name']}{who}: {shown}")
     return "\n".join(lines) + "\n"
 
 

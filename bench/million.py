@@ -9,7 +9,11 @@ The tree: 1,000,000 small files (16 bytes each, all different) in 1,000 director
   left to acknowledge, and what it sent meanwhile (a resume must not send the data again), against lsyncd's
   startup on the same tree (lsyncd too must walk and watch everything, then rsync the whole tree before it
   is in its normal state: its log says "Startup of ... finished");
-* memory: the agent's peak resident memory over the initial sync and over the restart, per million files.
+* memory: the agent's peak resident memory over the initial sync and over the restart, per million files;
+* the walk's floor: a restart must look at every path (a change made while the agent was down leaves no other
+  trace on filesystems without a change journal), so the restart is also set against ``find`` over the same
+  tree from a cold page cache, once in one process and once in 16 processes over the top directories (what
+  the machine's cores can get out of the filesystem): the filesystem's own limit, measured in the same run.
 
 Afterwards the replica is compared with the source by ``rsync -a --omit-dir-times --dry-run --itemize-changes``
 (sizes, file times, modes, owners: any difference is a line; directories' mtimes are not replicated, by
@@ -73,6 +77,24 @@ def _lsyncd_startup(lab: Lab, src: str, dst: str) -> float:
         proc.wait(timeout=60)
 
 
+#: find over a tree: every path's metadata read, as a restart must (stat), nothing else
+_FIND = "find {} -printf '%T@ %s\\n' >/dev/null"
+_FIND_PARALLEL = (
+    "find {} -mindepth 1 -maxdepth 1 -print0 | "
+    'xargs -0 -P 16 -n 16 sh -c \'exec find "$@" -printf "%T@ %s\\n"\' sh >/dev/null'
+)
+
+
+def _cold_walk(script: str) -> float:
+    """Seconds ``script`` takes on prod1 from a cold page cache."""
+    drop_caches()
+    t0 = time.monotonic()
+    proc = sh("prod1", script)
+    elapsed = time.monotonic() - t0
+    _require(proc.returncode == 0, proc.stderr)
+    return elapsed
+
+
 def _differences(src: str, dst: str) -> list[str]:
     argv = "rsync -a --omit-dir-times --dry-run --itemize-changes --delete -e 'ssh -o BatchMode=yes'"
     proc = sh("prod1", f"{argv} {src}/ dr1:{dst}/")
@@ -103,6 +125,8 @@ def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
         sc.kill()
         diffs = _differences("/srv/benchmillion", "/srv/benchmillion")
         _require(diffs == [], f"{len(diffs)} differences, first: {diffs[:5]}")
+        walk_t = _cold_walk(_FIND.format("/srv/benchmillion"))
+        walk_par_t = _cold_walk(_FIND_PARALLEL.format("/srv/benchmillion"))
         drop_caches()
         ls_t = _lsyncd_startup(lab, "/srv/benchmillion", "/srv/benchmillion-rsync")
     finally:
@@ -139,5 +163,18 @@ def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
             "peer": {"name": "lsyncd startup (walk, watch, initial rsync) on the same tree", "value": ls_t},
             "ratio": restart_t / ls_t,
             "ratio_meaning": "time, lower is better (target <= 0.1; nothing resent)",
+        },
+        {
+            "name": f"restart against the filesystem's own walk of {files:,} files (cold page cache)",
+            "unit": "s",
+            "twinsite": {"value": restart_t},
+            "peer": {
+                "name": "find -printf (every path's stat), one process",
+                "value": walk_t,
+                "in_16_processes_s": walk_par_t,
+                "in_16_processes_over_lsyncd_startup": walk_par_t / ls_t,
+            },
+            "ratio": restart_t / walk_t,
+            "ratio_meaning": "time, lower is better (a restart that looks at every path cannot go below the walk)",
         },
     ]
