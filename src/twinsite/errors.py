@@ -210,3 +210,14 @@ class RemoteError(TwinsiteError):
 
     type: str = "TwinsiteError"
     remote_exit_code: int = 2
+
+
+class PlanError(TwinsiteError):
+    """A recovery plan stopped: a scenario of a group failed with ``on_failure: stop`` (the message names it),
+    or the plan cannot run as asked."""
+
+    exit_code = 23
+
+
+class TimedOut(PlanError):
+    """A scenario's step of a plan did not end within its timeout (it may still end on its host)."""

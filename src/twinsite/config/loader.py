@@ -21,6 +21,8 @@ import yaml
 
 from twinsite.config.bandwidth import parse as parse_bandwidth
 from twinsite.config.cron import parse as parse_schedule
+from twinsite.config.plans import PLANS_KEY, RecoveryPlan
+from twinsite.config.plans import problems as plan_problems
 from twinsite.config.scenario import Scenario
 from twinsite.errors import ConfigError
 
@@ -257,8 +259,27 @@ def check_documents(data: Any, file: str, root: yaml.Node | None) -> tuple[list[
                     )
                 )
             names.setdefault(name, i)
+    scenarios = [d for d in docs if isinstance(d, dict)]
+    if isinstance(data, dict) and PLANS_KEY in data:
+        problems.extend(_check_plans(data[PLANS_KEY], scenarios, file, root))
     problems.sort(key=lambda p: (p.line or 0, p.path))
-    return [d for d in docs if isinstance(d, dict)], problems
+    return scenarios, problems
+
+
+def _check_plans(plans: Any, scenarios: list[dict[str, Any]], file: str, root: yaml.Node | None) -> list[Problem]:
+    """The recovery plans beside the scenarios: against the schema, then against the scenarios they name."""
+    prefix: list[str | int] = [PLANS_KEY]
+    if not isinstance(plans, list):
+        return [Problem(file, _line(root, prefix), PLANS_KEY, "expected a list of recovery plans")]
+    validator = jsonschema.Draft202012Validator({"$defs": schema()["$defs"], "$ref": "#/$defs/recovery_plan"})
+    out: list[Problem] = []
+    for i, doc in enumerate(plans):
+        for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+            out.extend(_problems(err, file, root, [*prefix, i]))
+    if not out:
+        for path, message in plan_problems(plans, scenarios):
+            out.append(Problem(file, _line(root, [*prefix, *path]), _path_text([*prefix, *path]), message))
+    return out
 
 
 def _schedule_problems(doc: Any, file: str, root: yaml.Node | None, here: list[str | int]) -> list[Problem]:
@@ -339,6 +360,20 @@ def validate_text(text: str, file: str) -> tuple[list[dict[str, Any]], list[Prob
 
 def parse_scenarios(docs: list[dict[str, Any]]) -> list[Scenario]:
     return [Scenario.from_document(d) for d in docs]
+
+
+def load_site(data: dict[str, Any], where: str) -> tuple[list[Scenario], list[RecoveryPlan]]:
+    """The scenarios and recovery plans of an inventory (``twinsite_scenarios``, ``twinsite_recovery_plans``),
+    or one ConfigError listing every problem in them (``where`` names their source in it)."""
+    docs, problems = check_documents(data, where, None)  # (no lines: the values come from variables)
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} problem(s) in the scenarios and recovery plans:\n"
+            + "\n".join(f"  {p}" for p in problems),
+            where=where,
+            hint="fix them; nothing was changed",
+        )
+    return parse_scenarios(docs), [RecoveryPlan.from_document(p) for p in data.get(PLANS_KEY) or []]
 
 
 def load_file(path: Path) -> list[Scenario]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twinsite.config.loader import LIST_KEYS, schema
+from twinsite.config.plans import PLANS_KEY
 
 #: How the committed reference is regenerated (its header says so, and the test that checks it).
 COMMAND = "twinsite schema --reference > docs/scenario-reference.md"
@@ -165,7 +166,8 @@ def _walk(obj: dict[str, Any], path: str, section: Section) -> None:
 
 
 def sections() -> list[Section]:
-    """The reference's sections: the top-level keys, then one section per top-level key that is a mapping."""
+    """The reference's sections: the top-level keys, then one section per top-level key that is a mapping,
+    then the recovery plans declared beside the scenarios."""
     top = schema()
     first = Section("The scenario", intro=top.get("description", ""))
     out = [first]
@@ -177,7 +179,10 @@ def sections() -> list[Section]:
             own = Section(name, intro=first.keys[-1].description)
             _walk(inner, _below(name, node), own)
             out.append(own)
-    return out
+    plan = _defs()["recovery_plan"]
+    plans = Section(PLANS_KEY, intro=plan["description"])
+    _walk(plan, f"{PLANS_KEY}[].", plans)
+    return [*out, plans]
 
 
 def _key(path: str, node: dict[str, Any], required: bool, *, section: bool = False) -> Key:

@@ -142,9 +142,14 @@ class Runner:
         )  # fmt: skip
 
     # -- running -------------------------------------------------------------------------------------
-    def run(self, params: dict[str, Any], *, on_step: Callable[[StepState], None] | None = None) -> RunState:
+    def start(self, params: dict[str, Any]) -> RunState:
+        """The run :meth:`run` goes on with (the unfinished one, or a new one), kept from now on."""
         run = self.current(params)
         self._store(run)
+        return run
+
+    def run(self, params: dict[str, Any], *, on_step: Callable[[StepState], None] | None = None) -> RunState:
+        run = self.start(params)
         for step, st in zip(self.steps, run.steps, strict=True):
             if st.state == DONE:
                 continue
@@ -158,8 +163,8 @@ class Runner:
             self._store(run)  # a crash from here on leaves it `running`: it runs again next time
             try:
                 result = step.run(Context(run.id, run.params, run.results))
-            except TwinsiteError as exc:
-                self._fail(run, st, str(exc), on_step)
+            except TwinsiteError as exc:  # (``partial``: what a failed step did, kept as its result)
+                self._fail(run, st, str(exc), on_step, getattr(exc, "partial", None))
                 raise self.error(
                     f"step {step.name} failed: {exc.message}", where=exc.where, hint=exc.hint or "fix it, run again"
                 ) from exc
@@ -176,8 +181,15 @@ class Runner:
         self._store(run)
         return run
 
-    def _fail(self, run: RunState, st: StepState, error: str, on_step: Callable[[StepState], None] | None) -> None:
-        st.state, st.ended, st.error = runs.FAILED, time.time(), error
+    def _fail(
+        self,
+        run: RunState,
+        st: StepState,
+        error: str,
+        on_step: Callable[[StepState], None] | None,
+        partial: dict[str, Any] | None = None,
+    ) -> None:
+        st.state, st.ended, st.error, st.result = runs.FAILED, time.time(), error, partial or {}
         self._store(run)
         if on_step:
             on_step(st)

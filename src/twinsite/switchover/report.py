@@ -72,6 +72,8 @@ def summarize(run: RunState, scenario: str, host: str) -> dict[str, Any]:
         "result": "done" if run.finished else ("failed at " + failed[0].name if failed else "interrupted"),
         "error": failed[0].error if failed else None,
         "started_at": iso(run.created),
+        "started_ts": run.created,
+        "ended_ts": max((st.ended or 0.0 for st in run.steps), default=0.0) or None,
         "rto": rto,
         "rpo": rpo,
         "bookmark": res.get("bookmark", {}).get("bookmark"),

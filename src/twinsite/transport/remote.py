@@ -19,7 +19,7 @@ from typing import Any
 
 from twinsite.config.scenario import Replication
 from twinsite.errors import HostUnreachableError, RemoteError, TwinsiteError
-from twinsite.transport.channels import openssh_argv, to_host
+from twinsite.transport.channels import Endpoint, openssh_argv, to_host
 
 UNREACHABLE = 255  # ssh's own exit code
 TIMED_OUT = -1
@@ -56,7 +56,11 @@ def run_on(
             ("ControlPath", str(control_dir / "%C")),
             ("ControlPersist", str(int(persist))),
         )
-    ep = to_host(rep, host, list(argv), options=options)
+    return run_endpoint(to_host(rep, host, list(argv), options=options), timeout=timeout, stdin=stdin)
+
+
+def run_endpoint(ep: Endpoint, *, timeout: float, stdin: str | None = None) -> Answer:
+    """Run ``ep.command`` on ``ep.host`` over OpenSSH: its answer, UNREACHABLE (ssh's own failure) or TIMED_OUT."""
     try:
         proc = subprocess.run(
             openssh_argv(ep),
@@ -84,6 +88,12 @@ def twinsite_on(
     """``twinsite ARGS --json`` on ``host``: its result, or the error it reported (raised as a TwinsiteError
     of the same exit code), or HostUnreachableError."""
     a = run_on(rep, host, [rep.remote_twinsite, *args, "--json"], timeout=timeout, control_dir=control_dir, stdin=stdin)
+    return json_answer(a, host, args)
+
+
+def json_answer(a: Answer, host: str, args: Sequence[str]) -> dict[str, Any]:
+    """The result in the answer of ``twinsite ARGS --json`` on ``host``, or the error it reported (raised as a
+    TwinsiteError of the same exit code), or HostUnreachableError."""
     command = " ".join(args[:2])
     if not a.reached:
         raise HostUnreachableError(f"{host} did not answer `twinsite {command}`: {a.err.strip()[-300:]}", where=host)
