@@ -67,7 +67,9 @@ def last_report(state: Path) -> dict[str, Any]:
     return dict(json.loads(found[-1].read_text()))
 
 
-def test_site_failover_test_and_switchback_in_the_plans_order(site: tuple[Lab, Path]) -> None:
+def test_site_failover_killed_after_each_group_then_test_and_switchback_in_the_plans_order(
+    site: tuple[Lab, Path],
+) -> None:
     lab, state = site
     code, out = play("site_failover", state, "--check")
     assert code == 0, out[-4000:]
@@ -82,19 +84,26 @@ def test_site_failover_test_and_switchback_in_the_plans_order(site: tuple[Lab, P
     assert {o["result"] for g in t["groups"] for o in g["scenarios"]} == {"passed"}
     assert active(lab, "db") == active(lab, "app") == {"prod1": "prod1", "dr1": "prod1"}  # a test moves nothing
 
+    # the controller dies (SIGKILL) right after each group's work, before it is recorded; each run continues
+    for group, moved in (("databases", "db"), ("applications", "app")):
+        code, out = play("site_failover", state, "-e", "confirm=true", env_crash=group)
+        assert code != 0, out[-3000:]
+        run = json.loads((state / "plans" / PLAN / "run.json").read_text())
+        assert run["finished"] is None and {st["name"]: st["state"] for st in run["steps"]}[group] == "running"
+        assert active(lab, moved)["dr1"] == "dr1"  # the group's work was done before the kill
     code, out = play("site_failover", state, "-e", "confirm=true")
     assert code == 0, out[-4000:]
-    assert recap(out)["localhost"]["changed"] == 1
     assert active(lab, "db") == active(lab, "app") == {"prod1": "dr1", "dr1": "dr1"}
     r = last_report(state)
-    assert (r["result"], r["scenarios_done"], r["failed"]) == ("done", 2, []), r
-    began = r["groups"][0]["scenarios"][0]["started"]
-    [db] = reports(lab, "dr1", "db", began - 1)
-    [app] = reports(lab, "dr1", "app", began - 1)
+    assert (r["id"], r["result"], r["scenarios_done"], r["failed"]) == (run["id"], "done", 2, []), r
+    began = run["created"]
+    [db] = reports(lab, "dr1", "db", began)  # each switched once, whatever was killed
+    [app] = reports(lab, "dr1", "app", began)
     # the scenarios' own reports: db's switchover had ended before app's began (the plan's order)
     assert db["result"] == app["result"] == "done" and db["ended_ts"] <= app["started_ts"], (db, app)
     rows = {o["scenario"]: o for g in r["groups"] for o in g["scenarios"]}
     assert rows["db"]["report"] == db["id"] and rows["app"]["report"] == app["id"]
+    assert rows["db"]["earlier"] is rows["app"]["earlier"] is True  # found switched, not switched again
     assert rows["db"]["rpo_seconds"] == 0 and rows["db"]["rto_seconds"] is not None
     # the plan's RTO: from its start to the last scenario's users back (each from its own report)
     start = dt.datetime.fromisoformat(r["started"].replace("Z", "+00:00")).timestamp()
@@ -102,12 +111,13 @@ def test_site_failover_test_and_switchback_in_the_plans_order(site: tuple[Lab, P
     assert [(e["scenario"], e["event"]) for e in r["order"]] == [
         ("db", "started"), ("db", "done"), ("app", "started"), ("app", "done"),
     ]  # fmt: skip
-    assert "# Site failover: plan site-a" in out and "| databases | db | dr1 | done" in out
+    assert "# Site failover: plan site-a" in out and "| databases | db | dr1 | done (earlier attempt)" in out
 
-    code, out = play("site_failover", state, "-e", "confirm=true")  # again: nothing moves
+    code, out = play("site_failover", state, "-e", "confirm=true")  # again: a new run, and nothing moves
     assert code == 0 and recap(out)["localhost"]["changed"] == 0, out[-3000:]
-    assert {o["state"] for g in last_report(state)["groups"] for o in g["scenarios"]} == {"nothing to do"}
-    assert len(reports(lab, "dr1", "db", began - 1)) == 1
+    again = last_report(state)
+    assert again["id"] != r["id"] and {o["state"] for g in again["groups"] for o in g["scenarios"]} == {"nothing to do"}
+    assert len(reports(lab, "dr1", "db", began)) == 1
 
     code, out = play("site_switchback", state, "--check")
     assert code == 0 and "db: dr1 -> prod1: planned" in out, out[-3000:]
@@ -116,34 +126,9 @@ def test_site_failover_test_and_switchback_in_the_plans_order(site: tuple[Lab, P
     assert active(lab, "db") == active(lab, "app") == {"prod1": "prod1", "dr1": "prod1"}
     back = last_report(state)
     assert (back["action"], back["result"]) == ("switchback", "done")
-    [db_back] = reports(lab, "prod1", "db", began - 1)
-    [app_back] = reports(lab, "prod1", "app", began - 1)
+    [db_back] = reports(lab, "prod1", "db", began)
+    [app_back] = reports(lab, "prod1", "app", began)
     assert db_back["kind"] == "switchback" and db_back["ended_ts"] <= app_back["started_ts"]
-
-
-@pytest.mark.parametrize("group", ["databases", "applications"])
-def test_a_plan_killed_after_a_group_continues_and_switches_nothing_twice(site: tuple[Lab, Path], group: str) -> None:
-    lab, state = site
-    code, out = play("site_failover", state, "-e", "confirm=true", env_crash=group)
-    assert code != 0, out[-3000:]  # the controller's module died (SIGKILL) after the group's work
-    first = json.loads((state / "plans" / PLAN / "run.json").read_text())
-    assert first["finished"] is None and {s["name"]: s["state"] for s in first["steps"]}[group] == "running", first
-    assert active(lab, "db")["dr1"] == "dr1"  # the group's work was done before the kill
-
-    code, out = play("site_failover", state, "-e", "confirm=true")
-    assert code == 0, out[-4000:]
-    assert active(lab, "db") == active(lab, "app") == {"prod1": "dr1", "dr1": "dr1"}
-    r = last_report(state)
-    assert r["id"] == first["id"] and r["result"] == "done", r  # the same run, continued
-    rows = {o["scenario"]: o for g in r["groups"] for o in g["scenarios"]}
-    for name in ("db", "app"):
-        [own] = reports(lab, "dr1", name, first["created"])  # switched once, whatever was killed
-        assert rows[name]["state"] == "done" and rows[name]["report"] == own["id"], rows[name]
-    assert rows["db"].get("earlier") is True  # found switched by the killed attempt, not switched again
-    assert rows["app"].get("earlier") is (True if group == "applications" else None)
-
-    code, out = play("site_switchback", state, "-e", "confirm=true")
-    assert code == 0, out[-4000:]
 
 
 def plans_file(tmp_path: Path, on_failure: str) -> Path:
