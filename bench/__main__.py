@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import bigfile, cdp, consistency, million, recovery, replication, scale, ssh_channel, switchover, wan
+from bench import bigfile, cdp, consistency, million, recovery, replication, scale, site, ssh_channel, switchover, wan
 from twinsite import __version__
 from twinsite.lab.topology import Lab
 
@@ -27,6 +27,7 @@ BENCHMARKS = {
     "switchover": switchover.run,
     "recovery": recovery.run,
     "scale": scale.run,
+    "site": site.run,
     "million": million.run,
     "bigfile": bigfile.run,
     "wan": wan.run,

@@ -48,11 +48,16 @@ def _roots(lab: Lab, name: str) -> tuple[Path, Path]:
     return lab.host("prod1").private_dir("/srv") / "scale" / name, lab.host("dr1").private_dir("/srv") / "scale" / name
 
 
-def _wait_replicating(lab: Lab, wanted: list[str], timeout: float = 300) -> float:
+def _wait_replicating(lab: Lab, wanted: list[str], timeout: float = 300, host: str = "prod1") -> float:
+    """Seconds until every scenario of ``wanted`` replicates from ``host`` with everything acknowledged."""
     t0 = time.monotonic()
     rows: list[dict[str, Any]] = []
     while time.monotonic() - t0 < timeout:
-        rows = [r for r in twinsite_on(lab, "prod1", "status")["result"]["scenarios"] if r["scenario"] in wanted]
+        rows = [
+            r
+            for r in twinsite_on(lab, host, "status")["result"]["scenarios"]
+            if r["scenario"] in wanted and r.get("role", "active") == "active"
+        ]
         done = [r for r in rows if r["state"] == "replicating" and r["acked_seq"] == r["planned_seq"]]
         if len(done) == len(wanted):
             return time.monotonic() - t0

@@ -5,11 +5,13 @@ inventory's hosts from their Ansible connection settings."""
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
 import pytest
 
+from twinsite.config import reference
 from twinsite.config.loader import load_site, validate_text
-from twinsite.config.plans import CONTINUE, STOP, PlanStep
+from twinsite.config.plans import CONTINUE, PLANS_KEY, STOP, PlanStep
 from twinsite.errors import ConfigError
 from twinsite.plans.hosts import HostAccess
 from twinsite.transport.channels import openssh_argv
@@ -29,32 +31,60 @@ def problems(plans: str) -> list[str]:
     return [f"inv.yml:{p.line - below if p.line else '?'}: {p.path}: {p.message}" for p in found]
 
 
+GOOD = """\
+twinsite_recovery_plans:
+  - name: site-a
+    description: the site
+    to: dr1
+    on_failure: continue
+    timeout: 10m
+    groups:
+      - {name: databases, scenarios: [db]}
+      - name: apps
+        parallel: 1
+        on_failure: stop
+        timeout: 90s
+        scenarios:
+          - {scenario: app, needs: [db], timeout: 30, to: dr1}
+          - web
+"""
+
+
+def _paths(node: Any, prefix: str) -> set[str]:
+    """The key paths a document sets, as the reference writes them (``groups[].name``)."""
+    out: set[str] = set()
+    items = node if isinstance(node, list) else [node]
+    for item in items:
+        for key, value in item.items() if isinstance(item, dict) else ():
+            path = f"{prefix}{key}"
+            out.add(path)
+            if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+                out |= _paths([v for v in value if isinstance(v, dict)], path + "[].")
+            elif isinstance(value, dict):
+                out |= _paths(value, path + ".")
+    return out
+
+
+def test_the_good_plan_sets_every_key_of_the_plan_schema() -> None:
+    """So the test below, which checks each value arrives in the plan, checks every key the schema has."""
+    import yaml
+
+    keys = {k.path for k in reference.all_keys() if k.path.startswith(PLANS_KEY)}
+    assert keys and _paths(yaml.safe_load(GOOD)[PLANS_KEY], PLANS_KEY + "[].") == keys
+
+
 def test_a_good_plan_loads_with_its_defaults() -> None:
-    text = SCENARIOS + textwrap.dedent("""\
-        twinsite_recovery_plans:
-          - name: site-a
-            to: dr1
-            on_failure: continue
-            timeout: 10m
-            groups:
-              - {name: databases, scenarios: [db]}
-              - name: apps
-                parallel: 1
-                on_failure: stop
-                timeout: 90s
-                scenarios:
-                  - {scenario: app, needs: [db], timeout: 30}
-                  - web
-        """)  # fmt: skip
-    assert problems(text[len(SCENARIOS) :]) == []
+    text = SCENARIOS + GOOD
+    assert problems(GOOD) == []
     import yaml
 
     scenarios, [plan] = load_site(yaml.safe_load(text), "inv.yml")
     assert [s.name for s in scenarios] == ["db", "app", "web"]
+    assert (plan.name, plan.description) == ("site-a", "the site")
     first, second = plan.groups
     assert (first.name, first.parallel, first.on_failure) == ("databases", 1, CONTINUE)
     assert first.steps == (PlanStep("db", (), "dr1", 600.0),)
-    assert (second.parallel, second.on_failure) == (1, STOP)
+    assert (second.name, second.parallel, second.on_failure) == ("apps", 1, STOP)
     assert second.steps == (PlanStep("app", ("db",), "dr1", 30.0), PlanStep("web", (), "dr1", 90.0))
 
 

@@ -5,14 +5,14 @@
 * ``test``: ``twinsite recover-test S`` on that standby (an assured-recovery test: nothing moves);
 * ``switchback``: ``twinsite switchback S`` on the scenario's home host (its ``master``).
 
-The plan's run is an ops.runner run, one step per group, kept on the controller (``plans/PLAN/run.json``
-under the state directory): run again after an interruption (the controller killed, a failure fixed), it
-continues with the group that was under way. A scenario is never switched twice: a switchover is a
+The plan's run is an ops.runner run, one step per group, kept on the controller (state.layout.PlanState):
+run again after an interruption (the controller killed, a failure fixed), it continues with the group that
+was under way. A scenario is never switched twice: a switchover is a
 persisted, resumable run on its host that does nothing where the host is active already, and a scenario
 found so is taken as done when its host's newest report was made during this plan's run (an earlier
 attempt switched it), as "nothing to do" otherwise. A test that passed during this run is not run again.
 
-One report per run (``plans/PLAN/reports/RUN.json`` and ``.md``), rewritten after each attempt so that it
+One report per run (JSON and Markdown, beside the run), rewritten after each attempt so that it
 covers the whole run: each scenario's outcome, host, start and end, RTO and RPO (from its own report),
 the order things happened in, what failed and why, and the plan's total RTO.
 """
@@ -36,6 +36,7 @@ from twinsite.durable import write_json, write_text
 from twinsite.errors import PlanError, TimedOut, TwinsiteError
 from twinsite.ops.runner import Context, Result, Runner, Step
 from twinsite.plans.hosts import Hosts
+from twinsite.state.layout import PlanState
 from twinsite.state.runs import DONE, FAILED, RunState
 
 FAILOVER, TEST, SWITCHBACK = "failover", "test", "switchback"
@@ -81,9 +82,9 @@ class PlanRun:
             raise PlanError(f"unknown action {action!r}", hint=f"one of {', '.join(COMMANDS)}")
         self.plan, self.scenarios, self.hosts, self.action = plan, scenarios, hosts, action
         self.unplanned = unplanned and action == FAILOVER
-        self.dir = state_dir / "plans" / plan.name
+        self.place = PlanState(state_dir, plan.name)
         steps = [Step(g.name, self._describe(g), self._group_step(g)) for g in plan.groups]
-        self.runner = Runner(self.dir / "run.json", action, steps, error=PlanError)
+        self.runner = Runner(self.place.run, action, steps, error=PlanError)
         self._created = 0.0
 
     # -- where each scenario's step runs -----------------------------------------------------------
@@ -97,8 +98,8 @@ class PlanRun:
         at_once = "all at once" if g.parallel >= len(g.steps) else f"{g.parallel} at a time"
         return f"{COMMANDS[self.action]} {', '.join(g.scenarios)} ({at_once}; on failure: {g.on_failure})"
 
-    def _args(self, st: PlanStep) -> list[str]:
-        return [COMMANDS[self.action], st.scenario, *(["--unplanned"] if self.unplanned else [])]
+    def _args(self, st: PlanStep, unplanned: bool) -> list[str]:
+        return [COMMANDS[self.action], st.scenario, *(["--unplanned"] if unplanned else [])]
 
     # -- looking ------------------------------------------------------------------------------------
     def preview(self) -> dict[str, Any]:
@@ -150,12 +151,6 @@ class PlanRun:
         }
 
     # -- running ------------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        """Run (or continue) the plan; its report, also when a group stopped it (then ``stopped`` names the
-        group, and a PlanError follows the report's writing: see :meth:`execute`)."""
-        report, _ = self.execute()
-        return report
-
     def execute(self) -> tuple[dict[str, Any], PlanError | None]:
         """Run (or continue) the plan: its report, and the error that stopped it (None: it ran to its end)."""
         self._created = self.runner.start({"unplanned": self.unplanned}).created
@@ -168,9 +163,8 @@ class PlanRun:
         if run is None:  # (never: the runner stored it)
             raise PlanError("the plan's run was not kept", where=str(self.runner.path))
         report = self.report(run)
-        self.dir.joinpath("reports").mkdir(parents=True, exist_ok=True)
-        write_json(self.dir / "reports" / f"{run.id}.json", report)
-        write_text(self.dir / "reports" / f"{run.id}.md", markdown(report))
+        write_json(self.place.report(run.id), report)
+        write_text(self.place.report(run.id, ".md"), markdown(report))
         return report, error
 
     def _group_step(self, g: PlanGroup) -> Callable[[Context], Result]:
@@ -194,7 +188,7 @@ class PlanRun:
         def one(st: PlanStep) -> dict[str, Any]:
             if stop.is_set():
                 return self._outcome(st, g, NOT_STARTED, error="not started: an earlier scenario of the group failed")
-            o = self._one(st, g, ctx.run_id)
+            o = self._one(st, g, bool(ctx.params.get("unplanned")))  # (the run's own, kept with it)
             if o["state"] not in GOOD and g.on_failure == STOP:
                 stop.set()
             return o
@@ -215,14 +209,14 @@ class PlanRun:
     def _outcome(self, st: PlanStep, g: PlanGroup, state: str, **more: Any) -> dict[str, Any]:
         return {"scenario": st.scenario, "group": g.name, "host": self.host_of(st), "state": state, **more}
 
-    def _one(self, st: PlanStep, g: PlanGroup, run_id: str) -> dict[str, Any]:
+    def _one(self, st: PlanStep, g: PlanGroup, unplanned: bool) -> dict[str, Any]:
         host, started = self.host_of(st), time.time()
         if self.action == TEST:
             earlier = self._earlier(host, st.scenario)
             if earlier is not None:
                 return self._outcome(st, g, SWITCHED, started=started, ended=time.time(), earlier=True, **earlier)
         try:
-            got = self.hosts.twinsite(host, self._args(st), timeout=st.timeout)
+            got = self.hosts.twinsite(host, self._args(st, unplanned), timeout=st.timeout)
         except TimedOut as exc:
             return self._outcome(st, g, TIMED_OUT, started=started, ended=time.time(), error=_said(exc))
         except TwinsiteError as exc:

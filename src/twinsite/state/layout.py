@@ -28,6 +28,12 @@
           apply.lock                      held while a batch, a rewind or a promotion changes the replica
     <config>/<scenario>.yml .stopped      the declaration, and the marker of a stopped scenario (state.stopped)
 
+On the controller (``twinsite_controller_state_dir``, ~/.local/state/twinsite by default):
+
+    <controller>/plans/<plan>/            PlanState: a recovery plan's runs (twinsite.plans)
+      run.json                            the plan's run, one step per group (state.runs)
+      reports/<run>.json .md              its report, rewritten after each attempt
+
 The formats are in docs/formats.md; each file is read and written by the one module named beside it.
 """
 
@@ -251,3 +257,22 @@ class HostState:
     @property
     def agent_log(self) -> Path:
         return self.dir / "agent.log"
+
+
+@dataclass(frozen=True)
+class PlanState:
+    """``<controller>/plans/<plan>/``: a recovery plan's runs, kept on the controller."""
+
+    controller: Path
+    plan: str
+
+    @property
+    def dir(self) -> Path:
+        return self.controller / "plans" / self.plan
+
+    @property
+    def run(self) -> Path:
+        return self.dir / "run.json"
+
+    def report(self, run_id: str, suffix: str = ".json") -> Path:
+        return self.dir / "reports" / f"{run_id}{suffix}"

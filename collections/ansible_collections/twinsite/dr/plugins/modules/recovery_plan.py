@@ -145,7 +145,7 @@ def logic(module):
         found[0],
         {s.name: s for s in scenarios},
         Hosts.from_vars(p["hosts"], cli=p["remote_cli"]),
-        Path(p["state_dir"]).expanduser(),
+        Path(p["state_dir"]),  # (a path option: Ansible has expanded ~ already)
         p["action"],
         unplanned=p["unplanned"],
     )
@@ -158,7 +158,7 @@ def logic(module):
     out.update(
         report=report,
         report_text=text,
-        report_file=str(run.dir / "reports" / ("%s.json" % report["id"])),
+        report_file=str(run.place.report(report["id"])),
         changed=any(o["state"] == "done" for g in report["groups"] for o in g["scenarios"]),
     )
     if error is not None or report["failed"]:
