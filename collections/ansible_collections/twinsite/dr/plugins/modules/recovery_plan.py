@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: recovery_plan
 short_description: Fail over, test or switch back a whole site by its recovery plan
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs a recovery plan (O(plans), declared as C(twinsite_recovery_plans) beside C(twinsite_scenarios)) from
     the controller, group after group, the scenarios of a group side by side (the group's C(parallel) at
