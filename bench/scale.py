@@ -48,6 +48,29 @@ def _roots(lab: Lab, name: str) -> tuple[Path, Path]:
     return lab.host("prod1").private_dir("/srv") / "scale" / name, lab.host("dr1").private_dir("/srv") / "scale" / name
 
 
+def prepare(lab: Lab, wanted: list[str]) -> None:
+    """Each scenario's root on prod1 with small data (20 files of 4 KiB per server), nothing on dr1."""
+    for n in wanted:
+        src, dst = _roots(lab, n)
+        for p in (src, dst):
+            shutil.rmtree(p, ignore_errors=True)
+        src.mkdir(parents=True)
+        for i in range(20):
+            (src / f"file{i}").write_bytes(os.urandom(4096))
+
+
+def remove(lab: Lab, wanted: list[str]) -> None:
+    """The scenarios undeclared on both hosts, their roots and state removed."""
+    for h in ("prod1", "dr1"):
+        for n in wanted:
+            on_host(lab, h, TW, "scenario", n, "--state", "absent")
+    time.sleep(5)  # the agents let go of them (they read their configuration every 2 s)
+    for n in wanted:
+        states = (ScenarioState(lab.host(h).private_dir("/var/lib/twinsite"), n).dir for h in ("prod1", "dr1"))
+        for p in (*_roots(lab, n), *states):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def _wait_replicating(lab: Lab, wanted: list[str], timeout: float = 300, host: str = "prod1") -> float:
     """Seconds until every scenario of ``wanted`` replicates from ``host`` with everything acknowledged."""
     t0 = time.monotonic()
@@ -109,13 +132,7 @@ def _usage(lab: Lab, seconds: float, run: Any) -> tuple[Any, dict[str, float]]:
 def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
     seconds = 10 if quick else 30
     all_names = names()
-    for n in all_names:  # small data: 20 files of 4 KiB per server
-        src, dst = _roots(lab, n)
-        for p in (src, dst):
-            shutil.rmtree(p, ignore_errors=True)
-        src.mkdir(parents=True)
-        for i in range(20):
-            (src / f"file{i}").write_bytes(os.urandom(4096))
+    prepare(lab, all_names)
     done = ansible("ansible-playbook", "-i", str(PROFILE), "playbooks/configure.yml", timeout=900)
     _require(done.returncode == 0, done.stdout[-3000:])
     try:
@@ -123,14 +140,7 @@ def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
         one = _markers(lab, all_names[:1], seconds)
         many, usage = _usage(lab, seconds, lambda: _markers(lab, all_names, seconds))
     finally:
-        for h in ("prod1", "dr1"):
-            for n in all_names:
-                on_host(lab, h, TW, "scenario", n, "--state", "absent")
-        time.sleep(5)  # the agents let go of them (they read their configuration every 2 s)
-        for n in all_names:
-            states = (ScenarioState(lab.host(h).private_dir("/var/lib/twinsite"), n).dir for h in ("prod1", "dr1"))
-            for p in (*_roots(lab, n), *states):
-                shutil.rmtree(p, ignore_errors=True)
+        remove(lab, all_names)
     ms = 1000.0
     tw = {
         "value": pct(many, 0.5) * ms,

@@ -27,11 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.scale import PROFILE, TW, _require, _roots, _wait_replicating, names
+from bench.scale import PROFILE, _require, _roots, _wait_replicating, names, prepare, remove
 from harness.cli import ansible
-from harness.hosts import on_host, twinsite_on
+from harness.hosts import twinsite_on
 from twinsite.lab.topology import Lab
-from twinsite.state.layout import ScenarioState
 
 #: the white paper's product: the default time before an unreachable master is declared failed
 DETECTION_S = 300.0
@@ -72,34 +71,11 @@ def _same(lab: Lab, wanted: list[str], active: str) -> None:
             _require((src / f).read_bytes() == (dst / f).read_bytes(), f"{n}/{f} differs")
 
 
-def _prepare(lab: Lab, wanted: list[str]) -> None:
-    """Each scenario's root on prod1 with 20 files of 4 KiB, nothing on dr1."""
-    for n in wanted:
-        for p in _roots(lab, n):
-            shutil.rmtree(p, ignore_errors=True)
-        src = _roots(lab, n)[0]
-        src.mkdir(parents=True)
-        for i in range(20):
-            (src / f"file{i}").write_bytes(os.urandom(4096))
-
-
-def _remove(lab: Lab, wanted: list[str]) -> None:
-    """The scenarios undeclared on both hosts, their roots and state removed."""
-    for h in ("prod1", "dr1"):
-        for n in wanted:
-            on_host(lab, h, TW, "scenario", n, "--state", "absent")
-    time.sleep(5)  # the agents let go of them (they read their configuration every 2 s)
-    for n in wanted:
-        places = (ScenarioState(lab.host(h).private_dir("/var/lib/twinsite"), n).dir for h in ("prod1", "dr1"))
-        for p in (*_roots(lab, n), *places):
-            shutil.rmtree(p, ignore_errors=True)
-
-
 def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
     del quick  # (14 scenarios or nothing: the comparison is the point)
     wanted, order = names(), _order()
     _require(sorted(wanted) == sorted(order), f"the plan names {order}, the profile declares {wanted}")
-    _prepare(lab, wanted)
+    prepare(lab, wanted)
     _play("playbooks/configure.yml")
     state = Path(tempfile.mkdtemp(prefix="bench-site-"))
     plan = ["-e", "plan=site-a", "-e", "confirm=true", "-e", f"twinsite_controller_state_dir={state}"]
@@ -126,7 +102,7 @@ def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
         for n in wanted:
             _require((_roots(lab, n)[0] / "written-on-dr1").is_file(), f"{n}: what was written on dr1 is not back")
     finally:
-        _remove(lab, wanted)
+        remove(lab, wanted)
         shutil.rmtree(state, ignore_errors=True)
     total = sum(one_by_one.values())
     rows = {o["scenario"]: o for g in report["groups"] for o in g["scenarios"]}
