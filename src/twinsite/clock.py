@@ -10,3 +10,13 @@ def iso(ts: float | None, timespec: str = "milliseconds") -> str | None:
     if not ts:
         return None
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def from_iso(text: str | None) -> float | None:
+    """The Unix time of an ISO 8601 time (as :func:`iso` writes it); None for none, or for text that is not one."""
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None

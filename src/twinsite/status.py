@@ -20,7 +20,6 @@ rows and facts are still given.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -31,6 +30,7 @@ from twinsite import __version__
 from twinsite.alerts.channels import EventLog
 from twinsite.cdp.log import RewindLog
 from twinsite.cdp.rewind import points
+from twinsite.clock import from_iso
 from twinsite.config.scenario import Scenario
 from twinsite.config.store import load_dir
 from twinsite.errors import TwinsiteError
@@ -201,10 +201,7 @@ def alerts(place: ScenarioState, active: str, events: list[dict[str, Any]], now:
 
 
 def _ts(text: Any) -> float:
-    try:
-        return dt.datetime.fromisoformat(str(text)).timestamp()
-    except ValueError:
-        return 0.0
+    return from_iso(str(text)) or 0.0
 
 
 def _age(event: dict[str, Any], now: float) -> float | None:

@@ -19,7 +19,6 @@ the order things happened in, what failed and why, and the plan's total RTO.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from twinsite.clock import iso
+from twinsite.clock import from_iso, iso
 from twinsite.config.plans import STOP, PlanGroup, PlanStep, RecoveryPlan
 from twinsite.config.scenario import Scenario
 from twinsite.durable import write_json, write_text
@@ -305,10 +304,6 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
 
-def _ts(text: str | None) -> float | None:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
-
-
 def _summary(action: str, got: Mapping[str, Any]) -> dict[str, Any]:
     """What the plan's report keeps of a scenario's own report (switchover) or evidence (test)."""
     if action == TEST:
@@ -325,7 +320,7 @@ def _summary(action: str, got: Mapping[str, Any]) -> dict[str, Any]:
         "finished_at": got.get("ended_ts"),
         "rto_seconds": rto.get("outage_seconds"),
         "rpo_seconds": rpo.get("seconds"),
-        "users_back_ts": _ts(rto.get("users_back_at")),
+        "users_back_ts": from_iso(rto.get("users_back_at")),
     }
 
 
