@@ -98,13 +98,12 @@ EXAMPLES = r"""
 RETURN = r"""
 plan:
   description:
-    - The plan as it stands (check mode, and before a run) - each group with each scenario's host, who is
-      active, the mode.
-  returned: always
+    - The plan as it stands - each group with each scenario's host, who is active, the mode.
+  returned: in check mode
   type: dict
 plan_text:
   description: RV(plan) as people read it.
-  returned: always
+  returned: in check mode
   type: str
 report:
   description:
@@ -149,13 +148,12 @@ def logic(module):
         p["action"],
         unplanned=p["unplanned"],
     )
-    preview = run.preview()
-    out = dict(plan=preview, plan_text=preview_text(preview), changed=preview["changes"] > 0)
-    if module.check_mode:
-        return out
+    if module.check_mode:  # (the playbooks look first, in check mode: a run does not ask every host again)
+        preview = run.preview()
+        return dict(plan=preview, plan_text=preview_text(preview), changed=preview["changes"] > 0)
     report, error = run.execute()
     text = markdown(report)
-    out.update(
+    out = dict(
         report=report,
         report_text=text,
         report_file=str(run.place.report(report["id"])),
