@@ -11,6 +11,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,3 +210,38 @@ def test_the_cli_checks_a_scenarios_application_and_the_schema_takes_its_setting
     assert invalid.returncode == 3
     assert "application.port: 99999 is too large; expected at most 65535" in invalid.stderr, invalid.stderr
     assert "application.checks[0]: missing required key 'port'" in invalid.stderr, invalid.stderr
+
+
+def test_the_probe_answers_every_named_scenario_and_a_hung_check_only_for_itself(tmp_path: Path) -> None:
+    """`twinsite probe` (what a standby's monitors ask): each scenario's quick checks as `app check` answers
+    them, side by side within --check-timeout, and the status of all, in one answer."""
+    conf, plugins = tmp_path / "conf", tmp_path / "plugins"
+    (plugins / "checks").mkdir(parents=True)
+    slow = plugins / "checks" / "slow"
+    slow.write_text("#!/bin/sh\nsleep 8\n")
+    slow.chmod(0o755)
+    conf.mkdir()
+    (tmp_path / "here").mkdir()
+    for name, app in (
+        ("fine", "files"),
+        ("gone", "files"),
+        ("hung", "{type: files, checks: [{type: script, name: slow, timeout: 20}]}"),
+    ):
+        root = tmp_path / ("nowhere" if name == "gone" else "here")
+        (conf / f"{name}.yml").write_text(
+            f"name: {name}\nmaster: prod1\nreplicas: [dr1]\nroots: [{{path: {root}}}]\napplication: {app}\n"
+        )
+    t0 = time.monotonic()
+    done = twinsite_cmd(
+        "probe", "fine", "gone", "hung", "ghost", "--config-dir", str(conf), "--state-dir", str(tmp_path / "state"),
+        "--plugins-dir", str(plugins), "--check-timeout", "2", "--json",
+    )  # fmt: skip
+    took = time.monotonic() - t0
+    assert done.returncode == 0, done.stdout + done.stderr
+    apps, status = json.loads(done.stdout)["result"]["apps"], json.loads(done.stdout)["result"]["status"]
+    assert apps["fine"]["ok"] and apps["fine"]["result"]["checks"], apps["fine"]
+    assert apps["gone"]["error"]["type"] == "AppError" and "nowhere" in apps["gone"]["error"]["message"]
+    assert apps["hung"]["error"]["message"] == "the checks gave no answer within 2 s", apps["hung"]
+    assert apps["ghost"]["error"]["type"] == "ConfigError", apps["ghost"]  # not declared here
+    assert sorted(r["scenario"] for r in status["scenarios"]) == ["fine", "gone", "hung"]
+    assert took < 7, f"the hung check held the answer up: {took:.1f} s"

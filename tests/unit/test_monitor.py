@@ -4,12 +4,15 @@ a round where the host does not answer leaves the application and replication as
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from twinsite.config.scenario import Monitoring, Root, Scenario
 from twinsite.monitor import Monitor, Verdict, _application, _replication
+from twinsite.monitor.probe import Probes, Raw, answers
 from twinsite.state import monitor as monitor_state
 from twinsite.state.layout import ScenarioState
+from twinsite.transport.remote import UNREACHABLE
 
 
 def scenario(misses: int = 3) -> Scenario:
@@ -60,23 +63,68 @@ def test_the_state_survives_a_restart_of_the_agent(tmp_path: Path) -> None:
     assert resolved.kind == "resolved-host-unreachable"
 
 
+def probe_output(apps: dict[str, dict[str, object]], rows: list[dict[str, object]]) -> Raw:
+    return 0, json.dumps({"ok": True, "result": {"apps": apps, "status": {"scenarios": rows}}}) + "\n"
+
+
 def test_reading_the_answers_of_the_active_host() -> None:
-    ok = json.dumps({"ok": True, "result": {"checks": [{"name": "x", "ok": True}]}})
-    assert _application(ok) == (True, "1 check(s) passed")
-    bad = json.dumps({"ok": False, "error": {"type": "AppError", "message": "1 check(s) failed: query: refused"}})
-    assert _application(bad) == (False, "1 check(s) failed: query: refused")
-    other = json.dumps({"ok": False, "error": {"type": "ConfigError", "message": "no scenario 'db'"}})
-    assert _application(other)[0] is None
-    assert _application("bash: twinsite: not found")[0] is None
-    s = scenario()
+    ok = {"ok": True, "result": {"checks": [{"name": "x", "ok": True}]}}
     row = {"scenario": "db", "replica": "dr1", "state": "replicating", "lag_seconds": 0.4, "last_error": None}
-    assert _replication(json.dumps({"result": {"scenarios": [row]}}), s, "dr1") == (True, "replicating, lag 0.4 s")
+    app, status, why = answers(probe_output({"db": ok}, [row]), "db")
+    assert app is not None and status is not None and why == ""
+    assert _application(app) == (True, "1 check(s) passed")
+    bad = {"ok": False, "error": {"type": "AppError", "message": "1 check(s) failed: query: refused"}}
+    assert _application(bad) == (False, "1 check(s) failed: query: refused")
+    other = {"ok": False, "error": {"type": "ConfigError", "message": "no scenario 'db'"}}
+    assert _application(other)[0] is None
+    assert answers((127, "bash: twinsite: not found"), "db") == (None, None, "no answer from twinsite probe (exit "
+                                                                 "127): bash: twinsite: not found")  # fmt: skip
+    assert answers(probe_output({}, [row]), "db")[0] is None  # not asked for db: its application is not known
+    failed = json.dumps({"ok": False, "error": {"type": "ConfigError", "message": "bad --config-dir"}})
+    assert answers((2, failed), "db")[2] == "twinsite probe failed: bad --config-dir"
+    s = scenario()
+    assert _replication({"scenarios": [row]}, s, "dr1") == (True, "replicating, lag 0.4 s")
     lagging = {**row, "lag_seconds": 75.0}
-    assert _replication(json.dumps({"result": {"scenarios": [lagging]}}), s, "dr1")[0] is False
+    assert _replication({"scenarios": [lagging]}, s, "dr1")[0] is False
     broken = {**row, "state": "disconnected", "last_error": "ssh: connect to host dr1 port 22: No route to host"}
-    ok_, detail = _replication(json.dumps({"result": {"scenarios": [broken]}}), s, "dr1")
+    ok_, detail = _replication({"scenarios": [broken]}, s, "dr1")
     assert ok_ is False and "No route to host" in detail
-    assert _replication(json.dumps({"result": {"scenarios": []}}), s, "dr1")[0] is False
+    assert _replication({"scenarios": []}, s, "dr1")[0] is False
+    assert _replication({"rows": []}, s, "dr1")[0] is None
+
+
+def test_the_monitors_of_one_active_host_share_one_probe_per_round(tmp_path: Path) -> None:
+    """Fourteen monitors, one question: the first asks for every watched scenario, the others take its
+    answer while it is younger than half their interval; a host that did not answer is asked again."""
+    probes = Probes()
+    names = [f"s{i}" for i in range(14)]
+    monitors = [
+        Monitor(replace(scenario(), name=n, monitoring=Monitoring(interval=10)), "dr1", tmp_path, tmp_path,
+                probes=probes)
+        for n in names
+    ]  # fmt: skip
+    asked: list[list[str]] = []
+    answer = probe_output({n: {"ok": True, "result": {"checks": []}} for n in names}, [])
+
+    def run(scenarios: list[str]) -> Raw:
+        asked.append(scenarios)
+        return answer
+
+    for m in monitors:
+        assert m.probe is monitors[0].probe
+        assert m.probe.ask(m.s.name, run, max_age=5) == answer
+    assert asked == [sorted(names)]
+    assert monitors[3].probe.ask("s3", run, max_age=0) == answer and len(asked) == 2  # too old for this one
+    answer = (UNREACHABLE, "ssh: connect to host prod1: No route to host")
+    assert monitors[4].probe.ask("s4", run, max_age=0) == answer
+    answer = probe_output({}, [])
+    monitors[5].probe.ask("s5", run, max_age=60)  # the unreachable answer is not kept
+    assert len(asked) == 4
+    other = Monitor(replace(scenario(), name="x", master="prod2"), "dr1", tmp_path, tmp_path, probes=probes)
+    assert other.probe is not monitors[0].probe  # another active host: its own probe
+    for m in monitors:
+        m.stop(wait=False)
+    assert monitors[0].probe.watched == set()
 
 
 def test_a_host_that_answers_but_cannot_be_checked_raises_its_own_alert_once(tmp_path: Path) -> None:

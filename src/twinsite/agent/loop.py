@@ -25,6 +25,7 @@ from twinsite.config.store import load_dir
 from twinsite.engine.sender import Sender
 from twinsite.errors import TwinsiteError
 from twinsite.monitor import Monitor
+from twinsite.monitor.probe import Probes
 from twinsite.recovery.scheduler import Tests
 from twinsite.state import role, sender_epoch, stopped
 from twinsite.state.layout import ScenarioState
@@ -84,6 +85,7 @@ def run(
     signal.signal(signal.SIGINT, _stop)
     running: dict[str, Sender] = {}
     monitors: dict[str, Monitor] = {}
+    probes = Probes()  # (one question per active host and round for all the scenarios watched there)
     tests = Tests(host, config_dir, state_dir)
     declared: dict[str, str] = {}
     log.info("on %s: watching %s", host, config_dir)
@@ -92,7 +94,7 @@ def run(
             scenarios = load_dir(config_dir)
             declared = _note_changes(declared, scenarios)
             want = wanted(scenarios, host, config_dir, state_dir)
-            _follow_monitors(monitors, scenarios, host, config_dir, state_dir)
+            _follow_monitors(monitors, probes, scenarios, host, config_dir, state_dir)
             tests.follow(scenarios, lambda name: stopped.is_stopped(config_dir, name))
         except TwinsiteError as exc:  # a bad scenario file, an unreadable role file
             log.warning("configuration not reloaded: %s", exc)
@@ -146,7 +148,12 @@ def _export(metrics: Exporter | None) -> None:
 
 
 def _follow_monitors(
-    monitors: dict[str, Monitor], scenarios: list[Scenario], host: str, config_dir: Path, state_dir: Path
+    monitors: dict[str, Monitor],
+    probes: Probes,
+    scenarios: list[Scenario],
+    host: str,
+    config_dir: Path,
+    state_dir: Path,
 ) -> None:
     """One monitor per scenario this host is a standby of (monitoring on, scenario not stopped), watching
     the host that is active now; a switchover makes a new one."""
@@ -168,6 +175,6 @@ def _follow_monitors(
         log.info("stopped monitoring %s", mon.s.name)
     for key, (s, now) in want.items():
         if key not in monitors:
-            monitors[key] = Monitor(s, host, state_dir, config_dir, active=now.active)
+            monitors[key] = Monitor(s, host, state_dir, config_dir, active=now.active, probes=probes)
             monitors[key].start()
             log.info("monitoring %s for %s", now.active, s.name)

@@ -33,6 +33,7 @@ COMMANDS = {
     "alert": "alert_cmd",
     "events": "alert_cmd",
     "app": "app_cmd",
+    "probe": "app_cmd",
     "switchover": "switchover_cmd",
     "switchback": "switchover_cmd",
     "rejoin": "switchover_cmd",

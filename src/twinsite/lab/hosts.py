@@ -8,7 +8,7 @@ from pathlib import Path
 
 from twinsite.errors import LabError
 from twinsite.lab import netns, volumes
-from twinsite.lab.topology import DNS_ZONE, PRIVATE_DIRS, PRIVATE_FILES, Lab, LabHost
+from twinsite.lab.topology import DNS_ZONE, PRIVATE_DIRS, PRIVATE_FILES, ROOT_DOTFILES, Lab, LabHost
 from twinsite.proc import read_pid, run, wait_until
 
 SSHD = "/usr/sbin/sshd"
@@ -101,6 +101,8 @@ def _prepare_private_files(lab: Lab, h: LabHost) -> None:
     )
     h.private_dir("/etc/hosts").write_text(hosts)
     h.private_dir("/etc/resolv.conf").write_text(f"nameserver {lab.ctl_address}\nsearch {DNS_ZONE}\n")
+    for path, default in ROOT_DOTFILES.items():
+        h.private_dir(path).write_bytes(Path(default).read_bytes() if Path(default).is_file() else b"")
     (h.dir / "authorized_keys").write_bytes(lab.ssh_key.with_suffix(".pub").read_bytes())
     (h.dir / "sshd_config").write_text(SSHD_CONFIG.format(address=h.address, dir=h.dir))
 
@@ -114,8 +116,8 @@ def _start_script(h: LabHost) -> str:
         # --rbind: what is mounted under the private directory on the controller comes along (a btrfs volume
         # on /srv/db, lab/volumes.py); a plain --bind would show the empty directory under it instead.
         lines.append(f"mount --rbind {q(str(h.private_dir(d)))} {q(d)}")
-    for f in PRIVATE_FILES:
-        lines.append(f"mount --bind {q(str(h.private_dir(f)))} {q(f)}")
+    for f in PRIVATE_FILES:  # (a file the machine does not have needs no private copy over it)
+        lines.append(f"if [ -e {q(f)} ]; then mount --bind {q(str(h.private_dir(f)))} {q(f)}; fi")
     lines.append(f"exec {SSHD} -f {q(str(h.dir / 'sshd_config'))} -E {q(str(h.dir / 'sshd.log'))}")
     return "\n".join(lines) + "\n"
 

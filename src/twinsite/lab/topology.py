@@ -19,8 +19,15 @@ VCENTER_USER = "administrator@vsphere.local"
 #: Directories every lab host has for itself (bind-mounted in its private mount namespace), so that
 #: nothing can pass a test because two hosts share a directory or an installation.
 PRIVATE_DIRS = ("/srv", "/var/lib/twinsite", "/etc/twinsite", "/opt/twinsite", "/root/.ssh")
-#: Files every lab host has for itself: name resolution points at the lab's DNS server.
-PRIVATE_FILES = ("/etc/hosts", "/etc/resolv.conf")
+#: Files every lab host has for itself: name resolution points at the lab's DNS server, and root's shell
+#: start-up files are a fresh Debian host's (the controller's own, e.g. a pyenv set-up, would run on every
+#: SSH command a lab host serves: with 14 scenarios that kept both cores busy, lab-notes.md).
+PRIVATE_FILES = ("/etc/hosts", "/etc/resolv.conf", "/root/.bashrc", "/root/.profile")
+#: Where a fresh Debian host's root gets its start-up files from (base-files).
+ROOT_DOTFILES = {
+    "/root/.bashrc": "/usr/share/base-files/dot.bashrc",
+    "/root/.profile": "/usr/share/base-files/dot.profile",
+}
 #: Directories (under /srv) that are a btrfs subvolume, each on a loop-file filesystem of its own, per host:
 #: the scenario `db` takes consistency points (read-only snapshots) of /srv/db on prod1 and on dr1. How they
 #: are made and mounted: lab/volumes.py.

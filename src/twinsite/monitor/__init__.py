@@ -3,9 +3,10 @@ is replication healthy? A failure counts only after ``misses`` failed rounds in 
 out (once), and a ``resolved`` alert when it passes again.
 
 Each round asks the active host over SSH, through one persistent OpenSSH connection (ControlMaster in the
-scenario's state directory): ``twinsite app SCENARIO check --json`` (the application's plugin checks) and
-``twinsite status --json`` (replication as the active host sees it). ssh's own failure (exit 255 or no
-answer within the timeout) means unreachable; then the other two are not known and count as neither.
+host's state directory): ``true`` (is it reachable), then ``twinsite probe`` (the application's quick
+checks and replication as the active host sees it), whose answer the monitors of every scenario active
+there share (monitor.probe). ssh's own failure (exit 255 or no answer within the timeout) means
+unreachable; then the other two are not known and count as neither.
 The state of every condition is kept durably after every round (state.monitor). What an automatic
 switchover does when the active host is down: monitor.auto.
 """
@@ -19,11 +20,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from twinsite.alerts import Alert
 from twinsite.alerts.dispatch import Alerter, channels_from
 from twinsite.config.scenario import Scenario
 from twinsite.monitor import auto
+from twinsite.monitor.probe import Probes, Raw, answers
 from twinsite.state import monitor as kept
 from twinsite.state import runs
 from twinsite.state.layout import ScenarioState
@@ -42,7 +45,14 @@ class Verdict:
 
 class Monitor(threading.Thread):
     def __init__(
-        self, scenario: Scenario, host: str, state_dir: Path, config_dir: Path, *, active: str | None = None
+        self,
+        scenario: Scenario,
+        host: str,
+        state_dir: Path,
+        config_dir: Path,
+        *,
+        active: str | None = None,
+        probes: Probes | None = None,
     ) -> None:
         super().__init__(name=f"monitor-{scenario.name}", daemon=True)
         self.s = scenario
@@ -59,6 +69,10 @@ class Monitor(threading.Thread):
         self.auto: dict[str, object] = {}  # the automatic switchover's decision for the current outage
         self.stopped = threading.Event()
         self._load()
+        rep = scenario.replication  # (the monitors that reach the active host the same way share its answers)
+        self.probes = probes or Probes()
+        self.probe_key = (self.active, rep.known_hosts, rep.ssh_options, rep.remote_twinsite, str(config_dir))
+        self.probe = self.probes.join(self.probe_key, scenario.name)
 
     # -- asking the active host ----------------------------------------------------------------------
     def _ssh(self, *command: str, timeout: float, twinsite: bool = True) -> tuple[int, str]:
@@ -82,17 +96,21 @@ class Monitor(threading.Thread):
         if code in (UNREACHABLE, TIMED_OUT):
             return self._unreachable(v, out)
         v.results["reachable"] = (True, f"{self.active} answers over SSH")
-        slow = max(m.timeout, 60.0)
-        argv = ("app", self.s.name, "check", "--quick", "--config-dir", str(self.config_dir), "--json")
-        code, out = self._ssh(*argv, timeout=slow)
+        code, out = self.probe.ask(self.s.name, self._probe, max_age=m.interval / 2)
         if code == UNREACHABLE:  # it stopped answering meanwhile (ssh's keep-alives tell within seconds)
             return self._unreachable(v, out)
-        v.results["application"] = (False, out) if code == TIMED_OUT else _application(out)
-        code, out = self._ssh("status", "--config-dir", str(self.config_dir), "--json", timeout=slow)
-        if code == UNREACHABLE:
-            return self._unreachable(v, out)
-        v.results["replication"] = (None, out) if code == TIMED_OUT else _replication(out, self.s, self.host)
+        if code == TIMED_OUT:  # a hung check is a failed one; replication is not known
+            v.results["application"], v.results["replication"] = (False, out), (None, out)
+            return v
+        app, status, why = answers((code, out), self.s.name)
+        v.results["application"] = _application(app) if app is not None else (None, why or "not checked")
+        v.results["replication"] = _replication(status, self.s, self.host) if status is not None else (None, why)
         return v
+
+    def _probe(self, scenarios: list[str]) -> Raw:
+        slow = max(self.s.monitoring.timeout, 60.0)  # (a slow answer says nothing about reachability)
+        argv = ("probe", *scenarios, "--config-dir", str(self.config_dir), "--check-timeout", str(slow / 2))
+        return self._ssh(*argv, "--json", timeout=slow)
 
     def _unreachable(self, v: Verdict, out: str) -> Verdict:
         v.results["reachable"] = (False, f"{self.active} does not answer over SSH: {out.strip()[-300:]}")
@@ -249,6 +267,7 @@ class Monitor(threading.Thread):
 
     def stop(self, *, wait: bool = True) -> None:
         self.stopped.set()
+        self.probes.leave(self.probe_key, self.s.name)
         if wait:
             self.join()
 
@@ -262,11 +281,8 @@ class Monitor(threading.Thread):
         kept.write(self.place.monitor, view)
 
 
-def _application(out: str) -> tuple[bool | None, str]:
-    try:
-        answer = json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return None, f"no answer from twinsite app: {out.strip()[-300:]}"
+def _application(answer: dict[str, Any]) -> tuple[bool | None, str]:
+    """The scenario's checks, from their answer (``twinsite app S check --json``'s envelope)."""
     if answer.get("ok"):
         checks = answer["result"]["checks"]
         return True, f"{len(checks)} check(s) passed"
@@ -276,12 +292,12 @@ def _application(out: str) -> tuple[bool | None, str]:
     return None, f"cannot check the application: {error.get('message', '')}"
 
 
-def _replication(out: str, s: Scenario, standby: str) -> tuple[bool | None, str]:
+def _replication(status: dict[str, Any], s: Scenario, standby: str) -> tuple[bool | None, str]:
+    """Replication to ``standby``, from the active host's status (``twinsite status --json``'s result)."""
     try:
-        answer = json.loads(out.strip().splitlines()[-1])
-        rows = [r for r in answer["result"]["scenarios"] if r.get("scenario") == s.name and r.get("replica") == standby]
-    except (ValueError, IndexError, KeyError, TypeError):
-        return None, f"no answer from twinsite status: {out.strip()[-300:]}"
+        rows = [r for r in status["scenarios"] if r.get("scenario") == s.name and r.get("replica") == standby]
+    except (KeyError, TypeError, AttributeError):
+        return None, f"no status from the active host: {json.dumps(status)[-300:]}"
     if not rows:
         return False, f"the active host runs no replication of {s.name} to {standby}"
     bad = [r for r in rows if r.get("state") not in ("replicating", "syncing")]
