@@ -59,13 +59,25 @@ def remote_entries(s: Scenario, host: str, root: Root, *, timeout: float = 600) 
 
 
 def compare(
-    s: Scenario, root: Root, host: str, *, here: Path | None = None, timeout: float = 600
+    s: Scenario,
+    root: Root,
+    host: str,
+    *,
+    here: Path | None = None,
+    timeout: float = 600,
+    source_here: bool = True,
 ) -> tuple[dict[bytes, Entry], list[tuple[bytes, str]]]:
     """This host's entries of ``root`` (or of ``here``, a snapshot of it) and how they differ from ``host``'s
-    (empty: equal). Both sides read their trees at the same time (hashing here while the peer hashes there)."""
+    (empty: equal). Both sides read their trees at the same time (hashing here while the peer hashes there).
+    The source's side (this host's, or ``host``'s when not ``source_here``: a standby draining the active
+    host) is read as a standby that drops privileged metadata holds it."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        remote = pool.submit(remote_entries, s, host, root, timeout=timeout)
+        theirs = pool.submit(remote_entries, s, host, root, timeout=timeout)
         local = entries(here or Path(root.path), root.selects_bytes)
+        remote = theirs.result()
         if s.replication.privileged_metadata == "drop":  # (what the standby holds of it: replicated without)
-            local = {k: e.unprivileged() for k, e in local.items()}
-        return local, differences(local, remote.result())
+            if source_here:
+                local = {k: e.unprivileged() for k, e in local.items()}
+            else:
+                remote = {k: e.unprivileged() for k, e in remote.items()}
+        return local, differences(local, remote)

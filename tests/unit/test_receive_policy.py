@@ -58,6 +58,7 @@ def test_the_stream_cannot_choose_a_directory(tmp_path: Path) -> None:
         ({"scenario": "app", "root_index": "0"}, "a HELLO names a scenario (a string) and a root index"),
         ({"scenario": "../app", "root_index": 0}, "does not serve scenario '../app'"),
         ({"root": "/root/.ssh"}, "a HELLO names a scenario"),
+        ({"scenario": "app", "root_index": 0, "host": "prod9", "epoch": 7}, "from 'prod9', not a host of it"),
     ],
 )
 def test_a_stream_for_what_this_host_does_not_serve_is_refused(
@@ -176,3 +177,27 @@ def test_the_sender_plans_and_verify_compares_what_the_standby_holds_without_pri
     assert list(pipe.planner.plan_all()) == []  # nothing differs from what the planner believes
     replica, source = entries(dst), {k: e.unprivileged() for k, e in entries(src).items()}
     assert replica == source and stat.S_IMODE((dst / "helper").stat().st_mode) == 0o755
+
+
+def test_a_standby_draining_the_active_host_reads_the_active_side_without_privileges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A planned switchover's drain runs on the standby and compares with the active host: there the source
+    is the other side. A setuid file on the active host (never replicated with its bit) is equal, not a
+    difference to wait for until the drain times out."""
+    from twinsite import verify
+    from twinsite.config.scenario import Root, Scenario
+    from twinsite.tree import entries
+
+    active, standby = tmp_path / "active", tmp_path / "standby"
+    for d in (active, standby):
+        d.mkdir()
+        (d / "helper").write_bytes(b"#!/bin/sh\n")
+        os.utime(d / "helper", ns=(1, 1))
+    (active / "helper").chmod(0o4755)
+    (standby / "helper").chmod(0o755)
+    monkeypatch.setattr(verify, "remote_entries", lambda s, host, root, timeout=600: entries(active))
+    s = Scenario(name="app", master="prod1", replicas=("dr1",), roots=(Root(path=str(standby)),))
+    assert verify.compare(s, s.roots[0], "prod1", source_here=False)[1] == []
+    _local, diffs = verify.compare(s, s.roots[0], "prod1")  # as if this host were the source: they differ
+    assert diffs == [(b"helper", "differs: mode")], diffs

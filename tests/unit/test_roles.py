@@ -167,3 +167,26 @@ def test_the_agent_runs_senders_where_the_role_says_and_drops_another_epochs_jou
         assert snd.epoch == 1
     finally:
         snd.journal.close()
+
+
+def test_a_standby_that_missed_a_switchover_follows_the_first_sender_of_the_newer_epoch(tmp_path: Path) -> None:
+    """dr2 did not answer when dr1 was promoted (epoch 1): dr1's HELLO re-points it. A batch never does, the
+    active host never does, and the old epoch is refused from then on."""
+    place = ScenarioState(tmp_path, "db")
+    f = place.role
+    assert check_sender(f, "dr2", 1, "dr1", master="prod1") == 1
+    r = current(place, "prod1")
+    assert (r.scenario, r.active, r.epoch, r.previous) == ("db", "dr1", 1, "prod1") and r.since > 0
+    with pytest.raises(Exception, match="prod1 replicates at epoch 0, but dr2 knows epoch 1"):
+        check_sender(f, "dr2", 0, "prod1", master="prod1")
+    with pytest.raises(Exception, match="dr1 replicates at epoch 2, but dr2 knows epoch 1"):
+        check_sender(f, "dr2", 2, "dr1")  # without master: a batch of a session, never a re-pointing
+    assert check_sender(f, "dr2", 2, "prod1", master="prod1") == 2  # switched back meanwhile: follows again
+    assert current(place, "prod1").active == "prod1"
+    master = ScenarioState(tmp_path, "other")  # no role file: the declared master is active
+    with pytest.raises(Exception, match="run `twinsite rejoin SCENARIO` on prod1"):
+        check_sender(master.role, "prod1", 1, "dr1", master="prod1")
+    store(place, Role("db", "dr2", 3))  # active by its own view: refuses, never follows
+    with pytest.raises(Exception, match="dr2 is the active host"):
+        check_sender(f, "dr2", 4, "dr1", master="prod1")
+    assert current(place, "prod1").active == "dr2"

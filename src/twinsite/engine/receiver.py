@@ -151,6 +151,9 @@ def serving(config_dir: Path, state_dir: Path, hello: dict[str, Any], *, peer: s
             f"a stream for scenario {name!r} ({hosts}) with {peer}'s key, saying it comes from {hello.get('host')}",
             where=host,
         )
+    sender = hello.get("host")
+    if sender is not None and sender != s.master and sender not in s.replicas:  # (its epoch may re-point this host)
+        raise ConfigError(f"a stream for scenario {name!r} ({hosts}) from {sender!r}, not a host of it", where=host)
     if not 0 <= index < len(s.roots):
         raise ConfigError(f"scenario {name!r} has {len(s.roots)} root(s) here; the sender asked for root {index}")
     return Serving(s, index, ScenarioState(state_dir, name).receiver(index))
@@ -199,6 +202,7 @@ class Receiver:
         cdp: Cdp | None = None,
         points: bool = False,
         drop_privileged: bool = False,
+        master: str | None = None,
     ) -> None:
         self.root = check_root(root)
         self.state = state
@@ -216,6 +220,7 @@ class Receiver:
         self.sender_host: str | None = None
         self.session = 0  # this session's number (state.session), from its HELLO
         self.host = this_host()
+        self.master = master  # the declared master: with it, a standby that missed a switchover follows (state.role)
         self.spool = Spool(state)
         self._heard_at = 0.0
         self.listing: manifest.Listing | None = None  # the replica's listing being sent, a page at a time
@@ -361,7 +366,7 @@ class Receiver:
                 raise ProtocolError(f"a HELLO with epoch {epoch!r}: a switchover count is needed")
             if self.sender_host is not None and not isinstance(self.sender_host, str):
                 raise ProtocolError(f"a HELLO with host {self.sender_host!r}: a host name is needed")
-            self.epoch = check_sender(self.state.role, self.host, epoch, self.sender_host)
+            self.epoch = check_sender(self.state.role, self.host, epoch, self.sender_host, master=self.master)
             self.session = sessions.begin(self.state.session)  # (an older session applies nothing from now on)
             applied_seq = self._follow_epoch(self.applied.position())
             applied_seq = self._setup_cdp(applied_seq)
@@ -588,7 +593,12 @@ def session(config_dir: Path, state_dir: Path, inp: BinaryIO, out: BinaryIO, *, 
 def policy(s: Scenario) -> dict[str, Any]:
     """A Receiver's policy keywords, from this host's declaration of the scenario."""
     rep = s.replication
-    return {"cdp": s.cdp, "points": rep.consistency == "points", "drop_privileged": rep.privileged_metadata == "drop"}
+    return {
+        "cdp": s.cdp,
+        "points": rep.consistency == "points",
+        "drop_privileged": rep.privileged_metadata == "drop",
+        "master": s.master,
+    }
 
 
 def apply_here(root: Path, state: ReceiverState, s: Scenario) -> int:

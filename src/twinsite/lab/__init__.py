@@ -69,11 +69,16 @@ def up(lab: Lab) -> UpReport:
 
 
 def _ensure_app_data(lab: Lab) -> None:
-    """The data of the lab's file-server application (scenario `app`): prod1's /srv/app."""
-    data = lab.host("prod1").private_dir("/srv") / "app"
-    if not data.exists():
-        data.mkdir(parents=True)
-        (data / "README").write_text("The lab's file-server data (scenario app), replicated from prod1 to dr1.\n")
+    """The data of the lab's file-server applications: prod1's /srv/app (scenario `app`, to dr1) and /srv/share
+    (scenario `share`, to dr1 and dr2)."""
+    for name, text in (
+        ("app", "The lab's file-server data (scenario app), replicated from prod1 to dr1.\n"),
+        ("share", "The lab's file share (scenario share), replicated from prod1 to dr1 and to dr2.\n"),
+    ):
+        data = lab.host("prod1").private_dir("/srv") / name
+        if not data.exists():
+            data.mkdir(parents=True)
+            (data / "README").write_text(text)
 
 
 def down(lab: Lab) -> None:

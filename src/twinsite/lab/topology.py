@@ -58,7 +58,7 @@ class LabHost:
 
 @dataclass(frozen=True)
 class Lab:
-    """The lab: a bridge in a controller namespace, three hosts, a DNS server and a vCenter simulator.
+    """The lab: a bridge in a controller namespace, four hosts, a DNS server and a vCenter simulator.
 
     ``name`` prefixes every namespace and interface, so that two labs (the demo's and a throw-away one
     in a test) can run side by side on different subnets.
@@ -120,7 +120,7 @@ class Lab:
 
     @property
     def hosts(self) -> tuple[LabHost, ...]:
-        specs = (("prod1", "site-a", 11), ("dr1", "site-b", 12), ("client1", "users", 13))
+        specs = (("prod1", "site-a", 11), ("dr1", "site-b", 12), ("client1", "users", 13), ("dr2", "site-c", 14))
         return tuple(
             LabHost(
                 name=n,

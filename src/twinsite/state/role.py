@@ -10,7 +10,8 @@ No file means epoch 0 with the declared master active. Every switchover raises t
 epoch is what keeps two hosts from both acting as the active one: a sender says its epoch when it connects,
 and a receiver accepts it only when the epoch equals its own and it does not believe itself active
 (:func:`check_sender`). An old active host that comes back after a failover is refused that way, loudly,
-until ``twinsite switchback`` makes it a standby of the new active host.
+until ``twinsite switchback`` makes it a standby of the new active host. A standby that missed a switchover
+follows the first sender of the newer epoch that reaches it (:func:`followed`).
 """
 
 from __future__ import annotations
@@ -89,15 +90,22 @@ def standbys(role: Role, master: str, replicas: tuple[str, ...]) -> list[str]:
     return [h for h in members(master, replicas) if h != role.active]
 
 
-def check_sender(path: Path, host: str, sender_epoch: int, sender_host: str | None) -> int:
+def check_sender(
+    path: Path, host: str, sender_epoch: int, sender_host: str | None, *, master: str | None = None
+) -> int:
     """Whether a receiver on ``host`` may take a stream from a sender of ``sender_epoch``; returns the epoch.
 
     ``path`` is the scenario's role file on the receiver's host (ReceiverState.role). Without one, only epoch 0
-    is taken."""
+    is taken. With ``master`` (the scenario's declared master; given for a HELLO, not for each batch), a
+    standby that missed a switchover follows: a sender of a newer epoch, when this host is not the active one
+    by its own view, is recorded as the active host (:func:`followed`)."""
     data = read_file(path)
     epoch = int(data["epoch"]) if data else 0
     active = str(data["active"]) if data else None
     who = sender_host or "the sender"
+    if master is not None and sender_host and sender_epoch > epoch and (active or master) != host:
+        followed(path, sender_host, sender_epoch, previous=active or master)
+        return sender_epoch
     if active == host:
         raise SupersededError(
             f"{host} is the active host of this scenario (epoch {epoch}): it takes no replication from {who}",
@@ -120,3 +128,12 @@ def check_sender(path: Path, host: str, sender_epoch: int, sender_host: str | No
             epoch=epoch,
         )
     return epoch
+
+
+def followed(path: Path, active: str, epoch: int, *, previous: str) -> Role:
+    """A standby that was not told of a switchover (it did not answer when the new active host told the
+    others) learns it from the new active host's stream: the sender's HELLO, from a host of the scenario at
+    a newer epoch, is the proof. Only a standby follows: it holds nothing of its own to set aside."""
+    role = Role(scenario=path.parent.name, active=active, epoch=epoch, since=time.time(), previous=previous)
+    write_json(path, role.to_json())
+    return role

@@ -192,7 +192,7 @@ def drain(site: Site, ctx: Context) -> Drained | Skipped:
 def _differences(site: Site, host: str) -> list[str]:
     out = []
     for root in site.s.roots:
-        _local, diffs = compare(site.s, root, host)
+        _local, diffs = compare(site.s, root, host, source_here=False)  # (``host`` is the active one)
         out += [f"{root.path}/{os.fsdecode(p)}: {why}" for p, why in diffs]
     return out
 
