@@ -7,7 +7,8 @@ plan, in the same run.
   in the plan's order, each timed from its start to its end; their sum;
 * the plan: ``ansible-playbook playbooks/site_failover.yml -e plan=site-a -e confirm=true``, timed the same
   way, and its report's RTO (from the plan's start to the last scenario's users back);
-* afterwards every scenario is active on dr1 and each replica (now on prod1) equals its source byte for byte;
+* afterwards every scenario is active on dr1, its users' name (``<scenario>.dr.test``) resolves to dr1, and
+  each replica (now on prod1) equals its source byte for byte;
   a file is written in each root on dr1, and the site switched back by the plan (``site_switchback.yml``,
   timed for information): every scenario is active on prod1 again, with those files, byte for byte. (The
   switch-backs after the one-by-one switchovers are made by the plan too.)
@@ -30,7 +31,8 @@ from typing import Any
 from bench.scale import PROFILE, _require, _roots, _wait_replicating, names, prepare, remove
 from harness.cli import ansible
 from harness.hosts import twinsite_on
-from twinsite.lab.topology import Lab
+from twinsite.lab.topology import DNS_ZONE, Lab
+from twinsite.redirect.dns import resolve_addresses
 
 #: the white paper's product: the default time before an unreachable master is declared failed
 DETECTION_S = 300.0
@@ -53,10 +55,15 @@ def _order() -> list[str]:
 
 
 def _active_everywhere(lab: Lab, wanted: list[str], host: str) -> None:
+    """Every scenario active on ``host`` by both hosts' view, and its users' name (``<scenario>.dr.test`` at
+    the lab's DNS server) pointing there."""
     for n in wanted:
         for h in ("prod1", "dr1"):
             got = twinsite_on(lab, h, "role", n)["result"]["active"]
             _require(got == host, f"{n}: {h} says {got} is active, not {host}")
+        name = f"{n}.{DNS_ZONE}"
+        addresses = resolve_addresses(server=lab.ctl_address, name=name)
+        _require(addresses == [lab.host(host).address], f"{name} resolves to {addresses}, not to {host}")
 
 
 def _same(lab: Lab, wanted: list[str], active: str) -> None:

@@ -107,3 +107,26 @@ def test_a_write_through_a_hard_link_removed_before_it_is_planned_reaches_the_ot
     assert (dst / "keep").read_bytes() == (src / "keep").read_bytes()
     assert not (dst / "twin").exists()
     pipe.same()
+
+
+def test_a_directory_made_and_moved_before_capture_reads_it_is_watched_at_its_new_name(tmp_path: Path) -> None:
+    """Seen in the lab's two-standby test: a directory made and renamed within one read of the events had no
+    watch (its CREATE came when the name was gone already), so files made in it afterwards never reached the
+    standbys, until a rescan."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    watcher = Watcher(src)
+    pipe = Pipe(src, dst)
+    (src / "made").mkdir()
+    (src / "made" / "inner").mkdir()
+    os.rename(src / "made", src / "moved")  # before capture reads the CREATE
+    watcher.read(timeout_ms=100)
+    pipe.ship(list(watcher.take().plan(pipe.planner)))
+    (src / "moved" / "later").write_bytes(b"made after the move")
+    (src / "moved" / "inner" / "deeper").write_bytes(b"and one level down")
+    watcher.read(timeout_ms=100)
+    pipe.ship(list(watcher.take().plan(pipe.planner)))
+    watcher.close()
+    assert (dst / "moved" / "later").read_bytes() == b"made after the move"
+    assert (dst / "moved" / "inner" / "deeper").read_bytes() == b"and one level down"
+    pipe.same()

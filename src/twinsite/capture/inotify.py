@@ -191,6 +191,9 @@ class Watcher:
             self.changes.rename(src[0], rel)
             if is_dir:
                 self._moved_dir(src[0], rel)
+                # and watch what has no watch yet: a directory made and moved before its CREATE was read had
+                # none (its path was gone when the event came), so nothing made in it later would be seen
+                self.add_tree(rel)
             return
         self.changes.path(rel, recursive=is_dir)  # moved in from outside the root
         if is_dir:
