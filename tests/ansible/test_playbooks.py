@@ -20,7 +20,7 @@ PLAYBOOKS = Path(__file__).parent / "playbooks"
 def test_ping_every_lab_host(lab: Lab) -> None:
     proc = ansible("ansible", "-i", "inventories/lab", "all", "-m", "ansible.builtin.ping")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for h in ("prod1", "dr1", "client1"):
+    for h in ("prod1", "dr1", "client1", "dr2"):
         assert re.search(rf"^{h} \| SUCCESS", proc.stdout, re.M), proc.stdout
 
 
@@ -36,6 +36,7 @@ def test_a_cut_site_is_reported_unreachable_fast_and_the_play_finishes(healed: L
     assert rows["prod1"]["unreachable"] == 1
     assert rows["dr1"]["ok"] == 1 and rows["dr1"]["unreachable"] == 0
     assert rows["client1"]["ok"] == 1 and rows["client1"]["unreachable"] == 0
+    assert rows["dr2"]["ok"] == 1 and rows["dr2"]["unreachable"] == 0
     assert elapsed < 30, f"the play took {elapsed:.1f} s with prod1 cut"
 
 
@@ -53,7 +54,7 @@ def test_lab_info_module(lab: Lab, tmp_path: Path, check_mode: bool) -> None:
     result = json.loads(out.read_text())
     assert result["changed"] is False
     assert result["lab"]["state"] == "up"
-    assert [h["name"] for h in result["lab"]["hosts"]] == ["prod1", "dr1", "client1"]
+    assert [h["name"] for h in result["lab"]["hosts"]] == ["prod1", "dr1", "client1", "dr2"]
     assert result["lab"]["hosts"][0]["sshd_pid"] == labmod.status(lab)["hosts"][0]["sshd_pid"]
 
 

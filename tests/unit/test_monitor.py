@@ -9,10 +9,10 @@ from pathlib import Path
 
 from twinsite.config.scenario import Monitoring, Root, Scenario
 from twinsite.monitor import Monitor, Verdict, _application, _replication
-from twinsite.monitor.probe import Probes, Raw, answers
+from twinsite.monitor.probe import Probes, answers
 from twinsite.state import monitor as monitor_state
 from twinsite.state.layout import ScenarioState
-from twinsite.transport.remote import UNREACHABLE
+from twinsite.transport.remote import UNREACHABLE, Answer
 
 
 def scenario(misses: int = 3) -> Scenario:
@@ -63,25 +63,25 @@ def test_the_state_survives_a_restart_of_the_agent(tmp_path: Path) -> None:
     assert resolved.kind == "resolved-host-unreachable"
 
 
-def probe_output(apps: dict[str, dict[str, object]], rows: list[dict[str, object]]) -> Raw:
-    return 0, json.dumps({"ok": True, "result": {"apps": apps, "status": {"scenarios": rows}}}) + "\n"
+def probe_output(apps: dict[str, dict[str, object]], rows: list[dict[str, object]]) -> Answer:
+    return Answer(0, json.dumps({"ok": True, "result": {"apps": apps, "status": {"scenarios": rows}}}) + "\n", "")
 
 
 def test_reading_the_answers_of_the_active_host() -> None:
     ok = {"ok": True, "result": {"checks": [{"name": "x", "ok": True}]}}
     row = {"scenario": "db", "replica": "dr1", "state": "replicating", "lag_seconds": 0.4, "last_error": None}
-    app, status, why = answers(probe_output({"db": ok}, [row]), "db")
+    app, status, why = answers(probe_output({"db": ok}, [row]), "db", "prod1")
     assert app is not None and status is not None and why == ""
     assert _application(app) == (True, "1 check(s) passed")
     bad = {"ok": False, "error": {"type": "AppError", "message": "1 check(s) failed: query: refused"}}
     assert _application(bad) == (False, "1 check(s) failed: query: refused")
     other = {"ok": False, "error": {"type": "ConfigError", "message": "no scenario 'db'"}}
     assert _application(other)[0] is None
-    assert answers((127, "bash: twinsite: not found"), "db") == (None, None, "no answer from twinsite probe (exit "
-                                                                 "127): bash: twinsite: not found")  # fmt: skip
-    assert answers(probe_output({}, [row]), "db")[0] is None  # not asked for db: its application is not known
+    missing = answers(Answer(127, "", "bash: twinsite: command not found"), "db", "prod1")
+    assert missing[:2] == (None, None) and "(exit 127): bash: twinsite: command not found" in missing[2], missing
+    assert answers(probe_output({}, [row]), "db", "prod1")[0] is None  # not asked for db: not known
     failed = json.dumps({"ok": False, "error": {"type": "ConfigError", "message": "bad --config-dir"}})
-    assert answers((2, failed), "db")[2] == "twinsite probe failed: bad --config-dir"
+    assert "bad --config-dir" in answers(Answer(2, failed, ""), "db", "prod1")[2]
     s = scenario()
     assert _replication({"scenarios": [row]}, s, "dr1") == (True, "replicating, lag 0.4 s")
     lagging = {**row, "lag_seconds": 75.0}
@@ -106,7 +106,7 @@ def test_the_monitors_of_one_active_host_share_one_probe_per_round(tmp_path: Pat
     asked: list[list[str]] = []
     answer = probe_output({n: {"ok": True, "result": {"checks": []}} for n in names}, [])
 
-    def run(scenarios: list[str]) -> Raw:
+    def run(scenarios: list[str]) -> Answer:
         asked.append(scenarios)
         return answer
 
@@ -115,7 +115,7 @@ def test_the_monitors_of_one_active_host_share_one_probe_per_round(tmp_path: Pat
         assert m.probe.ask(m.s.name, run, max_age=5) == answer
     assert asked == [sorted(names)]
     assert monitors[3].probe.ask("s3", run, max_age=0) == answer and len(asked) == 2  # too old for this one
-    answer = (UNREACHABLE, "ssh: connect to host prod1: No route to host")
+    answer = Answer(UNREACHABLE, "", "ssh: connect to host prod1: No route to host")
     assert monitors[4].probe.ask("s4", run, max_age=0) == answer
     answer = probe_output({}, [])
     monitors[5].probe.ask("s5", run, max_age=60)  # the unreachable answer is not kept

@@ -75,7 +75,6 @@ READS_FILES = {
     "durable.py": "what the state modules ask it to read (read_json): it is their reader and writer",
     "apply/overlay.py": "/proc/self/mountinfo",
     "journal/segments.py": "the journal's segments (its own format, docs/formats.md)",
-    "monitor/__init__.py": "the answers of the active host's CLI (JSON on stdout)",
     "proc.py": "pid files and /proc",
     "recovery/actions.py": "the archive it has just written (to hash it)",
     "redirect/dns.py": "a TSIG key file",

@@ -16,6 +16,7 @@ def test_default_lab_layout() -> None:
         ("prod1", "10.77.0.11", "twl-prod1"),
         ("dr1", "10.77.0.12", "twl-dr1"),
         ("client1", "10.77.0.13", "twl-client1"),
+        ("dr2", "10.77.0.14", "twl-dr2"),
     ]
     assert (lab.ctl_address, lab.uplink_address, lab.uplink) == ("10.77.0.1", "10.77.0.254", "twl-up")
     # every interface name fits Linux's 15-character limit

@@ -152,7 +152,7 @@ def serving(config_dir: Path, state_dir: Path, hello: dict[str, Any], *, peer: s
             where=host,
         )
     sender = hello.get("host")
-    if sender is not None and sender != s.master and sender not in s.replicas:  # (its epoch may re-point this host)
+    if isinstance(sender, str) and sender not in (s.master, *s.replicas):  # (its epoch may re-point this host)
         raise ConfigError(f"a stream for scenario {name!r} ({hosts}) from {sender!r}, not a host of it", where=host)
     if not 0 <= index < len(s.roots):
         raise ConfigError(f"scenario {name!r} has {len(s.roots)} root(s) here; the sender asked for root {index}")

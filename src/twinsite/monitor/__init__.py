@@ -26,12 +26,12 @@ from twinsite.alerts import Alert
 from twinsite.alerts.dispatch import Alerter, channels_from
 from twinsite.config.scenario import Scenario
 from twinsite.monitor import auto
-from twinsite.monitor.probe import Probes, Raw, answers
+from twinsite.monitor.probe import Probes, answers
 from twinsite.state import monitor as kept
 from twinsite.state import runs
 from twinsite.state.layout import ScenarioState
 from twinsite.state.monitor import ALERT_KINDS, Condition, MonitorView
-from twinsite.transport.remote import TIMED_OUT, UNREACHABLE, run_on
+from twinsite.transport.remote import TIMED_OUT, UNREACHABLE, Answer, run_on
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,9 @@ class Monitor(threading.Thread):
         self.probe = self.probes.join(self.probe_key, scenario.name)
 
     # -- asking the active host ----------------------------------------------------------------------
-    def _ssh(self, *command: str, timeout: float, twinsite: bool = True) -> tuple[int, str]:
+    def _run(self, *command: str, timeout: float, twinsite: bool = True) -> Answer:
         rep = self.s.replication
-        a = run_on(
+        return run_on(
             rep,
             self.active,
             [rep.remote_twinsite, *command] if twinsite else command,
@@ -85,32 +85,31 @@ class Monitor(threading.Thread):
             control_dir=self.ssh_dir,  # shared by every scenario
             persist=max(60, 3 * self.s.monitoring.interval),
         )
-        return a.code, a.out if a.code not in (UNREACHABLE, TIMED_OUT) else a.err
 
     def observe(self) -> Verdict:
         """Reachability by a cheap command within ``timeout``; then the application's quick checks and
         replication, each with more time (a slow answer there says nothing about reachability)."""
         m = self.s.monitoring
         v = Verdict()
-        code, out = self._ssh("true", timeout=m.timeout, twinsite=False)
-        if code in (UNREACHABLE, TIMED_OUT):
-            return self._unreachable(v, out)
+        reach = self._run("true", timeout=m.timeout, twinsite=False)
+        if not reach.reached:
+            return self._unreachable(v, reach.err)
         v.results["reachable"] = (True, f"{self.active} answers over SSH")
-        code, out = self.probe.ask(self.s.name, self._probe, max_age=m.interval / 2)
-        if code == UNREACHABLE:  # it stopped answering meanwhile (ssh's keep-alives tell within seconds)
-            return self._unreachable(v, out)
-        if code == TIMED_OUT:  # a hung check is a failed one; replication is not known
-            v.results["application"], v.results["replication"] = (False, out), (None, out)
+        got = self.probe.ask(self.s.name, self._probe, max_age=m.interval / 2)
+        if got.code == UNREACHABLE:  # it stopped answering meanwhile (ssh's keep-alives tell within seconds)
+            return self._unreachable(v, got.err)
+        if got.code == TIMED_OUT:  # a hung check is a failed one; replication is not known
+            v.results["application"], v.results["replication"] = (False, got.err), (None, got.err)
             return v
-        app, status, why = answers((code, out), self.s.name)
+        app, status, why = answers(got, self.s.name, self.active)
         v.results["application"] = _application(app) if app is not None else (None, why or "not checked")
         v.results["replication"] = _replication(status, self.s, self.host) if status is not None else (None, why)
         return v
 
-    def _probe(self, scenarios: list[str]) -> Raw:
+    def _probe(self, scenarios: list[str]) -> Answer:
         slow = max(self.s.monitoring.timeout, 60.0)  # (a slow answer says nothing about reachability)
         argv = ("probe", *scenarios, "--config-dir", str(self.config_dir), "--check-timeout", str(slow / 2))
-        return self._ssh(*argv, "--json", timeout=slow)
+        return self._run(*argv, "--json", timeout=slow)
 
     def _unreachable(self, v: Verdict, out: str) -> Verdict:
         v.results["reachable"] = (False, f"{self.active} does not answer over SSH: {out.strip()[-300:]}")

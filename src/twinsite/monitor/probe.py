@@ -13,17 +13,14 @@ soon a failure is noticed, which must not wait for another scenario's answer.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from twinsite.transport.remote import TIMED_OUT, UNREACHABLE
-
-#: (exit code, output) of one ``twinsite probe`` on the active host
-Raw = tuple[int, str]
+from twinsite.errors import TwinsiteError
+from twinsite.transport.remote import Answer, json_answer
 
 
 @dataclass
@@ -34,23 +31,23 @@ class Probe:
     lock: threading.Lock = field(default_factory=threading.Lock)
     taken: float = 0.0  # time.monotonic() when the answer was received
     covers: frozenset[str] = frozenset()
-    raw: Raw | None = None
+    answer: Answer | None = None
 
-    def ask(self, scenario: str, run: Callable[[list[str]], Raw], *, max_age: float) -> Raw:
+    def ask(self, scenario: str, run: Callable[[list[str]], Answer], *, max_age: float) -> Answer:
         """The answer covering ``scenario``: the last one if it is at most ``max_age`` seconds old, else a new
         one for every watched scenario (asked by ``run``). One question at a time: a monitor that comes
         while another one asks waits for that answer. A host that did not answer is asked again next time."""
         with self.lock:
             fresh = time.monotonic() - self.taken <= max_age
-            if self.raw is not None and scenario in self.covers and fresh:
-                return self.raw
+            if self.answer is not None and scenario in self.covers and fresh:
+                return self.answer
             names = sorted(self.watched | {scenario})
-            raw = run(names)
-            if raw[0] in (UNREACHABLE, TIMED_OUT):
-                self.raw, self.covers, self.taken = None, frozenset(), 0.0
+            got = run(names)
+            if got.reached:
+                self.answer, self.covers, self.taken = got, frozenset(names), time.monotonic()
             else:
-                self.raw, self.covers, self.taken = raw, frozenset(names), time.monotonic()
-            return raw
+                self.answer, self.covers, self.taken = None, frozenset(), 0.0
+            return got
 
 
 class Probes:
@@ -75,19 +72,14 @@ class Probes:
                     del self._probes[key]
 
 
-def answers(raw: Raw, scenario: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str]:
-    """From a probe's output: the scenario's check answer (an envelope like ``twinsite app S check
+def answers(got: Answer, scenario: str, host: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str]:
+    """From a probe's answer on ``host``: the scenario's check answer (an envelope like ``twinsite app S check
     --json``'s), the status result (``twinsite status --json``'s), or None for what cannot be read, with
     the reason."""
-    code, out = raw
     try:
-        body = json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return None, None, f"no answer from twinsite probe (exit {code}): {out.strip()[-300:]}"
-    if not isinstance(body, dict) or not body.get("ok"):
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        return None, None, f"twinsite probe failed: {error.get('message', out.strip()[-300:])}"
-    result = body.get("result") or {}
+        result = json_answer(got, host, ["probe"])
+    except TwinsiteError as exc:
+        return None, None, exc.message
     app = (result.get("apps") or {}).get(scenario)
     status = result.get("status")
     return (app if isinstance(app, dict) else None), (status if isinstance(status, dict) else None), ""
