@@ -15,7 +15,7 @@ from typing import Any
 import psycopg2
 import yaml
 
-from harness.hosts import TWINSITE, agent_log, log_size, on_host, twinsite_on, wait_logged
+from harness.hosts import TWINSITE, agent_log, log_size, on_host, reset_roles, twinsite_on, wait_logged
 from harness.scenarios import ensure_configured
 from harness.vcenter import power_on
 from harness.wait import eventually
@@ -209,13 +209,11 @@ def restore_db(lab: Lab) -> None:
     prod1 only, db.dr.test -> prod1, prod1-vm on. (Data written while dr1 was active may be lost here.)"""
     for h in lab.hosts:
         labmod.heal(lab, h.name)
-    if role(lab, "prod1")["active"] == "prod1" and role(lab, "dr1")["active"] == "prod1":
+    views = [role(lab, h) for h in ("prod1", "dr1")]
+    if all(v["active"] == "prod1" for v in views) and views[0]["epoch"] == views[1]["epoch"]:
         return
     on_host(lab, "dr1", TWINSITE, "app", "db", "stop")
-    for h in ("prod1", "dr1"):
-        place = ScenarioState(lab.host(h).private_dir("/var/lib/twinsite"), "db")
-        for f in (place.role, place.switchover_run):
-            f.unlink(missing_ok=True)
+    reset_roles(lab, "db", ("prod1", "dr1"), "prod1")
     key = TsigKey.load(lab.tsig_file)
     update_address(
         server=lab.ctl_address, zone=DNS_ZONE, name=DB_NAME, addresses=[lab.host("prod1").address], ttl=60, key=key

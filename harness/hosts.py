@@ -19,7 +19,7 @@ from twinsite.lab import netns
 from twinsite.lab.topology import Lab
 from twinsite.proc import argv_of, wait_until
 from twinsite.state import events as state_events
-from twinsite.state.layout import HostState
+from twinsite.state.layout import HostState, ScenarioState
 
 TWINSITE = "/opt/twinsite/bin/twinsite"  # where the agent role (and harness.scenarios.install) puts it
 
@@ -137,3 +137,16 @@ def _open_files(pid: int) -> list[str]:
             with contextlib.suppress(OSError):
                 out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
     return out
+
+
+def reset_roles(lab: Lab, scenario: str, hosts: tuple[str, ...], active: str) -> None:
+    """Make ``active`` the active host of ``scenario`` on every one of ``hosts``, whatever a failed test left:
+    at an epoch above any of theirs, never back to 0. (A sender still running at the old epoch would re-point
+    a standby whose role file is simply deleted: a standby follows the newer epoch, state.role.followed.)
+    A switchover run left unfinished is dropped."""
+    epoch = 1 + max(int(twinsite_on(lab, h, "role", scenario)["result"]["epoch"]) for h in hosts)
+    for h in hosts:
+        ScenarioState(lab.host(h).private_dir("/var/lib/twinsite"), scenario).switchover_run.unlink(missing_ok=True)
+        body = twinsite_on(lab, h, "role", scenario, "--set", active, "--epoch", str(epoch))
+        if not body["ok"]:
+            raise AssertionError(body)
