@@ -91,11 +91,12 @@ def _probe(args: argparse.Namespace) -> tuple[Any, str]:
         except TwinsiteError as exc:
             apps[name] = envelope("app check", error=exc)
 
-    threads = [threading.Thread(target=check, args=(n,), daemon=True) for n in dict.fromkeys(args.scenarios)]
+    names = list(dict.fromkeys(args.scenarios))  # (each once, in the order asked)
+    threads = [threading.Thread(target=check, args=(n,), daemon=True) for n in names]
     for t in threads:
         t.start()
     deadline = time.monotonic() + args.check_timeout
-    for name, t in zip(dict.fromkeys(args.scenarios), threads, strict=True):
+    for name, t in zip(names, threads, strict=True):
         t.join(max(0.0, deadline - time.monotonic()))
         if t.is_alive():
             late = AppError(f"the checks gave no answer within {args.check_timeout:g} s", where=f"scenario {name}")
