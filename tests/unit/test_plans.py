@@ -4,17 +4,22 @@ inventory's hosts from their Ansible connection settings."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from twinsite.config import reference
 from twinsite.config.loader import load_site, validate_text
-from twinsite.config.plans import CONTINUE, PLANS_KEY, STOP, PlanStep
+from twinsite.config.plans import CONTINUE, PLANS_KEY, STOP, PlanStep, RecoveryPlan
 from twinsite.errors import ConfigError
-from twinsite.plans.hosts import HostAccess
+from twinsite.plans.hosts import HostAccess, Hosts
+from twinsite.plans.run import PlanRun
 from twinsite.transport.channels import openssh_argv
+from twinsite.transport.remote import multiplexed
 
 SCENARIOS = """\
 twinsite_scenarios:
@@ -206,6 +211,27 @@ def test_host_access_takes_ansible_connection_settings() -> None:
     # twinsite's own StrictHostKeyChecking=yes comes first: OpenSSH takes the first value it is given
     assert argv.index("StrictHostKeyChecking=yes") < argv.index("UserKnownHostsFile=/keys/known_hosts")
     assert HostAccess.from_vars("web", {}).endpoint(["true"]).host == "web"
+
+
+def test_a_plan_reaches_each_host_over_one_persistent_connection_unless_the_host_says_otherwise(
+    tmp_path: Path,
+) -> None:
+    plan = RecoveryPlan.from_document({"name": "site", "groups": [{"name": "g", "scenarios": ["db"]}]})
+    short = Path(tempfile.mkdtemp(prefix="tw-", dir="/tmp"))  # (pytest's own directories have long names)
+    run = PlanRun(plan, {}, Hosts({}), short / "state", "failover")
+    sockets = short / "state" / "ssh"
+    assert run.hosts.control_dir == sockets
+    more = multiplexed(run.hosts.control_dir)
+    assert dict(more) == {"ControlMaster": "auto", "ControlPath": f"{sockets}/%C", "ControlPersist": "60"}
+    assert sockets.stat().st_mode & 0o777 == 0o700
+    own = HostAccess.from_vars("dr1", {"ansible_ssh_common_args": "-o ControlPath=/mine/%C -o ControlMaster=no"})
+    argv = openssh_argv(own.endpoint(["true"], more))
+    assert argv.index("ControlPath=/mine/%C") < argv.index(f"ControlPath={sockets}/%C")  # (the first one counts)
+    assert argv.index("ControlMaster=no") < argv.index("ControlMaster=auto")
+    # a directory whose sockets would have names longer than a unix socket takes: a connection per command
+    assert multiplexed(tmp_path / ("x" * 80)) == ()
+    assert multiplexed(None) == ()
+    shutil.rmtree(short)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from twinsite.state import applied, bookmarks, sender_epoch
 from twinsite.state.applied import AppliedFile, AppliedPosition
 from twinsite.state.layout import ReceiverState, ScenarioState
 from twinsite.state.role import Role, advanced, check_sender, current, standbys, store
+from twinsite.state.role import stamps as role_stamps
 from twinsite.transport.frames import Kind, pack_batch
 
 
@@ -167,6 +168,35 @@ def test_the_agent_runs_senders_where_the_role_says_and_drops_another_epochs_jou
         assert snd.epoch == 1
     finally:
         snd.journal.close()
+
+
+def test_the_agent_wakes_at_once_for_a_switchover_and_otherwise_waits_for_its_reload(tmp_path: Path) -> None:
+    """A switchover's new active host starts sending as soon as its role is written, not at the next reload
+    (a site failover of 14 scenarios waited up to a reload for each)."""
+    import threading
+    import time
+
+    done = threading.Event()
+    seen = role_stamps(tmp_path, ["db", "app"])
+    t0 = time.monotonic()
+    loop._pause(done, 0.5, tmp_path, ["db", "app"], seen)  # nothing changes: the whole pause
+    assert time.monotonic() - t0 >= 0.5
+    timer = threading.Timer(0.2, store, (ScenarioState(tmp_path, "db"), advanced(Role("db", "prod1"), "dr1", "r")))
+    timer.start()
+    t0 = time.monotonic()
+    loop._pause(done, 30, tmp_path, ["db", "app"], seen)  # the role of db is written after 0.2 s
+    took = time.monotonic() - t0
+    timer.join()
+    assert 0.2 <= took < 0.2 + 5 * loop.ROLE_LOOK_EVERY
+    seen = role_stamps(tmp_path, ["db", "app"])
+    store(ScenarioState(tmp_path, "db"), advanced(current(ScenarioState(tmp_path, "db"), "prod1"), "prod1", "r2"))
+    t0 = time.monotonic()
+    loop._pause(done, 30, tmp_path, ["db", "app"], seen)  # written again (switched back): a new stamp
+    assert time.monotonic() - t0 < 5 * loop.ROLE_LOOK_EVERY
+    done.set()
+    t0 = time.monotonic()
+    loop._pause(done, 30, tmp_path, ["db"], role_stamps(tmp_path, ["db"]))  # the agent stopping: no wait
+    assert time.monotonic() - t0 < 1
 
 
 def test_a_standby_that_missed_a_switchover_follows_the_first_sender_of_the_newer_epoch(tmp_path: Path) -> None:

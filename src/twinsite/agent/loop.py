@@ -5,7 +5,8 @@ master); it then runs a sender to every other host of the scenario, for each roo
 runs the scenario's monitor (twinsite.monitor) and its scheduled assured-recovery tests, and cleans up after
 a test whose process died (recovery.scheduler). Every ``reload_every`` seconds the configuration directory is
 read again: scenarios added, changed, stopped (state.stopped) or removed, and roles switched over, are
-followed. What it does is logged (twinsite.logs); where it keeps state is state.layout.
+followed; a role switched over is followed at once (looked at every ``ROLE_LOOK_EVERY`` seconds). What it
+does is logged (twinsite.logs); where it keeps state is state.layout.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import shutil
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -29,6 +31,7 @@ from twinsite.monitor.probe import Probes
 from twinsite.recovery.scheduler import Tests
 from twinsite.state import role, sender_epoch, stopped
 from twinsite.state.layout import ScenarioState
+from twinsite.state.role import Stamps
 from twinsite.transport.channels import to_receiver
 
 log = logging.getLogger(__name__)
@@ -88,11 +91,13 @@ def run(
     probes = Probes()  # (one question per active host and round for all the scenarios watched there)
     tests = Tests(host, config_dir, state_dir)
     declared: dict[str, str] = {}
+    seen: Stamps = ()
     log.info("on %s: watching %s", host, config_dir)
     while not done.is_set():
         try:
             scenarios = load_dir(config_dir)
             declared = _note_changes(declared, scenarios)
+            seen = role.stamps(state_dir, declared)  # (before the roles are read: a switchover meanwhile is seen)
             want = wanted(scenarios, host, config_dir, state_dir)
             _follow_monitors(monitors, probes, scenarios, host, config_dir, state_dir)
             tests.follow(scenarios, lambda name: stopped.is_stopped(config_dir, name))
@@ -109,9 +114,22 @@ def run(
                 running[key] = snd
                 log.info("started %s", key.rsplit("/", 1)[0])
         _export(metrics)
-        done.wait(reload_every)
+        _pause(done, reload_every, state_dir, list(declared), seen)
     _shut_down(running, monitors, metrics)
     return 0
+
+
+#: how often the roles of the scenarios are looked at between two reloads (a look is one stat per scenario)
+ROLE_LOOK_EVERY = 0.1
+
+
+def _pause(done: threading.Event, seconds: float, state_dir: Path, names: list[str], seen: Stamps) -> None:
+    """Until the next reload: ``seconds``, or less when a switchover changed the role of one of ``names`` since
+    ``seen`` (its new active host starts sending at once, and the old one stops)."""
+    deadline = time.monotonic() + seconds
+    while not done.wait(min(ROLE_LOOK_EVERY, max(0.0, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline or role.stamps(state_dir, names) != seen:
+            return
 
 
 def _note_changes(before: dict[str, str], scenarios: list[Scenario]) -> dict[str, str]:

@@ -335,6 +335,11 @@ def _line(root: yaml.Node | None, path: list[str | int]) -> int | None:
     return node.start_mark.line + 1 if node is not None else None
 
 
+#: libyaml's parser where PyYAML has it (every command and the agent's reload read every scenario file: the
+#: pure-Python parser took most of a command's start at a dozen scenarios); same constructor and resolver
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def validate_file(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
     """Read and validate one file; never raises for bad content (returns the problems instead)."""
     file = str(path)
@@ -348,8 +353,12 @@ def validate_file(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
 def validate_text(text: str, file: str) -> tuple[list[dict[str, Any]], list[Problem]]:
     """Validate YAML (or JSON) text; ``file`` names it in the problems."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = _LOADER(text)
+        try:  # (parsed once: the nodes give the problems their lines, the data is made from the same nodes)
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         return [], [

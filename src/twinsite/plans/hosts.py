@@ -9,11 +9,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from twinsite.errors import ConfigError, TimedOut
 from twinsite.transport.channels import Endpoint
-from twinsite.transport.remote import TIMED_OUT, json_answer, run_endpoint
+from twinsite.transport.remote import TIMED_OUT, json_answer, multiplexed, run_endpoint
 
 #: Where the twinsite CLI is on the hosts (the agent role installs it there).
 DEFAULT_CLI = "/opt/twinsite/bin/twinsite"
@@ -48,7 +49,9 @@ class HostAccess:
             _take(words, out, options, f"{where}: {key}")
         return cls(name, str(given.get("ansible_host") or name), options=tuple(options), **out)
 
-    def endpoint(self, command: Sequence[str]) -> Endpoint:
+    def endpoint(self, command: Sequence[str], more: tuple[tuple[str, str], ...] = ()) -> Endpoint:
+        """The endpoint running ``command``; ``more`` options come after the host's own (ssh takes the first
+        value given for an option: a host's own settings win)."""
         return Endpoint(
             host=self.address,
             command=list(command),
@@ -56,7 +59,7 @@ class HostAccess:
             port=self.port,
             identity=self.identity,
             config=self.config,
-            options=self.options,
+            options=self.options + more,
         )
 
 
@@ -94,9 +97,14 @@ def _take(words: list[str], out: dict[str, Any], options: list[tuple[str, str]],
 class Hosts:
     """The inventory's hosts, reached from the controller."""
 
-    def __init__(self, access: Mapping[str, HostAccess], cli: str = DEFAULT_CLI) -> None:
+    def __init__(
+        self, access: Mapping[str, HostAccess], cli: str = DEFAULT_CLI, control_dir: Path | None = None
+    ) -> None:
         self.access = dict(access)
         self.cli = cli
+        #: with it, one persistent connection per host (transport.remote.multiplexed): a plan asks each host
+        #: once per scenario to look, and again to act, often from several threads at once
+        self.control_dir = control_dir
 
     @classmethod
     def from_vars(cls, hosts: Mapping[str, Mapping[str, Any]], cli: str = DEFAULT_CLI) -> Hosts:
@@ -110,7 +118,7 @@ class Hosts:
             raise ConfigError(
                 f"{host} is not a host of the inventory", hint="add it, or fix the scenario's name for it"
             )
-        a = run_endpoint(access.endpoint([self.cli, *args, "--json"]), timeout=timeout)
+        a = run_endpoint(access.endpoint([self.cli, *args, "--json"], multiplexed(self.control_dir)), timeout=timeout)
         if a.code == TIMED_OUT:
             raise TimedOut(
                 f"`twinsite {' '.join(args[:2])}` on {host} did not end within {timeout:g} s",

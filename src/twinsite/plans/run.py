@@ -79,9 +79,10 @@ class PlanRun:
     ) -> None:
         if action not in COMMANDS:
             raise PlanError(f"unknown action {action!r}", hint=f"one of {', '.join(COMMANDS)}")
-        self.plan, self.scenarios, self.hosts, self.action = plan, scenarios, hosts, action
+        self.plan, self.scenarios, self.action = plan, scenarios, action
         self.unplanned = unplanned and action == FAILOVER
         self.place = PlanState(state_dir, plan.name)
+        self.hosts = hosts if hosts.control_dir else Hosts(hosts.access, hosts.cli, self.place.ssh)
         steps = [Step(g.name, self._describe(g), self._group_step(g)) for g in plan.groups]
         self.runner = Runner(self.place.run, action, steps, error=PlanError)
         self._created = 0.0

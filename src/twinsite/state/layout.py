@@ -33,6 +33,7 @@ On the controller (``twinsite_controller_state_dir``, ~/.local/state/twinsite by
     <controller>/plans/<plan>/            PlanState: a recovery plan's runs (twinsite.plans)
       run.json                            the plan's run, one step per group (state.runs)
       reports/<run>.json .md              its report, rewritten after each attempt
+    <controller>/ssh/                     OpenSSH control sockets: one connection per host, shared by the plans
 
 The formats are in docs/formats.md; each file is read and written by the one module named beside it.
 """
@@ -269,6 +270,11 @@ class PlanState:
     @property
     def dir(self) -> Path:
         return self.controller / "plans" / self.plan
+
+    @property
+    def ssh(self) -> Path:
+        """The controller's persistent connections to the hosts (sockets; shared by every plan)."""
+        return self.controller / "ssh"
 
     @property
     def run(self) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,24 @@ def current(place: ScenarioState, master: str) -> Role:
         previous=data.get("previous"),
         run=data.get("run"),
     )
+
+
+#: what a set of role files is at a moment (role.stamps)
+Stamps = tuple[tuple[int, int] | None, ...]
+
+
+def stamps(state_dir: Path, names: Iterable[str]) -> Stamps:
+    """What the role files of ``names`` are now (inode and change time; None: none), for noticing a switchover
+    without reading them: each is written whole under a new name, so a new role is a new stamp."""
+    out: list[tuple[int, int] | None] = []
+    for name in names:
+        try:
+            st = ScenarioState(state_dir, name).role.stat()
+        except FileNotFoundError:
+            out.append(None)
+            continue
+        out.append((st.st_ino, st.st_mtime_ns))
+    return tuple(out)
 
 
 def store(place: ScenarioState, role: Role) -> None:

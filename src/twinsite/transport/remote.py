@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
@@ -47,16 +48,28 @@ def run_on(
     stdin: str | None = None,
 ) -> Answer:
     """Run ``argv`` on ``host`` (no shell on our side; the remote login shell gets it quoted)."""
-    options: tuple[tuple[str, str], ...] = ()
-    if control_dir is not None:
-        control_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # (%C is 40 characters: the socket path stays far below the 108 bytes of a unix socket name)
-        options = (
-            ("ControlMaster", "auto"),
-            ("ControlPath", str(control_dir / "%C")),
-            ("ControlPersist", str(int(persist))),
-        )
+    options = multiplexed(control_dir, persist)
     return run_endpoint(to_host(rep, host, list(argv), options=options), timeout=timeout, stdin=stdin)
+
+
+#: the longest socket name a unix socket takes (108 bytes with its ending NUL)
+_SOCKET_NAME_MAX = 107
+
+
+def multiplexed(control_dir: Path | None, persist: float = 60.0) -> tuple[tuple[str, str], ...]:
+    """The ssh options for one persistent connection per host whose socket is under ``control_dir`` (created
+    0700), kept ``persist`` seconds after its last use; none without ``control_dir``, or when a socket there
+    would have too long a name (each command then makes its own connection)."""
+    if control_dir is None:
+        return ()
+    control_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if len(os.fsencode(control_dir)) + 1 + 40 > _SOCKET_NAME_MAX:  # (%C is 40 characters)
+        return ()
+    return (
+        ("ControlMaster", "auto"),
+        ("ControlPath", str(control_dir / "%C")),
+        ("ControlPersist", str(int(persist))),
+    )
 
 
 def run_endpoint(ep: Endpoint, *, timeout: float, stdin: str | None = None) -> Answer:
