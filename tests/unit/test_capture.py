@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -106,6 +107,45 @@ def test_a_write_through_a_hard_link_removed_before_it_is_planned_reaches_the_ot
     watcher.close()
     assert (dst / "keep").read_bytes() == (src / "keep").read_bytes()
     assert not (dst / "twin").exists()
+    pipe.same()
+
+
+@pytest.mark.parametrize("how", ["deleted", "moved away"])
+def test_a_root_removed_and_made_again_is_watched_again_and_compared_whole(tmp_path: Path, how: str) -> None:
+    """Seen in the lab (bench site): a root deleted and made again under a running agent (a directory restored
+    from a backup) lost its only watches, so nothing written in it afterwards reached the standby, while the
+    sender said it was replicating with everything acknowledged."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "sub").mkdir()
+    (src / "old").write_bytes(b"before")
+    pipe = Pipe(src, dst)
+    pipe.ship(list(pipe.planner.plan_all()))
+    watcher = Watcher(src)
+    if how == "deleted":
+        shutil.rmtree(src)
+    else:
+        os.rename(src, tmp_path / "elsewhere")
+    watcher.read(timeout_ms=100)
+    pipe.ship(list(watcher.take().plan(pipe.planner)))
+    assert not (dst / "old").exists()  # (what the source did: its files are gone)
+    src.mkdir()
+    (src / "restored").write_bytes(b"made in the new root before capture saw it")
+    for _ in range(3):  # (the new root is found within a read or two)
+        watcher.read(timeout_ms=100)
+    pipe.ship(list(watcher.take().plan(pipe.planner)))
+    (src / "sub2").mkdir()
+    watcher.read(timeout_ms=100)
+    (src / "sub2" / "later").write_bytes(b"made once the new root is watched")
+    watcher.read(timeout_ms=100)
+    pipe.ship(list(watcher.take().plan(pipe.planner)))
+    if how == "moved away":  # the moved tree is not the root any more: nothing done there is taken for it
+        (tmp_path / "elsewhere" / "not-ours").write_bytes(b"x")
+        watcher.read(timeout_ms=100)
+        assert not watcher.take().dirty
+    watcher.close()
+    assert (dst / "restored").read_bytes() == b"made in the new root before capture saw it"
+    assert (dst / "sub2" / "later").read_bytes() == b"made once the new root is watched"
     pipe.same()
 
 

@@ -4,7 +4,9 @@ Events become a :class:`~twinsite.sync.changes.ChangeSet` (renames in order, dir
 cannot see (writes through a shared mmap that are never msync'ed, changes made while the agent was down)
 is covered by the rescan at start and by ``twinsite verify``; see docs/replication.md.
 A queue overflow sets ``changes.full`` (a verified rescan) and ``overflows``; running out of watches
-raises :class:`CaptureError`: a scenario that cannot watch its data must not look healthy.
+raises :class:`CaptureError`: a scenario that cannot watch its data must not look healthy. A root deleted or
+moved away is compared whole (its files are gone from its path), and watched again, and compared whole
+again, once its path is a directory again.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Watcher:
         self._stop = False
         self._running = threading.Event()
         self.add_tree(b"")
+        self.root_gone = b"" not in self.path_wd  # no directory at the root's path (yet, or any more)
 
     def fileno(self) -> int:
         return int(self.ino.fileno())
@@ -121,6 +124,8 @@ class Watcher:
 
     def read(self, timeout_ms: int | None = 1000) -> int:
         """Read pending events into ``changes``; returns how many were read."""
+        if self.root_gone:
+            self._find_root()
         began = time.time_ns()  # (an event is queued as its change is made; a read takes all that are queued)
         events = self.ino.read(timeout=timeout_ms)
         if not events:
@@ -155,6 +160,8 @@ class Watcher:
         if not name:  # an event about the watched directory itself (DELETE_SELF, MOVE_SELF, ATTRIB)
             if parent and mask & F.ATTRIB:
                 self.changes.path(parent)
+            elif not parent and mask & (F.DELETE_SELF | F.MOVE_SELF):
+                self._lost_root()
             return
         raw = os.fsencode(name) if isinstance(name, str) else name
         rel = parent + b"/" + raw if parent else raw
@@ -170,6 +177,29 @@ class Watcher:
             self.changes.path(rel)
             if not mask & F.DELETE:
                 self._note_links(rel)
+
+    def _lost_root(self) -> None:
+        """The root itself was deleted or moved away: what was under it is gone from its path (compared whole),
+        no watch of the old tree counts any more (a moved one would go on reporting), and the root is watched
+        again as soon as its path is a directory again (:meth:`_find_root`)."""
+        for wd in list(self.wd_path):
+            with contextlib.suppress(OSError):
+                self.ino.rm_watch(wd)
+        self.wd_path.clear()
+        self.path_wd.clear()
+        self.root_gone = True
+        self.changes.everything()
+
+    def _find_root(self) -> None:
+        """A root that was gone and is a directory again (made again, restored, moved back): watched, with all
+        under it, then compared whole (what was made before the watches is found by the comparison)."""
+        if not os.path.isdir(self.base):
+            return
+        with self.lock:
+            self.root_gone = False
+            self.add_tree(b"")
+            self.changes.everything()
+        self.wake.set()
 
     def _ignored(self, wd: int) -> None:
         """The kernel dropped a watch (its directory is gone)."""
