@@ -31,6 +31,7 @@ from typing import Any
 from bench.scale import PROFILE, _require, _roots, _wait_replicating, names, prepare, remove
 from harness.cli import ansible
 from harness.hosts import twinsite_on
+from harness.users import SiteUsers
 from twinsite.lab.topology import DNS_ZONE, Lab
 from twinsite.redirect.dns import resolve_addresses
 
@@ -66,6 +67,32 @@ def _active_everywhere(lab: Lab, wanted: list[str], host: str) -> None:
         _require(addresses == [lab.host(host).address], f"{name} resolves to {addresses}, not to {host}")
 
 
+def _report(state: Path) -> dict[str, Any]:
+    """The newest report of the plan's runs."""
+    newest = max((state / "plans" / "site-a" / "reports").glob("*.json"), key=os.path.getmtime)
+    got: dict[str, Any] = json.loads(newest.read_text())
+    return got
+
+
+def _each_wrote(users: SiteUsers, host: str, since: float, timeout: float = 60) -> None:
+    """Until every server has acknowledged a write on ``host`` since ``since``."""
+    deadline = time.monotonic() + timeout
+    while min(users.on(host, since).values()) == 0:
+        _require(time.monotonic() < deadline, f"no write acknowledged on {host} for {users.on(host, since)}")
+        _require(users.is_alive(), f"the users' load stopped: {users.error!r}")
+        time.sleep(0.2)
+
+
+def _users_outage(users: SiteUsers, old: str, new: str) -> dict[str, float]:
+    """For each server, what its users saw: from their last write acknowledged on ``old`` to their first on
+    ``new``."""
+    out = {}
+    for n in users.scenarios:
+        last = max(w.at for w in users.acked if w.scenario == n and w.host == old)
+        out[n] = min(w.at for w in users.acked if w.scenario == n and w.host == new and w.at > last) - last
+    return out
+
+
 def _same(lab: Lab, wanted: list[str], active: str) -> None:
     """Every replica equals its source byte for byte, once the active host has shipped everything."""
     _wait_replicating(lab, wanted, timeout=300, host=active)
@@ -86,6 +113,7 @@ def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
     _play("playbooks/configure.yml")
     state = Path(tempfile.mkdtemp(prefix="bench-site-"))
     plan = ["-e", "plan=site-a", "-e", "confirm=true", "-e", f"twinsite_controller_state_dir={state}"]
+    users = SiteUsers(lab, wanted)
     try:
         _wait_replicating(lab, wanted)
         one_by_one: dict[str, float] = {}
@@ -94,21 +122,26 @@ def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
         _active_everywhere(lab, wanted, "dr1")
         back_plan = _play("playbooks/site_switchback.yml", *plan)
         _active_everywhere(lab, wanted, "prod1")
+        users.start()  # the site's users write to every server through its name, from now to the end
+        _each_wrote(users, "prod1", 0.0)
         plan_wall = _play("playbooks/site_failover.yml", *plan)
         _active_everywhere(lab, wanted, "dr1")
-        report = json.loads(
-            max((state / "plans" / "site-a" / "reports").glob("*.json"), key=os.path.getmtime).read_text()
-        )
+        report = _report(state)
         _require(report["result"] == "done" and report["scenarios_done"] == len(wanted), report)
-        _same(lab, wanted, "dr1")
-        for n in wanted:  # what users did on dr1 meanwhile must come back
-            (_roots(lab, n)[1] / "written-on-dr1").write_bytes(os.urandom(4096))
+        _each_wrote(users, "dr1", 0.0)  # the users followed their servers' names
+        lost = users.missing_on("dr1")
+        _require(not lost, f"{len(lost)} acknowledged write(s) are not on dr1: {lost[:5]}")
+        outage = _users_outage(users, "prod1", "dr1")
+        back_started = time.time()
         back_again = _play("playbooks/site_switchback.yml", *plan)
         _active_everywhere(lab, wanted, "prod1")
+        _each_wrote(users, "prod1", back_started)
+        users.stop()
+        lost = users.missing_on("prod1")
+        _require(not lost, f"{len(lost)} acknowledged write(s) are not on prod1: {lost[:5]}")
         _same(lab, wanted, "prod1")
-        for n in wanted:
-            _require((_roots(lab, n)[0] / "written-on-dr1").is_file(), f"{n}: what was written on dr1 is not back")
     finally:
+        users.stopping.set()
         remove(lab, wanted)
         shutil.rmtree(state, ignore_errors=True)
     total = sum(one_by_one.values())
@@ -120,6 +153,10 @@ def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
         "groups": len(report["groups"]),
         "longest_scenario_rto_s": max((o.get("rto_seconds") or 0.0) for o in rows.values()),
         "site_switchback_s": round(back_again, 1),
+        "users_writes_acknowledged": len(users.acked),
+        "users_writes_refused": users.refused,
+        "users_outage_max_s": round(max(outage.values()), 1),
+        "users_outage_median_s": round(sorted(outage.values())[len(outage) // 2], 1),
         "site_switchback_after_one_by_one_s": round(back_plan, 1),
     }
     return [

@@ -158,10 +158,7 @@ class Watcher:
         if parent is None:
             return
         if not name:  # an event about the watched directory itself (DELETE_SELF, MOVE_SELF, ATTRIB)
-            if parent and mask & F.ATTRIB:
-                self.changes.path(parent)
-            elif not parent and mask & (F.DELETE_SELF | F.MOVE_SELF):
-                self._lost_root()
+            self._about_itself(parent, mask)
             return
         raw = os.fsencode(name) if isinstance(name, str) else name
         rel = parent + b"/" + raw if parent else raw
@@ -177,6 +174,13 @@ class Watcher:
             self.changes.path(rel)
             if not mask & F.DELETE:
                 self._note_links(rel)
+
+    def _about_itself(self, rel: bytes, mask: int) -> None:
+        """An event about a watched directory itself: its metadata changed, or the root is gone."""
+        if rel and mask & F.ATTRIB:
+            self.changes.path(rel)
+        elif not rel and mask & (F.DELETE_SELF | F.MOVE_SELF):
+            self._lost_root()
 
     def _lost_root(self) -> None:
         """The root itself was deleted or moved away: what was under it is gone from its path (compared whole),
