@@ -15,88 +15,25 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.replication import _cpu_of, _peak_rss_mib, pct
-from harness.cli import ansible
-from harness.hosts import on_host, twinsite_on
+from harness.site import names, play, prepare, remove, require, roots, wait_replicating
 from twinsite.lab import netns
 from twinsite.lab.topology import Lab
-from twinsite.state.layout import ScenarioState
-
-PROFILE = Path(__file__).resolve().parent.parent / "inventories" / "lab-scale"
-TW = "/opt/twinsite/bin/twinsite"
-
-
-def _require(ok: bool, what: object) -> None:
-    if not ok:
-        raise RuntimeError(f"benchmark failed: {what}")
-
-
-def names() -> list[str]:
-    doc = yaml.safe_load((PROFILE / "group_vars" / "all" / "scale.yml").read_text())
-    return [str(s["name"]) for s in doc["twinsite_scenarios"]]
-
-
-def _roots(lab: Lab, name: str) -> tuple[Path, Path]:
-    return lab.host("prod1").private_dir("/srv") / "scale" / name, lab.host("dr1").private_dir("/srv") / "scale" / name
-
-
-def prepare(lab: Lab, wanted: list[str]) -> None:
-    """Each scenario's root on prod1 with small data (20 files of 4 KiB per server), nothing on dr1."""
-    for n in wanted:
-        src, dst = _roots(lab, n)
-        for p in (src, dst):
-            shutil.rmtree(p, ignore_errors=True)
-        src.mkdir(parents=True)
-        for i in range(20):
-            (src / f"file{i}").write_bytes(os.urandom(4096))
-
-
-def remove(lab: Lab, wanted: list[str]) -> None:
-    """The scenarios undeclared on both hosts, their roots and state removed."""
-    for h in ("prod1", "dr1"):
-        for n in wanted:
-            on_host(lab, h, TW, "scenario", n, "--state", "absent")
-    time.sleep(5)  # the agents let go of them (they read their configuration every 2 s)
-    for n in wanted:
-        states = (ScenarioState(lab.host(h).private_dir("/var/lib/twinsite"), n).dir for h in ("prod1", "dr1"))
-        for p in (*_roots(lab, n), *states):
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _wait_replicating(lab: Lab, wanted: list[str], timeout: float = 300, host: str = "prod1") -> float:
-    """Seconds until every scenario of ``wanted`` replicates from ``host`` with everything acknowledged."""
-    t0 = time.monotonic()
-    rows: list[dict[str, Any]] = []
-    while time.monotonic() - t0 < timeout:
-        rows = [
-            r
-            for r in twinsite_on(lab, host, "status")["result"]["scenarios"]
-            if r["scenario"] in wanted and r.get("role", "active") == "active"
-        ]
-        done = [r for r in rows if r["state"] == "replicating" and r["acked_seq"] == r["planned_seq"]]
-        if len(done) == len(wanted):
-            return time.monotonic() - t0
-        time.sleep(0.5)
-    raise RuntimeError(f"benchmark failed: not all replicating: {[(r['scenario'], r['state']) for r in rows]}")
 
 
 def _markers(lab: Lab, which: list[str], seconds: float) -> list[float]:
     """Markers every 0.5 s in each root of ``which`` (with a 16 KiB append), timed until on dr1."""
-    roots = {n: _roots(lab, n) for n in which}
+    where = {n: roots(lab, n) for n in which}
     pending: dict[tuple[str, int], tuple[float, bytes]] = {}
     lags: list[float] = []
     t0, k = time.monotonic(), 0
     while time.monotonic() - t0 < seconds or (pending and time.monotonic() - t0 < seconds + 30):
         if time.monotonic() - t0 < seconds and time.monotonic() >= t0 + k * 0.5:
-            for n, (src, _dst) in roots.items():
+            for n, (src, _dst) in where.items():
                 token = os.urandom(16)
                 with open(src / "log", "ab") as f:
                     f.write(os.urandom(16384))
@@ -105,13 +42,13 @@ def _markers(lab: Lab, which: list[str], seconds: float) -> list[float]:
             k += 1
         for (n, i), (t, token) in list(pending.items()):
             try:
-                if (roots[n][1] / f"marker{i}").read_bytes() == token:
+                if (where[n][1] / f"marker{i}").read_bytes() == token:
                     lags.append(time.monotonic() - t)
                     del pending[(n, i)]
             except FileNotFoundError:
                 pass
         time.sleep(0.002)
-    _require(not pending, f"{len(pending)} marker(s) never arrived")
+    require(not pending, f"{len(pending)} marker(s) never arrived")
     return lags
 
 
@@ -133,10 +70,9 @@ def run(lab: Lab, *, quick: bool = False) -> list[dict[str, Any]]:
     seconds = 10 if quick else 30
     all_names = names()
     prepare(lab, all_names)
-    done = ansible("ansible-playbook", "-i", str(PROFILE), "playbooks/configure.yml", timeout=900)
-    _require(done.returncode == 0, done.stdout[-3000:])
+    play("playbooks/configure.yml", timeout=900)
     try:
-        synced = _wait_replicating(lab, all_names)
+        synced = wait_replicating(lab, all_names)
         one = _markers(lab, all_names[:1], seconds)
         many, usage = _usage(lab, seconds, lambda: _markers(lab, all_names, seconds))
     finally:
