@@ -61,7 +61,9 @@ def roots(lab: Lab, name: str) -> tuple[Path, Path]:
 
 def prepare(lab: Lab, wanted: list[str]) -> None:
     """Each scenario's root on prod1 with small data (20 files of 4 KiB per server), nothing on dr1; each
-    server's application running on prod1 only, and its users' name pointing there."""
+    server's application running on prod1 only, and its users' name pointing there. Whatever an earlier run
+    left (an interrupted benchmark: the scenarios still declared, some active on dr1) is removed first."""
+    remove(lab, wanted)
     key = TsigKey.load(lab.tsig_file)
     for n in wanted:
         name, prod1 = f"{n}.{DNS_ZONE}", [lab.host("prod1").address]
