@@ -5,6 +5,7 @@
 #   make fuzz    the long property-based fuzzing run of the decoders and the applier, with its seed printed
 #   make lint    ruff, mypy --strict, import layers (import-linter), ansible-lint (production), ansible-test sanity
 #   make setup   Debian packages, the .venv, the vCenter simulator build
+#   make dist    the artifacts in dist/: the library's wheel and sdist, the collection's tarball (scripts/dist)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
@@ -19,7 +20,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 DEB_PACKAGES := openssh-server openssh-client knot knot-dnsutils golang-go golang-github-vmware-govmomi-dev \
 	iproute2 util-linux openssl rsync lsyncd iptables nftables postgresql sqlite3 git btrfs-progs
 
-.PHONY: setup deb venv vcsim demo test pytest lint bench fuzz lab-up lab-down clean
+.PHONY: setup deb venv vcsim demo test pytest lint bench fuzz lab-up lab-down clean dist
 
 setup: deb venv vcsim
 
@@ -65,6 +66,9 @@ pytest: setup
 
 test: setup lint pytest
 
+dist: venv
+	$(BIN)/python scripts/dist $(CURDIR)/dist
+
 bench: lab-up fuzz
 	$(BIN)/python -m bench
 
@@ -76,4 +80,4 @@ fuzz: venv
 	  --hypothesis-show-statistics
 
 clean: lab-down
-	rm -rf $(VENV) collections/ansible_collections/twinsite/dr/tests/output
+	rm -rf $(VENV) dist collections/ansible_collections/twinsite/dr/tests/output

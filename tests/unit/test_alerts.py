@@ -19,7 +19,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from harness.cli import twinsite_cmd
 from twinsite.alerts import Alert
+from twinsite.alerts.channels import Webhook
 from twinsite.alerts.dispatch import Alerter, channels_from
+from twinsite.errors import AlertError
 from twinsite.state import events as state_events
 from twinsite.state.layout import HostState
 
@@ -265,3 +267,27 @@ def test_no_password_in_clear_text_and_a_broken_channel_does_not_stop_the_next(
     assert [d.ok for d in deliveries] == [True, False, False, True]
     assert "will not send the SMTP password" in str(deliveries[1].error)
     assert len(received) == 1
+
+
+def test_a_webhook_reads_its_url_and_headers_from_files_at_each_alert(
+    tmp_path: Path, webhook: tuple[str, list[dict[str, Any]], list[int]]
+) -> None:
+    url, received, _answer = webhook
+    url_file, headers_file = tmp_path / "url", tmp_path / "headers.json"
+    url_file.write_text(url + "\n")
+    headers_file.write_text(json.dumps({"Authorization": "Bearer from-a-file"}))
+    hook = Webhook(url_file=str(url_file), headers_file=str(headers_file), headers=(("X-Team", "dr"),))
+    hook.send(alert())
+    assert received[-1]["path"] == "/hooks/twinsite?token=t0ps3cret"
+    assert received[-1]["headers"]["Authorization"] == "Bearer from-a-file"
+    assert received[-1]["headers"]["X-Team"] == "dr"
+    url_file.write_text(url.replace("t0ps3cret", "r0tated") + "\n")  # a rotated token: read at each alert
+    hook.send(alert())
+    assert received[-1]["path"] == "/hooks/twinsite?token=r0tated"
+    headers_file.write_text("[1, 2]")
+    with pytest.raises(AlertError, match="must hold a JSON object of strings"):
+        hook.send(alert())
+    url_file.unlink()
+    with pytest.raises(AlertError, match="cannot read the webhook's url_file") as err:
+        hook.send(alert())
+    assert err.value.where == str(url_file)

@@ -61,7 +61,7 @@ RAW_READ = re.compile(r"\.read_text\(|\.read_bytes\(|json\.loads\(|[^_.\w]open\(
 
 # The library's modules outside state/ that read files by hand, and what they read: none of it is state.
 READS_FILES = {
-    "alerts/channels.py": "an SMTP password file (alerts[].password_file)",
+    "alerts/channels.py": "an SMTP password file, a webhook's URL and headers files (alerts[].*_file)",
     "apps/builtin.py": "site application definitions (plugins/apps/*.yml), SQLite databases to check",
     "apps/postgresql.py": "PG_VERSION in the replicated data directory",
     "bundle.py": "the source tree it bundles, an unpacked bundle's VERSION",

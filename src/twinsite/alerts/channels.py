@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from twinsite.alerts import Alert
+from twinsite.config.secrets import shown_url
 from twinsite.errors import AlertError
 from twinsite.state import events
 
@@ -138,37 +139,61 @@ class Email:
 
 @dataclass(frozen=True)
 class Webhook:
-    """An HTTP POST of the alert as JSON; any 2xx answer is delivery."""
+    """An HTTP POST of the alert as JSON; any 2xx answer is delivery. The URL and headers are given, or read
+    at each send from files on this host (``url_file``; ``headers_file``, a JSON object added to
+    ``headers``), so that they stay out of the declaration and everything that shows it."""
 
-    url: str
+    url: str | None = None
     headers: tuple[tuple[str, str], ...] = field(default=())
     timeout: float = 5.0
     ca_file: str | None = None
+    url_file: str | None = None
+    headers_file: str | None = None
     name: str = "webhook"
 
     def send(self, alert: Alert) -> None:
-        if not self.url.startswith(("http://", "https://")):
-            raise AlertError(f"the webhook URL {_show(self.url)} is neither http:// nor https://")
+        url, headers = self._target()
+        if not url.startswith(("http://", "https://")):
+            raise AlertError(f"the webhook URL {shown_url(url)} is neither http:// nor https://")
         body = json.dumps({"twinsite": 1, **alert.to_dict(), "subject": alert.subject, "text": alert.text()}).encode()
-        req = urllib.request.Request(self.url, data=body, method="POST")  # noqa: S310 (scheme checked above)
+        req = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 (scheme checked above)
         req.add_header("Content-Type", "application/json")
-        for k, v in self.headers:
+        for k, v in headers:
             req.add_header(k, v)
         try:
-            ctx = ssl.create_default_context(cafile=self.ca_file) if self.url.startswith("https:") else None
+            ctx = ssl.create_default_context(cafile=self.ca_file) if url.startswith("https:") else None
             with urllib.request.urlopen(req, timeout=self.timeout, context=ctx) as resp:  # noqa: S310
                 status = resp.status
         except urllib.error.HTTPError as exc:
-            raise AlertError(f"the webhook {_show(self.url)} answered HTTP {exc.code}") from exc
+            raise AlertError(f"the webhook {shown_url(url)} answered HTTP {exc.code}") from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise AlertError(f"cannot reach the webhook {_show(self.url)}: {reason}") from exc
+            raise AlertError(f"cannot reach the webhook {shown_url(url)}: {reason}") from exc
         if not 200 <= status < 300:
-            raise AlertError(f"the webhook {_show(self.url)} answered HTTP {status}")
+            raise AlertError(f"the webhook {shown_url(url)} answered HTTP {status}")
+
+    def _target(self) -> tuple[str, list[tuple[str, str]]]:
+        """The URL and the headers, read from their files where they are kept there."""
+        url = self.url or _secret_file(self.url_file, "the webhook's url_file").strip()
+        headers = list(self.headers)
+        if self.headers_file:
+            text = _secret_file(self.headers_file, "the webhook's headers_file")
+            try:
+                more = json.loads(text)
+            except ValueError as exc:
+                raise AlertError("the webhook's headers_file is not JSON", where=self.headers_file) from exc
+            if not isinstance(more, dict) or not all(isinstance(v, str) for v in more.values()):
+                raise AlertError(
+                    "the webhook's headers_file must hold a JSON object of strings", where=self.headers_file
+                )
+            headers += sorted(more.items())
+        return url, headers
 
 
-def _show(url: str) -> str:
-    """Only the scheme and host of a URL: webhook URLs carry tokens in their credentials, path or query."""
-    u = urllib.parse.urlsplit(url)
-    host = u.hostname or ""
-    return f"{u.scheme}://{host}{':' + str(u.port) if u.port else ''}/..."
+def _secret_file(path: str | None, what: str) -> str:
+    if not path:
+        raise AlertError(f"{what} is not set")
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise AlertError(f"cannot read {what}: {exc.strerror}", where=path) from exc

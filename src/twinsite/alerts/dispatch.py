@@ -45,10 +45,12 @@ def channels_from(specs: Sequence[dict[str, Any]]) -> list[Channel]:
         elif kind == "webhook":
             out.append(
                 Webhook(
-                    url=s["url"],
+                    url=s.get("url"),
                     headers=tuple(sorted((str(k), str(v)) for k, v in s.get("headers", {}).items())),
                     timeout=float(s.get("timeout", 5)),
                     ca_file=s.get("ca_file"),
+                    url_file=s.get("url_file"),
+                    headers_file=s.get("headers_file"),
                 )
             )
     return out

@@ -247,6 +247,7 @@ def check_documents(data: Any, file: str, root: yaml.Node | None) -> tuple[list[
             problems.extend(_problems(err, file, root, here))
         problems.extend(_schedule_problems(doc, file, root, here))
         problems.extend(_consistency_problems(doc, file, root, here))
+        problems.extend(_webhook_problems(doc, file, root, here))
         name = doc.get("name") if isinstance(doc, dict) else None
         if isinstance(name, str):
             if name in names:
@@ -328,6 +329,21 @@ def _consistency_problems(doc: Any, file: str, root: yaml.Node | None, here: lis
             "to say you accept that (docs/replication.md, Consistency)",
         )
     ]
+
+
+def _webhook_problems(doc: Any, file: str, root: yaml.Node | None, here: list[str | int]) -> list[Problem]:
+    """A webhook gets its URL from the declaration or from a file on the host: one of the two."""
+    alerts = doc.get("alerts") if isinstance(doc, dict) else None
+    out = []
+    for i, a in enumerate(alerts if isinstance(alerts, list) else []):
+        if not isinstance(a, dict) or a.get("type") != "webhook" or (("url" in a) != ("url_file" in a)):
+            continue
+        path = [*here, "alerts", i]
+        said = "both url and url_file" if "url" in a else "neither url nor url_file"
+        out.append(
+            Problem(file, _line(root, path), _path_text(path), f"a webhook needs url or url_file; it has {said}")
+        )
+    return out
 
 
 def _line(root: yaml.Node | None, path: list[str | int]) -> int | None:

@@ -16,6 +16,7 @@ import yaml
 
 from twinsite.config.loader import check_documents, load_file
 from twinsite.config.scenario import Scenario
+from twinsite.config.secrets import redacted
 from twinsite.durable import write_text
 from twinsite.errors import ConfigError
 from twinsite.state import stopped
@@ -31,7 +32,12 @@ class ApplyResult:
     after: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"changed": self.changed, "before": self.before, "after": self.after}
+        """What is reported (alert secrets redacted: config.secrets)."""
+        return {"changed": self.changed, "before": _shown(self.before), "after": _shown(self.after)}
+
+
+def _shown(state: dict[str, Any]) -> dict[str, Any]:
+    return {**state, "definition": redacted(state["definition"])} if "definition" in state else state
 
 
 def load_dir(config_dir: Path) -> list[Scenario]:

@@ -28,6 +28,22 @@ def dirs_args(params):
     return ["--config-dir", params["config_dir"], "--state-dir", params["state_dir"]]
 
 
+def alert_secrets(definition):
+    """The secret values of a scenario declaration (an alert webhook's URL, its headers' values), for Ansible to
+    mask wherever they would be shown (the module's arguments included). The library redacts its own answers
+    (twinsite.config.secrets, which finds the same values: tests/unit/test_secrets.py)."""
+    found = []
+    alerts = definition.get("alerts") if isinstance(definition, dict) else None
+    for hook in alerts if isinstance(alerts, list) else []:
+        if not isinstance(hook, dict) or hook.get("type") != "webhook":
+            continue
+        if isinstance(hook.get("url"), str):
+            found.append(hook["url"])
+        if isinstance(hook.get("headers"), dict):
+            found.extend(str(v) for v in hook["headers"].values())
+    return [s for s in found if s]
+
+
 def exit_with(module, logic, error_type, failure):
     """The one place a module ends: ``logic(module)``'s result, or fail_json with ``failure(exc)`` for an
     ``error_type`` it raised (called outside the handler: the message is the whole story, no traceback)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible_collections.twinsite.dr.plugins.module_utils._base import exit_with
-from ansible_collections.twinsite.dr.plugins.module_utils._deps import check_library
+from ansible_collections.twinsite.dr.plugins.module_utils._deps import check_library, import_failure
 
 
 def vcenter_argument_spec():
@@ -59,10 +59,14 @@ class VSphereModule(AnsibleModule):
         return connect(credentials(self.params))
 
     def run(self, logic):
-        """Call ``logic(self)`` and exit with its result; a twinsite error becomes fail_json with its details."""
-        from twinsite.errors import TwinsiteError
+        """Call ``logic(self)`` and exit with its result; a twinsite error becomes fail_json with its details,
+        and a part of the library that cannot be imported a clear failure (not a traceback)."""
+        try:
+            from twinsite.errors import TwinsiteError
 
-        exit_with(self, logic, TwinsiteError, lambda exc: dict(msg=str(exc), error=exc.to_json()))
+            exit_with(self, logic, TwinsiteError, lambda exc: dict(msg=str(exc), error=exc.to_json()))
+        except ImportError as exc:
+            self.fail_json(**import_failure(exc))
 
     def with_diff(self, result, before, after):
         """Add before/after to ``result`` when diff mode is on."""

@@ -45,10 +45,10 @@ attributes:
   diff_mode:
     support: none
     description: A test changes no declared state; its evidence is the result.
-seealso:
-  - name: Runbook, assured-recovery tests
-    description: Running, scheduling and reading tests.
-    link: https://example.invalid/twinsite/docs/runbooks/assured-recovery.md
+notes:
+  - >-
+    Runbook, assured-recovery tests (running, scheduling and reading tests):
+    C(docs/runbooks/assured-recovery.md) in the twinsite repository.
 """
 
 EXAMPLES = r"""

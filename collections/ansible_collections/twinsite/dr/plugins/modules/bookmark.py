@@ -42,9 +42,10 @@ attributes:
     description: A bookmark has no before and after worth showing.
 seealso:
   - module: twinsite.dr.rewind
-  - name: Rewinding a replica
-    description: How continuous data protection works.
-    link: https://example.invalid/twinsite/docs/cdp.md
+notes:
+  - >-
+    Rewinding a replica (how continuous data protection works): C(docs/cdp.md) in the twinsite
+    repository.
 """
 
 EXAMPLES = r"""

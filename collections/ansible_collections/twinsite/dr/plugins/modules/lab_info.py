@@ -28,10 +28,10 @@ options:
 extends_documentation_fragment:
   - twinsite.dr.cli
   - twinsite.dr.cli.info
-seealso:
-  - name: The twinsite lab
-    description: How the lab is built, and the C(twinsite lab) commands.
-    link: https://example.invalid/twinsite/docs/lab.md
+notes:
+  - >-
+    The twinsite lab (how the lab is built, and the C(twinsite lab) commands): C(docs/lab.md) in the
+    twinsite repository.
 """
 
 EXAMPLES = r"""

@@ -128,11 +128,14 @@ def logic(module):
     from pathlib import Path
 
     from twinsite.config.loader import load_site
+    from twinsite.config.secrets import secrets
     from twinsite.errors import ConfigError
     from twinsite.plans.hosts import Hosts
     from twinsite.plans.run import PlanRun, markdown, preview_text
 
     p = module.params
+    for declared in p["scenarios"]:  # (their alert secrets are never shown, not even in the arguments)
+        module.no_log_values.update(secrets(declared))
     scenarios, plans = load_site(
         {"twinsite_scenarios": p["scenarios"], "twinsite_recovery_plans": p["plans"]}, "the inventory"
     )

@@ -119,9 +119,10 @@ attributes:
 seealso:
   - module: twinsite.dr.placement
   - module: twinsite.dr.dr_cluster
-  - name: vSphere at the DR site
-    description: The P2V and V2V flow, placement rules, and the privileges the vCenter user needs.
-    link: https://example.invalid/twinsite/docs/vsphere.md
+notes:
+  - >-
+    vSphere at the DR site (the P2V and V2V flow, placement rules, and the privileges the vCenter
+    user needs): C(docs/vsphere.md) in the twinsite repository.
 """
 
 EXAMPLES = r"""

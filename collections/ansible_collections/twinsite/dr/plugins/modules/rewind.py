@@ -47,9 +47,10 @@ attributes:
     description: Shows the seqs before and after and every path that changes.
 seealso:
   - module: twinsite.dr.bookmark
-  - name: Runbook, rewinding a replica
-    description: Step by step, for on-call staff.
-    link: https://example.invalid/twinsite/docs/runbooks/rewind.md
+notes:
+  - >-
+    Runbook, rewinding a replica (step by step, for on-call staff): C(docs/runbooks/rewind.md) in
+    the twinsite repository.
 """
 
 EXAMPLES = r"""

@@ -14,6 +14,9 @@ description:
   - The definition is validated against the scenario schema before anything changes; an invalid one fails
     with every problem listed and changes nothing.
   - Idempotent. The definition travels on the CLI's standard input, never on its command line.
+  - Alert secrets never show. An alert webhook's URL is shown as its scheme and host, its headers' values as
+    C(********), in before/after, the diff and the module's arguments. To keep them out of the inventory too,
+    O(definition) can name files on the host instead (C(url_file), C(headers_file)).
 author:
   - twinsite developers (@twinsite)
 options:
@@ -86,11 +89,12 @@ after:
 
 import json
 
-from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule
+from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule, alert_secrets
 
 
 def logic(module):
     p = module.params
+    module.no_log_values.update(alert_secrets(p["definition"]))  # (never shown: not even in the arguments)
     args = ["scenario", p["name"], "--state", p["state"], "--config-dir", p["config_dir"]]
     data = None
     if p["definition"] is not None:

@@ -61,16 +61,16 @@ attributes:
   diff_mode:
     support: full
     description: The active host and epoch before and after.
-seealso:
-  - name: Runbook, planned switchover
-    description: Step by step, for on-call staff.
-    link: https://example.invalid/twinsite/docs/runbooks/planned-switchover.md
-  - name: Runbook, unplanned failover
-    description: When the production site is down.
-    link: https://example.invalid/twinsite/docs/runbooks/unplanned-failover.md
-  - name: Runbook, switch-back
-    description: Back to the original site once it is repaired.
-    link: https://example.invalid/twinsite/docs/runbooks/switchback.md
+notes:
+  - >-
+    Runbook, planned switchover (step by step, for on-call staff):
+    C(docs/runbooks/planned-switchover.md) in the twinsite repository.
+  - >-
+    Runbook, unplanned failover (when the production site is down):
+    C(docs/runbooks/unplanned-failover.md) in the twinsite repository.
+  - >-
+    Runbook, switch-back (back to the original site once it is repaired):
+    C(docs/runbooks/switchback.md) in the twinsite repository.
 """
 
 EXAMPLES = r"""
