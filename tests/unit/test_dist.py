@@ -103,7 +103,16 @@ def test_an_execution_environment_gets_the_collections_requirements(built: Path,
     bindir = Path(sys.executable).parent
     tarball = built / f"twinsite-dr-{__version__}.tar.gz"
     subprocess.run(
-        [str(bindir / "ansible-galaxy"), "collection", "install", "--offline", "-p", str(tmp_path), str(tarball)],
+        [
+            str(bindir / "ansible-galaxy"),
+            "collection",
+            "install",
+            "--offline",
+            "--force",
+            "-p",
+            str(tmp_path),
+            str(tarball),
+        ],
         check=True,
         capture_output=True,
     )
