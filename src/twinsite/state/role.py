@@ -77,7 +77,7 @@ Stamps = tuple[tuple[int, int] | None, ...]
 
 
 def stamps(state_dir: Path, names: Iterable[str]) -> Stamps:
-    """What the role files of ``names`` are now (inode and change time; None: none), for noticing a switchover
+    """What the role files of ``names`` are now (inode and modification time; None: none), for noticing a switchover
     without reading them: each is written whole under a new name, so a new role is a new stamp."""
     out: list[tuple[int, int] | None] = []
     for name in names:
