@@ -19,7 +19,7 @@ import yaml
 
 from harness.cli import ansible
 from harness.hosts import TWINSITE, on_host, twinsite_on
-from harness.users import SiteUsers, gate, gate_lock
+from harness.users import SiteUsers, gate, gate_lock, scale_dir
 from twinsite.lab.topology import DNS_ZONE, Lab
 from twinsite.redirect.dns import TsigKey, resolve_addresses, update_address
 from twinsite.state.layout import ScenarioState
@@ -56,7 +56,7 @@ def plan_order() -> list[str]:
 
 def roots(lab: Lab, name: str) -> tuple[Path, Path]:
     """The scenario's root on prod1 and on dr1, seen from the controller."""
-    return tuple(lab.host(h).private_dir("/srv") / "scale" / name for h in HOSTS)  # type: ignore[return-value]
+    return scale_dir(lab, "prod1") / name, scale_dir(lab, "dr1") / name
 
 
 def prepare(lab: Lab, wanted: list[str]) -> None:

@@ -9,7 +9,6 @@ no twinsite."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,8 @@ from harness.cli import ansible
 ARGS = json.dumps({"plan": "site", "action": "test", "scenarios": [], "plans": [], "hosts": {}})
 
 
-def run(*extra: str, pythonpath: Path | None = None) -> dict[str, object]:
-    before = os.environ.get("PYTHONPATH")
-    if pythonpath is not None:
-        os.environ["PYTHONPATH"] = str(pythonpath)
-    try:
-        done = ansible("ansible", "localhost", "-m", "twinsite.dr.recovery_plan", "-a", ARGS, *extra, "-o")
-    finally:
-        if pythonpath is not None:
-            if before is None:
-                del os.environ["PYTHONPATH"]
-            else:
-                os.environ["PYTHONPATH"] = before
+def run(*extra: str) -> dict[str, object]:
+    done = ansible("ansible", "localhost", "-m", "twinsite.dr.recovery_plan", "-a", ARGS, *extra, "-o")
     assert done.returncode != 0, done.stdout
     got: dict[str, object] = json.loads(done.stdout.split("=>", 1)[1])
     return got
@@ -49,16 +38,18 @@ def test_the_library_missing_says_what_to_install() -> None:
     assert "requirements.txt" in str(got["msg"])
 
 
-def test_a_library_of_another_json_api_is_refused(tmp_path: Path) -> None:
-    got = run(pythonpath=stub(tmp_path, '__version__ = "9.0.0"\nJSON_API = 2\n'))
+def test_a_library_of_another_json_api_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(stub(tmp_path, '__version__ = "9.0.0"\nJSON_API = 2\n')))
+    got = run()
     assert got["msg"] == (
         "the twinsite library on the controller (version 9.0.0) speaks JSON api 2; this collection understands "
         "[1]: install the library of the collection's version (its requirements.txt)"
     )
 
 
-def test_a_library_missing_a_part_is_a_clear_failure(tmp_path: Path) -> None:
-    got = run(pythonpath=stub(tmp_path, '__version__ = "0.0.1"\nJSON_API = 1\n'))
+def test_a_library_missing_a_part_is_a_clear_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(stub(tmp_path, '__version__ = "0.0.1"\nJSON_API = 1\n')))
+    got = run()
     msg = str(got["msg"])
     assert msg.startswith("the twinsite library on the controller (version 0.0.1) is incomplete or of another version")
     assert "No module named 'twinsite." in msg

@@ -131,10 +131,7 @@ class Email:
     def _password(self) -> str:
         if not self.password_file:
             raise AlertError(f"email channel: username {self.username!r} given without password_file")
-        try:
-            return Path(self.password_file).read_text().strip()
-        except OSError as exc:
-            raise AlertError(f"cannot read the SMTP password file: {exc.strerror}", where=self.password_file) from exc
+        return _secret_file(self.password_file, "the SMTP password file").strip()
 
 
 @dataclass(frozen=True)
@@ -191,6 +188,7 @@ class Webhook:
 
 
 def _secret_file(path: str | None, what: str) -> str:
+    """The text of a file a channel keeps a secret in (``what`` names it in the error)."""
     if not path:
         raise AlertError(f"{what} is not set")
     try:
