@@ -31,10 +31,12 @@ _OWN: set[str] = set()  # the tests' own scenarios, declared on dr1 beside confi
 
 
 def install(lab: Lab) -> None:
-    """What the agent role does, done directly: unpack the controller-built bundle into each host's /opt/twinsite."""
-    b = bundle.build(BUNDLES)
+    """What the agent role does, done directly: unpack the controller-built bundle (with the paramiko extra, as
+    the lab inventory asks) into a release directory of each host's /opt/twinsite and switch to it."""
+    b = bundle.build(BUNDLES, bundle.local_target(), extras=("paramiko",))
     for h in lab.hosts:
-        bundle.extract(b, h.private_dir("/opt/twinsite"))
+        install_dir = h.private_dir("/opt/twinsite")
+        bundle.activate(install_dir, bundle.unpack(b, install_dir).name)
 
 
 class Scenario:

@@ -64,7 +64,7 @@ READS_FILES = {
     "alerts/channels.py": "an SMTP password file, a webhook's URL and headers files (alerts[].*_file)",
     "apps/builtin.py": "site application definitions (plugins/apps/*.yml), SQLite databases to check",
     "apps/postgresql.py": "PG_VERSION in the replicated data directory",
-    "bundle.py": "the source tree it bundles, an unpacked bundle's VERSION",
+    "bundle.py": "the installed package it bundles, an unpacked release's VERSION and python",
     "cdp/log.py": "the rewind log's segments (its own format, docs/formats.md)",
     "cli/drill_cmd.py": "a drill report given on the command line",
     "cli/scenario_cmd.py": "a scenario definition given on stdin",

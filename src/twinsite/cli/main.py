@@ -26,6 +26,7 @@ COMMANDS = {
     "bookmark": "cdp_cmd",
     "rewind": "cdp_cmd",
     "bundle": "bundle_cmd",
+    "install-release": "bundle_cmd",
     "scenario": "scenario_cmd",
     "service": "service_cmd",
     "plan-placement": "vsphere_cmd",

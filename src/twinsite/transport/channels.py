@@ -143,7 +143,13 @@ class ParamikoChannel:
     """The same over paramiko (pure Python), for hosts without an OpenSSH client."""
 
     def __init__(self, ep: Endpoint) -> None:
-        import paramiko
+        try:
+            import paramiko
+        except ImportError as exc:
+            raise ConfigError(
+                "the paramiko transport needs paramiko, which this host's twinsite does not include",
+                hint="install twinsite[paramiko] (the agent role: twinsite_agent_extras: [paramiko]), or use openssh",
+            ) from exc
 
         if not ep.known_hosts:
             raise ConfigError("the paramiko transport needs a known_hosts file", hint="set replication.known_hosts")
