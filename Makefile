@@ -50,7 +50,7 @@ lab-down: venv
 	$(BIN)/twinsite lab down
 
 demo: lab-up
-	$(BIN)/ansible-playbook playbooks/drill.yml
+	$(BIN)/ansible-playbook -i inventories/lab playbooks/drill.yml
 
 lint: venv
 	$(BIN)/ruff check .

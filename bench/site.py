@@ -3,11 +3,12 @@ the white paper's 14 protected servers, each a scenario from prod1 to dr1) and i
 in dependency order), against the same 14 switchovers run one by one, as an on-call engineer would without a
 plan, in the same run.
 
-* one by one: ``ansible-playbook playbooks/switchover.yml -e scenario=S -e confirm=true`` for each of the 14
-  in the plan's order, each timed from its start to its end; their sum (the site is then switched back by
-  its plan);
+* one by one: ``ansible-playbook -i inventories/lab-scale playbooks/switchover.yml -e scenario=S
+  -e confirm=true`` for each of the 14 in the plan's order, each timed from its start to its end; their sum
+  (the site is then switched back by its plan);
 * the plan, under the site's users' writes (harness.users: every server written through its own name,
-  through its application): ``ansible-playbook playbooks/site_failover.yml -e plan=site-a -e confirm=true``,
+  through its application): ``ansible-playbook -i inventories/lab-scale playbooks/site_failover.yml
+  -e plan=site-a -e confirm=true``,
   timed the same way, and its report's RTO (from the plan's start to the last scenario's users back);
   afterwards every scenario is active on dr1, its users' name (``<scenario>.dr.test``) resolves to dr1, and
   every write acknowledged to a user is there byte for byte; then the site switched back by its plan

@@ -1,7 +1,7 @@
 """How the tests and the benchmarks drive the lab, shared by both (neither imports the other).
 
 * :mod:`harness.cli`: the ``twinsite`` console script of this environment and ``ansible``/``ansible-playbook``
-  against the repository's inventory, as the controller runs them;
+  against the lab's inventory (or another named), as the controller runs them;
 * :mod:`harness.hosts`: reaching a lab host (over real SSH, or inside it with ``twinsite lab exec``), the JSON
   answer of the twinsite installed there, and what its agent recorded (event log, agent log);
 * :mod:`harness.scenarios`: installing the agent bundle, a test's own scenario run by an agent it starts, and

@@ -1,6 +1,7 @@
 """Running twinsite and Ansible on the controller: the ``twinsite`` console script of this environment, and
-``ansible``/``ansible-playbook`` of this environment with the repository's ansible.cfg (its inventories,
-the collection)."""
+``ansible``/``ansible-playbook`` of this environment with the repository's ansible.cfg (the collection, the
+connection settings) and an inventory named on the command line: the lab's unless the caller names another
+(ansible.cfg names none, so that no command runs against the lab by accident)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+#: The inventory the harness's Ansible runs use unless they name another: the lab's.
+LAB_INVENTORY = "inventories/lab"
 
 
 def twinsite_cmd(
@@ -28,8 +31,11 @@ def twinsite_cmd(
     )
 
 
-def ansible(tool: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """``ansible``, ``ansible-playbook``... of this environment, run from the repository (its ansible.cfg)."""
+def ansible(
+    tool: str, *args: str, inventory: str | Path = LAB_INVENTORY, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """``TOOL -i INVENTORY ARGS``: ``ansible``, ``ansible-playbook``... of this environment, run from the
+    repository (its ansible.cfg), against ``inventory`` (a path relative to the repository, or absolute)."""
     env = dict(
         os.environ,
         PATH=f"{VENV_BIN}:{os.environ['PATH']}",
@@ -38,7 +44,13 @@ def ansible(tool: str, *args: str, timeout: float = 180) -> subprocess.Completed
         ANSIBLE_FORCE_COLOR="0",
     )
     return subprocess.run(
-        [str(VENV_BIN / tool), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [str(VENV_BIN / tool), "-i", str(inventory), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

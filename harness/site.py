@@ -82,7 +82,7 @@ def prepare(lab: Lab, wanted: list[str]) -> None:
 def play(*args: str, timeout: float = 1800) -> float:
     """``ansible-playbook -i inventories/lab-scale ARGS``: how long it took (it must succeed)."""
     t0 = time.monotonic()
-    done = ansible("ansible-playbook", "-i", str(PROFILE), *args, timeout=timeout)
+    done = ansible("ansible-playbook", *args, inventory=PROFILE, timeout=timeout)
     require(done.returncode == 0, done.stdout[-3000:])
     return time.monotonic() - t0
 

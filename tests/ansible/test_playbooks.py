@@ -18,7 +18,7 @@ PLAYBOOKS = Path(__file__).parent / "playbooks"
 
 
 def test_ping_every_lab_host(lab: Lab) -> None:
-    proc = ansible("ansible", "-i", "inventories/lab", "all", "-m", "ansible.builtin.ping")
+    proc = ansible("ansible", "all", "-m", "ansible.builtin.ping")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for h in ("prod1", "dr1", "client1", "dr2"):
         assert re.search(rf"^{h} \| SUCCESS", proc.stdout, re.M), proc.stdout
