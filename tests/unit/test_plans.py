@@ -213,6 +213,30 @@ def test_host_access_takes_ansible_connection_settings() -> None:
     assert HostAccess.from_vars("web", {}).endpoint(["true"]).host == "web"
 
 
+def test_a_host_where_twinsite_is_elsewhere_is_asked_there() -> None:
+    """site_plan.yml passes where the agent role put twinsite on each host; empty means its default place."""
+    hosts = Hosts.from_vars(
+        {
+            "dr1": {
+                "twinsite_cli": "/usr/local/tw/bin/twinsite",
+                "twinsite_config_dir": "/etc/tw",
+                "twinsite_state_dir": "/data/tw",
+            },
+            "prod1": {"twinsite_cli": "", "twinsite_config_dir": "", "twinsite_state_dir": ""},
+        }
+    )
+    assert hosts.command(hosts.access["dr1"], ["switchover", "db", "--dry-run"]) == [
+        "/usr/local/tw/bin/twinsite", "switchover", "db", "--dry-run",
+        "--config-dir", "/etc/tw", "--state-dir", "/data/tw", "--json",
+    ]  # fmt: skip
+    assert hosts.command(hosts.access["prod1"], ["role", "db"]) == [
+        "/opt/twinsite/bin/twinsite",
+        "role",
+        "db",
+        "--json",
+    ]
+
+
 def test_a_plan_reaches_each_host_over_one_persistent_connection_unless_the_host_says_otherwise(
     tmp_path: Path,
 ) -> None:

@@ -31,6 +31,11 @@ class HostAccess:
     identity: str | None = None
     config: str | None = None
     options: tuple[tuple[str, str], ...] = ()
+    #: where the agent role put twinsite on this host, when not where it puts it by default (its
+    #: twinsite_agent_install_dir, twinsite_agent_config_dir and twinsite_agent_state_dir)
+    cli: str | None = None
+    config_dir: str | None = None
+    state_dir: str | None = None
 
     @classmethod
     def from_vars(cls, name: str, given: Mapping[str, Any]) -> HostAccess:
@@ -42,12 +47,20 @@ class HostAccess:
             "user": given.get("ansible_user") or None,
             "port": int(port) if port else None,
             "identity": given.get("ansible_ssh_private_key_file") or None,
+            "cli": given.get("twinsite_cli") or None,
+            "config_dir": given.get("twinsite_config_dir") or None,
+            "state_dir": given.get("twinsite_state_dir") or None,
         }
         options: list[tuple[str, str]] = []
         for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
             words = shlex.split(str(given.get(key) or ""))
             _take(words, out, options, f"{where}: {key}")
         return cls(name, str(given.get("ansible_host") or name), options=tuple(options), **out)
+
+    def dirs(self) -> list[str]:
+        """The CLI's options for this host's directories, where they are not the defaults."""
+        out = ["--config-dir", self.config_dir] if self.config_dir else []
+        return out + (["--state-dir", self.state_dir] if self.state_dir else [])
 
     def endpoint(self, command: Sequence[str], more: tuple[tuple[str, str], ...] = ()) -> Endpoint:
         """The endpoint running ``command``; ``more`` options come after the host's own (ssh takes the first
@@ -110,6 +123,10 @@ class Hosts:
     def from_vars(cls, hosts: Mapping[str, Mapping[str, Any]], cli: str = DEFAULT_CLI) -> Hosts:
         return cls({name: HostAccess.from_vars(name, given) for name, given in hosts.items()}, cli)
 
+    def command(self, access: HostAccess, args: Sequence[str]) -> list[str]:
+        """``twinsite ARGS --json`` as the host runs it: its own CLI and directories where it has them."""
+        return [access.cli or self.cli, *args, *access.dirs(), "--json"]
+
     def twinsite(self, host: str, args: Sequence[str], *, timeout: float) -> dict[str, Any]:
         """``twinsite ARGS --json`` on ``host``: its result, or the error it reported (raised with its exit
         code), HostUnreachableError (ssh failed), or TimedOut (no answer within ``timeout``)."""
@@ -118,7 +135,7 @@ class Hosts:
             raise ConfigError(
                 f"{host} is not a host of the inventory", hint="add it, or fix the scenario's name for it"
             )
-        a = run_endpoint(access.endpoint([self.cli, *args, "--json"], multiplexed(self.control_dir)), timeout=timeout)
+        a = run_endpoint(access.endpoint(self.command(access, args), multiplexed(self.control_dir)), timeout=timeout)
         if a.code == TIMED_OUT:
             raise TimedOut(
                 f"`twinsite {' '.join(args[:2])}` on {host} did not end within {timeout:g} s",

@@ -12,6 +12,8 @@ options:
       - Path of the C(twinsite) command on the target host.
       - By default it is looked up in E(PATH), then in C(/opt/twinsite/bin) (where the agent
         role installs it), then beside the Python interpreter running the module.
+      - With a non-default C(twinsite_agent_install_dir), set it for every host-side module at once with the
+        C(twinsite.dr.host) module defaults group, as the collection's playbooks do.
     type: path
 requirements:
   - the C(twinsite) command on the target host (JSON api 1)
@@ -32,7 +34,11 @@ attributes:
     DIRS = r"""
 options:
   config_dir:
-    description: The host's scenario directory.
+    description:
+      - The host's scenario directory.
+      - The C(twinsite.dr.host) module defaults group sets it, O(state_dir) and O(twinsite_cli) for every
+        host-side module of a play at once (the collection's playbooks take them from the agent role's
+        C(twinsite_agent_config_dir), C(twinsite_agent_state_dir) and C(twinsite_agent_install_dir)).
     type: path
     default: /etc/twinsite/scenarios
   state_dir:

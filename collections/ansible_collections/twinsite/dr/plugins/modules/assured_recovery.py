@@ -39,6 +39,10 @@ extends_documentation_fragment:
   - twinsite.dr.cli
   - twinsite.dr.cli.dirs
 attributes:
+  action_group:
+    support: full
+    membership: [twinsite.dr.host]
+    description: Its options take their defaults from C(module_defaults) for C(group/twinsite.dr.host).
   check_mode:
     support: full
     description: Whether a test could start now (the preflight's answer); nothing runs.

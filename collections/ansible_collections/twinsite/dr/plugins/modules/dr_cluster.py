@@ -61,6 +61,10 @@ options:
 extends_documentation_fragment:
   - twinsite.dr.vcenter
 attributes:
+  action_group:
+    support: full
+    membership: [twinsite.dr.vcenter]
+    description: Its options take their defaults from C(module_defaults) for C(group/twinsite.dr.vcenter).
   check_mode:
     support: full
     description: Says what would change. A rule may name VMs that are not created yet.

@@ -37,13 +37,17 @@ options:
     type: str
     choices: [present, started, stopped, absent]
     default: present
-  config_dir:
-    description: The host's scenario directory.
-    type: path
-    default: /etc/twinsite/scenarios
 extends_documentation_fragment:
   - twinsite.dr.cli
+  - twinsite.dr.cli.dirs
+notes:
+  - O(state_dir) is not used by this module; it takes it so that the C(twinsite.dr.host) module defaults group
+    applies to it like to every other host-side module.
 attributes:
+  action_group:
+    support: full
+    membership: [twinsite.dr.host]
+    description: Its options take their defaults from C(module_defaults) for C(group/twinsite.dr.host).
   check_mode:
     support: full
     description: Reports what would change and changes nothing.
@@ -89,7 +93,7 @@ after:
 
 import json
 
-from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule, alert_secrets
+from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule, alert_secrets, dirs_argument_spec
 
 
 def logic(module):
@@ -115,7 +119,7 @@ def main():
             name=dict(type="str", required=True),
             definition=dict(type="dict"),
             state=dict(type="str", default="present", choices=["present", "started", "stopped", "absent"]),
-            config_dir=dict(type="path", default="/etc/twinsite/scenarios"),
+            **dirs_argument_spec(),
         ),
         supports_check_mode=True,
     )

@@ -18,6 +18,11 @@ options:
   name:
     description: Only this scenario.
     type: str
+attributes:
+  action_group:
+    support: full
+    membership: [twinsite.dr.host]
+    description: Its options take their defaults from C(module_defaults) for C(group/twinsite.dr.host).
 extends_documentation_fragment:
   - twinsite.dr.cli
   - twinsite.dr.cli.dirs
