@@ -203,3 +203,10 @@ def ensure_configured(lab: Lab) -> None:
         raise AssertionError(configured.stdout[-3000:])
     _DECLARED.clear()
     _DECLARED.update(_declarations(lab))
+
+
+def reconfigure(lab: Lab) -> None:
+    """configure.yml runs again, whatever the declarations say: for a test that changed what they do not show
+    (an agent's options or release, the authorized replication keys)."""
+    _DECLARED.clear()
+    ensure_configured(lab)

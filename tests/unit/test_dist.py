@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -124,6 +125,52 @@ def test_an_execution_environment_gets_the_collections_requirements(built: Path,
     ).stdout
     assert f"twinsite=={__version__}  # from collection twinsite.dr" in got
     assert "openssh-client [platform:dpkg]  # from collection twinsite.dr" in got
+
+
+def install_tarball(built: Path, into: Path) -> Path:
+    """The collection's tarball installed the way a user's ansible-galaxy does; its directory."""
+    tarball = built / f"twinsite-dr-{__version__}.tar.gz"
+    galaxy = Path(sys.executable).parent / "ansible-galaxy"
+    cmd = [str(galaxy), "collection", "install", "--offline", "--force", "-p", str(into), str(tarball)]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=into)
+    return into / "ansible_collections" / "twinsite" / "dr"
+
+
+def test_every_module_and_the_role_document_themselves_from_the_installed_tarball(built: Path, tmp_path: Path) -> None:
+    """ansible-doc of the installed tarball, not of the repository (no ansible.cfg, its own collections path)."""
+    installed = install_tarball(built, tmp_path)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "ANSIBLE_COLLECTIONS_PATH": str(tmp_path)}
+    doc = Path(sys.executable).parent / "ansible-doc"
+    modules = sorted(p.stem for p in (installed / "plugins" / "modules").glob("*.py"))
+    repo = sorted(p.stem for p in (ROOT / "collections/ansible_collections/twinsite/dr/plugins/modules").glob("*.py"))
+    assert modules == repo and (installed / "playbooks" / "configure.yml").is_file()
+    got = subprocess.run(
+        [str(doc), "--json", *[f"twinsite.dr.{m}" for m in modules]],
+        env=env, cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    docs = json.loads(got.stdout)
+    assert sorted(docs) == [f"twinsite.dr.{m}" for m in modules], got.stderr
+    for name, entry in docs.items():
+        assert entry["doc"]["filename"].startswith(str(installed)), name
+        assert entry["doc"]["short_description"] and entry["doc"]["options"] is not None, name
+    role = subprocess.run(
+        [str(doc), "-t", "role", "--json", "twinsite.dr.agent"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    options = json.loads(role.stdout)["twinsite.dr.agent"]["entry_points"]["main"]["options"]
+    assert {"twinsite_agent_python", "twinsite_agent_extras", "twinsite_agent_keep_releases"} <= set(options)
+
+
+def test_ansible_test_sanity_passes_on_the_built_collection(built: Path, tmp_path: Path) -> None:
+    """The same sanity tests as `make lint`, on what the tarball installs (what users run)."""
+    installed = install_tarball(built, tmp_path)
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "ansible-test-sanity")],
+        env=dict(os.environ, COLLECTION_DIR=str(installed)), capture_output=True, text=True, check=False,
+        timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert 'Running sanity test "validate-modules"' in proc.stdout + proc.stderr
 
 
 def test_the_collections_readme_lists_every_module_and_role() -> None:

@@ -64,13 +64,21 @@ class TwinsiteModule(AnsibleModule):
         spec.update(argument_spec)
         super().__init__(argument_spec=spec, **kwargs)
 
-    def cli_path(self):
+    def find_cli(self):
+        """The twinsite CLI on this host, or None where it is not installed (yet)."""
         explicit = self.params.get("twinsite_cli")
         if explicit:
-            if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
-                self.fail_json(msg="twinsite_cli=%s is not an executable file on this host" % explicit)
-            return explicit
-        return self.get_bin_path("twinsite", required=False, opt_dirs=candidate_dirs()) or self.fail_json(
+            return explicit if os.path.isfile(explicit) and os.access(explicit, os.X_OK) else None
+        return self.get_bin_path("twinsite", required=False, opt_dirs=candidate_dirs())
+
+    def cli_path(self):
+        found = self.find_cli()
+        if found:
+            return found
+        explicit = self.params.get("twinsite_cli")
+        if explicit:
+            self.fail_json(msg="twinsite_cli=%s is not an executable file on this host" % explicit)
+        return self.fail_json(
             msg="the twinsite CLI was not found on this host (looked in PATH and %s)" % ", ".join(candidate_dirs()),
             hint="install it with the twinsite.dr.agent role, or set twinsite_cli",
         )

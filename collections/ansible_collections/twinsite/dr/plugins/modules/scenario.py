@@ -50,7 +50,10 @@ attributes:
     description: Its options take their defaults from C(module_defaults) for C(group/twinsite.dr.host).
   check_mode:
     support: full
-    description: Reports what would change and changes nothing.
+    description:
+      - Reports what would change and changes nothing.
+      - On a host where twinsite is not installed yet (a first run of the agent role in check mode), it reports
+        that the scenario would be declared, with a warning.
   diff_mode:
     support: full
     description: Shows the scenario's state and definition before and after.
@@ -99,6 +102,8 @@ from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteM
 def logic(module):
     p = module.params
     module.no_log_values.update(alert_secrets(p["definition"]))  # (never shown: not even in the arguments)
+    if module.check_mode and module.find_cli() is None:
+        return not_installed_yet(module)
     args = ["scenario", p["name"], "--state", p["state"], "--config-dir", p["config_dir"]]
     data = None
     if p["definition"] is not None:
@@ -110,6 +115,24 @@ def logic(module):
     out = dict(changed=result["changed"], before=result["before"], after=result["after"])
     if module._diff:
         out["diff"] = dict(before=result["before"], after=result["after"])
+    return out
+
+
+def not_installed_yet(module):
+    """Check mode on a host the agent role has not installed twinsite on yet (the same run would): what the real
+    run would do, which is declare the scenario (the first play of configure.yml has validated it)."""
+    p = module.params
+    before = dict(state="absent")
+    if p["state"] == "absent":
+        return dict(changed=False, before=before, after=before)
+    if p["definition"] is None:
+        module.fail_json(msg="scenario %s does not exist here: a definition is needed to create it" % p["name"])
+    run = "stopped" if p["state"] == "stopped" else "started"
+    after = dict(state=run, definition=dict(p["definition"], name=p["name"]))
+    module.warn("twinsite is not installed on this host yet: the agent role installs it in the real run")
+    out = dict(changed=True, before=before, after=after)
+    if module._diff:
+        out["diff"] = dict(before=before, after=after)
     return out
 
 
