@@ -15,9 +15,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from twinsite import __version__, bundle
+from twinsite.config.store import DEFAULT_CONFIG_DIR
 from twinsite.errors import CommandError, ConfigError
+from twinsite.plans.hosts import DEFAULT_CLI
+from twinsite.state.layout import DEFAULT_STATE_DIR
 
 ELF_MACHINE = {"x86_64": 62, "aarch64": 183}
 
@@ -209,3 +213,22 @@ def test_building_from_an_empty_wheelhouse_fails_saying_so(tmp_path: Path) -> No
     with pytest.raises(CommandError, match=r"installing twinsite's dependencies for cpython-3\.13"):
         bundle.build(tmp_path / "out", target, wheelhouse=tmp_path / "wheels")
     assert not list((tmp_path / "out").iterdir())  # (nothing half built left)
+
+
+def test_every_variable_of_the_agent_role_has_its_argument_spec_and_the_same_default() -> None:
+    """The role's defaults and its argument specs say the same, and its directories are the host-side modules'
+    defaults (what module_defaults falls back to when the inventory sets none)."""
+    role = Path(__file__).resolve().parents[2] / "collections/ansible_collections/twinsite/dr/roles/agent"
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    internal = {"twinsite_agent_metrics_args"}  # (derived from the metrics settings; "not meant to be set")
+    assert set(defaults) - internal == set(specs)
+    for name, spec in specs.items():
+        shown, actual = str(spec.get("default")), str(defaults[name])
+        if name == "twinsite_agent_bundle_dir":
+            actual = actual.replace("{{ lookup('ansible.builtin.env', 'HOME') }}", "~")
+        assert shown == actual, f"{name}: the spec says {shown!r}, the default is {actual!r}"
+    assert all(n.startswith("twinsite_agent_") for n in defaults)
+    assert defaults["twinsite_agent_config_dir"] == str(DEFAULT_CONFIG_DIR)
+    assert defaults["twinsite_agent_state_dir"] == str(DEFAULT_STATE_DIR)
+    assert f"{defaults['twinsite_agent_install_dir']}/bin/twinsite" == DEFAULT_CLI
