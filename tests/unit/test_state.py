@@ -65,6 +65,7 @@ READS_FILES = {
     "apps/builtin.py": "site application definitions (plugins/apps/*.yml), SQLite databases to check",
     "apps/postgresql.py": "PG_VERSION in the replicated data directory",
     "bundle.py": "the installed package it bundles, an unpacked release's VERSION and python",
+    "site/inventory.py": "the settings Ansible wrote for it (a temporary directory of its own)",
     "cdp/log.py": "the rewind log's segments (its own format, docs/formats.md)",
     "cli/drill_cmd.py": "a drill report given on the command line",
     "cli/scenario_cmd.py": "a scenario definition given on stdin",

@@ -27,6 +27,7 @@ COMMANDS = {
     "rewind": "cdp_cmd",
     "bundle": "bundle_cmd",
     "install-release": "bundle_cmd",
+    "site": "site_cmd",
     "scenario": "scenario_cmd",
     "service": "service_cmd",
     "plan-placement": "vsphere_cmd",
