@@ -320,7 +320,7 @@ def releases(install_dir: Path) -> list[Path]:
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)  # (activate stamps it to the ns)
 
 
 def prune(install_dir: Path, keep: int) -> list[str]:

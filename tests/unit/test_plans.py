@@ -218,11 +218,15 @@ def test_a_host_where_twinsite_is_elsewhere_is_asked_there() -> None:
     hosts = Hosts.from_vars(
         {
             "dr1": {
-                "twinsite_cli": "/usr/local/tw/bin/twinsite",
-                "twinsite_config_dir": "/etc/tw",
-                "twinsite_state_dir": "/data/tw",
+                "twinsite_agent_install_dir": "/usr/local/tw",
+                "twinsite_agent_config_dir": "/etc/tw",
+                "twinsite_agent_state_dir": "/data/tw",
             },
-            "prod1": {"twinsite_cli": "", "twinsite_config_dir": "", "twinsite_state_dir": ""},
+            "prod1": {
+                "twinsite_agent_install_dir": "",
+                "twinsite_agent_config_dir": "",
+                "twinsite_agent_state_dir": "",
+            },
         }
     )
     assert hosts.command(hosts.access["dr1"], ["switchover", "db", "--dry-run"]) == [

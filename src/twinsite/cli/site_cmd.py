@@ -31,17 +31,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.set_defaults(handler=_site_status)
 
 
-def collect(args: argparse.Namespace) -> dict[str, Any]:
-    inv = inventory.read(args.inventory, vault_password_file=args.vault_password_file)
-    names = inv.scenario_hosts()
-    hosts = Hosts.from_vars({h: inv.access_vars(h) for h in names})
-    return merge(ask(hosts, names, timeout=args.timeout), inv.scenarios, timeout=args.timeout)
-
-
 def _site_status(args: argparse.Namespace) -> tuple[Any, str]:
     if args.watch and args.json:
         raise ConfigError("--watch redraws a table for people; --json gives one answer", hint="use one of them")
-    view = collect(args)
+    inv = inventory.read(args.inventory, vault_password_file=args.vault_password_file)  # (once, also with --watch)
+    names = inv.scenario_hosts()
+    hosts = Hosts.from_vars({h: inv.access_vars(h) for h in names})
+
+    def collect() -> dict[str, Any]:
+        return merge(ask(hosts, names, timeout=args.timeout), inv.scenarios, timeout=args.timeout)
+
+    view = collect()
     if not args.watch:
         return view, render(view)
     tty = sys.stdout.isatty()
@@ -51,7 +51,7 @@ def _site_status(args: argparse.Namespace) -> tuple[Any, str]:
             sys.stdout.write(("\x1b[H\x1b[2J" if tty else "") + f"{time.strftime('%H:%M:%S')}\n{text}\n")
             sys.stdout.flush()
             time.sleep(args.interval)
-            view = collect(args)
+            view = collect()
     except KeyboardInterrupt:
         return view, ""
 

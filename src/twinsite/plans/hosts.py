@@ -31,8 +31,7 @@ class HostAccess:
     identity: str | None = None
     config: str | None = None
     options: tuple[tuple[str, str], ...] = ()
-    #: where the agent role put twinsite on this host, when not where it puts it by default (its
-    #: twinsite_agent_install_dir, twinsite_agent_config_dir and twinsite_agent_state_dir)
+    #: where the agent role put twinsite on this host, when not where it puts it by default
     cli: str | None = None
     config_dir: str | None = None
     state_dir: str | None = None
@@ -47,9 +46,12 @@ class HostAccess:
             "user": given.get("ansible_user") or None,
             "port": int(port) if port else None,
             "identity": given.get("ansible_ssh_private_key_file") or None,
-            "cli": given.get("twinsite_cli") or None,
-            "config_dir": given.get("twinsite_config_dir") or None,
-            "state_dir": given.get("twinsite_state_dir") or None,
+            # (the agent role's own variables: the one place they are turned into the CLI's path and options)
+            "cli": f"{given['twinsite_agent_install_dir']}/bin/twinsite"
+            if given.get("twinsite_agent_install_dir")
+            else None,
+            "config_dir": given.get("twinsite_agent_config_dir") or None,
+            "state_dir": given.get("twinsite_agent_state_dir") or None,
         }
         options: list[tuple[str, str]] = []
         for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):

@@ -1,9 +1,8 @@
-"""An Ansible inventory's hosts and declared scenarios, as ``ansible-inventory --list`` gives them.
+"""An Ansible inventory's hosts and declared scenarios, each host's settings rendered by Ansible itself.
 
-The library never imports Ansible: it runs Ansible's own command, which reads every inventory form (files,
-directories, plugins, vault) the way the playbooks do. Values are as written in the inventory: templates are not
-rendered outside a playbook, so a connection setting that is a template is refused, naming the host and the
-setting, rather than used as a host name.
+The library never imports Ansible: it runs ``ansible-playbook`` on a play of its own that writes each host's
+connection settings and the agent role's directories, rendered as any playbook renders them (templates, vault),
+to files on the controller. The play contacts no host.
 """
 
 from __future__ import annotations
@@ -19,15 +18,18 @@ from typing import Any
 
 from twinsite.errors import ConfigError
 
-#: the connection settings twinsite takes from a host's variables (plans.hosts.HostAccess.from_vars), and where
-#: the agent role put twinsite there
-CONNECTION = (
+#: what plans.hosts.HostAccess.from_vars takes from a host's variables: its connection settings, and where the
+#: agent role put twinsite there
+WANTED = (
     "ansible_host",
     "ansible_user",
     "ansible_port",
     "ansible_ssh_private_key_file",
     "ansible_ssh_common_args",
     "ansible_ssh_extra_args",
+    "twinsite_agent_install_dir",
+    "twinsite_agent_config_dir",
+    "twinsite_agent_state_dir",
 )
 
 
@@ -37,39 +39,20 @@ class Inventory:
     scenarios: list[dict[str, Any]] = field(default_factory=list)
 
     def scenario_hosts(self) -> list[str]:
-        """The hosts the declared scenarios name, in the inventory's order (every host when none are declared)."""
+        """The hosts the declared scenarios name, by name (every host when none are declared)."""
         named = {s.get("master") for s in self.scenarios} | {r for s in self.scenarios for r in s.get("replicas", [])}
         return [h for h in self.hostvars if h in named] if self.scenarios else list(self.hostvars)
 
     def access_vars(self, host: str) -> dict[str, Any]:
-        """What plans.hosts.HostAccess.from_vars takes for ``host``: its connection settings, and where the agent
-        role put twinsite (the names site_plan.yml passes)."""
+        """What plans.hosts.HostAccess.from_vars takes for ``host`` (the names site_plan.yml passes)."""
         given = self.hostvars.get(host)
         if given is None:
             raise ConfigError(
                 f"{host} is not a host of the inventory", hint="add it, or fix the scenario's name for it"
             )
-        out = {k: given[k] for k in CONNECTION if given.get(k) not in (None, "")}
-        install = given.get("twinsite_agent_install_dir")
-        if install:
-            out["twinsite_cli"] = f"{install}/bin/twinsite"
-        for ours, theirs in (
-            ("twinsite_config_dir", "twinsite_agent_config_dir"),
-            ("twinsite_state_dir", "twinsite_agent_state_dir"),
-        ):
-            if given.get(theirs):
-                out[ours] = given[theirs]
-        for k, v in out.items():
-            if isinstance(v, str) and "{{" in v:
-                raise ConfigError(
-                    f"host {host}: {k} is a template ({v}), which only a playbook renders",
-                    hint="give it a plain value in the inventory",
-                )
-        return out
+        return {k: given[k] for k in WANTED if given.get(k) not in (None, "")}
 
 
-#: the settings each host's variables give, rendered by Ansible as a playbook would (templates included)
-WANTED = (*CONNECTION, "twinsite_agent_install_dir", "twinsite_agent_config_dir", "twinsite_agent_state_dir")
 #: a play that writes them, per host, to a file on the controller (it contacts no host)
 PLAY = """
 - name: The settings twinsite site status reaches the hosts with
@@ -97,8 +80,7 @@ def ansible_command(name: str) -> str:
 
 
 def read(inventory: str, *, vault_password_file: str | None = None, timeout: float = 120) -> Inventory:
-    """The inventory at ``inventory`` (what ``-i`` takes), each host's settings rendered by Ansible itself (an
-    ad-hoc ``debug`` on the controller: no host is contacted)."""
+    """The inventory at ``inventory`` (what ``-i`` takes), each host's settings rendered by Ansible itself."""
     with tempfile.TemporaryDirectory(prefix="twinsite-inventory-") as tmp:
         out = Path(tmp) / "hosts"
         out.mkdir()

@@ -52,9 +52,9 @@ options:
       - Each inventory host the plan's scenarios name, with its connection settings under Ansible's names
         (C(ansible_host), C(ansible_user), C(ansible_port), C(ansible_ssh_private_key_file),
         C(ansible_ssh_common_args)). Host keys are always checked against the known hosts, never added.
-      - Where twinsite is on a host when the agent role put it elsewhere than by default, as C(twinsite_cli),
-        C(twinsite_config_dir) and C(twinsite_state_dir) (the playbooks pass them from the agent role's
-        variables); C(twinsite_cli) takes precedence over O(remote_cli).
+      - Where twinsite is on a host when the agent role put it elsewhere than by default, by the role's own
+        variables C(twinsite_agent_install_dir), C(twinsite_agent_config_dir) and C(twinsite_agent_state_dir)
+        (the playbooks pass them); C(twinsite_agent_install_dir) takes precedence over O(remote_cli).
     type: dict
     required: true
   state_dir:
