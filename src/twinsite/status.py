@@ -165,8 +165,11 @@ def last_test(tests: Path, now: float) -> dict[str, Any] | None:
     """The newest assured-recovery test kept here: its result, when it ran, how long ago it ended, how old
     the data it tested was (the oldest root's)."""
     r = evidence.find(tests, None)
-    if r is None:
-        return None
+    return None if r is None else evidence_brief(r, now)
+
+
+def evidence_brief(r: dict[str, Any], now: float) -> dict[str, Any]:
+    """What status, the report and the console say of one test's evidence (state.evidence)."""
     ended = r["started_ts"] + (r.get("seconds") or 0.0)
     ages = [t["age_seconds"] for t in r.get("tested", []) if t.get("age_seconds") is not None]
     return {

@@ -4,6 +4,8 @@ inventory's hosts from their Ansible connection settings."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import tempfile
 import textwrap
@@ -18,6 +20,7 @@ from twinsite.config.plans import CONTINUE, PLANS_KEY, STOP, PlanStep, RecoveryP
 from twinsite.errors import ConfigError
 from twinsite.plans.hosts import HostAccess, Hosts
 from twinsite.plans.run import PlanRun
+from twinsite.state.role import this_host
 from twinsite.transport.channels import openssh_argv
 from twinsite.transport.remote import multiplexed
 
@@ -213,7 +216,7 @@ def test_host_access_takes_ansible_connection_settings() -> None:
     assert HostAccess.from_vars("web", {}).endpoint(["true"]).host == "web"
 
 
-def test_a_host_where_twinsite_is_elsewhere_is_asked_there() -> None:
+def test_a_host_where_twinsite_is_elsewhere_is_asked_there(monkeypatch: pytest.MonkeyPatch) -> None:
     """site_plan.yml passes where the agent role put twinsite on each host; empty means its default place."""
     hosts = Hosts.from_vars(
         {
@@ -229,11 +232,16 @@ def test_a_host_where_twinsite_is_elsewhere_is_asked_there() -> None:
             },
         }
     )
+    monkeypatch.setenv("TWINSITE_ASKED_BY", "alice@ctl1")  # (who asks goes with every command: twinsite.audit)
     assert hosts.command(hosts.access["dr1"], ["switchover", "db", "--dry-run"]) == [
-        "/usr/local/tw/bin/twinsite", "switchover", "db", "--dry-run",
+        "env", "TWINSITE_ASKED_BY=alice@ctl1", "/usr/local/tw/bin/twinsite", "switchover", "db", "--dry-run",
         "--config-dir", "/etc/tw", "--state-dir", "/data/tw", "--json",
     ]  # fmt: skip
+    monkeypatch.delenv("TWINSITE_ASKED_BY")
+    me = f"{pwd.getpwuid(os.geteuid()).pw_name}@{this_host()}"  # (unless told: the controller's user and host)
     assert hosts.command(hosts.access["prod1"], ["role", "db"]) == [
+        "env",
+        f"TWINSITE_ASKED_BY={me}",
         "/opt/twinsite/bin/twinsite",
         "role",
         "db",

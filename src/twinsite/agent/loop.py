@@ -6,7 +6,7 @@ runs the scenario's monitor (twinsite.monitor) and its scheduled assured-recover
 a test whose process died (recovery.scheduler). Every ``reload_every`` seconds the configuration directory is
 read again: scenarios added, changed, stopped (state.stopped) or removed, and roles switched over, are
 followed; a role switched over is followed at once (looked at every ``ROLE_LOOK_EVERY`` seconds). What it
-does is logged (twinsite.logs); where it keeps state is state.layout.
+does is logged (twinsite.logs), what it saw is its history (agent.history); where it keeps state is state.layout.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from twinsite.agent.history import Recorder
 from twinsite.agent.metrics import Exporter
 from twinsite.alerts.dispatch import Alerter, channels_from
 from twinsite.config.scenario import Scenario
@@ -90,6 +91,7 @@ def run(
     monitors: dict[str, Monitor] = {}
     probes = Probes()  # (one question per active host and round for all the scenarios watched there)
     tests = Tests(host, config_dir, state_dir)
+    recorder = Recorder(config_dir, state_dir, host)  # (the history: a sample a minute, agent.history)
     declared: dict[str, str] = {}
     seen: Stamps = ()
     log.info("on %s: watching %s", host, config_dir)
@@ -113,9 +115,10 @@ def run(
                 snd.start()
                 running[key] = snd
                 log.info("started %s", key.rsplit("/", 1)[0])
-        _export(metrics)
+        _export(metrics, recorder)
         _pause(done, reload_every, state_dir, list(declared), seen)
     _shut_down(running, monitors, metrics)
+    recorder.flush()
     return 0
 
 
@@ -156,13 +159,13 @@ def _shut_down(running: dict[str, Sender], monitors: dict[str, Monitor], metrics
         mon.join(timeout=5)  # (daemon threads: a round still waiting on ssh ends with the process)
 
 
-def _export(metrics: Exporter | None) -> None:
-    if metrics is None:
-        return
-    try:
-        metrics.tick()
-    except (TwinsiteError, OSError, ValueError) as exc:  # the metrics must never stop replication
-        log.warning("metrics not written: %s", exc)
+def _export(metrics: Exporter | None, recorder: Recorder) -> None:
+    for what, tick in (("metrics", metrics and metrics.tick), ("history", recorder.tick)):
+        try:
+            if tick:
+                tick()
+        except (TwinsiteError, OSError, ValueError) as exc:  # the metrics and history must never stop replication
+            log.warning("%s not written: %s", what, exc)
 
 
 def _follow_monitors(

@@ -6,8 +6,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from twinsite import JSON_API, __version__
+from twinsite import JSON_API, __version__, audit
 from twinsite.cli.output import envelope, print_json
 from twinsite.errors import TwinsiteError
 
@@ -28,6 +29,8 @@ COMMANDS = {
     "bundle": "bundle_cmd",
     "install-release": "bundle_cmd",
     "site": "site_cmd",
+    "report": "report_cmd",
+    "history": "report_cmd",
     "scenario": "scenario_cmd",
     "service": "service_cmd",
     "plan-placement": "vsphere_cmd",
@@ -61,6 +64,43 @@ def _command_name(args: argparse.Namespace) -> str:
     return " ".join(str(x) for x in (args.command, getattr(args, "lab_command", None)) if x)
 
 
+#: the commands that change something (twinsite.audit), each recorded unless it only reads or changed nothing
+AUDITED = ("switchover", "switchback", "rejoin", "rewind", "bookmark", "recover-test", "scenario")
+READ_ONLY = ("dry_run", "check", "history")
+
+
+def _audit(args: argparse.Namespace, result: Any, error: TwinsiteError | None) -> None:
+    """Record a change (done or failed) in the host's event log: what, of which scenario, who asked."""
+    if args.command not in AUDITED or any(getattr(args, k, False) for k in READ_ONLY):
+        return
+    if getattr(args, "report", None) is not None:
+        return
+    if error is None and not (isinstance(result, dict) and result.get("changed", True)):
+        return
+    action = args.command
+    if args.command == "rewind":
+        action += " --resume" if args.resume else f" --to {args.to}"
+    elif args.command == "bookmark":
+        action += f" {args.name}"
+    elif args.command == "scenario":
+        action += f" {args.state}"
+    elif getattr(args, "cleanup", False):
+        action += " --cleanup"
+    ref = result.get("id") if isinstance(result, dict) else None
+    outcome = "done" if error is None else f"failed: {error.message}"
+    try:
+        audit.record(
+            args.state_dir,
+            scenario=getattr(args, "scenario", None) or getattr(args, "name", None),
+            action=action,
+            outcome=outcome,
+            ref=ref if isinstance(ref, str) else None,
+            automatic=bool(getattr(args, "automatic", False)),
+        )
+    except OSError as exc:  # (the change is made: not recording it must not turn it into a failure)
+        print(f"twinsite {args.command}: the change is not in the event log: {exc}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv[0] if argv else None).parse_args(argv)
@@ -69,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result, text = args.handler(args)
     except TwinsiteError as exc:
+        _audit(args, None, exc)
         if as_json:
             print_json(envelope(name, error=exc))
         else:
@@ -77,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"twinsite {name}: interrupted", file=sys.stderr)
         return 130
+    _audit(args, result, None)
     if as_json:
         print_json(envelope(name, result=result))
     else:

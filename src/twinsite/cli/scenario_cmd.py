@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--state", choices=store.STATES, default="present")
     p.add_argument("--definition-stdin", action="store_true", help="read the definition (JSON or YAML) on stdin")
     p.add_argument("--check", action="store_true", help="report what would change, change nothing")
-    dirs(p, state=False)
+    dirs(p)  # (the state directory's event log records the change: twinsite.audit)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_scenario)
 

@@ -168,6 +168,8 @@ class Scenario:
     master: str
     replicas: tuple[str, ...] = field(metadata=_read(parse=tuple))
     roots: tuple[Root, ...] = field(metadata=_read(of=Root, many=True))
+    # the report's target for the lag (twinsite.history); None: no target
+    rpo_target: float | None = field(default=None, hash=False, metadata=_read(parse=parse_duration))
     # the type name: `application` is a name or a mapping with `type` and the plugin's settings
     application: str = field(default="files", metadata=_read(parse=lambda a: a if isinstance(a, str) else a["type"]))
     replication: Replication = field(default_factory=Replication, metadata=_read(of=Replication))

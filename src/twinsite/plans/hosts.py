@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from twinsite import audit
 from twinsite.errors import ConfigError, TimedOut
 from twinsite.transport.channels import Endpoint
 from twinsite.transport.remote import TIMED_OUT, json_answer, multiplexed, run_endpoint
@@ -126,8 +127,9 @@ class Hosts:
         return cls({name: HostAccess.from_vars(name, given) for name, given in hosts.items()}, cli)
 
     def command(self, access: HostAccess, args: Sequence[str]) -> list[str]:
-        """``twinsite ARGS --json`` as the host runs it: its own CLI and directories where it has them."""
-        return [access.cli or self.cli, *args, *access.dirs(), "--json"]
+        """``twinsite ARGS --json`` as the host runs it: its own CLI and directories where it has them, told who
+        asks (the controller's user and host, for the record of what it changes: twinsite.audit)."""
+        return ["env", f"{audit.ENV}={audit.asked_by()}", access.cli or self.cli, *args, *access.dirs(), "--json"]
 
     def twinsite(self, host: str, args: Sequence[str], *, timeout: float) -> dict[str, Any]:
         """``twinsite ARGS --json`` on ``host``: its result, or the error it reported (raised with its exit

@@ -18,13 +18,15 @@ from twinsite.errors import HostUnreachableError, TwinsiteError
 from twinsite.plans.hosts import Hosts
 
 
-def ask(hosts: Hosts, names: Sequence[str], *, timeout: float) -> dict[str, dict[str, Any]]:
-    """``twinsite status`` on each of ``names`` at once; per host its view, or why there is none."""
+def ask(
+    hosts: Hosts, names: Sequence[str], *, timeout: float, args: Sequence[str] = ("status",)
+) -> dict[str, dict[str, Any]]:
+    """``twinsite ARGS`` (``status``) on each of ``names`` at once; per host its answer, or why there is none."""
 
     def one(name: str) -> dict[str, Any]:
         t0 = time.monotonic()
         try:
-            view = hosts.twinsite(name, ["status"], timeout=timeout)
+            view = hosts.twinsite(name, list(args), timeout=timeout)
             return {"reachable": True, "error": None, "view": view, "seconds": round(time.monotonic() - t0, 3)}
         except HostUnreachableError as exc:
             return {"reachable": False, "error": exc.message, "view": None, "seconds": round(time.monotonic() - t0, 3)}

@@ -11,6 +11,7 @@
         switchover.lock .pid .log         one switchover at a time; an automatic one's process
         switchovers/<run>.json .txt       switchover reports (state.reports)
         fence.jsonl                       what fencing did (state.events)
+        history/<day>.jsonl               a line a minute: role, lag, backlog, rewind window (state.history)
         set-aside/<run>/                  divergent changes set aside by a switch-back: root-<n>/ copies,
                                           manifest.json (state.set_aside)
         recovery/                         RecoveryState: assured-recovery tests on this standby
@@ -208,6 +209,10 @@ class ScenarioState:
     @property
     def reports(self) -> Path:
         return self.dir / "switchovers"
+
+    @property
+    def history(self) -> Path:
+        return self.dir / "history"
 
     @property
     def fence_record(self) -> Path:

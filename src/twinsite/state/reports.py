@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from twinsite.durable import read_json, write_json, write_text
+from twinsite.errors import TwinsiteError
 
 
 def write(directory: Path, report: dict[str, Any], text: str) -> Path:
@@ -30,3 +31,16 @@ def load(directory: Path, run_id: str | None) -> dict[str, Any] | None:
         f = found[-1]
     data: dict[str, Any] | None = read_json(f, what="the switchover report")
     return data
+
+
+def every(directory: Path) -> list[dict[str, Any]]:
+    """Every report kept here, oldest first (a report unreadable or removed meanwhile is left out)."""
+    out = []
+    for f in sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []:
+        try:
+            data = read_json(f, what="the switchover report")
+        except TwinsiteError:
+            continue  # (written atomically: a bad one was put there by hand)
+        if isinstance(data, dict):
+            out.append(data)
+    return out

@@ -15,6 +15,13 @@ options:
       - With a non-default C(twinsite_agent_install_dir), set it for every host-side module at once with the
         C(twinsite.dr.host) module defaults group, as the collection's playbooks do.
     type: path
+  asked_by:
+    description:
+      - Who asks, recorded with every change the module makes (the host's event log, C(twinsite report), the
+        console), beside the user the module runs as and the SSH client's address.
+      - The collection's playbooks set it for every host-side module, with the C(twinsite.dr.host) module defaults
+        group, to C(twinsite_asked_by) or else the controller's user and host (C(user@host)).
+    type: str
 requirements:
   - the C(twinsite) command on the target host (JSON api 1)
 """

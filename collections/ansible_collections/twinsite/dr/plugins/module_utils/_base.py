@@ -12,7 +12,7 @@ from ansible_collections.twinsite.dr.plugins.module_utils._cli import TwinsiteEr
 
 def cli_argument_spec():
     """Options every host-side module takes (documented by the twinsite.dr.cli doc fragment)."""
-    return dict(twinsite_cli=dict(type="path"))
+    return dict(twinsite_cli=dict(type="path"), asked_by=dict(type="str"))
 
 
 def dirs_argument_spec():
@@ -85,7 +85,10 @@ class TwinsiteModule(AnsibleModule):
 
     def twinsite(self, args, environ_update=None, data=None):
         """Run one twinsite CLI command with --json and return its result."""
-        return run_json(self.run_command, self.cli_path(), args, environ_update=environ_update, data=data)
+        env = dict(environ_update or {})
+        if self.params.get("asked_by"):
+            env["TWINSITE_ASKED_BY"] = self.params["asked_by"]  # (who asked, in what a change records: twinsite.audit)
+        return run_json(self.run_command, self.cli_path(), args, environ_update=env, data=data)
 
     def run(self, logic):
         """Call ``logic(self)`` and exit with its result; a TwinsiteError becomes fail_json."""

@@ -41,8 +41,7 @@ extends_documentation_fragment:
   - twinsite.dr.cli
   - twinsite.dr.cli.dirs
 notes:
-  - O(state_dir) is not used by this module; it takes it so that the C(twinsite.dr.host) module defaults group
-    applies to it like to every other host-side module.
+  - A change is recorded in the event log under O(state_dir), with who asked (O(asked_by)).
 attributes:
   action_group:
     support: full
@@ -96,7 +95,12 @@ after:
 
 import json
 
-from ansible_collections.twinsite.dr.plugins.module_utils._base import TwinsiteModule, alert_secrets, dirs_argument_spec
+from ansible_collections.twinsite.dr.plugins.module_utils._base import (
+    TwinsiteModule,
+    alert_secrets,
+    dirs_args,
+    dirs_argument_spec,
+)
 
 
 def logic(module):
@@ -104,7 +108,7 @@ def logic(module):
     module.no_log_values.update(alert_secrets(p["definition"]))  # (never shown: not even in the arguments)
     if module.check_mode and module.find_cli() is None:
         return not_installed_yet(module)
-    args = ["scenario", p["name"], "--state", p["state"], "--config-dir", p["config_dir"]]
+    args = ["scenario", p["name"], "--state", p["state"], *dirs_args(p)]
     data = None
     if p["definition"] is not None:
         args.append("--definition-stdin")
