@@ -31,6 +31,7 @@ COMMANDS = {
     "site": "site_cmd",
     "report": "report_cmd",
     "history": "report_cmd",
+    "console": "console_cmd",
     "scenario": "scenario_cmd",
     "service": "service_cmd",
     "plan-placement": "vsphere_cmd",

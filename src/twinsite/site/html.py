@@ -44,15 +44,27 @@ def page(title: str, body: str, *, nav: Sequence[tuple[str, str]] = (), note: st
     )
 
 
-def table(head: Sequence[str], rows: Sequence[Sequence[Any]], *, none: str = "none", raw: int = -1) -> str:
-    """A table; column ``raw`` holds HTML made here (a link), the others are escaped."""
+def table(
+    head: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    none: str = "none",
+    raw: int = -1,
+    state: int = -1,
+    ident: str = "",
+) -> str:
+    """A table (``ident``: its id); column ``raw`` holds HTML made here (a link), the others are escaped; column
+    ``state`` is coloured by what it says."""
     if not rows:
         return f"<p class=muted>({e(none)})</p>"
     th = "".join(f"<th>{e(h)}</th>" for h in head)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{v if i == raw else e(v)}</td>" for i, v in enumerate(row)) + "</tr>" for row in rows
-    )
-    return f"<table><tr>{th}</tr>{body}</table>"
+
+    def cell(i: int, v: Any) -> str:
+        kind = f' class="state {state_class(str(v))}"' if i == state else ""
+        return f"<td{kind}>{v if i == raw else e(v)}</td>"
+
+    body = "".join("<tr>" + "".join(cell(i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table{f' id={chr(34)}{e(ident)}{chr(34)}' if ident else ''}><tr>{th}</tr>{body}</table>"
 
 
 def state_class(state: str | None) -> str:
