@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -58,7 +59,7 @@ def _console(args: argparse.Namespace) -> tuple[Any, str]:
         period_seconds=parse_duration(args.since),
     )
 
-    def ready(where: tuple[str, int]) -> None:
+    def ready(where: tuple[str, int], _stop: Callable[[], None]) -> None:
         scheme = "https" if args.tls_cert else "http"
         host = f"[{where[0]}]" if ":" in where[0] else where[0]
         print(f"twinsite console: {scheme}://{host}:{where[1]}/ (Ctrl-C to stop)", file=sys.stderr, flush=True)

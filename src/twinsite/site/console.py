@@ -207,6 +207,10 @@ class _Server(ThreadingHTTPServer):
     console: Console
     users: dict[str, str] | None
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed (plain HTTP to the TLS port, a client gone): one line, not a traceback."""
+        log.warning("console: a connection from %s failed", client_address[0], exc_info=False)
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
@@ -269,9 +273,10 @@ def serve(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     users_file: Path | None = None,
-    ready: Callable[[tuple[str, int]], None] | None = None,
+    ready: Callable[[tuple[str, int], Callable[[], None]], None] | None = None,
 ) -> None:
-    """Serve until interrupted (KeyboardInterrupt, SIGTERM through the CLI)."""
+    """Serve until interrupted (KeyboardInterrupt, SIGTERM through the CLI), or until the function given to
+    ``ready`` (with the address it listens on) is called."""
     host, port, loopback = address(listen)
     if not loopback and not (tls_cert and tls_key and users_file):
         raise ConfigError(
@@ -302,7 +307,7 @@ def serve(
     collector = threading.Thread(target=console.run, name="console-collect", daemon=True)
     collector.start()
     if ready:
-        ready(server.server_address[:2])  # type: ignore[arg-type]
+        ready(server.server_address[:2], server.shutdown)  # type: ignore[arg-type]
     try:
         server.serve_forever()
     finally:
