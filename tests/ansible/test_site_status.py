@@ -5,6 +5,7 @@ while the others are right, and an answer at every moment of a switchover (`db`,
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -16,12 +17,14 @@ import pytest
 
 from harness.cli import REPO, VENV_BIN, ansible
 from harness.db import role, wait_replicating
-from harness.hosts import twinsite_on
+from harness.hosts import on_host, twinsite_on
 from harness.scenarios import ensure_configured
 from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
+from twinsite.state.layout import DEFAULT_STATE_DIR, ScenarioState
 
 pytestmark = pytest.mark.lab
+HISTORY = ScenarioState(DEFAULT_STATE_DIR, "db").history
 SCHEMA = json.loads(resources.files("twinsite").joinpath("schemas/site-status.schema.json").read_text())
 
 
@@ -80,6 +83,7 @@ def test_a_cut_host_is_a_row_saying_so_within_its_timeout_and_the_others_are_rig
 
 def test_site_status_answers_at_every_moment_of_a_switchover(db: Lab) -> None:
     lab = db
+    started = time.time()
     seen: list[tuple[str, int | None, bool]] = []
     errors: list[str] = []
     stop = threading.Event()
@@ -112,3 +116,85 @@ def test_site_status_answers_at_every_moment_of_a_switchover(db: Lab) -> None:
     back = ansible("ansible-playbook", "playbooks/switchback.yml", "-e", "scenario=db", "-e", "confirm=true",
                    timeout=900)  # fmt: skip
     assert back.returncode == 0, back.stdout[-3000:]
+    wait_replicating(lab, "prod1")
+    report_after_a_switchover_and_two_tests(lab, started)
+
+
+def report_after_a_switchover_and_two_tests(lab: Lab, started: float) -> None:
+    """After the switchover and switch-back above and two tests through the playbooks, ``twinsite report`` has
+    each as the hosts recorded it (RTO, RPO, results), with the controller's user and host as who asked."""
+    for _ in range(2):
+        tested = ansible("ansible-playbook", "playbooks/assured_recovery.yml", "-e", "scenario=db", timeout=900)
+        assert tested.returncode == 0, tested.stdout[-3000:]
+    me = f"{subprocess.check_output(['id', '-un'], text=True).strip()}@{socket.gethostname()}"
+    since = f"{time.time() - started + 600:.0f}s"  # (from before the test: the hosts' records say which are its)
+    r = json.loads(report_text("--since", since, "--format", "json"))
+    db = next(s for s in r["scenarios"] if s["scenario"] == "db")
+    # the switchover (run on dr1) and the switch-back (on prod1), each as its host's report says
+    over = twinsite_on(lab, "dr1", "switchover", "db", "--report")["result"]
+    back = twinsite_on(lab, "prod1", "switchback", "db", "--report")["result"]
+    got = {o["id"]: o for o in db["switchovers"]}
+    for host, own in (("dr1", over), ("prod1", back)):
+        o = got[own["id"]]
+        assert (o["host"], o["kind"], o["from"], o["to"]) == (host, own["kind"], own["from"], own["to"])
+        assert (o["rto_seconds"], o["rpo_seconds"]) == (own["rto"]["outage_seconds"], own["rpo"]["seconds"])
+        assert o["asked_by"].startswith(f"{me} (root from 10.77.0."), o["asked_by"]
+    # the two tests as dr1 keeps their evidence, asked for by the same controller
+    kept = [t for t in twinsite_on(lab, "dr1", "recover-test", "db", "--history")["result"]["tests"]
+            if t["started_ts"] >= started]  # fmt: skip
+    assert len(kept) >= 2
+    mine = [t for t in db["tests"]["list"] if t["started_ts"] >= started]
+    assert {t["id"]: t["result"] for t in mine} == {t["id"]: t["result"] for t in kept}
+    earlier = [t for t in twinsite_on(lab, "dr1", "recover-test", "db", "--history")["result"]["tests"]
+               if t["started_ts"] >= r["since"]]  # fmt: skip
+    assert db["tests"]["run"] == len(earlier) and db["tests"]["passed"] == sum(t["result"] == "passed" for t in earlier)
+    assert all(t["asked_by"].startswith(me) for t in mine), mine
+    # the audit: the switchover's change event on dr1 says who and from where
+    [change] = [c for c in db["changes"] if c.get("ref") == over["id"]]
+    assert (change["host"], change["action"], change["outcome"]) == ("dr1", "switchover", "done")
+    assert change["who"]["asked_by"] == me and change["who"]["from"].startswith("10.77.0.")
+    assert db["rpo_target_seconds"] == 30.0
+    md = report_text("--since", since)
+    assert [f for f in ("## db", over["id"], back["id"], me) if f not in md] == [], md
+    assert "<svg" in report_text("--since", since, "--format", "html")
+    # the lag over the last hour: the minutes each host was active, as its own history files have them
+    samples = wait_for_history(lab, started)
+    before = time.time()
+    r = json.loads(report_text("--since", "1h", "--format", "json"))
+    after = time.time()
+    lag = next(s for s in r["scenarios"] if s["scenario"] == "db")["lag"]
+
+    def minutes(since: float, over: float = -1.0) -> float:
+        return 60.0 * sum(1 for ts, worst in samples if ts >= since and worst > over)
+
+    assert minutes(after - 3600) <= lag["observed_seconds"] <= minutes(before - 3600)
+    assert minutes(after - 3600, 30.0) <= lag["over_target_seconds"] <= minutes(before - 3600, 30.0)
+
+
+def wait_for_history(lab: Lab, started: float) -> list[tuple[float, float]]:
+    """Each minute prod1 or dr1 was active for db in the last hour and its worst lag, from their own history
+    files (once the minute the test began in has been written)."""
+    deadline = time.monotonic() + 90
+    while True:
+        out: list[tuple[float, float]] = []
+        for host in ("prod1", "dr1"):
+            text = on_host(lab, host, "sh", "-c", f"cat {HISTORY}/*.jsonl").stdout
+            for line in text.splitlines():
+                s = json.loads(line)
+                lags = [r["lag"] for r in s["rows"] if r.get("lag") is not None]
+                if s["role"] == "active" and lags and s["ts"] >= time.time() - 3700:
+                    out.append((s["ts"], max(lags)))
+        if any(ts >= started - 60 for ts, _ in out) or time.monotonic() > deadline:  # (the minute it began in)
+            assert out, "no history of db on prod1 or dr1"
+            return out
+        time.sleep(5)
+
+
+def report_text(*args: str) -> str:
+    proc = subprocess.run(
+        [str(VENV_BIN / "twinsite"), "report", "-i", "inventories/lab", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": "/root", "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout

@@ -162,3 +162,20 @@ def test_every_change_through_the_cli_records_who_asked_and_a_no_op_records_noth
     [s] = json.loads(proc.stdout)["result"]["scenarios"]
     assert [c["action"] for c in s["changes"]] == ["scenario present", "scenario present"]
     assert s["changes"][0]["who"]["asked_by"] == "alice@ctl1"
+
+
+def test_a_minute_with_a_switchover_has_a_sample_for_each_role(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    rec = Recorder(site.config, site.state, "prod1")
+    t0 = math.floor(NOW / MINUTE) * MINUTE
+    active = {"scenario": "app", "role": "active", "active": "prod1", "epoch": 2, "root": "/srv/app", "replica": "dr1",
+              "state": "replicating", "lag_seconds": 3.0, "backlog_bytes": 10}  # fmt: skip
+    standby = {"scenario": "app", "role": "standby", "active": "dr1", "epoch": 3, "root": "/srv/app",
+               "state": "standby", "applied_seq": 40}  # fmt: skip
+    rec.observe({"scenarios": [active]}, t0 + 5)
+    rec.observe({"scenarios": [standby]}, t0 + 40)
+    rec.flush()
+    got = [(s["ts"], s["role"], s["epoch"], s["looks"]) for s in lines(site.place.history)]
+    assert got == [(t0, "active", 2, 1), (t0, "standby", 3, 1)]
+    day = summary(site.config, site.state, since=t0 - 1, now=t0 + 60)["scenarios"][0]
+    assert (day["lag"]["observed_seconds"], day["lag"]["max_seconds"]) == (MINUTE, 3.0)  # (the active minute only)

@@ -66,6 +66,7 @@ READS_FILES = {
     "apps/postgresql.py": "PG_VERSION in the replicated data directory",
     "bundle.py": "the installed package it bundles, an unpacked release's VERSION and python",
     "site/inventory.py": "the settings Ansible wrote for it (a temporary directory of its own)",
+    "site/console.py": "the console's users file (NAME:scrypt hash lines)",
     "cdp/log.py": "the rewind log's segments (its own format, docs/formats.md)",
     "cli/drill_cmd.py": "a drill report given on the command line",
     "cli/scenario_cmd.py": "a scenario definition given on stdin",

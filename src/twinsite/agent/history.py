@@ -4,8 +4,8 @@
 **Recording.** The agent looks at the host's status (twinsite.status) every ``EVERY`` seconds and writes one
 sample per scenario and minute: the role, the active host and epoch, how many looks the minute had, and per
 root (and, on the active host, per standby) the state and the worst lag and backlog of the minute, or on a
-standby the applied seq, the last point's age, the rewind window and the bookmarks. Only the active host
-knows the lag; only a standby knows its rewind window.
+standby the applied seq, the last point's age, the rewind window and the bookmarks (a minute in which the role
+changed has a sample for each). Only the active host knows the lag; only a standby knows its rewind window.
 
 **Reading.** ``summary`` gives, per scenario of the host and for a period: the lag measured against the
 scenario's ``rpo_target`` (minutes observed, minutes over the target, the worst), the samples bucketed for a
@@ -70,17 +70,20 @@ class Recorder:
         self._minute = minute
         looked: set[str] = set()
         for r in view["scenarios"]:
-            sample = self._pending.setdefault(r["scenario"], {"ts": minute, "looks": 0, "rows": {}})
-            sample.update(role=r["role"], active=r["active"], epoch=r["epoch"])
-            if r["scenario"] not in looked:
-                looked.add(r["scenario"])
+            # (a minute with a switchover has a sample for each role the host had in it)
+            key = f"{r['scenario']}\0{r['role']}\0{r['epoch']}"
+            first = {"ts": minute, "looks": 0, "rows": {}} | {k: r[k] for k in ("role", "active", "epoch")}
+            sample = self._pending.setdefault(key, first)
+            if key not in looked:
+                looked.add(key)
                 sample["looks"] += 1
-            key = f"{r['root']}\0{r.get('replica') or ''}"
-            sample["rows"][key] = _row(sample["rows"].get(key), r)
+            row = f"{r['root']}\0{r.get('replica') or ''}"
+            sample["rows"][row] = _row(sample["rows"].get(row), r)
 
     def flush(self) -> None:
         """Write the minute's samples (a sample that cannot be written is logged: history never stops the agent)."""
-        for name, sample in self._pending.items():
+        for key, sample in self._pending.items():
+            name = key.split("\0", 1)[0]
             line = {**sample, "rows": list(sample["rows"].values())}
             try:
                 history.append(ScenarioState(self.state_dir, name).history, line, keep_days=self.keep_days)
