@@ -31,6 +31,25 @@ def twinsite_cmd(
     )
 
 
+def controller_env() -> dict[str, str]:
+    """What the controller's commands (``twinsite site status``, ``report``, ``console``) run with in the tests:
+    this environment's commands first, the repository's ansible.cfg, and nothing else of the caller's."""
+    return {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": "/root", "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+
+
+def on_controller(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``twinsite ARGS`` as a user runs it on the controller, from the repository (``-i inventories/...``)."""
+    return subprocess.run(
+        [str(VENV_BIN / "twinsite"), *args],
+        cwd=REPO,
+        env=controller_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def ansible(
     tool: str, *args: str, inventory: str | Path = LAB_INVENTORY, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:

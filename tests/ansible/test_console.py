@@ -13,12 +13,11 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
 from harness.browser import Browser
-from harness.cli import REPO, VENV_BIN
+from harness.cli import REPO, VENV_BIN, controller_env, on_controller
 from harness.hosts import twinsite_on
 from harness.scenarios import ensure_configured
 from twinsite.lab.topology import Lab
@@ -82,8 +81,7 @@ def console(lab: Lab) -> Iterator[str]:
     assert marked["ok"], marked
     proc = subprocess.Popen(
         [str(VENV_BIN / "twinsite"), "console", "-i", "inventories/lab", "--listen", "127.0.0.1:0", "--refresh", "3"],
-        cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": "/root", "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
+        cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=controller_env(),
     )  # fmt: skip
     try:
         assert proc.stderr is not None
@@ -154,11 +152,7 @@ def test_every_page_in_a_real_browser_shows_the_hosts_own_figures_and_loads_noth
     (SHOTS / "pages.json").write_text(json.dumps({"overview": rows}, indent=1))
 
 
-def test_the_console_beyond_loopback_needs_tls_and_a_login(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [str(VENV_BIN / "twinsite"), "console", "-i", "inventories/lab", "--listen", "0.0.0.0:8471"],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-        env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": "/root", "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
-    )  # fmt: skip
+def test_the_console_beyond_loopback_needs_tls_and_a_login() -> None:
+    proc = on_controller("console", "-i", "inventories/lab", "--listen", "0.0.0.0:8471")
     assert proc.returncode != 0
     assert "0.0.0.0 is not a loopback address" in proc.stderr and "--tls-cert" in proc.stderr, proc.stderr

@@ -8,14 +8,17 @@ its source file by file, and the order from the scenarios' own switchover report
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.site import names, plan_order, play, prepare, remove, round_trip, wait_replicating
+from harness.cli import on_controller
+from harness.site import PROFILE, names, plan_order, play, prepare, remove, round_trip, wait_replicating
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
@@ -38,6 +41,19 @@ def _in_order(report: dict[str, Any], action: str) -> None:
         ended = max(o["finished_at"] for o in rows)
 
 
+def whole_site_at_a_glance(wanted: list[str]) -> float:
+    """``twinsite site status`` of the profile: every server's scenario, replicating to dr1; how long it took."""
+    t0 = time.monotonic()
+    proc = on_controller("site", "status", "-i", str(PROFILE), "--json")
+    took = time.monotonic() - t0
+    view = json.loads(proc.stdout.strip().splitlines()[-1])["result"]
+    declared = {s["scenario"]: s for s in view["scenarios"] if s["declared"]}
+    assert set(declared) == set(wanted)
+    assert all(s["active"] == "prod1" and [b["host"] for b in s["standbys"]] == ["dr1"] for s in declared.values())
+    assert {b["state"] for s in declared.values() for b in s["standbys"]} == {"replicating"}
+    return took
+
+
 def test_the_lab_scale_site_fails_over_and_back_by_its_plan_under_its_users_writes(lab: Lab) -> None:
     wanted = names()
     assert sorted(wanted) == sorted(plan_order())
@@ -46,6 +62,7 @@ def test_the_lab_scale_site_fails_over_and_back_by_its_plan_under_its_users_writ
     try:
         play("playbooks/configure.yml", timeout=900)
         wait_replicating(lab, wanted)
+        site_took = whole_site_at_a_glance(wanted)
         got = round_trip(lab, wanted, state)
         sockets = list((state / "ssh").iterdir())  # (the plan reached the hosts over persistent connections)
     finally:
@@ -55,4 +72,5 @@ def test_the_lab_scale_site_fails_over_and_back_by_its_plan_under_its_users_writ
     _in_order(got["switchback"], "switch-back")
     assert got["failover"]["rto_seconds"] < got["failover_s"]
     assert sockets
+    print(f"\ntwinsite site status of the {len(wanted)} servers' profile: {site_took:.1f} s")
     assert set(got["users_outage_s"]) == set(wanted)  # (every server's users were served by dr1, then prod1)

@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harness.cli import REPO, VENV_BIN, ansible
+from harness.cli import ansible, on_controller
 from harness.db import role, wait_replicating
 from harness.hosts import on_host, twinsite_on
 from harness.scenarios import ensure_configured
@@ -28,13 +28,9 @@ HISTORY = ScenarioState(DEFAULT_STATE_DIR, "db").history
 SCHEMA = json.loads(resources.files("twinsite").joinpath("schemas/site-status.schema.json").read_text())
 
 
-def site_status(*extra: str, timeout: float = 120) -> tuple[dict[str, Any], float]:
+def site_status(*extra: str, inventory: str = "inventories/lab", timeout: float = 120) -> tuple[dict[str, Any], float]:
     t0 = time.monotonic()
-    proc = subprocess.run(
-        [str(VENV_BIN / "twinsite"), "site", "status", "-i", "inventories/lab", "--json", *extra],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
-        env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": "/root", "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
-    )  # fmt: skip
+    proc = on_controller("site", "status", "-i", inventory, "--json", *extra, timeout=timeout)
     elapsed = time.monotonic() - t0
     body = json.loads(proc.stdout.strip().splitlines()[-1])
     assert body["ok"], body
@@ -191,10 +187,6 @@ def wait_for_history(lab: Lab, started: float) -> list[tuple[float, float]]:
 
 
 def report_text(*args: str) -> str:
-    proc = subprocess.run(
-        [str(VENV_BIN / "twinsite"), "report", "-i", "inventories/lab", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-        env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": "/root", "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
-    )  # fmt: skip
+    proc = on_controller("report", "-i", "inventories/lab", *args)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
