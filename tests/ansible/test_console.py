@@ -132,7 +132,8 @@ def test_every_page_in_a_real_browser_shows_the_hosts_own_figures_and_loads_noth
     [standby] = db.rows("standbys")
     assert (standby["standby"], standby["root"], standby["state"]) == ("dr1", "/srv/db", "replicating")
     points = twinsite_on(lab, "dr1", "rewind-points", "db")["result"]
-    marks = {b["bookmark"]: b["seq"] for b in db.rows("bookmarks")}
+    marks = {b["bookmark"]: b["seq"] for b in db.rows("bookmarks") if b["on"] == "dr1"}
+    assert {b["on"] for b in db.rows("bookmarks")} == {"dr1"}  # (the standby's: not a former standby's)
     assert marks == {b["name"]: str(b["seq"]) for b in points["bookmarks"]}  # (names and seqs as dr1 keeps them)
     assert any(n.startswith("console-") for n in marks), marks
     assert "RPO target 30 s" in "".join(db.text)  # (the lab's db declares rpo_target: 30s; the chart draws it)

@@ -125,13 +125,16 @@ def scenario(snap: dict[str, Any], name: str, inventory: str) -> str | None:
         body.append(
             lag_chart(r["series"], since=recent["since"], now=recent["generated_at"], target=r["rpo_target_seconds"])
         )
-        window = [b for b in r["series"] if b.get("window") is not None]
+        window = [
+            b for b in r["series"] if b.get("window") is not None and b["host"] in {x["host"] for x in s["standbys"]}
+        ]
         oldest = window[-1].get("oldest_ts") if window else None
         newest = (oldest + window[-1]["window"]) if window and oldest else None
+        marks = [b for b in r["bookmarks"] if b["host"] in standbys]
         body.append("<h2>Rewind window and bookmarks</h2>")
-        body.append(timeline(oldest, newest, r["bookmarks"], now=recent["generated_at"]))
-        marks = [[b["name"], b["root"], b["seq"], iso(b["ts"])] for b in r["bookmarks"]]
-        body.append(table(["bookmark", "root", "seq", "time"], marks, none="no bookmarks", ident="bookmarks"))
+        body.append(timeline(oldest, newest, marks, now=recent["generated_at"]))
+        rows = [[b["name"], b["host"], b["root"], b["seq"], iso(b["ts"])] for b in marks]
+        body.append(table(["bookmark", "on", "root", "seq", "time"], rows, none="no bookmarks", ident="bookmarks"))
     if m is not None:
         body.append("<h2>Events</h2>" + events_table(m))
     first_standby = s["standbys"][0]["host"] if s["standbys"] else "STANDBY"
