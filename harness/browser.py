@@ -114,7 +114,7 @@ class Browser:
             self.events.append(self._read(deadline))
 
     # -- a page -------------------------------------------------------------------------------------------------
-    def load(self, url: str, screenshot: Path | None = None) -> Loaded:
+    def load(self, url: str, screenshot: Path | None = None, *, full_page: bool = True) -> Loaded:
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         try:
@@ -141,7 +141,8 @@ class Browser:
                 size = self.call("Page.getLayoutMetrics", session)["cssContentSize"]
                 shot = self.call(
                     "Page.captureScreenshot", session, format="png", captureBeyondViewport=True,
-                    clip={"x": 0, "y": 0, "width": self.width, "height": max(self.height, size["height"]), "scale": 1},
+                    clip={"x": 0, "y": 0, "width": self.width, "scale": 1,
+                      "height": max(self.height, size["height"]) if full_page else self.height},
                 )  # fmt: skip
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 screenshot.write_bytes(base64.b64decode(shot["data"]))

@@ -138,13 +138,13 @@ def timeline(
             f'height="20" fill="#9cc0ff"/><text x="{x(oldest):.1f}" y="80" font-size="11">'
             f"oldest {e(iso(oldest, 'minutes'))}</text>"
         )
-    for m in marks:
-        if m.get("ts"):
-            parts.append(
-                f'<line class=bookmark x1="{x(m["ts"]):.1f}" y1="30" x2="{x(m["ts"]):.1f}" y2="62" stroke="#b36b00" '
-                f'stroke-width="2"/><text x="{x(m["ts"]):.1f}" y="24" font-size="11" text-anchor="middle">'
-                f"{e(m['name'])}</text>"
-            )
+    for i, m in enumerate(m for m in marks if m.get("ts")):
+        label = 24 - 12 * (i % 2)  # (side by side bookmarks' names on two lines)
+        parts.append(
+            f'<line class=bookmark x1="{x(m["ts"]):.1f}" y1="{label + 4}" x2="{x(m["ts"]):.1f}" y2="62" '
+            f'stroke="#b36b00" stroke-width="2"/><text x="{x(m["ts"]):.1f}" y="{label}" font-size="11" '
+            f'text-anchor="start">{e(m["name"])}</text>'
+        )
     return "".join(parts) + "</svg>"
 
 

@@ -15,6 +15,7 @@ from twinsite.clock import iso
 from twinsite.site.html import e, lag_chart, page, report_body, state_class, table, timeline
 from twinsite.sync.progress import human_bytes, human_seconds
 
+EVENTS = 40  # events on a scenario's page, the newest first
 NAV = (("/", "overview"), ("/history", "switchovers and tests"), ("/report", "report"))
 
 
@@ -170,11 +171,18 @@ def events_table(m: dict[str, Any]) -> str:
     for a in m["alerts"]["list"]:
         what = f"{a.get('kind')}: {a.get('what')}"
         rows.append((a.get("at") or "", a["host"], f"alert {a.get('severity')}", what, ""))
+    shown = {o["id"] for o in m["switchovers"]} | {t["id"] for t in m["tests"]["list"]}
     for c in m["changes"]:
-        rows.append((c.get("at") or "", c["host"], "change", f"{c.get('action')}: {c.get('outcome')}", c["who_text"]))
+        if c.get("ref") not in shown:  # (a switchover's or a test's own row says who asked for it)
+            rows.append(
+                (c.get("at") or "", c["host"], "change", f"{c.get('action')}: {c.get('outcome')}", c["who_text"])
+            )
     rows.sort(reverse=True)
     head = ["when", "on", "event", "what", "who asked"]
-    return table(head, rows[:200], none="no events in the period", ident="events")
+    more = (
+        f"<p class=muted>the newest {EVENTS} of {len(rows)}: the report has them all</p>" if len(rows) > EVENTS else ""
+    )
+    return table(head, rows[:EVENTS], none="no events in the period", ident="events") + more
 
 
 def history(snap: dict[str, Any]) -> str:
