@@ -42,8 +42,8 @@ def plays() -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_every_host_side_module_is_in_the_group_and_takes_its_three_options() -> None:
-    """Every module that runs twinsite on a host is in the group, and takes config_dir, state_dir and
-    twinsite_cli (module_defaults fails a module given an option it does not take)."""
+    """Every module that runs twinsite on a host is in the group, and takes config_dir, state_dir, twinsite_cli
+    and asked_by (module_defaults fails a module given an option it does not take)."""
     sources = {p.stem: p.read_text() for p in (COLLECTION / "plugins" / "modules").glob("*.py")}
     on_hosts = {name for name, text in sources.items() if "TwinsiteModule" in text and name != "lab_info"}
     assert {m.removeprefix("twinsite.dr.") for m in host_modules()} == on_hosts
@@ -56,9 +56,10 @@ def test_every_play_that_runs_a_host_side_module_sets_the_group_from_the_agent_r
     using = [(name, p) for name, p in plays() if modules_of(p.get("tasks", [])) or modules_of(p.get("roles", []))]
     assert len(using) >= 6, [n for n, _ in using]
     first = using[0][1].get("module_defaults", {}).get(GROUP)
-    assert first and set(first) == {"config_dir", "state_dir", "twinsite_cli"}, using[0][0]
+    assert first and set(first) == {"config_dir", "state_dir", "twinsite_cli", "asked_by"}, using[0][0]
     for what in ("twinsite_agent_config_dir", "twinsite_agent_state_dir", "twinsite_agent_install_dir"):
         assert what in json.dumps(first), what
+    assert "twinsite_asked_by" in first["asked_by"]  # (who asks: twinsite.audit)
     for name, play in using:
         assert play.get("module_defaults", {}).get(GROUP) == first, f"{name}: not the same module defaults"
 
