@@ -80,7 +80,7 @@ def newcomer(lab: Lab, tmp_path: Path) -> Iterator[Path]:
     client1 = lab.host("client1")
     kept = tmp_path / "client1"
     keys = client1.private_dir("/root/.ssh") / "authorized_keys"
-    authorized = keys.read_bytes()
+    authorized = keys.read_bytes() if keys.exists() else None  # (a fresh lab's client1 has none: no agent there)
     for d in ("/opt/twinsite", "/etc/twinsite", "/var/lib/twinsite"):
         (kept / d.strip("/")).mkdir(parents=True)
         for p in client1.private_dir(d).iterdir():
@@ -100,7 +100,10 @@ def newcomer(lab: Lab, tmp_path: Path) -> Iterator[Path]:
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
             for p in (kept / d.strip("/")).iterdir():
                 p.rename(client1.private_dir(d) / p.name)
-        keys.write_bytes(authorized)
+        if authorized is None:
+            keys.unlink(missing_ok=True)
+        else:
+            keys.write_bytes(authorized)
         install(lab)  # (the lab's own release on client1 again, where the lab's users' probes run twinsite)
         reconfigure(lab)  # (dr2's agent, release and authorized replication keys as the lab's configure.yml has them)
 

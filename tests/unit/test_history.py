@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,19 +106,20 @@ def test_the_report_puts_the_hosts_records_together_with_who_asked(
     (tmp_path / "prod1").mkdir()
     (tmp_path / "dr1").mkdir()
     prod1, dr1 = Site(tmp_path / "prod1"), Site(tmp_path / "dr1")
-    write_report(prod1.place, "run-7", NOW - 3000, outage=12.5, rpo=0.0)
+    now = time.time()  # (the test's evidence is written at the real time, not at the module's import)
+    write_report(prod1.place, "run-7", now - 3000, outage=12.5, rpo=0.0)
     monkeypatch.setenv("TWINSITE_ASKED_BY", "alice@ctl1")
     monkeypatch.setenv("SSH_CONNECTION", "10.77.0.1 51234 10.77.0.11 22")
     monkeypatch.delenv("SUDO_USER", raising=False)
-    audit.record(prod1.state, scenario="app", action="switchover", outcome="done", ref="run-7", now=NOW - 2980)
+    audit.record(prod1.state, scenario="app", action="switchover", outcome="done", ref="run-7", now=now - 2980)
     dr1.test_passed()  # (scheduled, ended 15 minutes ago)
-    since = NOW - 7200
+    since = now - 7200
     answers = {
-        h: {"view": summary(s.config, s.state, since=since, now=NOW, host=h), "error": None, "seconds": 0.1}
+        h: {"view": summary(s.config, s.state, since=since, now=now, host=h), "error": None, "seconds": 0.1}
         for h, s in (("prod1", prod1), ("dr1", dr1))
     }
     answers["dr2"] = {"view": None, "error": "ssh: connect to host dr2: No route to host", "seconds": 3.0}
-    r = report.merge(answers, [{"name": "app"}], since=since, now=NOW)
+    r = report.merge(answers, [{"name": "app"}], since=since, now=now)
     [s] = r["scenarios"]
     [o] = s["switchovers"]
     assert (o["id"], o["host"], o["rto_seconds"], o["rpo_seconds"]) == ("run-7", "prod1", 12.5, 0.0)
