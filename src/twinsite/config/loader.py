@@ -305,7 +305,7 @@ def _schedule_problems(doc: Any, file: str, root: yaml.Node | None, here: list[s
 
 
 #: application types that are databases (their plugins say ``database = True``; a test keeps the two in step)
-DATABASE_TYPES = frozenset({"postgresql", "sqlite"})
+DATABASE_TYPES = frozenset({"postgresql", "sqlite", "mysql"})
 
 
 def _consistency_problems(doc: Any, file: str, root: yaml.Node | None, here: list[str | int]) -> list[Problem]:
