@@ -68,7 +68,7 @@ def record(
     automatic: bool = False,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """Append the change to the host's event log; the event."""
+    """Append the change to the host's event log (where the host has a state directory); the event."""
     event = {
         "event": "change",
         "at": iso(time.time() if now is None else now),
@@ -79,5 +79,6 @@ def record(
         "host": this_host(),
         "who": who(automatic=automatic) | {"host": this_host()},
     }
-    events.append(HostState(state_dir).events, event)
+    if Path(state_dir).is_dir():  # (a command pointed at the wrong place makes no state directory)
+        events.append(HostState(state_dir).events, event)
     return event

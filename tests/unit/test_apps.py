@@ -172,7 +172,7 @@ def test_check_scripts_cannot_escape_the_checks_directory(tmp_path: Path) -> Non
 def test_unknown_application_and_bad_definitions_are_clear(tmp_path: Path) -> None:
     with pytest.raises(AppError, match="no application plugin 'erp'") as e:
         load("erp", (str(tmp_path),), tmp_path)
-    assert "built in: files, postgresql, service, sqlite" in str(e.value)
+    assert "built in: files, mysql, postgresql, service, sqlite" in str(e.value)
     (tmp_path / "apps").mkdir()
     (tmp_path / "apps" / "erp.yml").write_text("start: x\nrestart: y\n")
     with pytest.raises(AppError, match="unknown key"):

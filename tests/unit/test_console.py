@@ -19,6 +19,7 @@ from harness.cli import VENV_BIN
 from twinsite.errors import ConfigError
 from twinsite.plans.hosts import Hosts
 from twinsite.site.console import Console, address, read_users, serve
+from twinsite.state import reports
 
 
 def set_password(users: Path, name: str, password: str) -> subprocess.CompletedProcess[str]:
@@ -124,3 +125,18 @@ def test_over_tls_only_a_user_with_the_right_password_sees_a_page(served: str, t
     assert code == 405  # (read-only)
     with pytest.raises((urllib.error.URLError, ConnectionError)):  # (no plain HTTP on the TLS port)
         urllib.request.urlopen(served.replace("https", "http") + "/", timeout=10)  # noqa: S310
+
+
+def test_a_run_page_reaches_a_host_only_for_a_run_the_console_has_seen(tmp_path: Path) -> None:
+    """An id, host or scenario made up in the address asks no host (and a report's id is never a path there)."""
+    console = Console(Hosts({}), [], [], "inv")
+    seen = {"scenario": "db", "hosts": ["dr1"], "switchovers": [{"id": "abc123", "host": "dr1"}], "tests": {"list": []}}
+    console.snap = {"month": {"scenarios": [seen]}}
+    for path in ("/run/dr1/db/switchover/..%2F..%2Fetc%2Fpasswd", "/run/prod9/db/switchover/abc123",
+                 "/run/dr1/db/test/abc123"):  # fmt: skip
+        code, body = console.page(path)
+        assert code == 200 and "in the period" in body, path
+    code, body = console.page("/run/dr1/db/switchover/abc123")  # (seen: asked of dr1, which Hosts({}) lacks)
+    assert "dr1 is not a host of the inventory" in body
+    with pytest.raises(ConfigError, match="is not a run's id"):
+        reports.load(tmp_path, "../../etc/passwd")

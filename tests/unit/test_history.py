@@ -141,6 +141,7 @@ def test_the_report_puts_the_hosts_records_together_with_who_asked(
 
 def test_every_change_through_the_cli_records_who_asked_and_a_no_op_records_nothing(tmp_path: Path) -> None:
     config, state = tmp_path / "config", tmp_path / "state"
+    state.mkdir()  # (as the agent role leaves it; a command pointed at a missing directory records nothing)
     definition = json.dumps({"name": "app", "master": "prod1", "replicas": ["dr1"], "roots": [{"path": "/srv/app"}]})
     env = {"TWINSITE_ASKED_BY": "alice@ctl1", "SSH_CONNECTION": "10.77.0.1 51234 10.77.0.11 22", "SUDO_USER": ""}
 

@@ -2,8 +2,9 @@
 
 A scenario names its application type (``application: postgresql``, or a mapping with ``type`` and the
 plugin's settings). Built in: ``files`` (data only), ``sqlite``, ``service`` (start/stop/status commands
-or a systemd unit) and ``postgresql``. A site adds its own as YAML definitions of the ``service`` kind
-in the plugins directory (``apps/<name>.yml``), with scripts for custom checks in ``checks/``.
+or a systemd unit), ``postgresql`` and ``mysql`` (MariaDB or MySQL). A site adds its own as YAML definitions
+of the ``service`` kind in the plugins directory (``apps/<name>.yml``), with scripts for custom checks in
+``checks/``.
 
 Every operation has a timeout; every check returns a :class:`CheckResult` with its output, never raises
 for a failing application (only for a plugin that cannot even be run: :class:`AppError`).

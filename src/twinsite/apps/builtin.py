@@ -12,6 +12,7 @@ import yaml
 
 from twinsite.apps.base import Application
 from twinsite.apps.checks import CheckResult, run, timed
+from twinsite.apps.mysql import MySQL
 from twinsite.apps.postgresql import PostgreSQL
 from twinsite.errors import AppError
 
@@ -143,4 +144,10 @@ def site_definition(plugins_dir: Path, name: str) -> dict[str, Any] | None:
     return {**doc, "type": name}
 
 
-BUILTIN: dict[str, type[Application]] = {"files": Files, "sqlite": Sqlite, "service": Service, "postgresql": PostgreSQL}
+BUILTIN: dict[str, type[Application]] = {
+    "files": Files,
+    "sqlite": Sqlite,
+    "service": Service,
+    "postgresql": PostgreSQL,
+    "mysql": MySQL,
+}

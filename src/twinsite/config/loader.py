@@ -248,6 +248,7 @@ def check_documents(data: Any, file: str, root: yaml.Node | None) -> tuple[list[
         problems.extend(_schedule_problems(doc, file, root, here))
         problems.extend(_consistency_problems(doc, file, root, here))
         problems.extend(_webhook_problems(doc, file, root, here))
+        problems.extend(_http_check_problems(doc, file, root, here))
         name = doc.get("name") if isinstance(doc, dict) else None
         if isinstance(name, str):
             if name in names:
@@ -304,7 +305,7 @@ def _schedule_problems(doc: Any, file: str, root: yaml.Node | None, here: list[s
 
 
 #: application types that are databases (their plugins say ``database = True``; a test keeps the two in step)
-DATABASE_TYPES = frozenset({"postgresql", "sqlite"})
+DATABASE_TYPES = frozenset({"postgresql", "sqlite", "mysql"})
 
 
 def _consistency_problems(doc: Any, file: str, root: yaml.Node | None, here: list[str | int]) -> list[Problem]:
@@ -343,6 +344,23 @@ def _webhook_problems(doc: Any, file: str, root: yaml.Node | None, here: list[st
         out.append(
             Problem(file, _line(root, path), _path_text(path), f"a webhook needs url or url_file; it has {said}")
         )
+    return out
+
+
+def _http_check_problems(doc: Any, file: str, root: yaml.Node | None, here: list[str | int]) -> list[Problem]:
+    """An http check's body pattern that is not a regular expression."""
+    out = []
+    for section in ("application", "assured_recovery"):
+        part = doc.get(section) if isinstance(doc, dict) else None
+        checks = part.get("checks") if isinstance(part, dict) else None
+        for i, c in enumerate(checks if isinstance(checks, list) else []):
+            if not isinstance(c, dict) or c.get("type") != "http" or not isinstance(c.get("body"), str):
+                continue
+            try:
+                re.compile(c["body"])
+            except re.error as exc:
+                path = [*here, section, "checks", i, "body"]
+                out.append(Problem(file, _line(root, path), _path_text(path), f"not a regular expression: {exc}"))
     return out
 
 

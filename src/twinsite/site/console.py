@@ -192,9 +192,13 @@ class Console:
         return 404, html.page("not found", f"<p>{html.e(path)} is not a page of the console</p>", nav=pages.NAV)
 
     def run_page(self, host: str, name: str, kind: str, run_id: str) -> str:
-        known = {(x["scenario"], h) for x in (self.snap.get("month") or {}).get("scenarios", []) for h in x["hosts"]}
-        if (name, host) not in known:
-            return pages.run(kind, host, name, run_id, None, f"{name} on {host} is not in the console's history")
+        known = {  # (only a run the console has seen: no other id, host or scenario reaches a host)
+            (x["scenario"], o["host"], o["id"])
+            for x in (self.snap.get("month") or {}).get("scenarios", [])
+            for o in (x["switchovers"] if kind == "switchover" else x["tests"]["list"])
+        }
+        if (name, host, run_id) not in known:
+            return pages.run(kind, host, name, run_id, None, f"no {kind} {run_id} of {name} on {host} in the period")
         cli = ["switchover" if kind == "switchover" else "recover-test", name, "--report", run_id]
         try:
             return pages.run(kind, host, name, run_id, self.hosts.twinsite(host, cli, timeout=self.timeout), None)

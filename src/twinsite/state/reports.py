@@ -3,11 +3,12 @@ host, failed runs included (switchover.report builds it: each step, the RTO and 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from twinsite.durable import read_json, write_json, write_text
-from twinsite.errors import TwinsiteError
+from twinsite.errors import ConfigError, TwinsiteError
 
 
 def write(directory: Path, report: dict[str, Any], text: str) -> Path:
@@ -16,14 +17,24 @@ def write(directory: Path, report: dict[str, Any], text: str) -> Path:
     return directory / f"{report['id']}.json"
 
 
+#: what a run's id may be (ops.runner makes them hex): a name in the reports' directory, never a path
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
+def _named(directory: Path, run_id: str, suffix: str) -> Path:
+    if not RUN_ID.match(run_id):
+        raise ConfigError(f"{run_id!r} is not a run's id", hint="a switchover's id, as its report gives it")
+    return directory / f"{run_id}{suffix}"
+
+
 def text_file(directory: Path, run_id: str) -> Path:
-    return directory / f"{run_id}.txt"
+    return _named(directory, run_id, ".txt")
 
 
 def load(directory: Path, run_id: str | None) -> dict[str, Any] | None:
     """The report of ``run_id``, or the newest one (None: there is none)."""
     if run_id:
-        f = directory / f"{run_id}.json"
+        f = _named(directory, run_id, ".json")
     else:
         found = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
         if not found:
