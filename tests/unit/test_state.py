@@ -62,8 +62,8 @@ RAW_READ = re.compile(r"\.read_text\(|\.read_bytes\(|json\.loads\(|[^_.\w]open\(
 # The library's modules outside state/ that read files by hand, and what they read: none of it is state.
 READS_FILES = {
     "alerts/channels.py": "an SMTP password file, a webhook's URL and headers files (alerts[].*_file)",
+    "apps/checks.py": "an application's log, its last lines when it did not start",
     "apps/builtin.py": "site application definitions (plugins/apps/*.yml), SQLite databases to check",
-    "apps/postgresql.py": "PG_VERSION in the replicated data directory",
     "bundle.py": "the installed package it bundles, an unpacked release's VERSION and python",
     "site/inventory.py": "the settings Ansible wrote for it (a temporary directory of its own)",
     "site/console.py": "the console's users file (NAME:scrypt hash lines)",

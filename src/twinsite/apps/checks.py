@@ -50,6 +50,14 @@ def run(argv: list[str], *, timeout: float, what: str, env: dict[str, str] | Non
     return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")
 
 
+def tail(path: Path, n: int = 15) -> str:
+    """The last ``n`` lines of a log (an application's that did not start), or nothing."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
 def tcp(host: str, port: int, timeout: float) -> tuple[bool, str]:
     try:
         with socket.create_connection((host, port), timeout=timeout):

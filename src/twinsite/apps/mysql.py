@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 from twinsite.apps.base import Application
-from twinsite.apps.checks import CheckResult, run, timed
+from twinsite.apps.checks import CheckResult, run, tail, timed
 from twinsite.errors import AppError
 from twinsite.proc import pid_alive, read_pid, spawn, stop_pid, wait_until
 
@@ -124,10 +124,10 @@ class MySQL(Application):
         pid = spawn(argv, pidfile=started, logfile=log)
         if not wait_until(lambda: not pid_alive(pid) or self._ping()[0], timeout=timeout, interval=0.2):
             stop_pid(pid, timeout=10)
-            raise AppError(f"MariaDB did not answer within {timeout:.0f} s\n{_tail(log)}", where=str(data))
+            raise AppError(f"MariaDB did not answer within {timeout:.0f} s\n{tail(log)}", where=str(data))
         started.unlink(missing_ok=True)
         if not pid_alive(pid):
-            raise AppError(f"MariaDB did not start\n{_tail(log)}", where=str(data))
+            raise AppError(f"MariaDB did not start\n{tail(log)}", where=str(data))
 
     def stop(self) -> None:
         pid = self._pid()
@@ -166,10 +166,3 @@ class MySQL(Application):
         if code != 0 or bad:
             return False, "\n".join(bad[:20]) or out
         return True, f"{tables} tables checked, all OK"
-
-
-def _tail(path: Path, n: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""

@@ -22,7 +22,7 @@ import stat
 from pathlib import Path
 
 from twinsite.apps.base import Application
-from twinsite.apps.checks import CheckResult, run, timed
+from twinsite.apps.checks import CheckResult, run, tail, timed
 from twinsite.errors import AppError
 
 INSTALLED = Path("/usr/lib/postgresql")
@@ -144,9 +144,9 @@ class PostgreSQL(Application):
         ]
         code, out = self._run("pg_ctl", args, timeout=timeout + 10, what="starting PostgreSQL")
         if code != 0:
-            tail = _tail(log)
+            last = tail(log)
             raise AppError(
-                f"PostgreSQL did not start (pg_ctl exit {code}): {out.strip()[-300:]}\n{tail}",
+                f"PostgreSQL did not start (pg_ctl exit {code}): {out.strip()[-300:]}\n{last}",
                 where=str(self.data_dir()),
             )
 
@@ -209,10 +209,3 @@ def _version(path: Path) -> str | None:
     finally:
         os.close(fd)
     return text.decode() if re.fullmatch(rb"\d+(\.\d+)?", text) else None
-
-
-def _tail(path: Path, n: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
