@@ -59,10 +59,11 @@ def overview(snap: dict[str, Any], inventory: str) -> str:
         tested = f"{test['result']} {human_seconds(test['age_seconds'])} ago" if test else "never"
         kinds = ", ".join(s["alerts"]["open_kinds"])
         alerts = f"{s['alerts']['open']} open" + (f" ({kinds})" if kinds else "")
+        elsewhere = "" if s["declared"] else " <span class=muted>(not in the inventory)</span>"
         for b in s["standbys"] or [{"host": "-", "state": "no standby", "root": None}]:
             rows.append(
                 "<tr>"
-                f"<td class=scenario>{link(scenario_href(s['scenario']), s['scenario'])}</td>"
+                f"<td class=scenario>{link(scenario_href(s['scenario']), s['scenario'])}{elsewhere}</td>"
                 f"<td class=active>{e(s['active'])}{'' if s['active_answered'] else ' (NOT ANSWERING)'}</td>"
                 f"<td>{e(s['epoch'])}</td><td>{e(b['host'])}</td><td>{e(b.get('root'))}</td>"
                 f'<td class="state {state_class(b["state"])}">{e(b["state"])}</td>'
