@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from twinsite.apps.checks import CheckResult, extra_checks
+from twinsite.errors import AppError
 
 DEFAULT_PLUGINS_DIR = Path("/etc/twinsite/plugins")
 
@@ -22,6 +24,23 @@ class Application:
         self.settings = settings
         self.roots = roots
         self.plugins_dir = plugins_dir
+
+    def find_data_dir(
+        self, markers: Sequence[str], what: str, *, beside: Callable[[Path], bool] = lambda _: True
+    ) -> Path:
+        """The data directory: the ``data_dir`` setting, else the first directory inside the roots (up to two
+        levels down) holding one of ``markers`` (and, with ``beside``, that it accepts); ``what`` says in the
+        error what was looked for."""
+        given = self.settings.get("data_dir")
+        if given:
+            return Path(given)
+        for root in self.roots:
+            for depth in ("", "*/", "*/*/"):
+                for marker in markers:
+                    for found in sorted(Path(root).glob(depth + marker)):
+                        if beside(found.parent):
+                            return found.parent
+        raise AppError(f"no {what} under {', '.join(self.roots)}", hint="set application.data_dir in the scenario")
 
     def data_paths(self) -> list[Path]:
         """Where the application's data lives (inside the scenario's roots)."""

@@ -38,19 +38,10 @@ class MySQL(Application):
 
     # -- where things are ----------------------------------------------------------------------------
     def data_dir(self) -> Path:
-        given = self.settings.get("data_dir")
-        if given:
-            return Path(given)
-        for root in self.roots:
-            for depth in ("", "*/", "*/*/"):
-                for marker in ("aria_log_control", "ibdata1"):
-                    for found in sorted(Path(root).glob(depth + marker)):
-                        if (found.parent / "mysql").is_dir():
-                            return found.parent
-        raise AppError(
-            f"no MariaDB/MySQL data directory (a mysql/ schema beside aria_log_control or ibdata1) under "
-            f"{', '.join(self.roots)}",
-            hint="set application.data_dir in the scenario",
+        return self.find_data_dir(
+            ("aria_log_control", "ibdata1"),
+            "MariaDB/MySQL data directory (a mysql/ schema beside aria_log_control or ibdata1)",
+            beside=lambda d: (d / "mysql").is_dir(),
         )
 
     def data_paths(self) -> list[Path]:

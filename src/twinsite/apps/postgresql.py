@@ -50,18 +50,7 @@ class PostgreSQL(Application):
 
     # -- where things are ----------------------------------------------------------------------------
     def data_dir(self) -> Path:
-        given = self.settings.get("data_dir")
-        if given:
-            return Path(given)
-        for root in self.roots:
-            for depth in ("PG_VERSION", "*/PG_VERSION", "*/*/PG_VERSION"):
-                found = sorted(Path(root).glob(depth))
-                if found:
-                    return found[0].parent
-        raise AppError(
-            f"no PostgreSQL data directory (a PG_VERSION file) under {', '.join(self.roots)}",
-            hint="set application.data_dir in the scenario",
-        )
+        return self.find_data_dir(("PG_VERSION",), "PostgreSQL data directory (a PG_VERSION file)")
 
     def data_paths(self) -> list[Path]:
         return [self.data_dir()]
