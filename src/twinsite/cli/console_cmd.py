@@ -45,12 +45,10 @@ def _console(args: argparse.Namespace) -> tuple[Any, str]:
         return {"user": args.set_password, "new": new}, f"{args.set_password}: {'added' if new else 'changed'}"
     if not args.inventory:
         raise ConfigError("the console needs -i INVENTORY")
-    from twinsite.plans.hosts import Hosts
-
     inv = inventory.read(args.inventory, vault_password_file=args.vault_password_file)
-    names = inv.scenario_hosts()
+    hosts, names = inv.hosts()
     c = console.Console(
-        Hosts.from_vars({h: inv.access_vars(h) for h in names}),
+        hosts,
         names,
         inv.scenarios,
         args.inventory,

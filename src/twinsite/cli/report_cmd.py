@@ -68,21 +68,16 @@ def _report(args: argparse.Namespace) -> tuple[Any, str]:
     now = time.time()
     start = since(args, now)
     if args.inventory:
-        from twinsite.plans.hosts import Hosts
         from twinsite.site import inventory
-        from twinsite.site.status import ask
 
         inv = inventory.read(args.inventory, vault_password_file=args.vault_password_file)
-        names = inv.scenario_hosts()
-        hosts = Hosts.from_vars({h: inv.access_vars(h) for h in names})
-        asked = ["history", "--since", f"{now - start:.0f}s", "--buckets", str(args.buckets)]
-        answers = ask(hosts, names, timeout=args.timeout, args=asked)
-        declared = inv.scenarios
+        hosts, names = inv.hosts()
+        r = report.gather(
+            hosts, names, inv.scenarios, seconds=now - start, timeout=args.timeout, buckets=args.buckets, now=now
+        )
     else:
         view = summary(args.config_dir, args.state_dir, since=start, now=now, buckets=args.buckets)
-        answers = {this_host(): {"view": view, "error": None, "seconds": 0.0}}
-        declared = []
-    r = report.merge(answers, declared, since=start, now=now)
+        r = report.merge({this_host(): {"view": view, "error": None, "seconds": 0.0}}, [], since=start, now=now)
     text = {"md": report.markdown, "json": report.as_json, "html": html.report_page}[args.format](r)
     if args.output:
         args.output.write_text(text)

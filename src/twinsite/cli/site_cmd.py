@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 from twinsite.errors import ConfigError
-from twinsite.plans.hosts import Hosts
 from twinsite.site import inventory
 from twinsite.site.status import ask, merge
 from twinsite.sync.progress import human_bytes, human_seconds
@@ -35,8 +34,7 @@ def _site_status(args: argparse.Namespace) -> tuple[Any, str]:
     if args.watch and args.json:
         raise ConfigError("--watch redraws a table for people; --json gives one answer", hint="use one of them")
     inv = inventory.read(args.inventory, vault_password_file=args.vault_password_file)  # (once, also with --watch)
-    names = inv.scenario_hosts()
-    hosts = Hosts.from_vars({h: inv.access_vars(h) for h in names})
+    hosts, names = inv.hosts()
 
     def collect() -> dict[str, Any]:
         return merge(ask(hosts, names, timeout=args.timeout), inv.scenarios, timeout=args.timeout)

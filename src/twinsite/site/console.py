@@ -42,7 +42,7 @@ from typing import Any
 from twinsite.errors import ConfigError, TwinsiteError
 from twinsite.plans.hosts import Hosts
 from twinsite.site import html, pages
-from twinsite.site.report import merge as merge_report
+from twinsite.site.report import gather
 from twinsite.site.status import ask
 from twinsite.site.status import merge as merge_status
 
@@ -159,9 +159,9 @@ class Console:
         self.snap = {**self.snap, "status": status, "recent": recent, **({"month": month} if month else {})}
 
     def _history(self, now: float, seconds: float, *, buckets: int) -> dict[str, Any]:
-        args = ["history", "--since", f"{seconds:.0f}s", "--buckets", str(buckets)]
-        answers = ask(self.hosts, self.names, timeout=self.timeout, args=args)
-        return merge_report(answers, self.declared, since=now - seconds, now=now)
+        return gather(
+            self.hosts, self.names, self.declared, seconds=seconds, timeout=self.timeout, buckets=buckets, now=now
+        )
 
     def run(self) -> None:
         while not self._stop.is_set():

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from twinsite.errors import ConfigError
+from twinsite.plans.hosts import Hosts
 
 #: what plans.hosts.HostAccess.from_vars takes from a host's variables: its connection settings, and where the
 #: agent role put twinsite there
@@ -42,6 +43,11 @@ class Inventory:
         """The hosts the declared scenarios name, by name (every host when none are declared)."""
         named = {s.get("master") for s in self.scenarios} | {r for s in self.scenarios for r in s.get("replicas", [])}
         return [h for h in self.hostvars if h in named] if self.scenarios else list(self.hostvars)
+
+    def hosts(self) -> tuple[Hosts, list[str]]:
+        """How the controller reaches the hosts the scenarios name (over the playbooks' SSH), and their names."""
+        names = self.scenario_hosts()
+        return Hosts.from_vars({h: self.access_vars(h) for h in names}), names
 
     def access_vars(self, host: str) -> dict[str, Any]:
         """What plans.hosts.HostAccess.from_vars takes for ``host`` (the names site_plan.yml passes)."""

@@ -23,9 +23,28 @@ from typing import Any
 
 from twinsite.audit import describe
 from twinsite.clock import iso
+from twinsite.plans.hosts import Hosts
+from twinsite.site.status import ask
 from twinsite.sync.progress import human_seconds
 
 FORMATS = ("md", "json", "html")
+
+
+def gather(
+    hosts: Hosts,
+    names: Sequence[str],
+    declared: Sequence[dict[str, Any]],
+    *,
+    seconds: float,
+    timeout: float,
+    buckets: int,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The report of the last ``seconds``: every host of ``names`` asked at once for its history (site.status.ask
+    of ``twinsite history``), then put together (:func:`merge`)."""
+    now = time.time() if now is None else now
+    args = ["history", "--since", f"{seconds:.0f}s", "--buckets", str(buckets)]
+    return merge(ask(hosts, names, timeout=timeout, args=args), declared, since=now - seconds, now=now)
 
 
 def merge(
