@@ -16,10 +16,11 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 # What the lab, the tests and the benchmarks run: sshd for the lab hosts, knot for DNS, Go and govmomi for the
 # vCenter simulator, openssl for the lab CA, rsync and lsyncd as benchmark peers, PostgreSQL and SQLite as
-# protected applications (and MariaDB, the mysql plugin's), nftables/iptables for partitions, btrfs-progs for
-# snapshots and send streams, chromium (headless) for the web console's tests.
+# protected applications (and MariaDB and nginx, the lab's second database and web server), nftables/iptables
+# for partitions, btrfs-progs for snapshots and send streams, chromium (headless) for the web console's tests.
 DEB_PACKAGES := openssh-server openssh-client knot knot-dnsutils golang-go golang-github-vmware-govmomi-dev \
-	iproute2 util-linux openssl rsync lsyncd iptables nftables postgresql sqlite3 git btrfs-progs chromium mariadb-server
+	iproute2 util-linux openssl rsync lsyncd iptables nftables postgresql sqlite3 git btrfs-progs chromium mariadb-server \
+	nginx-light
 
 .PHONY: setup deb venv vcsim demo test pytest lint bench fuzz lab-up lab-down clean dist
 

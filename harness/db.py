@@ -162,17 +162,17 @@ def create_table(lab: Lab) -> None:
         raise AssertionError(p.stderr)
 
 
-def wait_replicating(lab: Lab, active: str, timeout: float = 120) -> None:
-    """Until ``active`` replicates db with everything it planned acknowledged."""
+def wait_replicating(lab: Lab, active: str, timeout: float = 120, scenario: str = "db") -> None:
+    """Until ``active`` replicates ``scenario`` with everything it planned acknowledged."""
     rows: list[dict[str, Any]] = []
 
     def replicating() -> bool:
         body = twinsite_on(lab, active, "status")
-        rows[:] = [r for r in body["result"]["scenarios"] if r["scenario"] == "db" and r["role"] == "active"]
+        rows[:] = [r for r in body["result"]["scenarios"] if r["scenario"] == scenario and r["role"] == "active"]
         return bool(rows) and all(r["state"] == "replicating" and r["acked_seq"] == r["planned_seq"] for r in rows)
 
-    if not eventually(replicating, timeout=timeout, interval=0.5, what=f"db replicating from {active}"):
-        raise AssertionError(f"db is not replicating from {active}: {rows}")
+    if not eventually(replicating, timeout=timeout, interval=0.5, what=f"{scenario} replicating from {active}"):
+        raise AssertionError(f"{scenario} is not replicating from {active}: {rows}")
 
 
 def scenario_file(lab: Lab, host: str) -> Path:

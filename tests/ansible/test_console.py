@@ -120,7 +120,7 @@ def test_every_page_in_a_real_browser_shows_the_hosts_own_figures_and_loads_noth
     every = overview.rows("scenarios")
     # (a scenario an earlier test left declared on a host is shown too, and marked as not in the inventory)
     rows = [r for r in every if not r["scenario"].endswith("(not in the inventory)")]
-    assert sorted({r["scenario"] for r in rows}) == ["app", "db", "share"]
+    assert sorted({r["scenario"] for r in rows}) == ["app", "db", "mariadb", "share", "web"]
     declared_on_hosts = {r["scenario"] for h in ("prod1", "dr1", "dr2")
                          for r in twinsite_on(lab, h, "status")["result"]["scenarios"]}  # fmt: skip
     assert {r["scenario"].split(" ")[0] for r in every} == declared_on_hosts

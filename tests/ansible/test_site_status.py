@@ -46,7 +46,7 @@ def test_every_scenario_of_the_lab_as_its_hosts_report_it(lab: Lab) -> None:
     ensure_configured(lab)
     view, elapsed = site_status()
     assert {h["host"]: h["answered"] for h in view["hosts"]} == {"prod1": True, "dr1": True, "dr2": True}
-    assert [s["scenario"] for s in view["scenarios"] if s["declared"]] == ["app", "db", "share"]
+    assert [s["scenario"] for s in view["scenarios"] if s["declared"]] == ["app", "db", "share", "mariadb", "web"]
     share = scenario(view, "share")
     assert share["active"] == "prod1" and [b["host"] for b in share["standbys"]] == ["dr1", "dr2"]
     # each standby's figures are its hosts' own: the sender's rows on prod1, the standby's own on dr1

@@ -8,7 +8,6 @@ cuts, and file mode beside them."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -18,16 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import VENV_BIN
 from harness.cuts import declare, one_cut, settled, workload
 from harness.db import prepare_db
-from harness.hosts import TWINSITE, twinsite_on
+from harness.hosts import twinsite_on
 from harness.pgoracle import Checkpointer, init_workload, pgbench_argv, write_script
-from twinsite.config.scenario import POINT_STORE
+from harness.points import held_point, rsync_differences
 from twinsite.lab import pg
 from twinsite.lab.topology import Lab
-from twinsite.locks import held
-from twinsite.state.layout import ScenarioState
 
 pytestmark = pytest.mark.lab
 
@@ -120,28 +116,8 @@ def test_verify_under_load_compares_dr1s_last_complete_point_with_its_snapshot(l
 def _rsync_finds_nothing(lab: Lab) -> bool:
     """Hold dr1 at its point and pin prod1's snapshots as verify does, and let rsync judge every file, link and
     name by content (-c) and attributes."""
-    prod1, dr1 = lab.host("prod1"), lab.host("dr1")
-    pin = ScenarioState(prod1.private_dir("/var/lib/twinsite"), "db").sender(0, "dr1").points_pin
-    with held(pin):
-        hold = subprocess.Popen(
-            [str(VENV_BIN / "twinsite"), "lab", "exec", "dr1", "--", TWINSITE, "point-hold", "db", "--json"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert hold.stdin is not None and hold.stdout is not None
-        try:
-            answer = json.loads(hold.stdout.readline())
-            assert answer["ok"], answer
-            snap = prod1.private_dir("/srv") / "db" / POINT_STORE / str(answer["result"]["point"]["id"])
-            excluded = ["/.twinsite-points", "/postgresql.log", "/data/postmaster.pid", "/data/postmaster.opts"]
-            argv = ["rsync", "-a", "-c", "-n", "-i", "--delete", *[f"--exclude={e}" for e in excluded]]
-            argv += ["--exclude=/data/.s.PGSQL.*", f"{snap}/", f"{dr1.private_dir('/srv') / 'db'}/"]
-            listed = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()
-            # (a directory's own time and the root's owner are not replicated: docs/replication.md, Equality)
-            found = [line for line in listed if not line.startswith(".d")]
-        finally:
-            hold.stdin.close()
-            assert hold.wait(timeout=60) == 0
+    with held_point(lab, "db", "/srv/db") as h:
+        excluded = ["/postgresql.log", "/data/postmaster.pid", "/data/postmaster.opts", "/data/.s.PGSQL.*"]
+        found = rsync_differences(h, excluded)
     print("rsync:", found[:20])
     return not found

@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 
 from twinsite.cli.site_cmd import render
+from twinsite.lab import mariadb, web
 from twinsite.site import inventory
 from twinsite.site.status import merge
 
@@ -104,8 +105,22 @@ def test_the_inventorys_settings_are_rendered_by_ansible_as_a_playbook_would() -
     """The lab's inventory names its SSH key and known_hosts through templates ({{ twinsite_lab_dir }}):
     Ansible renders them (no host is contacted)."""
     inv = inventory.read("inventories/lab")
-    assert [s["name"] for s in inv.scenarios] == ["app", "db", "share"]
+    assert [s["name"] for s in inv.scenarios] == ["app", "db", "share", "mariadb", "web"]
     assert inv.scenario_hosts() == [h for h in inv.hostvars if h in ("prod1", "dr1", "dr2")]
     prod1 = inv.access_vars("prod1")
     assert prod1["ansible_host"] == "10.77.0.11" and prod1["ansible_ssh_private_key_file"].startswith("/")
     assert "{{" not in json.dumps(prod1)
+
+
+def test_the_lab_starts_mariadb_and_nginx_as_the_inventorys_scenarios_do() -> None:
+    """`lab up` starts prod1's MariaDB with the `mysql` plugin's settings and nginx with the `service`
+    commands (lab/mariadb.py, lab/web.py); the scenarios must name the same, or their plugins would not find
+    the servers `lab up` started."""
+    found = {s["name"]: s for s in inventory.read("inventories/lab").scenarios}
+    assert found["mariadb"]["application"] == mariadb.SETTINGS
+    assert [r["path"] for r in found["mariadb"]["roots"]] == [mariadb.ROOT]
+    app = found["web"]["application"]
+    assert (app["start"], app["stop"], app["status"]) == (web.START, web.STOP, web.STATUS)
+    assert [r["path"] for r in found["web"]["roots"]] == [web.ROOT]
+    assert {"type": "http", "url": f"http://127.0.0.1:{web.PORT}/", "status": 200, "body": "the orders front page",
+            "timeout": 5} in app["checks"] and "the orders front page" in web.PAGE  # fmt: skip

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twinsite.errors import LabError
-from twinsite.lab import dns, hosts, netns, pg, vcsim, volumes
+from twinsite.lab import dns, hosts, mariadb, netns, pg, vcsim, volumes, web
 from twinsite.lab.topology import DNS_ZONE, VCENTER_USER, Lab, LabHost
 from twinsite.proc import run
 
@@ -64,7 +64,9 @@ def up(lab: Lab) -> UpReport:
     step("dns", dns.start, lab)
     step("vcenter", vcsim.start, lab)
     step("postgresql", pg.ensure, lab)
+    step("mariadb", mariadb.ensure, lab)
     _ensure_app_data(lab)
+    step("nginx", web.ensure, lab)
     return UpReport(seconds=timings)
 
 
@@ -83,7 +85,7 @@ def _ensure_app_data(lab: Lab) -> None:
 
 def down(lab: Lab) -> None:
     """Stop everything the lab started and delete its namespaces. Keys and the simulator build stay; the btrfs
-    volumes (prod1's and dr1's /srv/db) are unmounted and deleted with their data."""
+    volumes (prod1's and dr1's /srv/db and /srv/mariadb) are unmounted and deleted with their data."""
     _require_root()
     for h in lab.hosts:
         netns.delete(h.netns)

@@ -53,7 +53,7 @@ def zone_text(lab: Lab) -> str:
     ]
     lines += [f"{h.name} A {h.address}" for h in lab.hosts]
     prod = lab.host("prod1").address
-    lines += [f"app A {prod}", f"db A {prod}"]
+    lines += [f"app A {prod}", f"db A {prod}", f"mariadb A {prod}", f"web A {prod}"]
     return "\n".join(lines) + "\n"
 
 

@@ -31,7 +31,10 @@ ROOT_DOTFILES = {
 #: Directories (under /srv) that are a btrfs subvolume, each on a loop-file filesystem of its own, per host:
 #: the scenario `db` takes consistency points (read-only snapshots) of /srv/db on prod1 and on dr1. How they
 #: are made and mounted: lab/volumes.py.
-BTRFS_VOLUMES: dict[str, tuple[str, ...]] = {"prod1": ("/srv/db",), "dr1": ("/srv/db",)}
+BTRFS_VOLUMES: dict[str, tuple[str, ...]] = {
+    "prod1": ("/srv/db", "/srv/mariadb"),
+    "dr1": ("/srv/db", "/srv/mariadb"),
+}
 #: The size of each volume's loop file (sparse: it takes only what the filesystem writes).
 BTRFS_SIZE = 4 * 1024**3
 
