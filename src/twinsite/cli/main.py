@@ -10,7 +10,7 @@ from typing import Any
 
 from twinsite import JSON_API, __version__, audit
 from twinsite.cli.output import envelope, print_json
-from twinsite.errors import TwinsiteError
+from twinsite.errors import TestFailed, TwinsiteError
 
 #: command -> the module (in twinsite.cli) that registers it, in the order of ``twinsite --help``.
 COMMANDS = {
@@ -70,24 +70,32 @@ AUDITED = ("switchover", "switchback", "rejoin", "rewind", "bookmark", "recover-
 READ_ONLY = ("dry_run", "check", "history")
 
 
+def _action(args: argparse.Namespace) -> str:
+    """The change as the event log names it: the command and what says which change it was."""
+    if args.command == "rewind":
+        return "rewind" + (" --resume" if args.resume else f" --to {args.to}")
+    if args.command in ("bookmark", "scenario"):
+        return f"{args.command} {args.name if args.command == 'bookmark' else args.state}"
+    for flag in ("cleanup", "end"):
+        if getattr(args, flag, False):
+            return f"{args.command} --{flag}"
+    if getattr(args, "hold", None):
+        return f"{args.command} --hold {args.hold}" + (f" --expose {args.expose}" if args.expose else "")
+    return str(args.command)
+
+
 def _audit(args: argparse.Namespace, result: Any, error: TwinsiteError | None) -> None:
     """Record a change (done or failed) in the host's event log: what, of which scenario, who asked."""
     if args.command not in AUDITED or any(getattr(args, k, False) for k in READ_ONLY):
         return
-    if getattr(args, "report", None) is not None:
-        return
+    if getattr(args, "report", None) is not None or getattr(args, "background", False):
+        return  # (a test started in the background is recorded by its own process)
     if error is None and not (isinstance(result, dict) and result.get("changed", True)):
         return
-    action = args.command
-    if args.command == "rewind":
-        action += " --resume" if args.resume else f" --to {args.to}"
-    elif args.command == "bookmark":
-        action += f" {args.name}"
-    elif args.command == "scenario":
-        action += f" {args.state}"
-    elif getattr(args, "cleanup", False):
-        action += " --cleanup"
+    action = _action(args)
     ref = result.get("id") if isinstance(result, dict) else None
+    if isinstance(error, TestFailed):  # (a test that ran and failed: its evidence is the reference)
+        ref = error.record.get("id")
     outcome = "done" if error is None else f"failed: {error.message}"
     try:
         audit.record(

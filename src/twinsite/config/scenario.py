@@ -160,6 +160,12 @@ class AssuredRecovery:
     # how long the test waits for the receiver to apply the spool
     drain_timeout: float = field(default=300.0, metadata=_read(parse=parse_duration))
     keep: int = 100  # evidence records kept
+    # interactive tests (recover-test --hold): settings over the test's while testers use the copy
+    interactive_application: dict[str, Any] = field(
+        default_factory=dict, hash=False, metadata=_read("interactive.application", dict)
+    )
+    # the longest hold an interactive test may ask for
+    max_hold: float = field(default=8 * 3600.0, metadata=_read("interactive.max_hold", parse_duration))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twinsite.audit import describe
 from twinsite.clock import iso
 from twinsite.ops.runner import report
 from twinsite.state.runs import RunState
@@ -56,6 +57,8 @@ def summarize(run: RunState, *, scenario: str, host: str, result: str, reason: s
         "spool": res.get("apply-spool", {}),
         "actions": res.get("after-pass", {}).get("actions", []),
         "bookmark": res.get("bookmark", {}).get("bookmark"),
+        "who": run.params.get("who"),
+        "hold": res.get("hold") if "requested_seconds" in res.get("hold", {}) else None,
         "steps": [
             {"step": s["step"], "state": s["state"], "seconds": s["seconds"], "error": s["error"]} for s in rep["steps"]
         ],
@@ -85,6 +88,7 @@ def text(r: dict[str, Any]) -> str:
         lines.append(f"  tested {t['root']}: seq {t['seq']}, data from {t['time']} (age {t['age_seconds']} s)")
     if r.get("rto_seconds") is not None:
         lines.append(f"  time to a healthy application (RTO): {r['rto_seconds']} s")
+    lines += _who_and_hold(r)
     for c in r["checks"]:
         lines.append(f"  check {'ok  ' if c['ok'] else 'FAIL'} {c['name']} ({c['seconds']} s): {c['output'][-160:]}")
     for d in r["digests"]:
@@ -102,3 +106,15 @@ def text(r: dict[str, Any]) -> str:
         secs = f"{s['seconds']:.3f} s" if s["seconds"] is not None else "-"
         lines.append(f"    {s['state']:<8}{s['step']:<19}{secs:>10}  {s['error'] or ''}".rstrip())
     return "\n".join(lines)
+
+
+def _who_and_hold(r: dict[str, Any]) -> list[str]:
+    lines = [f"  asked for by {describe(r['who'])}"] if r.get("who") else []
+    h = r.get("hold")
+    if h:
+        lines.append(f"  held for testers {h['held_seconds']:.0f} s of {h['requested_seconds']:.0f} s: {h['ended']}")
+        x = h.get("exposed")
+        if x:
+            gone = "removed" if x.get("removed") else f"NOT removed ({x.get('error')})"
+            lines.append(f"  test name {x['name']} -> {x['address']}: {gone}")
+    return lines

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twinsite import audit
 from twinsite.alerts import Alert
 from twinsite.apply import overlay
 from twinsite.errors import RecoveryError, TwinsiteError
 from twinsite.ops.runner import Context
 from twinsite.proc import wait_until
-from twinsite.recovery import evidence
-from twinsite.recovery.steps import Test, passed, spool_off, stop_app
+from twinsite.recovery import evidence, expose
+from twinsite.recovery.steps import ENDED_BY_OPERATOR, Test, passed, spool_off, stop_app
 from twinsite.state import end_request
 from twinsite.state import evidence as kept
 from twinsite.state.runs import DONE, FAILED, RUNNING, RunState
@@ -26,6 +27,9 @@ from twinsite.state.runs import DONE, FAILED, RUNNING, RunState
 def cleanup(t: Test, *, wait: float = 0.0) -> dict[str, Any]:
     """Whatever a test left: its application stopped, its overlays removed, the spools off (idempotent)."""
     out: dict[str, Any] = {}
+    name = t.test_name()
+    if name is not None:  # (first: testers must not reach a copy that is going away)
+        out["test_name"] = expose.withdraw(name)
     try:
         out["application"] = stop_app(t).to_json()
     except TwinsiteError as exc:
@@ -71,8 +75,16 @@ def _finish(t: Test, run: RunState, result: str, reason: str | None) -> dict[str
     return record
 
 
-def run_test(t: Test, *, scheduled: bool = False, on_step: Callable[[Any], None] | None = None) -> dict[str, Any]:
-    """Run one test to its end; its evidence record. A test already running here is an error."""
+def run_test(
+    t: Test,
+    *,
+    scheduled: bool = False,
+    hold: float = 0.0,
+    expose_as: str | None = None,
+    on_step: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Run one test to its end; its evidence record. A test already running here is an error. With ``hold``
+    (seconds) it is an interactive test, published as ``expose_as`` when given (recovery.steps.hold)."""
     with t.lock() as mine:
         if not mine:
             raise RecoveryError(f"a test of {t.site.s.name} is already running here", hint="wait for it to end")
@@ -80,9 +92,16 @@ def run_test(t: Test, *, scheduled: bool = False, on_step: Callable[[Any], None]
         if left is not None:
             _recover_locked(t, left)
         end_request.clear(t.place.end)
+        params: dict[str, Any] = {"scheduled": scheduled, "who": audit.who(automatic=scheduled)}
+        if hold:
+            params["hold_seconds"] = hold
+        if expose_as:
+            if not hold:
+                raise RecoveryError("a test name (--expose) is for an interactive test", hint="give --hold too")
+            params["test_name"] = expose.plan(t.site.s, t.site.host, expose_as).to_dict()  # (a refusal: no record)
         runner = t.runner()
         try:
-            run = runner.run({"scheduled": scheduled}, on_step=on_step)
+            run = runner.run(params, on_step=on_step)
         except TwinsiteError as exc:
             run = runner.load() or runner.current({})
             failed_at = next((st.name for st in run.steps if st.state not in (DONE,)), "?")
@@ -142,3 +161,27 @@ def end(t: Test, why: str, *, wait: float = 15.0) -> dict[str, Any] | None:
     if t.unfinished() is None:
         end_request.clear(t.place.end)
     return out or {"ended": True}
+
+
+def end_test(t: Test, *, wait: float) -> dict[str, Any] | None:
+    """End the test running here as its operator asks (``recover-test --end``): its own process discards the
+    test's writes, removes its test name and applies the spool, as at the end of any test; wait up to
+    ``wait`` s for its evidence. None when no test runs here. A test whose process died is cleaned up here."""
+    run = t.unfinished()
+    if run is None:
+        return None
+    t.request_end(f"{ENDED_BY_OPERATOR} {audit.describe(audit.who())}")
+
+    def over() -> bool:
+        if t.unfinished() is None:
+            return True
+        with t.lock() as free:
+            return free
+
+    if not wait_until(over, timeout=wait, interval=0.2):
+        raise RecoveryError(
+            f"the test {run.id} of {t.site.s.name} did not end within {wait:.0f} s",
+            hint="it ends by itself (its process goes on); `recover-test --history` shows when",
+        )
+    left = recover(t)  # (its process ended without finishing: cleaned up here)
+    return left if left is not None else kept.find(t.place.evidence, run.id)

@@ -11,6 +11,9 @@ replication keeps arriving and the active host notices nothing (docs/assured-rec
     mount              an overlay on each root: the application's writes go to a throw-away layer
     start-application  the plugin starts it on the replica's data (with assured_recovery.application)
     check-application  the plugin's checks, the scenario's and the test's scripts, each with its timeout
+    hold               an interactive test (--hold): the checked copy stays up for testers, published under
+                       its test name (--expose, recovery.expose), until the hold runs out, --end, a
+                       switchover, the spool's cap or the loss of the active host; then the name is removed
     stop-application
     unmount            the overlays and every write of the test are removed; each root's digest again
     after-pass         a passing test's actions on the tested data: snapshot, archive, script
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from twinsite import apps
+from twinsite.alerts import Alert
 from twinsite.apply import overlay
 from twinsite.cdp.rewind import to_point
 from twinsite.engine.spool import HOLD_REASON, Spool
@@ -38,6 +42,7 @@ from twinsite.locks import held
 from twinsite.ops.runner import Context, NoBookmark, Result, Runner, Skipped, Step, bind
 from twinsite.ops.site import Site
 from twinsite.proc import wait_until
+from twinsite.recovery import expose
 from twinsite.recovery.actions import run_all
 from twinsite.recovery.evidence import when
 from twinsite.state import bookmarks, end_request, monitor, rewind, runs
@@ -69,11 +74,13 @@ class Test:
     def spools(self) -> list[Spool]:
         return [Spool(self.site.recv(i)) for i in range(len(self.roots))]
 
-    def app(self) -> apps.Application:
-        """The application as a test runs it: the scenario's settings, then assured_recovery.application,
-        with the test's own checks after the scenario's."""
+    def app(self, *, interactive: bool = False) -> apps.Application:
+        """The application as a test runs it: the scenario's settings, then assured_recovery.application (and
+        for an interactive test assured_recovery.interactive.application), with the test's own checks after
+        the scenario's."""
         s, ar = self.site.s, self.site.s.assured_recovery
-        settings = {**s.application_settings, **ar.application, "type": s.application}
+        over = {**ar.application, **(ar.interactive_application if interactive else {})}
+        settings = {**s.application_settings, **over, "type": s.application}
         settings["checks"] = [*s.application_settings.get("checks", []), *ar.checks]
         return apps.load(settings, tuple(r.path for r in s.roots), self.site.plugins_dir)
 
@@ -91,6 +98,17 @@ class Test:
     # -- ending a test from outside: a switchover, an operator -------------------------------------------------
     def request_end(self, why: str) -> None:
         end_request.request(self.place.end, why)
+
+    def interactive(self) -> bool:
+        """Whether the test running (or left) here is an interactive one (its run asked for a hold)."""
+        run = self.unfinished()
+        return bool(run is not None and run.params.get("hold_seconds"))
+
+    def test_name(self) -> expose.TestName | None:
+        """The test name the test running (or left) here publishes, if it asked for one."""
+        run = self.unfinished()
+        given = run.params.get("test_name") if run is not None else None
+        return expose.TestName.from_dict(given) if given else None
 
     def interrupt_if_needed(self) -> None:
         """Raise to end the test at once: asked to (a switchover), the spool reached its cap, or this host's
@@ -157,6 +175,18 @@ class Checked(Result):
 
     ok: bool
     checks: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Held(Result):
+    STEP = "hold"
+
+    requested_seconds: float
+    held_seconds: float
+    until: str | None  # when the hold was to run out
+    ended: str  # why it ended
+    cut_short: bool  # ended by the spool's cap, a switchover or the active host's loss (not by time or --end)
+    exposed: dict[str, Any] | None  # the test name and address, and whether it was removed
 
 
 @dataclass(frozen=True)
@@ -250,6 +280,13 @@ def preflight(t: Test, ctx: Context) -> Ready:
             raise RecoveryError(
                 f"the application's data {p} is outside the scenario's roots", hint="it would not be tested"
             )
+    hold = float(ctx.params.get("hold_seconds") or 0)
+    if hold > s.assured_recovery.max_hold:
+        raise RecoveryError(
+            f"a hold of {hold:.0f} s is longer than assured_recovery.interactive.max_hold "
+            f"({s.assured_recovery.max_hold:.0f} s)",
+            hint="ask for less, or raise max_hold in the scenario",
+        )
     lag = max((float(r.get("lag_seconds") or 0) for r in rows), default=None)
     return Ready(active=role.active, epoch=role.epoch, lag_seconds=lag)
 
@@ -294,8 +331,12 @@ def mount(t: Test, ctx: Context) -> Mounted:
     return Mounted(mounted=[str(r) for r in t.roots])
 
 
+def _interactive(ctx: Context) -> bool:
+    return bool(ctx.params.get("hold_seconds"))
+
+
 def start_application(t: Test, ctx: Context) -> Started:
-    t.app().start()
+    t.app(interactive=_interactive(ctx)).start()
     return Started()
 
 
@@ -304,8 +345,65 @@ def check_application(t: Test, ctx: Context) -> Checked:
     timeout = (
         ar.start_timeout if ar.start_timeout is not None else float(s.application_settings.get("start_timeout", 60))
     )
-    ok, results = apps.wait_healthy(t.app(), quick=False, timeout=timeout, between=t.interrupt_if_needed)
+    app = t.app(interactive=_interactive(ctx))
+    ok, results = apps.wait_healthy(app, quick=False, timeout=timeout, between=t.interrupt_if_needed)
     return Checked(ok=ok, checks=[r.to_dict() for r in results])
+
+
+#: What an operator's --end says (recover-test --end): the hold ends as asked, not cut short.
+ENDED_BY_OPERATOR = "ended by"
+
+
+def hold(t: Test, ctx: Context) -> Held | Skipped:
+    """An interactive test: the checked copy stays up, under its test name, until the hold ends (see the
+    module's doc); the name is removed whatever ends it."""
+    seconds = float(ctx.params.get("hold_seconds") or 0)
+    if not seconds:
+        return Skipped("not an interactive test")
+    if not ctx.get(Checked).ok:
+        return Skipped("the checks failed: the copy is not handed to testers")
+    started = time.time()
+    name = expose.TestName.from_dict(ctx.params["test_name"]) if ctx.params.get("test_name") else None
+    exposed: dict[str, Any] | None = None
+    ended, cut = "the hold ran out", False
+    try:
+        if name is not None:
+            exposed = expose.publish(name)
+        while time.time() < started + seconds:
+            asked = end_request.read(t.place.end)
+            if asked:
+                ended, cut = f"asked to end: {asked}", not asked.startswith(ENDED_BY_OPERATOR)
+                break
+            try:
+                t.interrupt_if_needed()
+            except RecoveryError as exc:
+                ended, cut = exc.message, True
+                break
+            time.sleep(0.5)
+    finally:
+        if name is not None:
+            exposed = {**(exposed or {"name": name.name, "address": name.address}), **expose.withdraw(name)}
+    if cut:
+        s = t.site.s
+        t.site.alerter.send(
+            Alert(
+                kind="recovery-hold-ended",
+                severity="warning",
+                scenario=s.name,
+                host=t.site.host,
+                what=f"the interactive test {ctx.run_id} of {s.name} on {t.site.host} was ended early: {ended}",
+                action="testers lost the copy; its writes are discarded and replication applies again. "
+                "Raise assured_recovery.spool.max_size, or hold for less, if the spool's cap ended it",
+            )
+        )
+    return Held(
+        requested_seconds=seconds,
+        held_seconds=round(time.time() - started, 3),
+        until=when(started + seconds),
+        ended=ended,
+        cut_short=cut,
+        exposed=exposed,
+    )
 
 
 def stop_application(t: Test, ctx: Context) -> Stopped | Skipped:
@@ -315,7 +413,7 @@ def stop_application(t: Test, ctx: Context) -> Stopped | Skipped:
 def stop_app(t: Test) -> Stopped | Skipped:
     if not any(overlay.mounted(r) for r in t.roots):
         return Skipped("no overlay is mounted: the application was not started on one")
-    app = t.app()
+    app = t.app(interactive=t.interactive())
     was = app.running()
     app.stop()
     return Stopped(was_running=was)
@@ -342,7 +440,10 @@ def passed(ctx: Context) -> tuple[bool, str | None]:
 def after_pass(t: Test, ctx: Context) -> ActionsRun | NoActions:
     ok, why = passed(ctx)
     specs = t.site.s.assured_recovery.after_pass
-    if not ok or not specs:
+    held = ctx.results.get("hold", {})
+    if ok and held.get("cut_short"):  # (a switchover may be waiting: the replica must be itself again at once)
+        why = f"the hold was ended early: {held.get('ended')}"
+    if not ok or not specs or held.get("cut_short"):
         return NoActions(actions=[], skipped=why or "no actions configured")
     facts = {"id": ctx.run_id, "scenario": t.site.s.name, "host": t.site.host, "tested": ctx.get(Spooled).tested}
     return ActionsRun(actions=run_all(specs, facts=facts, roots=t.roots, plugins=t.site.plugins))
@@ -376,6 +477,7 @@ STEPS = (
     ("mount", "an overlay on each root: the application's writes go to a throw-away layer", mount),
     ("start-application", "start the application on the replica's data", start_application),
     ("check-application", "its checks and the test's scripts, each with a timeout", check_application),
+    ("hold", "an interactive test: the copy stays up for testers under its test name", hold),
     ("stop-application", "stop it", stop_application),
     ("unmount", "remove the overlays and the test's writes; digest the replica again", unmount),
     ("after-pass", "a passing test's actions on the tested data: snapshot, archive, script", after_pass),

@@ -167,6 +167,16 @@ class RecoveryState:
     def evidence(self) -> Path:
         return self.dir / "tests"
 
+    @property
+    def background_pid(self) -> Path:
+        """The pid of an interactive test started in the background (recover-test --hold --background)."""
+        return self.dir / "background.pid"
+
+    @property
+    def background_log(self) -> Path:
+        """Its output (the test's progress, its evidence at the end)."""
+        return self.dir / "background.log"
+
     def overlay(self, index: int) -> Path:
         return self.dir / "overlay" / str(index)
 

@@ -23,6 +23,14 @@ description:
   - With O(max_age), a test runs only when the newest passing test here is older. This makes the task
     idempotent for a CI pipeline that wants a recent proof.
   - Check mode says whether a test could start now and why not; nothing runs.
+  - With O(hold), the test is interactive. Once its checks pass, the test copy stays up for testers for up
+    to O(hold), published as O(expose) (an A record made with the scenario's dns redirect settings), while
+    production users keep their names and replication keeps spooling. The task returns as soon as the copy
+    is up. The test goes on in its own process on the standby until the hold runs out, O(end), a
+    switchover, the spool's cap or the loss of the active host. Then the name is removed, the test's writes
+    are discarded and the spool is applied. Its evidence records who tested, for how long, and how it ended.
+  - With O(end), the test running on this standby is ended and its evidence returned (not changed when no
+    test runs).
 author:
   - twinsite developers (@twinsite)
 options:
@@ -32,9 +40,24 @@ options:
     required: true
   max_age:
     description:
-      - Run only when no test passed here within this many seconds (0 always runs one).
+      - Run only when no test passed here within this many seconds (0 always runs one). Not for O(hold).
     type: int
     default: 0
+  hold:
+    description:
+      - An interactive test; how long testers may use the copy, a duration such as C(30m) or C(2h)
+        (at most the scenario's C(assured_recovery.interactive.max_hold)).
+    type: str
+  expose:
+    description:
+      - With O(hold), the test name testers reach the copy by, e.g. C(db-test.dr.test). It must be inside the
+        zone of the scenario's dns redirect and must not be one of its production names.
+    type: str
+  end:
+    description:
+      - End the test running on this standby (an interactive one, usually) and return its evidence.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - twinsite.dr.cli
   - twinsite.dr.cli.dirs
@@ -45,7 +68,8 @@ attributes:
     description: Its options take their defaults from C(module_defaults) for C(group/twinsite.dr.host).
   check_mode:
     support: full
-    description: Whether a test could start now (the preflight's answer); nothing runs.
+    description: Whether a test could start now (the preflight's answer), or with O(end) whether one runs; nothing
+      runs or ends.
   diff_mode:
     support: none
     description: A test changes no declared state; its evidence is the result.
@@ -64,6 +88,17 @@ EXAMPLES = r"""
   twinsite.dr.assured_recovery:
     scenario: db
     max_age: 86400
+
+- name: Let testers use db's test copy for two hours as db-test.dr.test
+  twinsite.dr.assured_recovery:
+    scenario: db
+    hold: 2h
+    expose: db-test.dr.test
+
+- name: End it sooner
+  twinsite.dr.assured_recovery:
+    scenario: db
+    end: true
 """
 
 RETURN = r"""
@@ -108,6 +143,22 @@ ready:
   description: In check mode, whether a test could start now.
   returned: check mode
   type: bool
+held:
+  description: With O(hold), the test copy is up for testers (the test goes on in its own process).
+  returned: with O(hold)
+  type: bool
+until:
+  description: With O(hold), when the hold runs out (UTC).
+  returned: with O(hold)
+  type: str
+test_name:
+  description: With O(expose), the published C(name) and the standby's C(address) it points at.
+  returned: with O(hold) and O(expose)
+  type: dict
+hold:
+  description: With O(end), how the hold went (C(held_seconds), C(requested_seconds), C(ended), C(exposed)).
+  returned: with O(end), when an interactive test ended
+  type: dict
 skipped_reason:
   description: Why no test ran (the active host, a recent passing test).
   returned: when no test ran
@@ -125,7 +176,11 @@ def logic(module):
     role = module.twinsite(["role", p["scenario"], *where])
     if role["active"] == role["host"]:
         return dict(changed=False, skipped_reason="%s is the active host: tests run on standbys" % role["host"])
-    if p["max_age"] > 0:
+    if p["end"]:
+        return _end(module, where)
+    if p["expose"] and not p["hold"]:
+        module.fail_json(msg="expose is for an interactive test: give hold too")
+    if p["max_age"] > 0 and not p["hold"]:
         tests = module.twinsite(["recover-test", p["scenario"], "--history", *where])["tests"]
         recent = [t for t in tests if t["result"] == "passed" and time.time() - t["started_ts"] < p["max_age"]]
         if recent:
@@ -137,7 +192,43 @@ def logic(module):
     if module.check_mode:
         plan = module.twinsite(["recover-test", p["scenario"], "--dry-run", *where])
         return dict(changed=plan["ready"], ready=plan["ready"], msg=plan["why"], steps=plan["steps"])
+    if p["hold"]:
+        extra = ["--expose", p["expose"]] if p["expose"] else []
+        held = module.twinsite(["recover-test", p["scenario"], "--hold", p["hold"], *extra, "--background", *where])
+        return dict(
+            changed=True,
+            held=True,
+            id=held["id"],
+            until=held["until"],
+            test_name=held["test_name"],
+            msg=_held_text(p["scenario"], held),
+        )
     done = module.twinsite(["recover-test", p["scenario"], *where])
+    return _ran(done)
+
+
+def _held_text(scenario, held):
+    name = " as %s" % held["test_name"]["name"] if held["test_name"] else ""
+    return "the test copy of %s is up on %s%s until %s (end it with end: true)" % (
+        scenario,
+        held["host"],
+        name,
+        held["until"],
+    )
+
+
+def _end(module, where):
+    p = module.params
+    if module.check_mode:
+        plan = module.twinsite(["recover-test", p["scenario"], "--dry-run", *where])
+        return dict(changed=plan["running"], msg="a test runs here" if plan["running"] else "no test runs here")
+    done = module.twinsite(["recover-test", p["scenario"], "--end", *where])
+    if not done["changed"]:
+        return dict(changed=False, msg="no test of %s runs here" % p["scenario"])
+    return dict(_ran(done), hold=done.get("hold"))
+
+
+def _ran(done):
     return dict(
         changed=True,
         result=done["result"],
@@ -156,6 +247,8 @@ def _text(record):
     for t in record["tested"]:
         lines.append("tested %s at seq %s, data %s s old" % (t["root"], t["seq"], t["age_seconds"]))
     lines.append("time to a healthy application: %s s" % record["rto_seconds"])
+    if record.get("hold"):
+        lines.append("held for testers %s s: %s" % (round(record["hold"]["held_seconds"]), record["hold"]["ended"]))
     lines += ["check %s: %s" % (c["name"], "ok" if c["ok"] else "FAILED") for c in record["checks"]]
     for a in record["actions"]:
         lines.append("after: %s %s" % (a["type"], "ok" if a["ok"] else "FAILED: " + a.get("detail", "")))
@@ -167,9 +260,13 @@ def main():
         argument_spec=dict(
             scenario=dict(type="str", required=True),
             max_age=dict(type="int", default=0),
+            hold=dict(type="str"),
+            expose=dict(type="str"),
+            end=dict(type="bool", default=False),
             **dirs_argument_spec(),
         ),
         supports_check_mode=True,
+        mutually_exclusive=[("end", "hold"), ("end", "expose")],
     )
     module.run(logic)
 
