@@ -58,6 +58,6 @@ def db(lab: Lab) -> Iterator[Lab]:
     try:
         yield lab
     finally:
-        on_host(lab, "dr1", TWINSITE, "recover-test", "db", "--cleanup")
+        on_host(lab, "dr1", TWINSITE, "recover-test", "db", "--end")  # (a running one too, an interactive one)
         restore_db(lab)
         ensure_configured(lab)

@@ -21,6 +21,7 @@ import yaml
 from pyVim.connect import Disconnect
 from pyVmomi import vim
 
+from harness.cli import ansible
 from harness.db import (
     Latency,
     Load,
@@ -33,6 +34,7 @@ from harness.db import (
     wait_replicating,
 )
 from harness.hosts import TWINSITE, agent_log, events, log_size, on_host, twinsite_on, wait_logged
+from harness.points import held_point, rsync_differences
 from harness.scenarios import ensure_configured
 from harness.vcenter import by_name, connect, wait_task
 from harness.wait import eventually
@@ -40,6 +42,7 @@ from twinsite import lab as labmod
 from twinsite.lab.topology import Lab
 from twinsite.proc import read_pid
 from twinsite.recovery.steps import STEPS
+from twinsite.redirect.dns import resolve_addresses
 from twinsite.state import runs, stopped
 from twinsite.state.layout import ScenarioState
 from twinsite.vsphere.snapshot import snapshots
@@ -397,3 +400,87 @@ def test_a_test_ends_at_once_when_the_active_host_fails_and_the_switchover_proce
         labmod.heal(db, "prod1")
         restore_db(db)
         ensure_configured(db)  # declared settings back
+
+
+def playbook(lab: Lab, *extra: str) -> subprocess.CompletedProcess[str]:
+    """playbooks/interactive_test.yml for db, as an operator runs it from the controller."""
+    done = ansible("ansible-playbook", "playbooks/interactive_test.yml", "-e", "scenario=db", *extra, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:]
+    return done
+
+
+def test_an_interactive_test_serves_testers_under_its_own_name_and_leaves_nothing_of_theirs(db: Lab) -> None:
+    """client1 writes through db-test.dr.test to dr1's test copy while production keeps committing through
+    db.dr.test to prod1; after --end the name is gone, every production commit is on prod1 and on dr1, the
+    replica equals prod1's snapshot of its point byte for byte (rsync -c), and the testers' table exists
+    nowhere."""
+    dr1, prod1 = db.host("dr1").address, db.host("prod1").address
+    table = f"tester_{int(time.time())}"
+    load = Load(db)
+    load.start()
+    try:
+        load.wait_for(50)
+        playbook(db, "-e", "hold=10m", "-e", "expose=db-test.dr.test")
+        names = on_host(db, "client1", "getent", "hosts", "db-test.dr.test", "db.dr.test").stdout.split()
+        assert names == [dr1, "db-test.dr.test", prod1, "db.dr.test"], names
+        sql = f"create table {table}(n int); insert into {table} select generate_series(1, 100);"
+        sql += f" select inet_server_addr(), count(*) from {table}"  # noqa: S608 (its own name)
+        wrote = on_host(db, "client1", "psql", "-h", "db-test.dr.test", "-U", "postgres", "-d", "shop", "-qAtc", sql)
+        assert wrote.stdout.split()[-1] == f"{dr1}|100", wrote.stdout + wrote.stderr
+        during = len(load.acked)
+        load.wait_for(during + 100)  # (production goes on meanwhile, to prod1: dr1 spools it)
+        assert {c.server for c in load.acked} == {prod1}
+        ended = playbook(db, "-e", "end=true")
+        committed = {c.n for c in load.acked}
+    finally:
+        load.stop()
+    [r] = [t for t in twinsite_on(db, "dr1", "recover-test", "db", "--history")["result"]["tests"][-1:]]
+    assert r["result"] == "passed" and r["id"] in ended.stdout, r
+    hold = r["hold"]
+    assert hold["ended"].startswith("asked to end: ended by") and not hold["cut_short"], hold
+    assert hold["exposed"] == {"name": "db-test.dr.test", "address": dr1, "ttl": 30, "removed": True}, hold
+    assert 0 < hold["held_seconds"] < 600 and hold["requested_seconds"] == 600
+    assert r["who"]["asked_by"] and r["who"]["from"].startswith("10.77.0."), r["who"]  # (the controller)
+    assert r["spool"]["records"] > 0 and r["spool"]["applied"], r["spool"]  # production's commits, kept
+    assert [d["equal"] for d in r["digests"]] == [True]
+    assert resolve_addresses(server=db.ctl_address, name="db-test.dr.test") == []  # the name is gone
+    assert not overlay_mounted_on_dr1(db) and not pg_running_on_dr1(db)
+    # every production commit is on prod1; the testers' table is not
+    assert committed <= commits_on(db, "prod1")
+    assert psql(db, "prod1", f"select to_regclass('{table}') is null").stdout.strip() == "t"
+    # dr1's replica is prod1's data at a point: equal byte for byte, so without the testers' table too
+    wait_replicating(db, "prod1")
+    with held_point(db, "db", "/srv/db") as h:
+        excluded = ["/postgresql.log", "/data/postmaster.pid", "/data/postmaster.opts", "/data/.s.PGSQL.*"]
+        assert rsync_differences(h, excluded) == [], f"dr1 differs from prod1's point {h.point}"
+
+
+def test_the_spools_cap_ends_a_hold_early_with_an_alert(db: Lab, scenario_on_dr1: dict[str, Any]) -> None:
+    """An interactive test that holds while production writes more than the spool may keep: the cap ends it
+    at once (before its hold), with a warning alert; testers lose the copy, replication applies again."""
+    doc = scenario_on_dr1
+    doc.setdefault("assured_recovery", {})["spool"] = {"max_size": "256KiB"}
+    write_scenario(db, doc)
+    since = time.time()
+    body = twinsite_on(db, "dr1", "recover-test", "db", "--hold", "10m", "--expose", "db-test.dr.test", "--background")
+    assert body["ok"], body
+    load = Load(db)
+    load.start()
+    try:
+        ended = eventually(
+            lambda: twinsite_on(db, "dr1", "recover-test", "db", "--dry-run")["result"]["running"] is False,
+            timeout=120, interval=0.5, what="the hold to end",
+        )  # fmt: skip
+    finally:
+        load.stop()
+    assert ended, "the spool's cap did not end the hold"
+    r = twinsite_on(db, "dr1", "recover-test", "db", "--report", body["result"]["id"])["result"]
+    hold = r["hold"]
+    assert hold["cut_short"] and "the spool of /srv/db reached its cap" in hold["ended"], hold
+    assert hold["held_seconds"] < 120 and hold["exposed"]["removed"], hold
+    assert r["spool"]["full"] and r["spool"]["applied"], r["spool"]
+    assert r["actions"] == []  # (after-pass skipped: the replica must be itself again at once)
+    [alert] = [e for e in events(db, "dr1", since) if e["kind"] == "recovery-hold-ended"]
+    assert alert["severity"] == "warning" and body["result"]["id"] in alert["what"], alert
+    assert resolve_addresses(server=db.ctl_address, name="db-test.dr.test") == []
+    wait_replicating(db, "prod1")
