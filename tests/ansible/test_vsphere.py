@@ -438,4 +438,5 @@ def test_replica_vm_data_disks_check_create_idempotent_grow_and_refusals(lab: La
                 assert data_disks(vc, name) == held  # nothing changed
     finally:
         disks_play(tmp_path, name, None)
+        vc.refresh_datastores()
     assert name not in vc.vms()
