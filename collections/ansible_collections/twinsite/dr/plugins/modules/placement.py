@@ -105,7 +105,7 @@ options:
     default: []
   template:
     description:
-      - The template the replicas are cloned from, in O(datacenter): its disks' size is the
+      - The template the replicas are cloned from, in O(datacenter). The size of its disks is the
         O(servers[].disk_size) of servers without one (and without O(servers[].source_vm)).
     type: str
   hosts:
