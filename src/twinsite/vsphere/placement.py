@@ -47,7 +47,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from twinsite.config.scenario import Scenario, parse_size
+from twinsite.config.scenario import Scenario
+from twinsite.config.units import size_of
 from twinsite.errors import ConfigError, PlacementError
 from twinsite.sync.progress import human_bytes
 
@@ -192,18 +193,6 @@ _DATASTORE_KEYS = {"name": True, "capacity": True, "free": False}
 _RULE_KEYS = {"cpu_overcommit": False, "memory_overcommit": False, "host_failures": False, "reserve_memory_mb": False}
 
 
-def _size(value: object, where: str, key: str, *, minimum: int) -> int:
-    """Bytes from an integer or a size with a unit ("20GiB", "1.5TB"), as scenarios write sizes."""
-    if isinstance(value, str):
-        try:
-            value = parse_size(value)
-        except ValueError:
-            raise ConfigError(
-                f"{key} must be a size (bytes, or a number with a unit: 20GiB, 1.5TB), got {value!r}", where=where
-            ) from None
-    return _int(value, where, key, minimum=minimum)
-
-
 def _items(items: object, what: str) -> list[Any]:
     if not isinstance(items, list | tuple):
         raise ConfigError(f"must be a list of mappings, got {type(items).__name__}", where=what)
@@ -242,7 +231,7 @@ def servers_from(items: Sequence[Mapping[str, Any]]) -> tuple[Server, ...]:
             name=_text(d["name"], where, "name"),
             cpus=_int(d["cpus"], where, "cpus", minimum=1),
             memory_mb=_int(d["memory_mb"], where, "memory_mb", minimum=1),
-            disk_size=_size(d.get("disk_size", 0), where, "disk_size", minimum=0),
+            disk_size=size_of(d.get("disk_size", 0), where, "disk_size", minimum=0),
             disks=_disks(d.get("disks") or [], f"{where}.disks"),
             **text,
         )
@@ -259,7 +248,7 @@ def _disks(items: object, what: str) -> tuple[Disk, ...]:
         datastore = d.get("datastore")
         disks.append(
             Disk(
-                size=_size(d["size"], where, "size", minimum=1),
+                size=size_of(d["size"], where, "size", minimum=1),
                 datastore=None if datastore is None else _text(datastore, where, "datastore"),
             )
         )
@@ -274,8 +263,8 @@ def datastores_from(items: Sequence[Mapping[str, Any]]) -> tuple[Datastore, ...]
     for i, item in enumerate(_items(items, "datastores")):
         where = f"datastores[{i}]"
         d = _fields(item, where, _DATASTORE_KEYS)
-        capacity = _size(d["capacity"], where, "capacity", minimum=1)
-        free = None if d.get("free") is None else _size(d["free"], where, "free", minimum=0)
+        capacity = size_of(d["capacity"], where, "capacity", minimum=1)
+        free = None if d.get("free") is None else size_of(d["free"], where, "free", minimum=0)
         if free is not None and free > capacity:
             raise ConfigError(f"free ({free}) is more than capacity ({capacity})", where=where)
         datastore = Datastore(name=_text(d["name"], where, "name"), capacity=capacity, free=free)

@@ -33,7 +33,7 @@ from typing import Any
 
 from pyVmomi import vim
 
-from twinsite.config.units import parse_size
+from twinsite.config.units import size_of
 from twinsite.errors import ConfigError, VSphereError
 from twinsite.sync.progress import human_bytes
 from twinsite.vsphere import Outcome
@@ -80,16 +80,7 @@ def disks_from(items: list[dict[str, Any]] | None) -> tuple[DataDisk, ...] | Non
     disks = []
     for i, item in enumerate(items):
         where = f"disks[{i}]"
-        size = item.get("size")
-        try:
-            n = parse_size(size) if isinstance(size, str) else size
-        except ValueError:
-            n = None
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(
-                f"size must be a positive size (bytes, or a number with a unit: 20GiB, 1.5TB), got {size!r}",
-                where=where,
-            )
+        n = size_of(item.get("size"), where, "size", minimum=1)
         provisioning = item.get("provisioning") or "thin"
         if provisioning not in PROVISIONING:
             raise ConfigError(f"provisioning {provisioning!r} is not one of {', '.join(PROVISIONING)}", where=where)

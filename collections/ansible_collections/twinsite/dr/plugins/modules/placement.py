@@ -59,7 +59,7 @@ options:
       disk_size:
         description:
           - The size of the disks the replica gets from its template or source VM, for example C(40GiB).
-          - By default read from O(servers[].source_vm), else from O(template), in vCenter.
+          - By default read from O(servers[].source_vm), else from O(template), in vCenter; 0 without either.
         type: str
       disks:
         description: Its data disks, as M(twinsite.dr.replica_vm) takes them (O(twinsite.dr.replica_vm#module:disks)).
@@ -277,7 +277,7 @@ def logic(module):
                 s["disk_size"] = disk_bytes(session.vm(vm, where="any datacenter"))
     for s in servers:
         s.pop("source_vm", None)
-    scenarios, _ = load_site({"twinsite_scenarios": p["scenarios"]}, "scenarios")
+    scenarios = load_site({"twinsite_scenarios": p["scenarios"]}, "scenarios")[0]
     result = plan(
         servers_from(servers),
         hosts_from(hosts),
