@@ -323,3 +323,120 @@ def test_dr_cluster_without_admission_control_is_idempotent_too(lab: Lab, vc: Vc
         rc, out, text = adhoc(lab, "dr_cluster", "datacenter=DR cluster=DR-Cluster host_failures=1")
         assert rc == 0, text
     assert vc.cluster().configurationEx.dasConfig.admissionControlPolicy.failoverLevel == 1
+
+
+# --- data disks ------------------------------------------------------------------------------------------
+
+GiB = 2**30
+DISKS = [  # (size, provisioning) as the playbook gives them, and what vSphere should hold for each
+    {"size": "2GiB", "provisioning": "thin"},
+    {"size": "1GiB", "provisioning": "thick", "datastore": "LocalDS_0"},
+    {"size": "512MiB", "provisioning": "eager_zeroed_thick"},
+]
+
+
+def disks_play(
+    tmp_path: Path, name: str, disks: list[dict[str, str]] | None, *extra: str
+) -> tuple[Any, dict[str, Any]]:
+    out = tmp_path / f"{secrets.token_hex(4)}.json"
+    given = ["-e", json.dumps({"test_disks": disks})] if disks is not None else ["-e", "test_state=absent"]
+    proc = ansible(
+        "ansible-playbook", str(PLAYBOOKS / "replica_disks.yml"), "-e", f"test_name={name}", "-e", f"out={out}",
+        *given, *extra,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return proc, json.loads(out.read_text())
+
+
+def data_disks(vc: Vc, name: str) -> list[tuple[int, bool, bool, str, str]]:
+    """The VM's disks after the template's, read with pyVmomi: (capacityInBytes, thinProvisioned, eagerlyScrub,
+    datastore, file name), in controller and unit order."""
+    vms = vc.vms()
+
+    def disks(vm: Any) -> list[Any]:
+        found = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+        return sorted(found, key=lambda d: (d.controllerKey, d.unitNumber))
+
+    template = len(disks(vms["linux-template"]))
+    return [
+        (d.capacityInBytes, d.backing.thinProvisioned, d.backing.eagerlyScrub, d.backing.datastore.name,
+         d.backing.fileName)
+        for d in disks(vms[name])[template:]
+    ]  # fmt: skip
+
+
+def test_replica_vm_data_disks_check_create_idempotent_grow_and_refusals(lab: Lab, vc: Vc, tmp_path: Path) -> None:
+    """Data disks thin, thick and eager-zeroed thick: check mode and diff show them and change nothing, a run
+    adds them with the asked size, provisioning and datastore (read back with pyVmomi), a second run changes
+    nothing, a larger size grows a disk, and a smaller size, another provisioning, or a shorter list are refused
+    with the reason, leaving the disks as they were.
+
+    What the simulator cannot show: it allocates nothing (a thick or eager-zeroed disk is a file like any other,
+    its free space is a counter it lowers by the full size of each disk added or edited, and it never refuses a
+    disk for want of space), and the lab's DR datacenter has one datastore, so a disk on another datastore
+    than the VM's is not shown."""
+    name = f"disks-dr-{secrets.token_hex(3)}"
+    try:
+        proc, res = disks_play(tmp_path, name, DISKS, "--check", "--diff")
+        assert res["changed"] is True, res
+        assert res["actions"] == [
+            f"clone linux-template to {name}",
+            "add data disk 1: 2.0 GiB thin on LocalDS_0",
+            "add data disk 2: 1.0 GiB thick on LocalDS_0",
+            "add data disk 3: 512.0 MiB eager_zeroed_thick on LocalDS_0",
+        ]
+        assert "+        provisioning: eager_zeroed_thick" in proc.stdout  # diff mode: the planned disks
+        assert f"+        size: {2 * GiB}" in proc.stdout
+        assert name not in vc.vms()
+
+        proc, res = disks_play(tmp_path, name, DISKS)
+        assert res["changed"] is True, res
+        wanted = [(2 * GiB, True, False), (GiB, False, False), (GiB // 2, False, True)]
+        held = data_disks(vc, name)
+        assert [d[:3] for d in held] == wanted
+        assert {d[3] for d in held} == {"LocalDS_0"} and all(d[4].startswith("[LocalDS_0] ") for d in held)
+        assert res["settings"]["disks"] == [
+            {"size": 2 * GiB, "datastore": "LocalDS_0", "provisioning": "thin"},
+            {"size": GiB, "datastore": "LocalDS_0", "provisioning": "thick"},
+            {"size": GiB // 2, "datastore": "LocalDS_0", "provisioning": "eager_zeroed_thick"},
+        ]
+
+        proc, res = disks_play(tmp_path, name, DISKS, "--diff")
+        assert res["changed"] is False and recap(proc.stdout)["localhost"]["changed"] == 0, res
+        assert data_disks(vc, name) == held
+
+        grown = [{**DISKS[0], "size": "3GiB"}, *DISKS[1:]]
+        proc, res = disks_play(tmp_path, name, grown, "--check")
+        assert res["changed"] is True and res["actions"] == ["grow data disk 1 from 2.0 GiB to 3.0 GiB"], res
+        assert data_disks(vc, name) == held
+        proc, res = disks_play(tmp_path, name, grown)
+        assert res["changed"] is True, res
+        held = data_disks(vc, name)
+        assert [d[:3] for d in held] == [(3 * GiB, True, False), *wanted[1:]]
+        proc, res = disks_play(tmp_path, name, grown)
+        assert res["changed"] is False, res
+
+        refusals = [
+            (
+                [{**DISKS[0], "size": "1GiB"}, *DISKS[1:]],
+                f"data disk 1 of {name} is {3 * GiB} bytes (3.0 GiB), and {GiB} bytes (1.0 GiB) are asked for:"
+                " shrinking a disk loses data, twinsite never does it",
+            ),
+            (
+                [grown[0], {**DISKS[1], "provisioning": "thin"}, DISKS[2]],
+                f"data disk 2 of {name} has provisioning thick, thin is asked for: vSphere cannot change a disk's"
+                " provisioning in place",
+            ),
+            (grown[:2], f"{name} has 3 data disks, the list has 2: twinsite never removes a disk"),
+            ([*grown, {"size": "1GiB", "datastore": "NoSuchDS"}], "no datastore named 'NoSuchDS' in DR"),
+        ]
+        for disks, message in refusals:
+            for mode in (["--check"], []):
+                proc, res = disks_play(tmp_path, name, disks, *mode)
+                assert res.get("failed") is True and message in res["msg"], (mode, res)
+                assert "Traceback" not in proc.stdout
+                assert data_disks(vc, name) == held  # nothing changed
+    finally:
+        disks_play(tmp_path, name, None)
+        vc.refresh_datastores()
+    assert name not in vc.vms()

@@ -10,20 +10,31 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from twinsite.config.loader import load_file
+from twinsite.config.scenario import Scenario
 from twinsite.errors import ConfigError, PlacementError
+from twinsite.sync.progress import human_bytes
 from twinsite.vsphere.placement import (
+    Datastore,
+    Disk,
     Host,
     Plan,
     Rules,
     Server,
+    datastores_from,
     hosts_from,
     plan,
     rules_from,
     servers_from,
+    standby_room,
+    storage,
 )
 
 GiB = 1024  # in MiB
@@ -417,7 +428,7 @@ GOOD = {"name": "db1", "cpus": 4, "memory_mb": 16384, "cluster": "db"}
         (
             [GOOD, {**GOOD, "name": "db2", "mem": 3}],
             "servers[1]",
-            "unknown key 'mem' (known keys: name, cpus, memory_mb, cluster)",
+            "unknown key 'mem' (known keys: name, cpus, memory_mb, cluster, datastore, disk_size, disks, standby)",
         ),
         ([GOOD, {"name": "db2", "cpus": 4}], "servers[1]", "missing key 'memory_mb'"),
         ([{**GOOD, "cpus": -4}], "servers[0]", "cpus must be positive, got -4"),
@@ -487,3 +498,307 @@ def test_dataclasses_check_their_fields_too() -> None:
         Host("esx1", cores=8, memory_mb=-1)
     with pytest.raises(ConfigError, match=r"^rules: cpu_overcommit must be a positive number, got -1.0$"):
         Rules(cpu_overcommit=-1.0)
+
+
+# --- storage: datastores, data disks, the standby's room for journal, rewind log and spool -----------------
+
+MiB_B, GiB_B = 2**20, 2**30  # in bytes
+
+# Three scenarios as a site declares them, read by the real loader: explicit sizes, defaults (journal 1GiB,
+# cdp 10GiB but only when enabled, spool 10GiB), and one whose standby is another host.
+SCENARIOS = """
+scenarios:
+  - name: db
+    master: prod1
+    replicas: [db-dr]
+    roots: [{path: /srv/db}]
+    journal: {max_size: 512MiB}
+    cdp: {enabled: true, max_size: 3GiB}
+    assured_recovery: {spool: {max_size: 2GiB}}
+  - name: share
+    master: prod1
+    replicas: [db-dr, files-dr]
+    roots: [{path: /srv/share}]
+    cdp: {max_size: 50GiB}
+  - name: web
+    master: prod2
+    replicas: [files-dr]
+    roots: [{path: /srv/www}]
+    cdp: {enabled: true}
+    journal: {max_size: 100MiB}
+    assured_recovery: {spool: {max_size: 1GiB}}
+"""
+# What those declare, by standby (journal, rewind log, spool), worked out by hand from the text above:
+ROOM = {
+    "db-dr": (512 * MiB_B + 1 * GiB_B, 3 * GiB_B, 2 * GiB_B + 10 * GiB_B),  # share's cdp is off: no rewind log
+    "files-dr": (1 * GiB_B + 100 * MiB_B, 10 * GiB_B, 10 * GiB_B + 1 * GiB_B),
+}
+
+
+def scenarios_from_text(tmp_path: Path) -> list[Scenario]:
+    f = tmp_path / "scenarios.yml"
+    f.write_text(SCENARIOS)
+    return load_file(f)
+
+
+def storage_shortfalls(
+    servers: Sequence[Server], datastores: Sequence[Datastore], room: Mapping[str, tuple[int, int, int]]
+) -> dict[str, int]:
+    """The independent checker: bytes missing on each datastore (only the short ones), summed here directly."""
+    used = {d.name: 0 for d in datastores}
+    for s in servers:
+        used[s.datastore or ""] += s.disk_size + sum(room.get(s.standby or s.name, (0, 0, 0)))
+        for disk in s.disks:
+            used[disk.datastore or s.datastore or ""] += disk.size
+    free = {d.name: d.capacity if d.free is None else d.free for d in datastores}
+    return {name: used[name] - free[name] for name in free if used[name] > free[name]}
+
+
+def storage_site(db_disk_ds: str = "fast") -> tuple[list[Server], list[Host]]:
+    servers = [
+        Server("db-dr", cpus=4, memory_mb=8 * GiB, datastore="fast", disk_size=16 * GiB_B,
+               disks=(Disk(40 * GiB_B), Disk(100 * GiB_B, db_disk_ds))),
+        Server("files-dr", cpus=2, memory_mb=4 * GiB, datastore="bulk", disk_size=16 * GiB_B,
+               disks=(Disk(500 * GiB_B),)),
+        Server("app-dr", cpus=2, memory_mb=4 * GiB, datastore="fast", disk_size=8 * GiB_B),  # standby of none
+    ]  # fmt: skip
+    return servers, [Host("esx1", cores=16, memory_mb=64 * GiB), Host("esx2", cores=16, memory_mb=64 * GiB)]
+
+
+def test_the_storage_checker_finds_shortfalls() -> None:
+    servers, _ = storage_site()
+    assert storage_shortfalls(servers, [Datastore("fast", 100 * GiB_B), Datastore("bulk", 10**15)], ROOM) == {
+        "fast": 16 * GiB_B + 40 * GiB_B + 100 * GiB_B + 8 * GiB_B + sum(ROOM["db-dr"]) - 100 * GiB_B
+    }
+
+
+def test_a_plan_that_fits_its_datastores(tmp_path: Path) -> None:
+    servers, hosts = storage_site()
+    scenarios = scenarios_from_text(tmp_path)
+    fast_need = 16 * GiB_B + 40 * GiB_B + 100 * GiB_B + 8 * GiB_B + sum(ROOM["db-dr"])
+    datastores = [Datastore("fast", 2048 * GiB_B, free=fast_need), Datastore("bulk", 1024 * GiB_B)]
+    assert storage_shortfalls(servers, datastores, ROOM) == {}
+
+    p = plan(servers, hosts, Rules(), datastores=datastores, scenarios=scenarios)
+
+    assert problems(servers, hosts, Rules(), p.assignment) == []
+    fast, bulk = p.to_dict()["datastores"]
+    assert (fast["datastore"], fast["needed"], fast["free"], fast["left"]) == ("fast", fast_need, fast_need, 0)
+    assert bulk["needed"] == 16 * GiB_B + 500 * GiB_B + sum(ROOM["files-dr"])
+    parts = {(x["vm"], x["what"]): x["bytes"] for x in fast["parts"]}
+    assert parts[("db-dr", "journal")] == ROOM["db-dr"][0]
+    assert parts[("db-dr", "rewind log")] == ROOM["db-dr"][1]
+    assert parts[("db-dr", "spool")] == ROOM["db-dr"][2]
+    assert parts[("db-dr", "data disk 2")] == 100 * GiB_B
+    assert ("app-dr", "journal") not in parts  # the standby of no scenario needs no room
+    assert (
+        p.describe()[-2]
+        == "datastore fast: 180.5 GiB needed of 180.5 GiB free (2.0 TiB capacity), 0 B left: db-dr, app-dr"
+    )
+
+
+def test_a_plan_short_of_datastore_space_says_by_how_much(tmp_path: Path) -> None:
+    servers, hosts = storage_site()
+    scenarios = scenarios_from_text(tmp_path)
+    datastores = [Datastore("fast", 2048 * GiB_B, free=150 * GiB_B), Datastore("bulk", 1024 * GiB_B)]
+    short = storage_shortfalls(servers, datastores, ROOM)
+    assert short == {"fast": 30 * GiB_B + 512 * MiB_B}  # 180.5 GiB needed
+
+    with pytest.raises(PlacementError) as e:
+        plan(servers, hosts, Rules(), datastores=datastores, scenarios=scenarios)
+
+    assert e.value.where == "datastore 'fast'"
+    assert e.value.message.startswith(f"datastore 'fast' is short by {short['fast']} bytes (30.5 GiB): ")
+    assert f"and it has {150 * GiB_B} bytes (150.0 GiB) free" in e.value.message
+    assert "db-dr: template disks 16.0 GiB, journal 1.5 GiB, rewind log 3.0 GiB, spool 12.0 GiB" in e.value.message
+    assert "lower the scenarios' journal.max_size" in (e.value.hint or "")
+
+
+def test_every_short_datastore_is_named(tmp_path: Path) -> None:
+    servers, hosts = storage_site()
+    datastores = [Datastore("fast", 100 * GiB_B), Datastore("bulk", 500 * GiB_B)]
+    short = storage_shortfalls(servers, datastores, ROOM)
+    with pytest.raises(PlacementError) as e:
+        plan(servers, hosts, datastores=datastores, scenarios=scenarios_from_text(tmp_path))
+    assert e.value.where == "datastore 'fast', datastore 'bulk'"
+    for name, n in short.items():
+        assert f"datastore {name!r} is short by {n} bytes" in e.value.message
+
+
+def test_data_disks_go_to_their_own_datastore() -> None:
+    servers, hosts = storage_site(db_disk_ds="bulk")  # db-dr's 100 GiB disk on bulk
+    datastores = [Datastore("fast", 64 * GiB_B + 8 * GiB_B), Datastore("bulk", 616 * GiB_B)]
+    assert storage_shortfalls(servers, datastores, {}) == {}
+    p = plan(servers, hosts, datastores=datastores)  # no scenarios: no room for them
+    assert [d.short for d in p.datastores] == [0, 0]
+    with pytest.raises(PlacementError) as e:
+        plan(servers, hosts, datastores=[datastores[0], Datastore("bulk", 616 * GiB_B - 1)])
+    assert e.value.message.startswith("datastore 'bulk' is short by 1 bytes (1 B): ")
+
+
+def test_plans_without_datastores_ignore_scenarios_and_stay_as_they_were(tmp_path: Path) -> None:
+    servers, hosts = white_paper()
+    with_scenarios = plan(servers, hosts, scenarios=scenarios_from_text(tmp_path))
+    assert with_scenarios == plan(servers, hosts)
+    assert "datastores" not in with_scenarios.to_dict()
+
+
+def test_standby_room_sums_the_scenarios_max_sizes(tmp_path: Path) -> None:
+    scenarios = scenarios_from_text(tmp_path)
+    for host, (journal, rewind_log, spool) in ROOM.items():
+        room = standby_room(scenarios, host)
+        assert (room.journal, room.rewind_log, room.spool, room.total) == (
+            journal,
+            rewind_log,
+            spool,
+            journal + rewind_log + spool,
+        )
+    assert standby_room(scenarios, "db-dr").scenarios == ("db", "share")
+    assert standby_room(scenarios, "prod1").total == 0  # the active host is no standby
+
+
+def test_the_standby_key_maps_a_replica_vm_to_its_scenarios_host(tmp_path: Path) -> None:
+    server = Server("db-replica-vm", cpus=2, memory_mb=1024, datastore="ds", standby="db-dr")
+    need = sum(ROOM["db-dr"])
+    ds = Datastore("ds", need)
+    hosts = [Host("esx1", cores=4, memory_mb=4096), Host("esx2", cores=4, memory_mb=4096)]
+    assert plan([server], hosts, datastores=[ds], scenarios=scenarios_from_text(tmp_path)).datastores[0].needed == need
+    with pytest.raises(PlacementError, match="is short by 1 bytes"):
+        plan([server], hosts, datastores=[Datastore("ds", need - 1)], scenarios=scenarios_from_text(tmp_path))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(
+        st.tuples(
+            st.integers(0, 3),  # home datastore
+            st.integers(0, 10 * GiB_B),  # template disks
+            st.lists(st.tuples(st.integers(1, 10 * GiB_B), st.sampled_from([None, 0, 1, 2, 3])), max_size=3),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    free=st.lists(st.integers(0, 40 * GiB_B), min_size=4, max_size=4),
+)
+def test_storage_refuses_exactly_what_the_checker_finds_short(
+    sizes: list[tuple[int, int, list[tuple[int, int | None]]]], free: list[int]
+) -> None:
+    servers = [
+        Server(f"vm{i}", cpus=1, memory_mb=64, datastore=f"ds{home}", disk_size=disk,
+               disks=tuple(Disk(n, None if d is None else f"ds{d}") for n, d in data))
+        for i, (home, disk, data) in enumerate(sizes)
+    ]  # fmt: skip
+    datastores = [Datastore(f"ds{k}", 50 * GiB_B, free=f) for k, f in enumerate(free)]
+    short = storage_shortfalls(servers, datastores, {})
+    if not short:
+        usage = storage(servers, datastores)
+        assert [u.short for u in usage] == [0] * len(datastores)
+        assert sum(u.needed for u in usage) == sum(s.disk_size + sum(d.size for d in s.disks) for s in servers)
+        return
+    with pytest.raises(PlacementError) as e:
+        storage(servers, datastores)
+    assert e.value.where == ", ".join(f"datastore {name!r}" for name in short)
+    for name, n in short.items():
+        assert f"datastore {name!r} is short by {n} bytes ({human_bytes(n)})" in e.value.message
+
+
+# --- malformed storage input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("items", "where", "message"),
+    [
+        ([{"name": "ds1"}], "datastores[0]", "missing key 'capacity'"),
+        (
+            [{"name": "ds1", "capacity": "1TiB", "size": 3}],
+            "datastores[0]",
+            "unknown key 'size' (known keys: name, capacity, free)",
+        ),
+        (
+            [{"name": "ds1", "capacity": "lots"}],
+            "datastores[0]",
+            "capacity must be a size (bytes, or a number with a unit: 20GiB, 1.5TB), got 'lots'",
+        ),
+        ([{"name": "ds1", "capacity": 0}], "datastores[0]", "capacity must be positive, got 0"),
+        ([{"name": "ds1", "capacity": "1TiB", "free": -1}], "datastores[0]", "free must be at least 0, got -1"),
+        ([{"name": "ds1", "capacity": True}], "datastores[0]", "capacity must be an integer, got bool True"),
+        (
+            [{"name": "ds1", "capacity": "1GiB", "free": "2GiB"}],
+            "datastores[0]",
+            f"free ({2 * GiB_B}) is more than capacity ({GiB_B})",
+        ),
+        (
+            [{"name": "ds1", "capacity": 1}, {"name": "ds1", "capacity": 2}],
+            "datastores[1]",
+            "name 'ds1' is already used by datastores[0]",
+        ),
+        ({"ds1": {}}, "datastores", "must be a list of mappings, got dict"),
+    ],
+)
+def test_malformed_datastores_name_the_item_and_key(items: Any, where: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        datastores_from(items)
+    assert (e.value.where, e.value.message) == (where, message)
+
+
+@pytest.mark.parametrize(
+    ("extra", "where", "message"),
+    [
+        ({"disks": [{"size": "10GiB", "thin": True}]}, "servers[0].disks[0]",
+         "unknown key 'thin' (known keys: size, datastore, provisioning)"),
+        ({"disks": [{"datastore": "ds1"}]}, "servers[0].disks[0]", "missing key 'size'"),
+        ({"disks": [{"size": "10 parsecs"}]}, "servers[0].disks[0]",
+         "size must be a size (bytes, or a number with a unit: 20GiB, 1.5TB), got '10 parsecs'"),
+        ({"disks": [{"size": 0}]}, "servers[0].disks[0]", "size must be positive, got 0"),
+        ({"disks": [{"size": 1, "datastore": ""}]}, "servers[0].disks[0]",
+         "datastore must be a non-empty string, got ''"),
+        ({"disks": {"size": 1}}, "servers[0].disks", "must be a list of mappings, got dict"),
+        ({"disk_size": -1}, "servers[0]", "disk_size must be at least 0, got -1"),
+        ({"datastore": 7}, "servers[0]", "datastore must be a non-empty string, got 7"),
+    ],
+)  # fmt: skip
+def test_malformed_server_storage_names_the_item_and_key(extra: dict[str, Any], where: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        servers_from([{**GOOD, **extra}])
+    assert (e.value.where, e.value.message) == (where, message)
+
+
+def test_server_storage_from_plain_values() -> None:
+    item = {**GOOD, "datastore": "ds1", "disk_size": "16GiB", "standby": "dr1",
+            "disks": [{"size": "20GiB", "provisioning": "thick"}, {"size": 1024, "datastore": "ds2"}]}  # fmt: skip
+    assert servers_from([item]) == (
+        Server("db1", 4, 16384, "db", datastore="ds1", disk_size=16 * GiB_B, standby="dr1",
+               disks=(Disk(20 * GiB_B), Disk(1024, "ds2"))),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("server", "datastores", "where", "message"),
+    [
+        (Server("a", 1, 64, datastore="nope"), [Datastore("ds1", 1)], "server 'a'",
+         "datastore 'nope' is not one of the datastores ('ds1')"),
+        (Server("a", 1, 64, datastore="ds1", disks=(Disk(1), Disk(1, "nope"))), [Datastore("ds1", 9)], "server 'a'",
+         "disks[1].datastore 'nope' is not one of the datastores ('ds1')"),
+        (Server("a", 1, 64), [Datastore("ds1", 1)], "server 'a'",
+         "datastore is missing: with datastores given, every replica VM needs the one its files go on"),
+        (Server("a", 1, 64, datastore="ds1"), [], "server 'a'",
+         "storage (datastore, disk_size, disks) is given, but no datastores to check it against"),
+        (Server("a", 1, 64, datastore="ds1"), [Datastore("ds1", 1), Datastore("ds1", 2)], "datastores[1]",
+         "name 'ds1' is already used by datastores[0]"),
+    ],
+)  # fmt: skip
+def test_inconsistent_storage_is_refused_naming_the_server(
+    server: Server, datastores: list[Datastore], where: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        plan([server], [Host("esx1", 4, 4096)], Rules(host_failures=0), datastores=datastores)
+    assert (e.value.where, e.value.message) == (where, message)
+
+
+def test_storage_dataclasses_check_their_fields() -> None:
+    with pytest.raises(ConfigError, match=r"^datastore 'ds1': free \(3\) is more than capacity \(2\)$"):
+        Datastore("ds1", capacity=2, free=3)
+    with pytest.raises(ConfigError, match=r"^disk: size must be positive, got 0$"):
+        Disk(0)
+    with pytest.raises(ConfigError, match=r"^server 'a': disk_size must be at least 0, got -5$"):
+        Server("a", 1, 64, disk_size=-5)

@@ -1,6 +1,7 @@
 """``twinsite plan-placement FILE`` and ``twinsite fence VM``: vSphere work that scripts and runbooks call.
 
-``plan-placement`` is pure computation over a YAML file of DR hosts, protected servers and rules (see
+``plan-placement`` is pure computation over a YAML file of DR hosts, protected servers and rules, and optionally
+datastores with the scenarios (inline, or the path of a scenario file) whose standbys need room on them (see
 docs/examples/placement.yml). ``fence`` powers off a VM through vCenter; it reads the connection from
 TWINSITE_VCENTER_HOSTNAME, _PORT, _USERNAME, _PASSWORD, _CA_FILE, _VALIDATE_CERTS and _TIMEOUT (never from the
 command line, where other users could read the password).
@@ -17,7 +18,7 @@ import yaml
 
 from twinsite.errors import ConfigError, TwinsiteError
 
-PLACEMENT_KEYS = ("hosts", "servers", "rules")
+PLACEMENT_KEYS = ("hosts", "servers", "rules", "datastores", "scenarios")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,7 +47,9 @@ def load_placement(path: Path) -> dict[str, Any]:
     unknown = sorted(set(doc) - set(PLACEMENT_KEYS))
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {', '.join(map(repr, unknown))}", where=str(path), hint="keys: hosts, servers, rules"
+            f"unknown key(s) {', '.join(map(repr, unknown))}",
+            where=str(path),
+            hint=f"keys: {', '.join(PLACEMENT_KEYS)}",
         )
     for key in ("hosts", "servers"):
         if key not in doc:
@@ -54,12 +57,36 @@ def load_placement(path: Path) -> dict[str, Any]:
     return doc
 
 
+def placement_scenarios(value: Any, path: Path) -> list[Any]:
+    """The ``scenarios`` of a placement file: a list of scenario documents, or the path of a scenario file
+    (relative to the placement file); checked by the scenario schema."""
+    from twinsite.config.loader import load_file, load_site
+
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return load_file(path.parent / value)
+    if not isinstance(value, list):
+        raise ConfigError(
+            f"scenarios must be a list of scenarios or the path of a scenario file, got {type(value).__name__}",
+            where=f"{path}: scenarios",
+        )
+    return load_site({"twinsite_scenarios": value}, f"{path}: scenarios")[0]
+
+
 def _plan(args: argparse.Namespace) -> tuple[Any, str]:
-    from twinsite.vsphere.placement import hosts_from, plan, rules_from, servers_from
+    from twinsite.vsphere.placement import datastores_from, hosts_from, plan, rules_from, servers_from
 
     doc = load_placement(args.file)
+    scenarios = placement_scenarios(doc.get("scenarios"), args.file)
     try:
-        result = plan(servers_from(doc["servers"]), hosts_from(doc["hosts"]), rules_from(doc.get("rules")))
+        result = plan(
+            servers_from(doc["servers"]),
+            hosts_from(doc["hosts"]),
+            rules_from(doc.get("rules")),
+            datastores=datastores_from([] if doc.get("datastores") is None else doc["datastores"]),
+            scenarios=scenarios,
+        )
     except TwinsiteError as exc:  # bad input or no placement: name the file
         exc.where = f"{args.file}: {exc.where}" if exc.where else str(args.file)
         raise

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from twinsite.errors import ConfigError
+
 _UNITS = {
     "": 1,
     "B": 1,
@@ -26,6 +28,24 @@ def parse_size(value: int | str) -> int:
     if not m or m.group(2).upper() not in _UNITS:
         raise ValueError(f"not a size: {value!r}")
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+def size_of(value: object, where: str, key: str, *, minimum: int = 0) -> int:
+    """Bytes from input no schema has checked (a placement file, a module option): an integer, or a size with a
+    unit as scenarios write them ("20GiB", "1.5TB"); anything else is a ConfigError naming ``where`` and ``key``."""
+    if isinstance(value, str):
+        try:
+            value = parse_size(value)
+        except ValueError:
+            raise ConfigError(
+                f"{key} must be a size (bytes, or a number with a unit: 20GiB, 1.5TB), got {value!r}", where=where
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key} must be an integer, got {type(value).__name__} {value!r}", where=where)
+    if value < minimum:
+        bound = "positive" if minimum == 1 else f"at least {minimum}"
+        raise ConfigError(f"{key} must be {bound}, got {value}", where=where)
+    return value
 
 
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -185,3 +185,17 @@ def host_capacity(session: Session, datacenter: str, cluster: str) -> list[dict[
             f"cluster {cluster} has no connected ESX host out of maintenance mode", where=session.creds.where
         )
     return out
+
+
+def datastore_capacity(session: Session, datacenter: str) -> list[dict[str, Any]]:
+    """The datacenter's accessible datastores as placement input: ``{"name", "capacity", "free"}`` in bytes,
+    from each datastore's summary."""
+    dc: Any = session.datacenter(datacenter)
+    out = [
+        {"name": ds.name, "capacity": int(ds.summary.capacity), "free": int(ds.summary.freeSpace)}
+        for ds in session.all(vim.Datastore, dc.datastoreFolder)
+        if ds.summary.accessible
+    ]
+    if not out:
+        raise VSphereError(f"datacenter {datacenter} has no accessible datastore", where=session.creds.where)
+    return out

@@ -29,17 +29,28 @@ The algorithm is greedy and deterministic; it aims to be simple and correct, not
    improved one VM move at a time (off a host whose failure is not absorbed, else off any host) while that
    lowers what the failure cases cannot restart. If a failure case still cannot be absorbed, :func:`plan`
    refuses, naming it.
+
+Storage, when datastores are given (optional: without them nothing about storage is checked): each replica VM
+needs on its ``datastore`` its template's or source VM's disks (``disk_size``) and, as the standby host of the
+scenarios it receives, room for their journal (``journal.max_size``: it becomes the active host after a
+switchover), rewind log (``cdp.max_size``, when CDP is on) and assured-recovery spool
+(``assured_recovery.spool.max_size``); each data disk needs its size on its own datastore (default: the VM's).
+Sizes are counted in full, thin disks too (a thin disk grows to its size). A datastore whose free space is less
+than what is put on it is refused, naming it and by how many bytes it is short (:func:`storage`).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from twinsite.config.scenario import Scenario
+from twinsite.config.units import size_of
 from twinsite.errors import ConfigError, PlacementError
+from twinsite.sync.progress import human_bytes
 
 _MAX_MOVES = 200  # improvement steps after the greedy passes; each strictly lowers the failure deficit
 _NO_RESERVE_HINT = "; host_failures=0 drops the reserve (a DR host failure then leaves replicas down)"
@@ -81,13 +92,56 @@ class Server:
     cpus: int
     memory_mb: int
     cluster: str | None = None
+    # storage (checked only when plan() is given datastores):
+    datastore: str | None = None  # where the VM's files, its template's disks and the standby's room go
+    disk_size: int = 0  # bytes of the disks it gets from its template or source VM
+    disks: tuple[Disk, ...] = ()  # its data disks
+    standby: str | None = None  # its host name in the scenarios (their ``replicas``); default: ``name``
 
     def __post_init__(self) -> None:
         where = f"server {_text(self.name, 'server', 'name')!r}"
         _int(self.cpus, where, "cpus", minimum=1)
         _int(self.memory_mb, where, "memory_mb", minimum=1)
-        if self.cluster is not None:
-            _text(self.cluster, where, "cluster")
+        for key in ("cluster", "datastore", "standby"):
+            if getattr(self, key) is not None:
+                _text(getattr(self, key), where, key)
+        _int(self.disk_size, where, "disk_size", minimum=0)
+
+    @property
+    def standby_host(self) -> str:
+        return self.standby or self.name
+
+
+@dataclass(frozen=True)
+class Disk:
+    """A data disk of a replica VM: its size in bytes and its datastore (None: the VM's)."""
+
+    size: int
+    datastore: str | None = None
+
+    def __post_init__(self) -> None:
+        _int(self.size, "disk", "size", minimum=1)
+        if self.datastore is not None:
+            _text(self.datastore, "disk", "datastore")
+
+
+@dataclass(frozen=True)
+class Datastore:
+    """A datastore of the DR site: its capacity and the space free for the plan (bytes; None: all of it)."""
+
+    name: str
+    capacity: int
+    free: int | None = None
+
+    def __post_init__(self) -> None:
+        where = f"datastore {_text(self.name, 'datastore', 'name')!r}"
+        _int(self.capacity, where, "capacity", minimum=1)
+        if self.free is not None and _int(self.free, where, "free", minimum=0) > self.capacity:
+            raise ConfigError(f"free ({self.free}) is more than capacity ({self.capacity})", where=where)
+
+    @property
+    def available(self) -> int:
+        return self.capacity if self.free is None else self.free
 
 
 @dataclass(frozen=True)
@@ -123,8 +177,19 @@ class Rules:
 
 DEFAULT_RULES = Rules()
 
-_SERVER_KEYS = {"name": True, "cpus": True, "memory_mb": True, "cluster": False}  # key -> required
+_SERVER_KEYS = {  # key -> required
+    "name": True,
+    "cpus": True,
+    "memory_mb": True,
+    "cluster": False,
+    "datastore": False,
+    "disk_size": False,
+    "disks": False,
+    "standby": False,
+}
 _HOST_KEYS = {"name": True, "cores": True, "memory_mb": True}
+_DISK_KEYS = {"size": True, "datastore": False, "provisioning": False}  # (provisioning: as replica_vm takes it)
+_DATASTORE_KEYS = {"name": True, "capacity": True, "free": False}
 _RULE_KEYS = {"cpu_overcommit": False, "memory_overcommit": False, "host_failures": False, "reserve_memory_mb": False}
 
 
@@ -161,16 +226,51 @@ def servers_from(items: Sequence[Mapping[str, Any]]) -> tuple[Server, ...]:
     for i, item in enumerate(_items(items, "servers")):
         where = f"servers[{i}]"
         d = _fields(item, where, _SERVER_KEYS)
-        cluster = d.get("cluster")
+        text = {k: None if d.get(k) is None else _text(d[k], where, k) for k in ("cluster", "datastore", "standby")}
         server = Server(
             name=_text(d["name"], where, "name"),
             cpus=_int(d["cpus"], where, "cpus", minimum=1),
             memory_mb=_int(d["memory_mb"], where, "memory_mb", minimum=1),
-            cluster=None if cluster is None else _text(cluster, where, "cluster"),
+            disk_size=size_of(d.get("disk_size", 0), where, "disk_size", minimum=0),
+            disks=_disks(d.get("disks") or [], f"{where}.disks"),
+            **text,
         )
         _unique(server.name, i, seen, "servers")
         servers.append(server)
     return tuple(servers)
+
+
+def _disks(items: object, what: str) -> tuple[Disk, ...]:
+    disks = []
+    for i, item in enumerate(_items(items, what)):
+        where = f"{what}[{i}]"
+        d = _fields(item, where, _DISK_KEYS)
+        datastore = d.get("datastore")
+        disks.append(
+            Disk(
+                size=size_of(d["size"], where, "size", minimum=1),
+                datastore=None if datastore is None else _text(datastore, where, "datastore"),
+            )
+        )
+    return tuple(disks)
+
+
+def datastores_from(items: Sequence[Mapping[str, Any]]) -> tuple[Datastore, ...]:
+    """Datastores from plain mappings: ``name``, ``capacity`` and optionally ``free`` (bytes, or sizes such as
+    "2TiB"). Errors name the item's index and the key."""
+    datastores: list[Datastore] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(_items(items, "datastores")):
+        where = f"datastores[{i}]"
+        d = _fields(item, where, _DATASTORE_KEYS)
+        capacity = size_of(d["capacity"], where, "capacity", minimum=1)
+        free = None if d.get("free") is None else size_of(d["free"], where, "free", minimum=0)
+        if free is not None and free > capacity:
+            raise ConfigError(f"free ({free}) is more than capacity ({capacity})", where=where)
+        datastore = Datastore(name=_text(d["name"], where, "name"), capacity=capacity, free=free)
+        _unique(datastore.name, i, seen, "datastores")
+        datastores.append(datastore)
+    return tuple(datastores)
 
 
 def hosts_from(items: Sequence[Mapping[str, Any]]) -> tuple[Host, ...]:
@@ -265,6 +365,136 @@ class FailureCheck:
 
 
 @dataclass(frozen=True)
+class StandbyRoom:
+    """The disk a standby host needs for the scenarios it receives (bytes, their ``max_size`` keys summed):
+    their journals (it is the active host after a switchover), rewind logs (CDP on only) and spools."""
+
+    host: str
+    scenarios: tuple[str, ...]
+    journal: int
+    rewind_log: int
+    spool: int
+
+    @property
+    def total(self) -> int:
+        return self.journal + self.rewind_log + self.spool
+
+
+def standby_room(scenarios: Iterable[Scenario], host: str) -> StandbyRoom:
+    """The room ``host`` needs as the standby (a ``replicas`` entry) of ``scenarios``."""
+    mine = [s for s in scenarios if host in s.replicas]
+    return StandbyRoom(
+        host=host,
+        scenarios=tuple(sorted(s.name for s in mine)),
+        journal=sum(s.journal.max_size for s in mine),
+        rewind_log=sum(s.cdp.max_size for s in mine if s.cdp.enabled),
+        spool=sum(s.assured_recovery.spool_max_size for s in mine),
+    )
+
+
+@dataclass(frozen=True)
+class DatastoreUsage:
+    """What the plan puts on one datastore: ``parts`` are (replica VM, what, bytes), in the servers' order."""
+
+    datastore: str
+    capacity: int
+    free: int
+    parts: tuple[tuple[str, str, int], ...]
+
+    @property
+    def needed(self) -> int:
+        return sum(n for _, _, n in self.parts)
+
+    @property
+    def short(self) -> int:
+        """Bytes missing for the plan to fit (0: it fits)."""
+        return max(0, self.needed - self.free)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "datastore": self.datastore,
+            "capacity": self.capacity,
+            "free": self.free,
+            "needed": self.needed,
+            "left": self.free - self.needed,
+            "parts": [{"vm": vm, "what": what, "bytes": n} for vm, what, n in self.parts],
+        }
+
+    def describe(self) -> str:
+        vms = ", ".join(dict.fromkeys(vm for vm, _, _ in self.parts)) or "-"
+        return (
+            f"datastore {self.datastore}: {human_bytes(self.needed)} needed of {human_bytes(self.free)} free"
+            f" ({human_bytes(self.capacity)} capacity), {human_bytes(self.free - self.needed)} left: {vms}"
+        )
+
+
+def _parts_text(parts: Sequence[tuple[str, str, int]]) -> str:
+    by_vm: dict[str, list[str]] = {}
+    for vm, what, n in parts:
+        by_vm.setdefault(vm, []).append(f"{what} {human_bytes(n)}")
+    return "; ".join(f"{vm}: {', '.join(items)}" for vm, items in by_vm.items())
+
+
+def storage(
+    servers: Sequence[Server], datastores: Sequence[Datastore], scenarios: Iterable[Scenario] = ()
+) -> tuple[DatastoreUsage, ...]:
+    """What each datastore carries under the plan (in the datastores' order), or PlacementError naming every
+    datastore that is short and by how many bytes. A server without a datastore, or naming an unknown one, is
+    a ConfigError naming it."""
+    scenarios = tuple(scenarios)
+    seen: dict[str, int] = {}
+    for i, d in enumerate(datastores):
+        _unique(d.name, i, seen, "datastores")
+    known = {d.name: d for d in datastores}
+    parts: dict[str, list[tuple[str, str, int]]] = {d: [] for d in known}
+
+    def put(datastore: str | None, server: Server, key: str, what: str, n: int) -> None:
+        if datastore not in known:
+            raise ConfigError(
+                f"{key} {datastore!r} is not one of the datastores ({', '.join(map(repr, known))})"
+                if datastore is not None
+                else "datastore is missing: with datastores given, every replica VM needs the one its files go on",
+                where=f"server {server.name!r}",
+                hint="name one of the DR site's datastores, or list it under datastores",
+            )
+        if n:
+            parts[datastore].append((server.name, what, n))
+
+    for s in servers:
+        room = standby_room(scenarios, s.standby_host)
+        put(s.datastore, s, "datastore", "template disks", s.disk_size)
+        for what, n in (("journal", room.journal), ("rewind log", room.rewind_log), ("spool", room.spool)):
+            put(s.datastore, s, "datastore", what, n)
+        for i, disk in enumerate(s.disks):
+            put(disk.datastore or s.datastore, s, f"disks[{i}].datastore", f"data disk {i + 1}", disk.size)
+    usage = tuple(DatastoreUsage(d.name, d.capacity, d.available, tuple(parts[d.name])) for d in datastores)
+    short = [u for u in usage if u.short]
+    if short:
+        raise PlacementError(
+            "; ".join(
+                f"datastore {u.datastore!r} is short by {u.short} bytes ({human_bytes(u.short)}): the replicas need"
+                f" {u.needed} bytes ({human_bytes(u.needed)}) there ({_parts_text(u.parts)}), and it has {u.free}"
+                f" bytes ({human_bytes(u.free)}) free"
+                for u in short
+            ),
+            where=", ".join(f"datastore {u.datastore!r}" for u in short),
+            hint="add space to the datastore, put data disks or replicas on another datastore, or lower the"
+            " scenarios' journal.max_size, cdp.max_size or assured_recovery.spool.max_size",
+        )
+    return usage
+
+
+def _storage_without_datastores(servers: Sequence[Server]) -> None:
+    for s in servers:
+        if s.datastore is not None or s.disks or s.disk_size:
+            raise ConfigError(
+                "storage (datastore, disk_size, disks) is given, but no datastores to check it against",
+                where=f"server {s.name!r}",
+                hint="list the DR site's datastores (name, capacity, free), or leave the storage keys out",
+            )
+
+
+@dataclass(frozen=True)
 class Plan:
     """A placement that satisfies the rules.
 
@@ -281,9 +511,11 @@ class Plan:
     worst_failure: FailureCheck | None
     failures_checked: int
     rules: Rules
+    datastores: tuple[DatastoreUsage, ...] = ()  # when plan() was given datastores
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-serialisable values in a deterministic order."""
+        """Plain, JSON-serialisable values in a deterministic order (``datastores`` only when checked)."""
+        storage = {"datastores": [d.to_dict() for d in self.datastores]} if self.datastores else {}
         return {
             "assignment": dict(sorted(self.assignment.items())),
             "hosts": [h.to_dict() for h in self.hosts],
@@ -297,6 +529,7 @@ class Plan:
                 "worst": None if self.worst_failure is None else self.worst_failure.to_dict(),
             },
             "rules": asdict(self.rules),
+            **storage,
         }
 
     def describe(self) -> list[str]:
@@ -314,6 +547,7 @@ class Plan:
         for cluster, vms in sorted(self.anti_affinity.items()):
             lines.append(f"anti-affinity rule {cluster}: {', '.join(vms)}")
         lines.append(self._failure_line())
+        lines += [d.describe() for d in self.datastores]
         return lines
 
     def _failure_line(self) -> str:
@@ -739,13 +973,30 @@ def _result(site: _Site, assign: list[int]) -> Plan:
     )
 
 
-def plan(servers: Sequence[Server], hosts: Sequence[Host], rules: Rules = DEFAULT_RULES) -> Plan:
+def plan(
+    servers: Sequence[Server],
+    hosts: Sequence[Host],
+    rules: Rules = DEFAULT_RULES,
+    *,
+    datastores: Sequence[Datastore] = (),
+    scenarios: Iterable[Scenario] = (),
+) -> Plan:
     """Place every server's replica on a DR host under ``rules``, or raise PlacementError saying why not.
 
-    Malformed input (duplicate names) raises ConfigError. The result depends only on the servers (not on their
-    order), the hosts and their order, and the rules.
+    With ``datastores``, the servers' storage must fit on them too (:func:`storage`; ``scenarios`` give each
+    standby's room for journal, rewind log and spool). Malformed input (duplicate names) raises ConfigError.
+    The result depends only on the servers (not on their order), the hosts and their order, the rules, the
+    datastores and the scenarios.
     """
-    site = _Site(servers, hosts, rules)
+    if datastores:
+        usage = storage(servers, datastores, scenarios)
+    else:
+        _storage_without_datastores(servers)
+        usage = ()
+    return replace(_plan_hosts(_Site(servers, hosts, rules)), datastores=usage)
+
+
+def _plan_hosts(site: _Site) -> Plan:
     _check_hosts(site)
     _check_clusters(site)
     _check_sizes(site)

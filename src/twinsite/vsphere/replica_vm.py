@@ -15,6 +15,14 @@ that, DRS moves VMs, and fighting it on every run would undo its balancing.
 Guest customization runs at the next power-on and needs the VM off; the customization last applied is
 recorded in the VM's ``extraConfig`` (``twinsite.customization``), which is how a second run knows it is
 done.
+
+Data disks (``disks``, when given): the VM's disks after its template's own (as many as the template has,
+in controller and unit order) are its data disks, matched to the list by position. A missing disk is added
+on the first SCSI controller (on its datastore, default the VM's, with its provisioning), a smaller one is
+grown. Nothing that would lose data or that vSphere cannot do in place is attempted; these are refused
+before anything changes (in check mode too): shrinking a disk, changing an existing disk's provisioning or
+datastore (both need a Storage vMotion), growing a disk of a VM that has snapshots, and disks beyond the
+list (twinsite never removes one: list it, or remove it in vCenter).
 """
 
 from __future__ import annotations
@@ -25,12 +33,16 @@ from typing import Any
 
 from pyVmomi import vim
 
-from twinsite.errors import VSphereError
+from twinsite.config.units import size_of
+from twinsite.errors import ConfigError, VSphereError
+from twinsite.sync.progress import human_bytes
 from twinsite.vsphere import Outcome
 from twinsite.vsphere.connection import Session
 
 STATES = ("present", "poweredon", "poweredoff", "absent")
 MARK = "twinsite.customization"
+PROVISIONING = ("thin", "thick", "eager_zeroed_thick")
+_BACKING = {"thin": (True, False), "thick": (False, False), "eager_zeroed_thick": (False, True)}  # thin, eager
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,32 @@ class Customization:
 
 
 @dataclass(frozen=True)
+class DataDisk:
+    """A data disk of the replica VM: its size in bytes (rounded up to whole KiB, vSphere's unit), its datastore
+    (None: the VM's) and its provisioning (thin, thick, or eager_zeroed_thick)."""
+
+    size: int
+    datastore: str | None = None
+    provisioning: str = "thin"
+
+
+def disks_from(items: list[dict[str, Any]] | None) -> tuple[DataDisk, ...] | None:
+    """Data disks from plain mappings (``size`` as bytes or "20GiB", ``datastore``, ``provisioning``), as the
+    module gives them; None stays None (disks not managed). Errors name the item and key."""
+    if items is None:
+        return None
+    disks = []
+    for i, item in enumerate(items):
+        where = f"disks[{i}]"
+        n = size_of(item.get("size"), where, "size", minimum=1)
+        provisioning = item.get("provisioning") or "thin"
+        if provisioning not in PROVISIONING:
+            raise ConfigError(f"provisioning {provisioning!r} is not one of {', '.join(PROVISIONING)}", where=where)
+        disks.append(DataDisk(size=n, datastore=item.get("datastore") or None, provisioning=provisioning))
+    return tuple(disks)
+
+
+@dataclass(frozen=True)
 class ReplicaVm:
     name: str
     datacenter: str
@@ -67,6 +105,7 @@ class ReplicaVm:
     network_map: tuple[tuple[str, str], ...] = ()  # production network -> DR network (with source_vm)
     customization: Customization | None = None
     state: str = "present"
+    disks: tuple[DataDisk, ...] | None = None  # the data disks, by position; None: not managed
 
 
 def ensure(session: Session, spec: ReplicaVm, *, check: bool = False) -> Outcome:
@@ -111,14 +150,53 @@ def _recorded_customization(vm: Any) -> dict[str, Any] | None:
     return None
 
 
-def settings(dc: Any, vm: Any) -> dict[str, Any]:
-    """The managed settings of an existing VM (what diff mode shows)."""
+def _disks(vm: Any) -> list[Any]:
+    """The VM's virtual disks in controller and unit order (the template's come first)."""
+    disks = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+    return sorted(disks, key=lambda d: (d.controllerKey, d.unitNumber if d.unitNumber is not None else -1, d.key))
+
+
+def _capacity(disk: Any) -> int:
+    return int(disk.capacityInBytes or 0) or int(disk.capacityInKB) * 1024
+
+
+def disk_bytes(vm: Any) -> int:
+    """The provisioned size of all of a VM's disks (what a replica cloned or sized from it needs)."""
+    return sum(_capacity(d) for d in _disks(vm))
+
+
+def _provisioning(disk: Any) -> str:
+    b = disk.backing
+    if getattr(b, "thinProvisioned", False):
+        return "thin"
+    return "eager_zeroed_thick" if getattr(b, "eagerlyScrub", False) else "thick"
+
+
+def _disk_settings(disk: Any) -> dict[str, Any]:
+    ds = getattr(disk.backing, "datastore", None)
+    return {
+        "size": _capacity(disk),
+        "datastore": ds.name if ds is not None else None,
+        "provisioning": _provisioning(disk),
+    }
+
+
+def home_datastore(vm: Any) -> str:
+    """The datastore of the VM's files (its .vmx): where its data disks go by default."""
+    path = str(vm.config.files.vmPathName or "")
+    return path[1 : path.index("]")] if path.startswith("[") and "]" in path else str(vm.datastore[0].name)
+
+
+def settings(dc: Any, vm: Any, template_disks: int = 0) -> dict[str, Any]:
+    """The managed settings of an existing VM (what diff mode shows); its disks after the first
+    ``template_disks`` (its template's) are its data disks."""
     return {
         "cpus": int(vm.config.hardware.numCPU),
         "memory_mb": int(vm.config.hardware.memoryMB),
         "networks": [_network_of(dc, n) for n in _nics(vm)],
         "customization": _recorded_customization(vm),
         "power_state": str(vm.runtime.powerState).lower(),
+        "disks": [_disk_settings(d) for d in _disks(vm)[template_disks:]],
     }
 
 
@@ -142,8 +220,11 @@ def _memory(mb: int) -> int:
     return -(-mb // 4) * 4
 
 
-def _wanted(session: Session, dc: Any, spec: ReplicaVm, base: Any) -> dict[str, Any]:
-    """Managed settings wanted; ``base`` (the template, or the VM itself) fills in what is not managed."""
+def _wanted(
+    session: Session, dc: Any, spec: ReplicaVm, base: Any, current: dict[str, Any], home: str
+) -> dict[str, Any]:
+    """Managed settings wanted; ``current`` (the template's, or the VM's own settings) fills in what is not
+    managed; ``home`` is the datastore of the VM's files (its data disks' default)."""
     cpus, memory, networks = spec.cpus, spec.memory_mb, list(spec.networks)
     if spec.source_vm:
         src: Any = session.vm(spec.source_vm, where="any datacenter")
@@ -162,7 +243,6 @@ def _wanted(session: Session, dc: Any, spec: ReplicaVm, base: Any) -> dict[str, 
             networks = [mapping[n] for n in names] if spec.network_map else []
     if (cpus is not None and cpus < 1) or (memory is not None and memory < 4):
         raise VSphereError(f"replica VM {spec.name}: cpus must be >= 1 and memory_mb >= 4")
-    current = settings(dc, base)
     for n in networks:
         _network(dc, n)  # unknown networks fail here, in check mode too
     want = {
@@ -171,10 +251,30 @@ def _wanted(session: Session, dc: Any, spec: ReplicaVm, base: Any) -> dict[str, 
         "networks": networks or current["networks"],
         "customization": spec.customization.to_dict() if spec.customization else current["customization"],
         "power_state": current["power_state"],
+        "disks": current["disks"] if spec.disks is None else _wanted_disks(session, dc, spec, home),
     }
     if spec.state in ("poweredon", "poweredoff"):
         want["power_state"] = spec.state
     return want
+
+
+def _wanted_disks(session: Session, dc: Any, spec: ReplicaVm, home: str) -> list[dict[str, Any]]:
+    disks = []
+    for i, d in enumerate(spec.disks or ()):
+        where = f"replica VM {spec.name}, disks[{i}]"
+        if d.provisioning not in PROVISIONING:
+            raise VSphereError(f"provisioning {d.provisioning!r} is not one of {', '.join(PROVISIONING)}", where=where)
+        if d.size < 1:
+            raise VSphereError(f"size must be positive, got {d.size}", where=where)
+        if d.datastore:
+            _datastore(session, dc, d.datastore)  # an unknown datastore fails here, in check mode too
+        size = -(-d.size // 1024) * 1024
+        disks.append({"size": size, "datastore": d.datastore or home, "provisioning": d.provisioning})
+    return disks
+
+
+def _datastore(session: Session, dc: Any, name: str) -> Any:
+    return session.find(vim.Datastore, name, within=dc.datastoreFolder, what="datastore", where=dc.name)
 
 
 def _owner(pool: Any) -> Any:
@@ -271,7 +371,107 @@ def _diff_actions(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         out.append(f"customize the guest as {after['customization']['hostname']}")
     if before.get("power_state") != after["power_state"]:
         out.append("power on" if after["power_state"] == "poweredon" else "power off")
+    had = before.get("disks") or []
+    for i, want in enumerate(after["disks"]):
+        if i >= len(had):
+            out.append(
+                f"add data disk {i + 1}: {human_bytes(want['size'])} {want['provisioning']} on {want['datastore']}"
+            )
+        elif want["size"] > had[i]["size"]:
+            out.append(f"grow data disk {i + 1} from {human_bytes(had[i]['size'])} to {human_bytes(want['size'])}")
     return out
+
+
+def _check_disks(vm: Any, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+    """Refuse, before anything changes, what would lose data or what vSphere cannot do in place."""
+    name = vm.name
+    if len(before) > len(after):
+        raise VSphereError(
+            f"{name} has {len(before)} data disks, the list has {len(after)}: twinsite never removes a disk"
+            f" (data disk {len(after) + 1}: {human_bytes(before[len(after)]['size'])} on"
+            f" {before[len(after)]['datastore']})",
+            where=f"replica VM {name}, disks",
+            hint="list the disks beyond (data disks are matched by position after the template's own), or remove"
+            " them in vCenter if their data is not needed",
+        )
+    for i, (had, want) in enumerate(zip(before, after, strict=False)):
+        where = f"replica VM {name}, disks[{i}]"
+        if want["size"] < had["size"]:
+            raise VSphereError(
+                f"data disk {i + 1} of {name} is {had['size']} bytes ({human_bytes(had['size'])}), and"
+                f" {want['size']} bytes ({human_bytes(want['size'])}) are asked for: shrinking a disk loses data,"
+                " twinsite never does it",
+                where=where,
+                hint="give its current size or more; to make it smaller, copy the data to a new, smaller disk",
+            )
+        for key, how in (("provisioning", "a disk's provisioning"), ("datastore", "the datastore of a disk")):
+            if want[key] != had[key]:
+                raise VSphereError(
+                    f"data disk {i + 1} of {name} has {key} {had[key]}, {want[key]} is asked for: vSphere cannot"
+                    f" change {how} in place",
+                    where=where,
+                    hint=f"keep {key}: {had[key]}, or migrate the disk (Storage vMotion, with a new"
+                    f" {'disk format' if key == 'provisioning' else 'datastore'}) and run again",
+                )
+        if want["size"] > had["size"] and vm.snapshot is not None:
+            raise VSphereError(
+                f"data disk {i + 1} of {name} is to grow, but the VM has snapshots: vSphere cannot extend a disk"
+                " that has snapshots",
+                where=where,
+                hint="remove the VM's snapshots (twinsite.dr.vm_snapshot state: absent) and run again",
+            )
+
+
+def _scsi_slots(vm: Any, count: int) -> list[tuple[Any, int]]:
+    """``count`` free (controller, unit) places on the VM's first SCSI controller."""
+    controllers = sorted(
+        (d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualSCSIController)),
+        key=lambda c: c.busNumber,
+    )
+    if not controllers:
+        raise VSphereError(f"{vm.name} has no SCSI controller to add data disks to", hint="give the template one")
+    ctrl = controllers[0]
+    taken = {d.unitNumber for d in vm.config.hardware.device if d.controllerKey == ctrl.key}
+    taken.add(ctrl.scsiCtlrUnitNumber if ctrl.scsiCtlrUnitNumber is not None else 7)
+    free = [u for u in range(16) if u not in taken]
+    if len(free) < count:
+        raise VSphereError(
+            f"{vm.name}: SCSI controller {ctrl.busNumber} has {len(free)} free units, {count} data disks to add",
+            hint="add a SCSI controller to the VM (or the template), or use fewer, larger disks",
+        )
+    return [(ctrl, u) for u in free[:count]]
+
+
+def _disk_changes(session: Session, dc: Any, vm: Any, template_disks: int, after: list[dict[str, Any]]) -> list[Any]:
+    op = vim.vm.device.VirtualDeviceSpec.Operation
+    data = _disks(vm)[template_disks:]
+    changes = []
+    for i, want in enumerate(after[: len(data)]):
+        disk = data[i]
+        if want["size"] > _capacity(disk):
+            disk.capacityInKB, disk.capacityInBytes = want["size"] // 1024, want["size"]
+            changes.append(vim.vm.device.VirtualDeviceSpec(operation=op.edit, device=disk))
+    new = after[len(data) :]
+    for k, (want, (ctrl, unit)) in enumerate(zip(new, _scsi_slots(vm, len(new)) if new else [], strict=True)):
+        ds: Any = _datastore(session, dc, want["datastore"])
+        thin, eager = _BACKING[want["provisioning"]]
+        backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+            fileName=f"[{ds.name}]", datastore=ds, diskMode="persistent", thinProvisioned=thin, eagerlyScrub=eager
+        )
+        disk = vim.vm.device.VirtualDisk(
+            key=-200 - k,
+            controllerKey=ctrl.key,
+            unitNumber=unit,
+            capacityInKB=want["size"] // 1024,
+            capacityInBytes=want["size"],
+            backing=backing,
+        )
+        changes.append(
+            vim.vm.device.VirtualDeviceSpec(
+                operation=op.add, fileOperation=vim.vm.device.VirtualDeviceSpec.FileOperation.create, device=disk
+            )
+        )
+    return changes
 
 
 def _needs_off(vm: Any, before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -303,7 +503,10 @@ def _precheck(vm: Any, before: dict[str, Any], after: dict[str, Any]) -> bool:
     )
 
 
-def _reconfigure(session: Session, dc: Any, vm: Any, before: dict[str, Any], after: dict[str, Any]) -> None:
+def _reconfigure(
+    session: Session, dc: Any, vm: Any, before: dict[str, Any], after: dict[str, Any], template_disks: int
+) -> None:
+    disks = _disk_changes(session, dc, vm, template_disks, after["disks"]) if before["disks"] != after["disks"] else []
     if _precheck(vm, before, after):
         _power(session, vm, "poweredoff")
     spec = vim.vm.ConfigSpec()
@@ -312,7 +515,7 @@ def _reconfigure(session: Session, dc: Any, vm: Any, before: dict[str, Any], aft
         spec.numCPUs, dirty = after["cpus"], True
     if before.get("memory_mb") != after["memory_mb"]:
         spec.memoryMB, dirty = after["memory_mb"], True
-    devices = _nic_changes(dc, vm, after["networks"])
+    devices = _nic_changes(dc, vm, after["networks"]) + disks
     if devices:
         spec.deviceChange, dirty = devices, True
     if dirty:
@@ -386,10 +589,12 @@ def _locate(session: Session, dc: Any, spec: ReplicaVm) -> _Place:
 def _create(session: Session, dc: Any, spec: ReplicaVm, check: bool) -> Outcome:
     place = _locate(session, dc, spec)
     template, pool, host = place.template, place.pool, place.host
-    after = _wanted(session, dc, spec, template)
+    skip = len(_disks(template))
+    fresh = {**settings(dc, template, skip), "customization": None, "power_state": "poweredoff"}
+    home = spec.datastore or home_datastore(template)
+    after = _wanted(session, dc, spec, template, fresh, home)
     if spec.state == "present":
         after["power_state"] = "poweredoff"  # a new VM starts off unless asked otherwise
-    fresh = {**settings(dc, template), "customization": None, "power_state": "poweredoff"}
     actions = [f"clone {spec.template} to {spec.name}", *_diff_actions(fresh, after)]
     if check:
         return Outcome(True, tuple(actions), {}, after)
@@ -406,8 +611,8 @@ def _create(session: Session, dc: Any, spec: ReplicaVm, check: bool) -> Outcome:
         session.call(
             f"placing {spec.name} on {spec.host}", vm.RelocateVM_Task, spec=vim.vm.RelocateSpec(host=host, pool=pool)
         )
-    _reconfigure(session, dc, vm, settings(dc, vm), after)
-    return Outcome(True, tuple(actions), {}, settings(dc, vm), facts(session, vm))
+    _reconfigure(session, dc, vm, settings(dc, vm, skip), after, skip)
+    return Outcome(True, tuple(actions), {}, settings(dc, vm, skip), facts(session, vm))
 
 
 def _update(session: Session, dc: Any, vm: Any, spec: ReplicaVm, check: bool) -> Outcome:
@@ -417,8 +622,10 @@ def _update(session: Session, dc: Any, vm: Any, spec: ReplicaVm, check: bool) ->
             f"{vm.name} exists, but not in cluster {spec.cluster}",
             hint="move it there, or give the cluster it is in",
         )
-    before = settings(dc, vm)
-    after = _wanted(session, dc, spec, vm)
+    skip = len(_disks(place.template))
+    before = settings(dc, vm, skip)
+    after = _wanted(session, dc, spec, vm, before, home_datastore(vm))
+    _check_disks(vm, before["disks"], after["disks"])  # (refuses in check mode too)
     actions = _diff_actions(before, after)
     if not actions:
         return Outcome(False, (), before, before, facts(session, vm))
@@ -426,5 +633,5 @@ def _update(session: Session, dc: Any, vm: Any, spec: ReplicaVm, check: bool) ->
         actions.insert(0, "power off first")
     if check:
         return Outcome(True, tuple(actions), before, after, facts(session, vm))
-    _reconfigure(session, dc, vm, before, after)
-    return Outcome(True, tuple(actions), before, settings(dc, vm), facts(session, vm))
+    _reconfigure(session, dc, vm, before, after, skip)
+    return Outcome(True, tuple(actions), before, settings(dc, vm, skip), facts(session, vm))

@@ -22,6 +22,12 @@ description:
     A running VM that is to stay on is refused before anything changes (in check mode too); with
     O(state=poweredoff) it is powered off first.
   - O(state=absent) powers the VM off and removes it.
+  - "Data disks (O(disks)): the VM's disks after its template's own are its data disks, matched to O(disks) by
+    position. A missing one is added on the VM's first SCSI controller, a smaller one is grown (also while the
+    VM runs). What would lose data or what vSphere cannot do in place is refused before anything changes, in
+    check mode too: a disk asked smaller than it is (never shrunk), a different O(disks[].provisioning) or
+    O(disks[].datastore) for an existing disk (both need a Storage vMotion first), growing a disk of a VM that
+    has snapshots, and data disks beyond the list (never removed: list them, or remove them in vCenter)."
 author:
   - twinsite developers (@twinsite)
 options:
@@ -99,6 +105,35 @@ options:
         type: list
         elements: str
         default: []
+  disks:
+    description:
+      - The VM's data disks, in order, after the disks it has from its template. Not set (the default), data
+        disks are not managed; V([]) means none.
+      - M(twinsite.dr.placement) counts them (with O(twinsite.dr.placement#module:servers[].disks)) against the
+        datastores' free space.
+    type: list
+    elements: dict
+    suboptions:
+      size:
+        description:
+          - The disk's size, for example C(20GiB), C(500GB) or bytes; rounded up to whole KiB.
+          - A disk that exists and is smaller is grown; a disk that is larger is refused, never shrunk.
+        type: str
+        required: true
+      datastore:
+        description:
+          - The datastore of a new disk. By default the datastore of the VM's files.
+          - An existing disk on another datastore is refused (move it with Storage vMotion).
+        type: str
+      provisioning:
+        description:
+          - V(thin) allocates space as the guest writes; V(thick) allocates it all at once (lazily zeroed);
+            V(eager_zeroed_thick) allocates and zeroes it at once (needed for Fault Tolerance, slowest to create).
+          - Applies to new disks; an existing disk with another provisioning is refused (vSphere converts a
+            disk only by migrating it).
+        type: str
+        choices: [thin, thick, eager_zeroed_thick]
+        default: thin
   state:
     description:
       - V(present) creates the VM (powered off) if it is missing and leaves the power state of an
@@ -119,7 +154,8 @@ attributes:
       can be made in the VM's power state, without changing anything.
   diff_mode:
     support: full
-    description: Shows the managed settings (CPUs, memory, networks, customization, power state) before and after.
+    description: Shows the managed settings (CPUs, memory, networks, customization, power state, data disks) before
+      and after.
 seealso:
   - module: twinsite.dr.placement
   - module: twinsite.dr.dr_cluster
@@ -161,6 +197,17 @@ EXAMPLES = r"""
     network_map:
       Prod-Net: DR-Net
   delegate_to: localhost
+
+- name: The database replica with its data and log disks
+  twinsite.dr.replica_vm:
+    name: db-dr
+    datacenter: DR
+    cluster: DR-Cluster
+    template: linux-template
+    disks:
+      - {size: 200GiB, provisioning: thick}
+      - {size: 50GiB, datastore: DR-SSD-01}
+  delegate_to: localhost
 """
 
 RETURN = r"""
@@ -174,7 +221,8 @@ settings:
   description: The managed settings after the run (in check mode, as they would be).
   returned: always
   type: dict
-  sample: {cpus: 2, memory_mb: 2048, networks: [DR-Net], customization: null, power_state: poweredon}
+  sample: {cpus: 2, memory_mb: 2048, networks: [DR-Net], customization: null, power_state: poweredon,
+           disks: [{size: 21474836480, datastore: DR-DS-01, provisioning: thin}]}
 vm:
   description: The VM (name, moid, instance uuid, ESX host, power state); empty in check mode for a new VM.
   returned: always
@@ -185,7 +233,7 @@ from ansible_collections.twinsite.dr.plugins.module_utils._vsphere import VSpher
 
 
 def spec_from(params):
-    from twinsite.vsphere.replica_vm import Customization, ReplicaVm
+    from twinsite.vsphere.replica_vm import Customization, ReplicaVm, disks_from
 
     c = params["customization"]
     return ReplicaVm(
@@ -204,6 +252,7 @@ def spec_from(params):
         network_map=tuple(sorted(params["network_map"].items())),
         customization=Customization(**{**c, "dns_servers": tuple(c["dns_servers"])}) if c else None,
         state=params["state"],
+        disks=disks_from(params["disks"]),
     )
 
 
@@ -244,6 +293,15 @@ def main():
                 ),
             ),
             state=dict(type="str", default="present", choices=["present", "poweredon", "poweredoff", "absent"]),
+            disks=dict(
+                type="list",
+                elements="dict",
+                options=dict(
+                    size=dict(type="str", required=True),
+                    datastore=dict(type="str"),
+                    provisioning=dict(type="str", default="thin", choices=["thin", "thick", "eager_zeroed_thick"]),
+                ),
+            ),
         ),
         supports_check_mode=True,
     )
