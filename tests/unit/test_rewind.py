@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,10 +16,11 @@ from tests.unit.replicating import Pipe, apply_all, captured
 from twinsite.apply.applier import Applier
 from twinsite.apply.batching import cut
 from twinsite.cdp.log import RewindLog, make_group
-from twinsite.cdp.rewind import RUN_BYTES, go_live, move, points, resolve_seq, resolve_time, settle
+from twinsite.cdp.rewind import RUN_BYTES, go_live, move, points, resolve_seq, resolve_time, rewind_to, settle
 from twinsite.cdp.undo import capture
 from twinsite.errors import JournalError, RewindError
 from twinsite.journal.record import Op
+from twinsite.locks import held
 from twinsite.state import rewind
 from twinsite.state.applied import AppliedFile
 from twinsite.state.layout import ReceiverState
@@ -263,3 +266,42 @@ def test_going_live_at_a_point_drops_every_later_group_across_segments_and_the_l
     assert digest(dst) == at_points[oldest]
     applied.close()
     again.close()
+
+
+def test_a_rewind_asked_for_during_a_batch_starts_where_that_batch_ends(tmp_path: Path) -> None:
+    """`twinsite rewind` while the receiver applies a batch (it holds the apply lock): the rewind marks the
+    replica rewound, waits for the lock, and moves from the head as that batch left it. (Moving from the head
+    read before left the batch's changes over the rewound point: a PostgreSQL control file from after its
+    WAL, found by the drill.)"""
+    _src, dst, log, at_points = replicate_with_log(tmp_path, seed=11, rounds=3)
+    first, before, head = sorted(at_points)[0], sorted(at_points)[-2], log.last_seq
+    state = recv(tmp_path)
+    move(dst, state, log, head, before)  # the replica as it was before the last round's batches
+    rewind.store(state.rewind, None)
+    positions = AppliedFile(state.applied)
+    positions.write(before, 1.0)
+    locked, done = threading.Event(), threading.Event()
+
+    def receiver() -> None:
+        """A batch: under the apply lock, the last round applied (as the receiver re-applies what the log holds
+        above its position), then the position; it began before the rewind marked the replica."""
+        with held(state.apply_lock):
+            locked.set()
+            while rewind.read(state.rewind) is None:  # (the rewind has asked; it waits for the lock now)
+                time.sleep(0.01)
+            other = ReceiverState(tmp_path / "receiver")
+            rewind.store(other.rewind, rewind.RewindPosition(head=head, at=before, target=head))
+            move(dst, other, log, head, head)
+            positions.write(head, 2.0)
+        done.set()
+
+    t = threading.Thread(target=receiver)
+    t.start()
+    locked.wait(10)
+    got = rewind_to(dst, state, log, lambda h: resolve_seq(log, h, first))
+    t.join(10)
+    positions.close()
+    assert done.is_set() and got == (head, head, first)
+    assert digest(dst) == at_points[first]  # the whole way back, the batch applied meanwhile included
+    pos = rewind.read(state.rewind)
+    assert pos is not None and (pos.head, pos.at, pos.target, pos.sub) == (head, first, first, 0)

@@ -30,6 +30,7 @@ from twinsite.apply.batching import BatchCutter
 from twinsite.cdp.log import Group, RewindLog
 from twinsite.errors import RewindError
 from twinsite.journal.record import Record
+from twinsite.locks import held
 from twinsite.state import applied, point, rewind
 from twinsite.state.layout import ReceiverState
 from twinsite.state.point import Point
@@ -44,6 +45,42 @@ def pause(recv: ReceiverState, head: int, target: int) -> RewindPosition:
     pos = replace(rewind.read(recv.rewind) or RewindPosition(head=head, at=head), target=target)
     rewind.store(recv.rewind, pos)
     return pos
+
+
+def rewind_to(
+    root: Path,
+    recv: ReceiverState,
+    log: RewindLog,
+    choose: Callable[[int], int],
+    *,
+    on_run: Callable[[list[Record]], None] | None = None,
+) -> tuple[int, int, int]:
+    """``twinsite rewind``: bring the replica under ``root`` to the point ``choose(head)`` names (the head for
+    --resume), resuming an interrupted move. Returns (head, start, target).
+
+    The receiver is told to stop first (the rewound mark, read before each batch it applies), then the apply
+    lock is taken: the batch it was applying, if any, ends first, and may have moved the head. So the head is
+    read again under the lock, and the move starts there: a move from the head read before would leave that
+    batch's changes over the rewound point (a database's control file from after its WAL, say)."""
+    pos = rewind.read(recv.rewind)
+    head = pos.head if pos else applied.read(recv.applied).seq
+    start = pos.at if pos else head
+    target = choose(head)
+    if start == target and not (pos and pos.sub):
+        return head, start, target
+    pause(recv, head, target)  # the receiver stops applying ...
+    with held(recv.apply_lock):  # ... after the batch it may be in the middle of
+        if pos is None:
+            now = applied.read(recv.applied).seq
+            if now != head:  # (that batch moved the head: the move starts from where it ended)
+                head = start = now
+                target = choose(head)
+                rewind.store(recv.rewind, RewindPosition(head=head, at=head, target=target))
+        if start != target:
+            move(root, recv, log, head, target, on_run=on_run)
+        elif pos is None:
+            rewind.store(recv.rewind, None)  # (nothing to move after all: not rewound)
+    return head, start, target
 
 
 def settle(recv: ReceiverState) -> tuple[int, float] | None:

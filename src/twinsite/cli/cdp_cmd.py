@@ -6,19 +6,18 @@ import argparse
 import datetime as dt
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from twinsite.cdp.log import RewindLog
-from twinsite.cdp.rewind import move, pause, planned, points, resolve_seq, resolve_time
+from twinsite.cdp.rewind import planned, points, resolve_seq, resolve_time, rewind_to
 from twinsite.cli.options import dirs
 from twinsite.clock import iso
 from twinsite.config.scenario import Scenario
 from twinsite.config.store import find
 from twinsite.errors import ConfigError, RewindError
 from twinsite.journal.record import Record
-from twinsite.locks import held
 from twinsite.state import applied, bookmarks, rewind, runs
 from twinsite.state.layout import ReceiverState, ScenarioState
 from twinsite.state.role import current, this_host
@@ -199,18 +198,19 @@ def _rewind(args: argparse.Namespace) -> tuple[Any, str]:
     if not args.dry_run:
         _refuse_during_switchover_or_test(r, args.state_dir)
     pos = rewind.read(r.state.rewind)
-    head = pos.head if pos else r.head
-    start = pos.at if pos else head
-    target = head if args.resume else _target(r, args.to)
+
+    def choose(head: int) -> int:
+        return head if args.resume else _target(replace(r, head=head), args.to)
+
     changes = _Changes()
     t0 = time.monotonic()
     if args.dry_run:
+        head = pos.head if pos else r.head
+        start, target = (pos.at if pos else head), choose(head)
         for records in planned(r.log, head, start, target):
             changes.add(records)
-    elif start != target or (pos and pos.sub):
-        pause(r.state, head, target)  # the receiver stops applying ...
-        with held(r.state.apply_lock):  # ... after the batch it may be in the middle of
-            move(r.root, r.state, r.log, head, target, on_run=changes.add)
+    else:
+        head, start, target = rewind_to(r.root, r.state, r.log, choose, on_run=changes.add)
     result: dict[str, Any] = {
         "scenario": r.scenario.name,
         "root": str(r.root),
