@@ -165,7 +165,7 @@ def _execute(
     site: Site, runner: Runner, params: dict[str, Any], args: argparse.Namespace, resuming: bool
 ) -> tuple[Any, str]:
     from twinsite.state import reports
-    from twinsite.state.runs import StepState
+    from twinsite.state.runs import FAILED, StepState
     from twinsite.switchover.report import text
 
     s, kind = site.s, args.kind
@@ -191,6 +191,8 @@ def _execute(
     except TwinsiteError as exc:
         failed = runner.load()
         if failed is not None:
+            if failed.steps and failed.steps[0].state == FAILED:  # (refused at its preflight: nothing changed)
+                runner.finish(failed)  # not left unfinished, which would block rewinds and tests until run again
             _write_report(site, failed)
         nothing = isinstance(exc.__cause__, AlreadyActiveError)
         if not nothing:
