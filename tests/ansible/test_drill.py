@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from tests.views import parse as metrics
 from twinsite.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
-PHASES = ["lab", "configure", "replicate", "bookmark", "assured-recovery", "corrupt-rewind", "failover", "switchback"]
+PHASES = ["lab", "configure", "replicate", "bookmark", "assured-recovery", "interactive-test", "mariadb",
+          "corrupt-rewind",
+          "failover", "switchback"]  # fmt: skip
 
 
 def _ts(iso: str) -> float:
@@ -37,8 +40,11 @@ def _on(lab: Lab, host: str, *args: str) -> dict[str, Any]:
 
 def test_the_drill_tells_the_whole_story_and_reports_what_was_measured(lab: Lab, tmp_path: Path) -> None:
     restore_db(lab)  # the drill starts from prod1 active, as configure.yml leaves the lab
+    t0 = time.monotonic()
     proc = ansible("ansible-playbook", "playbooks/drill.yml", "-e", f"drill_report_dir={tmp_path}", timeout=1500)
+    took = time.monotonic() - t0
     assert proc.returncode == 0, proc.stdout[-6000:]
+    print(f"the drill took {took:.0f} s")
     [report_file] = tmp_path.glob("drill-*.json")
     report = json.loads(report_file.read_text())
     assert report_file.with_suffix(".md").read_text().startswith(f"# DR drill {report['id']}: PASSED")
@@ -53,6 +59,17 @@ def test_the_drill_tells_the_whole_story_and_reports_what_was_measured(lab: Lab,
     assert evidence["result"] == "passed"
     assert float(f["assured-recovery"]["rto_seconds"]) == evidence["rto_seconds"]
     assert float(f["assured-recovery"]["data_age_seconds"]) == max(t["age_seconds"] for t in evidence["tested"])
+    # the interactive test: the tester reached dr1 through the test name and saw every order; the end removed
+    # the name, and the tester's write is not on prod1 (the evidence is dr1's)
+    held = _on(lab, "dr1", "recover-test", "db", "--report", f["interactive-test"]["test"])
+    assert held["result"] == "passed" and held["hold"]["exposed"]["removed"] and not held["hold"]["cut_short"]
+    assert float(f["interactive-test"]["held_seconds"]) == held["hold"]["held_seconds"]
+    assert f["interactive-test"]["tester_reached"] == lab.host("dr1").address
+    assert int(f["interactive-test"]["orders_seen_by_tester"]) == 1001  # every order, and its own write
+    assert f["interactive-test"]["tester_writes_on_prod1"] == "0"
+    # MariaDB's test, as dr1's evidence has it
+    maria = _on(lab, "dr1", "recover-test", "mariadb", "--report", f["mariadb"]["test"])
+    assert maria["result"] == "passed" and {c["name"] for c in maria["checks"] if c["ok"]} >= {"ping", "tables"}
     # the rewind went back to the bookmark, from past the damage
     assert int(f["corrupt-rewind"]["rewound_to_seq"]) == int(f["bookmark"]["seq"])
     assert int(f["corrupt-rewind"]["rewound_from_seq"]) >= int(f["corrupt-rewind"]["damage_acked_seq"])
