@@ -18,8 +18,8 @@ from tests.unit.test_status import NOW, Site
 from twinsite import audit
 from twinsite.agent.history import Recorder, summary
 from twinsite.site import html, report
-from twinsite.state import events, history, reports
-from twinsite.state.layout import HostState
+from twinsite.state import events, history, reports, runs
+from twinsite.state.layout import HostState, ScenarioState
 
 MINUTE = 60.0
 
@@ -154,16 +154,22 @@ def test_every_change_through_the_cli_records_who_asked_and_a_no_op_records_noth
     declare()
     declare()  # (unchanged: not recorded)
     declare(stdin='{"name": "app", "master": 7}')  # (refused: recorded as a failed change)
+    # a switchover refused at its preflight (this machine is no host of app): recorded as failed, and its run
+    # is finished (nothing changed), so that nothing waits for it to be run again
+    refused = twinsite_cmd("switchover", "app", "--config-dir", str(config), "--state-dir", str(state), "--json")
+    assert refused.returncode != 0 and "is not a host of scenario app" in refused.stdout, refused.stdout
+    assert not runs.unfinished(ScenarioState(state, "app").switchover_run)
     changes = [e for e in events.read(HostState(state).events) if e["event"] == "change"]
     assert [(c["action"], c["outcome"][:6]) for c in changes] == [("scenario present", "done"),
-                                                                 ("scenario present", "failed")]  # fmt: skip
+                                                                 ("scenario present", "failed"),
+                                                                 ("switchover", "failed")]  # fmt: skip
     who = changes[0]["who"]
     assert (who["asked_by"], who["from"], who["user"], who["automatic"]) == ("alice@ctl1", "10.77.0.1", "root", False)
     # the host's own history says the same (with time filtering by the event's time)
     proc = twinsite_cmd("history", "--since", "1h", "--config-dir", str(config), "--state-dir", str(state), "--json")
     assert proc.returncode == 0, proc.stderr
     [s] = json.loads(proc.stdout)["result"]["scenarios"]
-    assert [c["action"] for c in s["changes"]] == ["scenario present", "scenario present"]
+    assert [c["action"] for c in s["changes"]] == ["scenario present", "scenario present", "switchover"]
     assert s["changes"][0]["who"]["asked_by"] == "alice@ctl1"
 
 
