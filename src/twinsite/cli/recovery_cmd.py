@@ -145,7 +145,10 @@ def _background(t: Test, hold: float) -> tuple[Any, str]:
         if run is not None and run.created >= began - 1:
             if run.finished is not None:
                 record = kept.find(place.evidence, run.id)
-                if record is None:  # (refused at its preflight: no test, no evidence)
+                if record is None:  # (its evidence is being written; or it was refused at its preflight: none)
+                    if pid_alive(pid):
+                        time.sleep(0.2)
+                        continue
                     break
                 raise (
                     TestFailed(record)
