@@ -116,6 +116,23 @@ class Session:
     def vm(self, name: str, *, within: Any = None, where: str = "") -> vim.VirtualMachine:
         return self.find(vim.VirtualMachine, name, within=within, what="virtual machine", where=where)
 
+    def datastore(self, dc: vim.Datacenter, name: str) -> vim.Datastore:
+        return self.find(vim.Datastore, name, within=dc.datastoreFolder, what="datastore", where=dc.name)
+
+    def folder(self, dc: vim.Datacenter, path: str | None) -> vim.Folder:
+        """The VM folder at ``path`` (e.g. "replicas/db") under the datacenter's VM folder; "" or None: that one."""
+        folder = dc.vmFolder
+        for part in [p for p in (path or "").split("/") if p]:
+            children = {c.name: c for c in folder.childEntity if isinstance(c, vim.Folder)}
+            if part not in children:
+                raise VSphereError(
+                    f"no VM folder {path!r} in datacenter {dc.name} (missing: {part!r})",
+                    where=self.creds.where,
+                    hint=f"folders at that level: {', '.join(sorted(children)) or 'none'}",
+                )
+            folder = children[part]
+        return folder
+
     def vm_or_none(self, name: str, *, within: Any = None) -> vim.VirtualMachine | None:
         found = [v for v in self.all(vim.VirtualMachine, within) if name_of(v) == name]
         if len(found) > 1:
@@ -153,6 +170,13 @@ def name_of(obj: Any) -> str:
         return str(obj.name)
     except vmodl.fault.ManagedObjectNotFound:
         return ""  # removed while we looked
+
+
+def datacenter_of(obj: Any) -> Any:
+    """The datacenter an object (a VM, a datastore, a folder) is in; None for one outside every datacenter."""
+    while obj is not None and not isinstance(obj, vim.Datacenter):
+        obj = obj.parent
+    return obj
 
 
 def fault_text(fault: Any) -> str:
