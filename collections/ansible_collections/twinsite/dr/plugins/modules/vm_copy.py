@@ -10,11 +10,11 @@ short_description: Copy a replica VM to another datastore or datacenter, keeping
 version_added: 0.1.0
 description:
   - Clones a VM (its current state, or one of its snapshots with O(snapshot)) to a datastore of the DR site, in
-    its datacenter or another one, powered off: a copy on storage independent of the replica VM's, to keep or
+    its datacenter or another one, powered off; a copy on storage independent of the replica VM's, to keep or
     move.
   - The copy is marked as twinsite's (advanced setting C(twinsite.copy) naming the VM, the copy itself, O(label)
     and the UTC time; and an annotation). A VM called O(name) that is already such a copy of O(vm) is reported,
-    not made again (RV(changed) is false); a VM called O(name) that twinsite did not make is refused.
+    not made again (C(changed) is false); a VM called O(name) that twinsite did not make is refused.
   - With O(keep), only the newest O(keep) copies of O(vm) (by the time in their marker, wherever they are in
     vCenter) are kept and older ones are removed. Only copies twinsite made are ever removed, never a copy that
     is powered on (it is listed in RV(in_use)).
