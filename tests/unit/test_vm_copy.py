@@ -10,7 +10,7 @@ import pytest
 from pyVmomi import vim
 
 from twinsite.errors import VSphereError
-from twinsite.vsphere.vm_copy import MARK, Copy, marker, read_marker, to_remove
+from twinsite.vsphere.vm_copy import MARK, Copy, choose_host, marker, read_marker, to_remove
 
 
 def copy(name: str, created: str, power_state: str = "poweredoff") -> Copy:
@@ -57,3 +57,12 @@ def test_only_a_marker_naming_the_vm_itself_makes_it_ours() -> None:
     assert read_marker("dr1-copy-7", opts(twinsite_copy='["dr1"]')) is None
     assert read_marker("dr1-copy-7", None) is None
     assert MARK == "twinsite.copy"
+
+
+def test_the_copy_is_made_on_the_sources_host_when_it_reaches_the_datastore_else_on_one_that_does() -> None:
+    hosts = [("esx1", True), ("esx2", True), ("esx3", False)]  # esx3: disconnected or in maintenance
+    assert choose_host(hosts, {"esx1", "esx2"}, "esx2") == "esx2"
+    assert choose_host(hosts, {"esx1", "esx2"}, "esx9") == "esx1"  # (the source is in another cluster)
+    assert choose_host(hosts, {"esx1"}, "esx2") == "esx1"  # its host does not mount the datastore
+    assert choose_host(hosts, {"esx3"}, "esx3") is None  # the only one that mounts it cannot be used
+    assert choose_host(hosts, set(), None) is None

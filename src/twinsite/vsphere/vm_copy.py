@@ -152,6 +152,40 @@ class _Place:
     folder: Any
     pool: Any
     snapshot: Any
+    host: Any
+
+
+def choose_host(hosts: Sequence[tuple[str, bool]], mounting: set[str], prefer: str | None) -> str | None:
+    """The ESX host a copy is made on, from its cluster's hosts (name, usable: connected and not in maintenance)
+    and the names of those that mount the datastore: ``prefer`` (the source's host, so that vCenter need not
+    move the data twice) when it can, else the first that can; None when none can."""
+    able = [name for name, usable in hosts if usable and name in mounting]
+    return prefer if prefer in able else (able[0] if able else None)
+
+
+def _host(session: Session, spec: CopySpec, pool: Any, datastore: Any, source: Any) -> Any:
+    """A host of the pool's cluster that reaches the datastore (vCenter picks one only in a cluster with DRS on:
+    elsewhere a clone without a host is refused)."""
+    owner: Any = pool.owner
+    hosts = {str(h.name): h for h in owner.host}
+    state = [
+        (name, str(h.runtime.connectionState) == "connected" and not h.runtime.inMaintenanceMode)
+        for name, h in hosts.items()
+    ]
+    mounting = {
+        str(m.key.name) for m in datastore.host or [] if m.mountInfo.accessible is not False and m.mountInfo.mounted
+    }
+    prefer = str(source.runtime.host.name) if source.runtime.host is not None else None
+    chosen = choose_host(state, mounting, prefer)
+    if chosen is None:
+        raise VSphereError(
+            f"no ESX host of {owner.name} that is connected and not in maintenance mounts datastore {datastore.name}:"
+            f" the copy of {spec.vm} cannot be made there",
+            where=session.creds.where,
+            hint=f"hosts that mount it: {', '.join(sorted(mounting)) or 'none'}; give a cluster or resource pool"
+            " whose hosts reach it, or mount it on the cluster's hosts",
+        )
+    return hosts[chosen]
 
 
 def _pool(session: Session, dc: Any, spec: CopySpec, source: Any) -> Any:
@@ -195,7 +229,9 @@ def _locate(session: Session, spec: CopySpec) -> _Place:
     dc = session.datacenter(spec.datacenter) if spec.datacenter else datacenter_of(source)
     datastore = session.datastore(dc, spec.datastore)
     folder = session.folder(dc, spec.folder)
-    return _Place(source, dc, datastore, folder, _pool(session, dc, spec, source), _snapshot(spec, source))
+    pool = _pool(session, dc, spec, source)
+    host = _host(session, spec, pool, datastore, source)
+    return _Place(source, dc, datastore, folder, pool, _snapshot(spec, source), host)
 
 
 def _new(spec: CopySpec, place: _Place, created: str) -> Copy:
@@ -269,7 +305,7 @@ def _clone(session: Session, spec: CopySpec, place: _Place, copy: Copy) -> None:
         key=MARK, value=marker(spec.vm, uuid, spec.name, spec.label, copy.created, spec.snapshot)
     )
     clone = vim.vm.CloneSpec(
-        location=vim.vm.RelocateSpec(datastore=place.datastore, pool=place.pool),
+        location=vim.vm.RelocateSpec(datastore=place.datastore, pool=place.pool, host=place.host),
         snapshot=place.snapshot,
         powerOn=False,
         template=False,
