@@ -554,14 +554,14 @@ def _copies(lab: Lab, vc: Vc, tmp_path: Path, src: str, ds: str) -> None:
     refusals = [
         (
             f"vm={src} datastore=NoSuchDS name={src}-copy-5 keep=1",
-            "no datastore named 'NoSuchDS' in DR",
+            f"the copy of {src}: no datastore named 'NoSuchDS' in DR",
         ),
         (
             f"{base} name={src}-copy-0 keep=1",
             f"a VM named '{src}-copy-0' is in datacenter DR, and it is not a copy twinsite made of {src}",
         ),
         (f"{base} name={src}-copy-5 snapshot=tested", f"{src} has no snapshot called 'tested'"),
-        (f"{base} name={src}-copy-5 datacenter=Nowhere", "no datacenter named 'Nowhere'"),
+        (f"{base} name={src}-copy-5 datacenter=Nowhere", f"the copy of {src}: no datacenter named 'Nowhere'"),
     ]
     before = copies_on(vc, f"{src}-copy-")
     for args, message in refusals:

@@ -289,7 +289,9 @@ def test_the_after_pass_vm_copy_action_copies_the_replica_keeps_the_newest_and_r
         assert sorted(n for n in vc.vms() if n.startswith(src)) == [src, f"{src}-copy-t2"]
 
         [failed] = run([{**copy, "datastore": "NoSuchDS"}], "t3")
-        assert failed["ok"] is False and "no datastore named 'NoSuchDS' in DR" in failed["detail"], failed
+        assert (
+            failed["ok"] is False and f"the copy of {src}: no datastore named 'NoSuchDS' in DR" in failed["detail"]
+        ), failed
         assert sorted(n for n in vc.vms() if n.startswith(src)) == [src, f"{src}-copy-t2"]
     finally:
         vc.remove_vms(src)

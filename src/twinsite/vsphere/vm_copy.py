@@ -179,8 +179,8 @@ def _host(session: Session, spec: CopySpec, pool: Any, datastore: Any, source: A
     chosen = choose_host(state, mounting, prefer)
     if chosen is None:
         raise VSphereError(
-            f"no ESX host of {owner.name} that is connected and not in maintenance mounts datastore {datastore.name}:"
-            f" the copy of {spec.vm} cannot be made there",
+            f"the copy of {spec.vm} cannot be made on datastore {datastore.name}: no ESX host of {owner.name} that"
+            " is connected and not in maintenance mounts it",
             where=session.creds.where,
             hint=f"hosts that mount it: {', '.join(sorted(mounting)) or 'none'}; give a cluster or resource pool"
             " whose hosts reach it, or mount it on the cluster's hosts",
@@ -226,11 +226,16 @@ def _locate(session: Session, spec: CopySpec) -> _Place:
     if not spec.name or not spec.datastore:
         raise VSphereError(f"a copy of {spec.vm} needs a name and a datastore")
     source: Any = session.vm(spec.vm, where="any datacenter")
-    dc = session.datacenter(spec.datacenter) if spec.datacenter else datacenter_of(source)
-    datastore = session.datastore(dc, spec.datastore)
-    folder = session.folder(dc, spec.folder)
-    pool = _pool(session, dc, spec, source)
-    host = _host(session, spec, pool, datastore, source)
+    try:
+        dc = session.datacenter(spec.datacenter) if spec.datacenter else datacenter_of(source)
+        datastore = session.datastore(dc, spec.datastore)
+        folder = session.folder(dc, spec.folder)
+        pool = _pool(session, dc, spec, source)
+        host = _host(session, spec, pool, datastore, source)
+    except VSphereError as exc:
+        if exc.message.startswith(f"the copy of {spec.vm}"):
+            raise
+        raise VSphereError(f"the copy of {spec.vm}: {exc.message}", where=exc.where, hint=exc.hint) from exc
     return _Place(source, dc, datastore, folder, pool, _snapshot(spec, source), host)
 
 
