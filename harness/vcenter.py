@@ -85,6 +85,30 @@ class Vc:
             raise AssertionError(task.info.error)
         return task.info.result
 
+    def datacenter(self, name: str = "DR") -> Any:
+        view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [vim.Datacenter], True)
+        return next(d for d in view.view if d.name == name)
+
+    def clone(self, source: str, name: str, *, extra_config: list[Any] | None = None) -> Any:
+        """A VM ``name`` cloned from ``source`` in the DR cluster, powered off (made by the test, not by twinsite;
+        ``extra_config`` as a hand-made clone of a VM would carry its advanced settings)."""
+        pool = self.cluster().resourcePool
+        spec = vim.vm.CloneSpec(
+            location=vim.vm.RelocateSpec(pool=pool),
+            powerOn=False,
+            template=False,
+            config=vim.vm.ConfigSpec(extraConfig=extra_config) if extra_config else None,
+        )
+        return self.wait(self.vms()[source].CloneVM_Task(folder=self.datacenter().vmFolder, name=name, spec=spec))
+
+    def remove_vms(self, prefix: str) -> None:
+        """Power off and remove every VM whose name starts with ``prefix`` (what a test made)."""
+        for name, vm in self.vms().items():
+            if name.startswith(prefix):
+                if vm.runtime.powerState != "poweredOff":
+                    self.wait(vm.PowerOffVM_Task())
+                self.wait(vm.Destroy_Task())
+
     def refresh_datastores(self) -> None:
         """Set the simulator's free space of each datastore to what its directory really has free: it lowers the
         figure by the full size of every disk added or grown and never raises it when a VM is removed, so tests

@@ -440,3 +440,133 @@ def test_replica_vm_data_disks_check_create_idempotent_grow_and_refusals(lab: La
         disks_play(tmp_path, name, None)
         vc.refresh_datastores()
     assert name not in vc.vms()
+
+
+# --- copies of a replica VM on other storage ---------------------------------------------------------------
+
+
+def copies_on(vc: Vc, prefix: str) -> dict[str, Any]:
+    """The VMs whose names start with ``prefix``, read with pyVmomi: datastores, file path, disks' datastores,
+    power state and the twinsite.copy marker (None without one)."""
+    out = {}
+    for name, vm in vc.vms().items():
+        if not name.startswith(prefix):
+            continue
+        mark = next((o.value for o in vm.config.extraConfig or [] if o.key == "twinsite.copy"), None)
+        disks = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+        out[name] = {
+            "datastores": sorted(d.name for d in vm.datastore),
+            "path": vm.config.files.vmPathName,
+            "disk_datastores": sorted({d.backing.datastore.name for d in disks}),
+            "power": vm.runtime.powerState,
+            "mark": json.loads(mark) if mark else None,
+        }
+    return out
+
+
+def test_vm_copy_check_idempotent_keeps_the_newest_and_never_removes_what_it_did_not_make(
+    lab: Lab, vc: Vc, tmp_path: Path
+) -> None:
+    """A copy of a VM: check mode and diff say what would be made and change nothing; a run makes it, powered off,
+    on the datastore asked for, marked as ours (read back with pyVmomi); a second run reports it; past keep the
+    oldest copy goes, but not a VM with a similar name that twinsite did not make, nor a hand-made clone of a copy
+    (it carries the marker, not its name), nor a copy someone powered on; a VM of the copy's name that is not
+    ours, a missing datastore, snapshot or datacenter fail clearly and make and remove nothing.
+
+    What the simulator cannot show (docs/vsphere.md): the lab's DR datacenter has one datastore, LocalDS_0, so
+    the copy lands on the datastore its source is on (a datastore added with CreateLocalDatastore cannot be
+    taken away cleanly: Datastore.Destroy leaves it in the ESX host's datastore list, and the simulator has no
+    RemoveDatastore; and a clone to a datastore the source's host does not mount crashes the simulator's
+    request); a copy of a snapshot (it copies the current configuration whatever snapshot is named); a copy in
+    another datacenter (it refuses the clone); the annotation (it drops it); bytes copied (a copy's disks are
+    new files)."""
+    src, ds = f"copysrc-{secrets.token_hex(3)}", "LocalDS_0"
+    try:
+        _copies(lab, vc, tmp_path, src, ds)
+    finally:
+        vc.remove_vms(src)
+        vc.refresh_datastores()
+    assert not [n for n in vc.vms() if n.startswith(src)]
+
+
+def copy_play(tmp_path: Path, vm: str, name: str, datastore: str, *extra: str) -> tuple[Any, dict[str, Any]]:
+    out = tmp_path / f"{secrets.token_hex(4)}.json"
+    proc = ansible(
+        "ansible-playbook", str(PLAYBOOKS / "vm_copy.yml"), "-e", f"out={out}", "-e", f"test_vm={vm}",
+        "-e", f"test_name={name}", "-e", f"test_datastore={datastore}", "-e", "test_keep=2", "-e", "test_label=one",
+        *extra,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return proc, json.loads(out.read_text())
+
+
+def _copies(lab: Lab, vc: Vc, tmp_path: Path, src: str, ds: str) -> None:
+    base = f"vm={src} datastore={ds}"
+    vc.clone("linux-template", src)
+    vc.clone("linux-template", f"{src}-copy-0")  # a similar name, not made by twinsite
+
+    proc, res = copy_play(tmp_path, src, f"{src}-copy-1", ds, "--check", "--diff")
+    assert res["changed"] is True and res["made"] is True, res
+    assert res["actions"] == [f"clone {src} to {src}-copy-1 on datastore {ds} in datacenter DR"]
+    assert f"+        name: {src}-copy-1" in proc.stdout and "-    copies: []" in proc.stdout  # diff mode: the copies
+    assert f"{src}-copy-1" not in vc.vms()
+
+    proc, res = copy_play(tmp_path, src, f"{src}-copy-1", ds)
+    assert res["changed"] is True and res["made"] is True, res
+    held = copies_on(vc, f"{src}-copy-1")[f"{src}-copy-1"]
+    assert held["datastores"] == [ds] and held["disk_datastores"] == [ds], held
+    assert held["path"].startswith(f"[{ds}] "), held
+    assert held["power"] == "poweredOff"
+    mark = held["mark"]
+    assert (mark["source"], mark["name"], mark["label"]) == (src, f"{src}-copy-1", "one"), mark
+    assert mark["source_uuid"] == vc.vms()[src].config.instanceUuid
+    assert res["copy"]["datastore"] == ds and res["copy"]["datacenter"] == "DR"
+
+    rc, out, text = adhoc(lab, "vm_copy", f"{base} name={src}-copy-1 keep=2 label=one", "--diff")
+    assert rc == 0 and out["changed"] is False and out["made"] is False and out["actions"] == [], text
+    assert sorted(copies_on(vc, f"{src}-copy-")) == [f"{src}-copy-0", f"{src}-copy-1"]
+
+    # a hand-made clone of a copy carries its advanced settings (vCenter copies them), marker included
+    first = vc.vms()[f"{src}-copy-1"]
+    vc.clone(f"{src}-copy-1", f"{src}-copy-1-byhand", extra_config=list(first.config.extraConfig))
+    assert copies_on(vc, f"{src}-copy-1-byhand")[f"{src}-copy-1-byhand"]["mark"]["name"] == f"{src}-copy-1"
+
+    rc, out, text = adhoc(lab, "vm_copy", f"{base} name={src}-copy-2 keep=2")
+    assert rc == 0 and out["changed"] is True and out["removed"] == [], text
+    rc, out, text = adhoc(lab, "vm_copy", f"{base} name={src}-copy-3 keep=2", "--check")
+    assert rc == 0 and out["removed"] == [f"{src}-copy-1"], text
+    assert f"{src}-copy-1" in vc.vms() and f"{src}-copy-3" not in vc.vms()  # check mode changed nothing
+    rc, out, text = adhoc(lab, "vm_copy", f"{base} name={src}-copy-3 keep=2")
+    assert rc == 0 and out["changed"] is True and out["removed"] == [f"{src}-copy-1"], text
+    assert [c["name"] for c in out["copies"]] == [f"{src}-copy-2", f"{src}-copy-3"]
+    assert sorted(copies_on(vc, f"{src}-copy-")) == [
+        f"{src}-copy-0", f"{src}-copy-1-byhand", f"{src}-copy-2", f"{src}-copy-3"
+    ]  # fmt: skip
+
+    # a copy someone powered on is theirs while it runs
+    vc.wait(vc.vms()[f"{src}-copy-2"].PowerOnVM_Task())
+    rc, out, text = adhoc(lab, "vm_copy", f"{base} name={src}-copy-4 keep=1")
+    assert rc == 0 and out["removed"] == [f"{src}-copy-3"] and out["in_use"] == [f"{src}-copy-2"], text
+    assert sorted(copies_on(vc, f"{src}-copy-")) == [
+        f"{src}-copy-0", f"{src}-copy-1-byhand", f"{src}-copy-2", f"{src}-copy-4"
+    ]  # fmt: skip
+
+    refusals = [
+        (
+            f"vm={src} datastore=NoSuchDS name={src}-copy-5 keep=1",
+            f"the copy of {src}: no datastore named 'NoSuchDS' in DR",
+        ),
+        (
+            f"{base} name={src}-copy-0 keep=1",
+            f"a VM named '{src}-copy-0' is in datacenter DR, and it is not a copy twinsite made of {src}",
+        ),
+        (f"{base} name={src}-copy-5 snapshot=tested", f"{src} has no snapshot called 'tested'"),
+        (f"{base} name={src}-copy-5 datacenter=Nowhere", f"the copy of {src}: no datacenter named 'Nowhere'"),
+    ]
+    before = copies_on(vc, f"{src}-copy-")
+    for args, message in refusals:
+        for mode in (["--check"], []):
+            rc, out, text = adhoc(lab, "vm_copy", args, *mode)
+            assert rc != 0 and message in out["msg"], (mode, text)
+            assert "Traceback" not in text
+            assert copies_on(vc, f"{src}-copy-") == before  # nothing made, nothing removed

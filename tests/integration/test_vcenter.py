@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import secrets
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyVim.connect import Disconnect
@@ -227,3 +229,72 @@ def test_fence_powers_a_vm_off_once_records_it_says_so_when_it_was_off_and_relea
         wait_task(vm.Destroy_Task())
     finally:
         Disconnect(si)
+
+
+def test_the_after_pass_vm_copy_action_copies_the_replica_keeps_the_newest_and_records_it(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The after-pass actions as a passing test runs them (recovery.actions.run_all) against the simulator: a
+    vm_copy makes <vm>-copy-<test id>, powered off and marked with the test, and its evidence names it; the same
+    test again reports it; a later test's copy from its own snapshot replaces the older copy (keep 1); a missing
+    datastore is a failed action (recorded, with the datastore and the datacenter) that makes nothing. The
+    source is a VM the test makes, not the lab's dr1 (another test may be using it). What the simulator cannot
+    show (a copy from a snapshot's disks, another datastore or datacenter): docs/vsphere.md."""
+    from harness.vcenter import Vc
+    from twinsite.recovery.actions import run_all
+
+    vc = Vc(lab)
+    src = f"arsrc-{secrets.token_hex(3)}"
+    conn = {
+        "hostname": lab.ctl_address,
+        "username": VCENTER_USER,
+        "password_file": str(lab.vcenter_password_file),
+        "ca_file": str(lab.ca_cert),
+    }
+    copy = {"type": "vm_copy", "vm": src, "datastore": "LocalDS_0", "keep": 1, **conn}
+
+    def facts(test: str) -> dict[str, Any]:
+        return {"id": test, "scenario": "db", "host": "dr1", "tested": [{"root": "/srv/db", "seq": 7}]}
+
+    def run(specs: list[dict[str, Any]], test: str) -> list[dict[str, Any]]:
+        return run_all(specs, facts=facts(test), roots=[tmp_path], plugins=tmp_path)
+
+    try:
+        vc.clone("linux-template", src)
+        [first] = run([copy], "t1")
+        assert first["ok"] is True, first
+        assert {k: first[k] for k in ("type", "vm", "copy", "datastore", "datacenter", "made", "removed")} == {
+            "type": "vm_copy", "vm": src, "copy": f"{src}-copy-t1", "datastore": "LocalDS_0", "datacenter": "DR",
+            "made": True, "removed": [],
+        }  # fmt: skip
+        assert first["snapshot"] is None and first["seconds"] > 0
+        made = vc.vms()[f"{src}-copy-t1"]
+        assert made.runtime.powerState == "poweredOff" and [d.name for d in made.datastore] == ["LocalDS_0"]
+        mark = json.loads(next(o.value for o in made.config.extraConfig if o.key == "twinsite.copy"))
+        assert (mark["source"], mark["name"]) == (src, f"{src}-copy-t1")
+        assert mark["label"] == "assured-recovery test t1 of db (/srv/db at seq 7)"
+
+        [again] = run([copy], "t1")
+        assert again["ok"] is True and again["made"] is False and again["removed"] == [], again
+
+        snap = {"type": "snapshot", "vm": src, **conn}
+        taken, second = run([snap, {**copy, "from_snapshot": True}], "t2")
+        assert taken["ok"] is True and taken["snapshot"] == "twinsite-test-t2", taken
+        assert second["ok"] is True, second
+        assert (second["copy"], second["snapshot"], second["removed"]) == (
+            f"{src}-copy-t2",
+            "twinsite-test-t2",
+            [f"{src}-copy-t1"],
+        )
+        assert sorted(n for n in vc.vms() if n.startswith(src)) == [src, f"{src}-copy-t2"]
+
+        [failed] = run([{**copy, "datastore": "NoSuchDS"}], "t3")
+        assert (
+            failed["ok"] is False and f"the copy of {src}: no datastore named 'NoSuchDS' in DR" in failed["detail"]
+        ), failed
+        assert sorted(n for n in vc.vms() if n.startswith(src)) == [src, f"{src}-copy-t2"]
+    finally:
+        vc.remove_vms(src)
+        left = [n for n in vc.vms() if n.startswith(src)]
+        Disconnect(vc.si)
+    assert left == []

@@ -366,3 +366,26 @@ def test_a_bad_bandwidth_schedule_is_refused_saying_where_and_why(schedule: dict
     _, problems = check_documents({**MINIMAL, "replication": {"bandwidth_schedule": schedule}}, "f.yml", None)
     assert any(problem in str(p) for p in problems), f"{problem!r} not in {[str(p) for p in problems]}"
     assert all("replication.bandwidth_schedule" in str(p) for p in problems), [str(p) for p in problems]
+
+
+VCENTER = {"hostname": "vc.dr.test", "username": "svc@vsphere.local", "password_file": "/etc/twinsite/vc.pw"}
+
+
+def test_a_vm_copy_after_a_pass_is_declared_with_its_datastore_and_from_snapshot_needs_a_snapshot_first() -> None:
+    def problems(*actions: dict[str, object]) -> list[str]:
+        doc = {**MINIMAL, "assured_recovery": {"after_pass": list(actions)}}
+        return [f"{p.path}: {p.message}" for p in check_documents(doc, "f.yml", None)[1]]
+
+    copy = {"type": "vm_copy", "vm": "dr1", "datastore": "CopyDS", **VCENTER}
+    snap = {"type": "snapshot", "vm": "dr1", **VCENTER}
+    assert problems(copy) == []
+    assert problems({**copy, "datacenter": "DR2", "cluster": "C", "folder": "copies/db", "keep": 3}) == []
+    assert problems(snap, {**copy, "from_snapshot": True}) == []
+    [late] = problems({**copy, "from_snapshot": True}, snap)
+    assert late.startswith("assured_recovery.after_pass[0].from_snapshot: from_snapshot copies the snapshot"), late
+    assert "no snapshot action of 'dr1' comes before this vm_copy" in late
+    [other] = problems({**snap, "vm": "web1"}, {**copy, "from_snapshot": True})
+    assert "no snapshot action of 'dr1'" in other
+    assert any("datastore" in p for p in problems({k: v for k, v in copy.items() if k != "datastore"}))
+    assert any("keep: 0 is too small" in p for p in problems({**copy, "keep": 0}))
+    assert any("unknown key 'memory'" in p for p in problems({**copy, "memory": True}))

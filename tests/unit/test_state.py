@@ -85,6 +85,7 @@ READS_FILES = {
     "transport/remote.py": "the answers of another host's CLI (JSON on stdout)",
     "vsphere/connection.py": "a vCenter password file",
     "vsphere/replica_vm.py": "JSON in a VM's advanced settings",
+    "vsphere/vm_copy.py": "JSON in a VM's advanced settings (the twinsite.copy marker)",
 }
 
 

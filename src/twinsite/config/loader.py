@@ -249,6 +249,7 @@ def check_documents(data: Any, file: str, root: yaml.Node | None) -> tuple[list[
         problems.extend(_consistency_problems(doc, file, root, here))
         problems.extend(_webhook_problems(doc, file, root, here))
         problems.extend(_http_check_problems(doc, file, root, here))
+        problems.extend(_after_pass_problems(doc, file, root, here))
         name = doc.get("name") if isinstance(doc, dict) else None
         if isinstance(name, str):
             if name in names:
@@ -361,6 +362,32 @@ def _http_check_problems(doc: Any, file: str, root: yaml.Node | None, here: list
             except re.error as exc:
                 path = [*here, section, "checks", i, "body"]
                 out.append(Problem(file, _line(root, path), _path_text(path), f"not a regular expression: {exc}"))
+    return out
+
+
+def _after_pass_problems(doc: Any, file: str, root: yaml.Node | None, here: list[str | int]) -> list[Problem]:
+    """A vm_copy of the test's snapshot (from_snapshot) without a snapshot action of that VM before it."""
+    part = doc.get("assured_recovery") if isinstance(doc, dict) else None
+    actions = part.get("after_pass") if isinstance(part, dict) else None
+    out = []
+    snapped: set[Any] = set()
+    for i, a in enumerate(actions if isinstance(actions, list) else []):
+        if not isinstance(a, dict):
+            continue
+        if a.get("type") == "snapshot":
+            snapped.add(a.get("vm"))
+        elif a.get("type") == "vm_copy" and a.get("from_snapshot") is True and a.get("vm") not in snapped:
+            path = [*here, "assured_recovery", "after_pass", i, "from_snapshot"]
+            out.append(
+                Problem(
+                    file,
+                    _line(root, path),
+                    _path_text(path),
+                    f"from_snapshot copies the snapshot the test's snapshot action takes, and no snapshot action of"
+                    f" {a.get('vm')!r} comes before this vm_copy: add one before it, or leave from_snapshot out (the"
+                    " VM's current state is copied)",
+                )
+            )
     return out
 
 

@@ -1,7 +1,8 @@
 """What may follow a passing test (``assured_recovery.after_pass``), while the replica still holds exactly the
-data that was tested: a vSphere snapshot of the replica VM, an archive of the data (a compressed tar and a
-manifest of every file's digest), a site script. Each returns its result for the evidence; a failing action
-is recorded (and alerted by the test) but does not make the test fail: the data was proved recoverable.
+data that was tested: a vSphere snapshot of the replica VM, a copy of the replica VM on other storage, an
+archive of the data (a compressed tar and a manifest of every file's digest), a site script. Each returns its
+result for the evidence; a failing action is recorded (and alerted by the test) but does not make the test
+fail: the data was proved recoverable.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def run_all(
         try:
             if spec["type"] == "snapshot":
                 detail = snapshot(spec, facts)
+            elif spec["type"] == "vm_copy":
+                detail = vm_copy(spec, facts)
             elif spec["type"] == "archive":
                 detail = archive(spec, facts, roots)
             else:
@@ -81,6 +84,46 @@ def snapshot(spec: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
         "id": snap.get("id"),
         "removed": removed,
         "detail": f"{spec['vm']}: {name}",
+    }
+
+
+def vm_copy(spec: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the replica VM named ``<vm>-copy-<test id>`` on another datastore (or datacenter), powered off;
+    the VM's copies past ``keep`` go, oldest first. Its current state is copied (the replica holds the tested
+    data until the spool is applied, after the actions), or with ``from_snapshot`` the snapshot this test's
+    ``snapshot`` action took just before (the loader checks that one comes first)."""
+    from twinsite.vsphere.connection import Credentials, connect
+    from twinsite.vsphere.vm_copy import CopySpec, ensure
+
+    seqs = ", ".join(f"{t['root']} at seq {t['seq']}" for t in facts["tested"])
+    with connect(Credentials.from_settings(spec)) as session:
+        out = ensure(
+            session,
+            CopySpec(
+                vm=spec["vm"],
+                name=f"{spec['vm']}-copy-{facts['id']}",
+                datastore=spec["datastore"],
+                datacenter=spec.get("datacenter"),
+                folder=spec.get("folder"),
+                cluster=spec.get("cluster"),
+                resource_pool=spec.get("resource_pool"),
+                snapshot=f"{SNAPSHOT_PREFIX}{facts['id']}" if spec.get("from_snapshot") else None,
+                keep=int(spec.get("keep", 2)),
+                label=f"assured-recovery test {facts['id']} of {facts['scenario']} ({seqs})",
+                timeout=parse_duration(spec.get("copy_timeout", "1h")),
+            ),
+        )
+    copy = out.copy
+    return {
+        "vm": spec["vm"],
+        "copy": copy["name"],
+        "datastore": copy["datastore"],
+        "datacenter": copy["datacenter"],
+        "snapshot": copy["snapshot"],
+        "made": out.made,
+        "removed": list(out.removed),
+        "in_use": list(out.in_use),
+        "detail": f"{spec['vm']} -> {copy['name']} on {copy['datastore']} in {copy['datacenter']}",
     }
 
 

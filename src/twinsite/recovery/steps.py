@@ -16,7 +16,7 @@ replication keeps arriving and the active host notices nothing (docs/assured-rec
                        switchover, the spool's cap or the loss of the active host; then the name is removed
     stop-application
     unmount            the overlays and every write of the test are removed; each root's digest again
-    after-pass         a passing test's actions on the tested data: snapshot, archive, script
+    after-pass         a passing test's actions on the tested data: snapshot, vm_copy, archive, script
     apply-spool        the receiver applies what arrived meanwhile, in order, and goes on as before
 
 The run is persisted step by step (ops.runner). A test is never continued: a failing step, an interruption
@@ -480,7 +480,7 @@ STEPS = (
     ("hold", "an interactive test: the copy stays up for testers under its test name", hold),
     ("stop-application", "stop it", stop_application),
     ("unmount", "remove the overlays and the test's writes; digest the replica again", unmount),
-    ("after-pass", "a passing test's actions on the tested data: snapshot, archive, script", after_pass),
+    ("after-pass", "a passing test's actions on the tested data: snapshot, vm_copy, archive, script", after_pass),
     ("apply-spool", "the receiver applies what arrived meanwhile, in order", apply_spool),
 )
 INTERRUPTIBLE = {"preflight", "spool", "bookmark", "mount", "start-application", "check-application"}

@@ -91,6 +91,27 @@ class Session:
         finally:
             view.Destroy()
 
+    def properties(self, kind: type[T], paths: list[str], within: Any = None) -> list[tuple[T, dict[str, Any]]]:
+        """Every object of ``kind`` (under ``within``) with the properties at ``paths``, in one round trip
+        (reading them object by object costs one each); a property an object does not have is left out."""
+        pc = vmodl.query.PropertyCollector
+        view = self.content.viewManager.CreateContainerView(within or self.content.rootFolder, [kind], True)
+        try:
+            spec = pc.FilterSpec(
+                objectSet=[
+                    pc.ObjectSpec(
+                        obj=view,
+                        skip=True,
+                        selectSet=[pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)],
+                    )
+                ],
+                propSet=[pc.PropertySpec(type=kind, pathSet=paths)],
+            )
+            found = self.content.propertyCollector.RetrieveContents([spec])
+        finally:
+            view.Destroy()
+        return [(o.obj, {p.name: p.val for p in o.propSet or []}) for o in found]
+
     def find(self, kind: type[T], name: str, *, within: Any = None, what: str, where: str = "") -> T:
         """The one object of ``kind`` called ``name`` (under ``within``); unknown or ambiguous names fail."""
         candidates = self.all(kind, within)
@@ -116,6 +137,23 @@ class Session:
     def vm(self, name: str, *, within: Any = None, where: str = "") -> vim.VirtualMachine:
         return self.find(vim.VirtualMachine, name, within=within, what="virtual machine", where=where)
 
+    def datastore(self, dc: vim.Datacenter, name: str) -> vim.Datastore:
+        return self.find(vim.Datastore, name, within=dc.datastoreFolder, what="datastore", where=dc.name)
+
+    def folder(self, dc: vim.Datacenter, path: str | None) -> vim.Folder:
+        """The VM folder at ``path`` (e.g. "replicas/db") under the datacenter's VM folder; "" or None: that one."""
+        folder = dc.vmFolder
+        for part in [p for p in (path or "").split("/") if p]:
+            children = {c.name: c for c in folder.childEntity if isinstance(c, vim.Folder)}
+            if part not in children:
+                raise VSphereError(
+                    f"no VM folder {path!r} in datacenter {dc.name} (missing: {part!r})",
+                    where=self.creds.where,
+                    hint=f"folders at that level: {', '.join(sorted(children)) or 'none'}",
+                )
+            folder = children[part]
+        return folder
+
     def vm_or_none(self, name: str, *, within: Any = None) -> vim.VirtualMachine | None:
         found = [v for v in self.all(vim.VirtualMachine, within) if name_of(v) == name]
         if len(found) > 1:
@@ -138,13 +176,13 @@ class Session:
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a task method and wait for it; a fault raised by the call itself is translated too."""
+    def call(self, what: str, fn: Any, *args: Any, timeout: float = 600, **kwargs: Any) -> Any:
+        """Run a task method and wait for it (``timeout`` s); a fault raised by the call itself is translated too."""
         try:
             task = fn(*args, **kwargs)
         except vmodl.MethodFault as exc:
             raise VSphereError(f"{what} failed: {fault_text(exc)}", where=self.creds.where) from exc
-        return self.wait(task, what)
+        return self.wait(task, what, timeout)
 
 
 def name_of(obj: Any) -> str:
@@ -153,6 +191,13 @@ def name_of(obj: Any) -> str:
         return str(obj.name)
     except vmodl.fault.ManagedObjectNotFound:
         return ""  # removed while we looked
+
+
+def datacenter_of(obj: Any) -> Any:
+    """The datacenter an object (a VM, a datastore, a folder) is in; None for one outside every datacenter."""
+    while obj is not None and not isinstance(obj, vim.Datacenter):
+        obj = obj.parent
+    return obj
 
 
 def fault_text(fault: Any) -> str:

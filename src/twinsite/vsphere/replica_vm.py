@@ -37,7 +37,7 @@ from twinsite.config.units import size_of
 from twinsite.errors import ConfigError, VSphereError
 from twinsite.sync.progress import human_bytes
 from twinsite.vsphere import Outcome
-from twinsite.vsphere.connection import Session
+from twinsite.vsphere.connection import Session, datacenter_of
 
 STATES = ("present", "poweredon", "poweredoff", "absent")
 MARK = "twinsite.customization"
@@ -232,7 +232,7 @@ def _wanted(
         cpus, memory = cpus or size[0], memory or size[1]
         if not networks:
             mapping = dict(spec.network_map)
-            src_dc = _datacenter_of(src)
+            src_dc = datacenter_of(src)
             names = [_network_of(src_dc, n) for n in _nics(src)]
             missing = [n for n in names if n not in mapping]
             if spec.network_map and missing:
@@ -267,14 +267,10 @@ def _wanted_disks(session: Session, dc: Any, spec: ReplicaVm, home: str) -> list
         if d.size < 1:
             raise VSphereError(f"size must be positive, got {d.size}", where=where)
         if d.datastore:
-            _datastore(session, dc, d.datastore)  # an unknown datastore fails here, in check mode too
+            session.datastore(dc, d.datastore)  # an unknown datastore fails here, in check mode too
         size = -(-d.size // 1024) * 1024
         disks.append({"size": size, "datastore": d.datastore or home, "provisioning": d.provisioning})
     return disks
-
-
-def _datastore(session: Session, dc: Any, name: str) -> Any:
-    return session.find(vim.Datastore, name, within=dc.datastoreFolder, what="datastore", where=dc.name)
 
 
 def _owner(pool: Any) -> Any:
@@ -282,12 +278,6 @@ def _owner(pool: Any) -> Any:
     while pool is not None and not isinstance(pool, vim.ComputeResource):
         pool = pool.parent
     return pool
-
-
-def _datacenter_of(obj: Any) -> Any:
-    while obj is not None and not isinstance(obj, vim.Datacenter):
-        obj = obj.parent
-    return obj
 
 
 def _network(dc: Any, name: str) -> Any:
@@ -298,19 +288,6 @@ def _network(dc: Any, name: str) -> Any:
         f"no network named {name!r} in datacenter {dc.name}",
         hint=f"networks there: {', '.join(sorted({n.name for n in dc.network}))}",
     )
-
-
-def _folder(session: Session, dc: Any, path: str | None) -> Any:
-    folder = dc.vmFolder
-    for part in [p for p in (path or "").split("/") if p]:
-        children = {c.name: c for c in folder.childEntity if isinstance(c, vim.Folder)}
-        if part not in children:
-            raise VSphereError(
-                f"no VM folder {path!r} in datacenter {dc.name} (missing: {part!r})",
-                hint=f"folders at that level: {', '.join(sorted(children)) or 'none'}",
-            )
-        folder = children[part]
-    return folder
 
 
 # -- changes -----------------------------------------------------------------------------------------
@@ -453,7 +430,7 @@ def _disk_changes(session: Session, dc: Any, vm: Any, template_disks: int, after
             changes.append(vim.vm.device.VirtualDeviceSpec(operation=op.edit, device=disk))
     new = after[len(data) :]
     for k, (want, (ctrl, unit)) in enumerate(zip(new, _scsi_slots(vm, len(new)) if new else [], strict=True)):
-        ds: Any = _datastore(session, dc, want["datastore"])
+        ds: Any = session.datastore(dc, want["datastore"])
         thin, eager = _BACKING[want["provisioning"]]
         backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
             fileName=f"[{ds.name}]", datastore=ds, diskMode="persistent", thinProvisioned=thin, eagerlyScrub=eager
@@ -542,7 +519,7 @@ def _power(session: Session, vm: Any, state: str) -> None:
 def _absent(session: Session, vm: Any, check: bool) -> Outcome:
     if vm is None:
         return Outcome(False, (), {}, {})
-    dc = _datacenter_of(vm)
+    dc = datacenter_of(vm)
     before = settings(dc, vm)
     on = before["power_state"] != "poweredoff"
     actions = (["power off"] if on else []) + ["remove"]
@@ -583,7 +560,7 @@ def _locate(session: Session, dc: Any, spec: ReplicaVm) -> _Place:
         if spec.host
         else None
     )
-    return _Place(cluster, template, pool, datastore, host, _folder(session, dc, spec.folder))
+    return _Place(cluster, template, pool, datastore, host, session.folder(dc, spec.folder))
 
 
 def _create(session: Session, dc: Any, spec: ReplicaVm, check: bool) -> Outcome:

@@ -132,7 +132,12 @@ def _step(session: Session, vm: Any, spec: SnapshotSpec, chosen: tuple[dict[str,
         if spec.id is not None:
             raise VSphereError("a snapshot's id is given by vCenter: create it by name")
         action = f"create snapshot {spec.name!r} of {vm.name}"
-        kw = {"name": spec.name, "description": spec.description, "memory": spec.memory, "quiesce": spec.quiesce}
+        kw: dict[str, Any] = {
+            "name": spec.name,
+            "description": spec.description,
+            "memory": spec.memory,
+            "quiesce": spec.quiesce,
+        }
         return action, lambda: session.call(action, vm.CreateSnapshot_Task, **kw)
     if chosen is None:
         raise VSphereError(f"{vm.name} has no snapshot called {spec.name!r} to revert to")
