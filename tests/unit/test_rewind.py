@@ -298,7 +298,7 @@ def test_a_rewind_asked_for_during_a_batch_starts_where_that_batch_ends(tmp_path
     t = threading.Thread(target=receiver)
     t.start()
     locked.wait(10)
-    got = rewind_to(dst, state, log, lambda h: resolve_seq(log, h, first))
+    got = rewind_to(dst, state, lambda h: resolve_seq(log, h, first))
     t.join(10)
     positions.close()
     assert done.is_set() and got == (head, head, first)

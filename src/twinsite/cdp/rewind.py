@@ -50,7 +50,6 @@ def pause(recv: ReceiverState, head: int, target: int) -> RewindPosition:
 def rewind_to(
     root: Path,
     recv: ReceiverState,
-    log: RewindLog,
     choose: Callable[[int], int],
     *,
     on_run: Callable[[list[Record]], None] | None = None,
@@ -61,7 +60,9 @@ def rewind_to(
     The receiver is told to stop first (the rewound mark, read before each batch it applies), then the apply
     lock is taken: the batch it was applying, if any, ends first, and may have moved the head. So the head is
     read again under the lock, and the move starts there: a move from the head read before would leave that
-    batch's changes over the rewound point (a database's control file from after its WAL, say)."""
+    batch's changes over the rewound point (a database's control file from after its WAL, say). The rewind log
+    is opened for writing only under the lock too: opening it recovers a torn tail, which outside the lock could
+    be the group the receiver is appending (``choose`` reads it read-only)."""
     pos = rewind.read(recv.rewind)
     head = pos.head if pos else applied.read(recv.applied).seq
     start = pos.at if pos else head
@@ -77,7 +78,11 @@ def rewind_to(
                 target = choose(head)
                 rewind.store(recv.rewind, RewindPosition(head=head, at=head, target=target))
         if start != target:
-            move(root, recv, log, head, target, on_run=on_run)
+            log = RewindLog(recv.rewind_log)
+            try:
+                move(root, recv, log, head, target, on_run=on_run)
+            finally:
+                log.close()
         elif pos is None:
             rewind.store(recv.rewind, None)  # (nothing to move after all: not rewound)
     return head, start, target

@@ -75,7 +75,9 @@ def _replica(args: argparse.Namespace) -> Replica:
             hint="rewinding needs `cdp: {enabled: true}` in the scenario, on its standby, and points recorded since",
         )
     head = applied.read(state.applied).seq
-    return Replica(s, Path(s.roots[args.root].path), state, RewindLog(state.rewind_log), head)
+    # (read-only: opening the log for writing recovers a torn tail, which could be the group the receiver is
+    # appending; a rewind opens it for writing under the apply lock, cdp.rewind.rewind_to)
+    return Replica(s, Path(s.roots[args.root].path), state, RewindLog(state.rewind_log, readonly=True), head)
 
 
 def parse_time(text: str) -> float:
@@ -210,7 +212,7 @@ def _rewind(args: argparse.Namespace) -> tuple[Any, str]:
         for records in planned(r.log, head, start, target):
             changes.add(records)
     else:
-        head, start, target = rewind_to(r.root, r.state, r.log, choose, on_run=changes.add)
+        head, start, target = rewind_to(r.root, r.state, choose, on_run=changes.add)
     result: dict[str, Any] = {
         "scenario": r.scenario.name,
         "root": str(r.root),
