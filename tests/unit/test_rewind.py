@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import subprocess
@@ -11,15 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import twinsite_cmd
 from tests.fsops import mutate, populate
 from tests.unit.replicating import Pipe, apply_all, captured
+from tests.unit.test_status import NOW, Site
 from twinsite.apply.applier import Applier
 from twinsite.apply.batching import cut
 from twinsite.cdp.log import RewindLog, make_group
 from twinsite.cdp.rewind import RUN_BYTES, go_live, move, points, resolve_seq, resolve_time, rewind_to, settle
 from twinsite.cdp.undo import capture
 from twinsite.errors import JournalError, RewindError
-from twinsite.journal.record import Op
+from twinsite.journal.record import Op, Record
 from twinsite.locks import held
 from twinsite.state import rewind
 from twinsite.state.applied import AppliedFile
@@ -305,3 +308,28 @@ def test_a_rewind_asked_for_during_a_batch_starts_where_that_batch_ends(tmp_path
     assert digest(dst) == at_points[first]  # the whole way back, the batch applied meanwhile included
     pos = rewind.read(state.rewind)
     assert pos is not None and (pos.head, pos.at, pos.target, pos.sub) == (head, first, first, 0)
+
+
+def test_reading_the_points_beside_the_receiver_never_cuts_the_group_it_is_appending(tmp_path: Path) -> None:
+    """`twinsite rewind-points` and `bookmark` (and a rewind choosing its target) read the rewind log while the
+    receiver may be appending a group to it. The group's first bytes, as they stand mid-append, are left as they
+    are: opening the log for writing would cut them as a torn tail, and the receiver's append would go on past
+    the cut (the drill then found 'corrupt rewind log: bad group header')."""
+    site = Site(tmp_path)
+    site.standby()
+    log_dir = site.place.receiver(0).rewind_log
+    other = RewindLog(tmp_path / "other")
+    other.append(make_group([Record(31, NOW, Op.WRITE, b"f", data=b"y" * 5000)], [Record(31, NOW, Op.TRUNCATE, b"f")]))
+    other.close()
+    [whole] = other.segments()
+    [seg] = RewindLog(log_dir, readonly=True).segments()
+    appending = whole.read_bytes()[: whole.stat().st_size // 2]
+    with open(seg, "ab") as f:
+        f.write(appending)
+    size = seg.stat().st_size
+    dirs = ("--config-dir", str(site.config), "--state-dir", str(site.state), "--json")
+    listed = twinsite_cmd("rewind-points", "app", *dirs)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert json.loads(listed.stdout)["result"]["newest"]["seq"] == 30  # (the group being appended is not a point)
+    assert twinsite_cmd("bookmark", "app", "after-upgrade", *dirs).returncode == 0
+    assert seg.stat().st_size == size and seg.read_bytes().endswith(appending)
