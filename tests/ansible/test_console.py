@@ -130,7 +130,8 @@ def test_every_page_in_a_real_browser_shows_the_hosts_own_figures_and_loads_noth
         assert r["state"] == sent["state"] == "replicating", r
         assert r["root"] == sent["root"]
     assert {(r["scenario"], r["standby"]) for r in rows} == {("app", "dr1"), ("db", "dr1"), ("share", "dr1"),
-                                                             ("share", "dr2")}  # fmt: skip
+                                                             ("share", "dr2"), ("mariadb", "dr1"),
+                                                             ("web", "dr1")}  # fmt: skip
     assert [h["answer"] for h in overview.rows("hosts")] == ["answered"] * 3
 
     db = pages["/scenario/db"]

@@ -1,11 +1,12 @@
-"""The lab's web server: nginx on prod1 serving /srv/web/html on port 8080 with the configuration in
+"""The lab's web server: nginx on prod1 serving /srv/web/html on port 8088 with the configuration in
 /srv/web/nginx.conf (users reach it as web.dr.test). The scenario `web` of the lab inventory replicates both to
 dr1, starts and stops it as a `service` application with these commands (:data:`START`, :data:`STOP`,
 :data:`STATUS`), and checks it with an `http` check (docs/applications.md).
 
 Everything nginx writes (pid file, logs, temporary files) is in /srv/web/run, which the scenario leaves out:
-the lab's hosts share the machine's /run and /var/lib/nginx. `lab up` writes the files when /srv/web has none
-and starts the server; `lab down` stops it with the host.
+the lab's hosts share the machine's /run and /var/lib/nginx. `lab up` writes the page when /srv/web has none,
+and the configuration whenever it is not this one (then a running server reloads it), and starts the server;
+`lab down` stops it with the host.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from twinsite.proc import run
 
 HOST = "prod1"
 ROOT = "/srv/web"
-PORT = 8080
+PORT = 8088  # (8080 is the redirect tests' name server, tests/integration/test_redirect.py)
 PAGE = "twinsite lab web: the orders front page"  # what the http check looks for
 _RUN = f"{ROOT}/run"
 _NGINX = f"nginx -c {ROOT}/nginx.conf -e {_RUN}/error.log"
@@ -49,10 +50,15 @@ http {{
 def ensure(lab: Lab) -> None:
     """Write the site on prod1 if it has none, and start nginx (idempotent)."""
     root = lab.host(HOST).private_dir("/srv") / "web"
-    if not (root / "nginx.conf").exists():
+    if not (root / "html" / "index.html").exists():
         (root / "html").mkdir(parents=True, exist_ok=True)
         (root / "html" / "index.html").write_text(f"<!doctype html><title>orders</title><h1>{PAGE}</h1>\n")
-        (root / "nginx.conf").write_text(CONFIG)
+    conf = root / "nginx.conf"
+    changed = not conf.exists() or conf.read_text() != CONFIG
+    if changed:
+        conf.write_text(CONFIG)
     h = lab.host(HOST)
     if run(hosts.exec_argv(h, ["sh", "-c", STATUS]), check=False).returncode != 0:
         run(hosts.exec_argv(h, ["sh", "-c", START]), timeout=60)
+    elif changed:
+        run(hosts.exec_argv(h, ["sh", "-c", f"{_NGINX} -s reload"]), timeout=60)
