@@ -141,9 +141,14 @@ def report_after_a_switchover_and_two_tests(lab: Lab, started: float) -> None:
     assert len(kept) >= 2
     mine = [t for t in db["tests"]["list"] if t["started_ts"] >= started]
     assert {t["id"]: t["result"] for t in mine} == {t["id"]: t["result"] for t in kept}
-    earlier = [t for t in twinsite_on(lab, "dr1", "recover-test", "db", "--history")["result"]["tests"]
-               if t["started_ts"] >= r["since"]]  # fmt: skip
-    assert db["tests"]["run"] == len(earlier) and db["tests"]["passed"] == sum(t["result"] == "passed" for t in earlier)
+    # (each host takes the period from its own clock when it answers, up to the report's timeout after the
+    # controller's `since`: a test begun in between may or may not be in it)
+    every = twinsite_on(lab, "dr1", "recover-test", "db", "--history")["result"]["tests"]
+    surely = [t for t in every if t["started_ts"] >= r["since"] + 30]
+    maybe = [t for t in every if t["started_ts"] >= r["since"]]
+    assert len(surely) <= db["tests"]["run"] <= len(maybe)
+    passed = db["tests"]["passed"]
+    assert sum(t["result"] == "passed" for t in surely) <= passed <= sum(t["result"] == "passed" for t in maybe)
     assert all(t["asked_by"].startswith(me) for t in mine), mine
     # the audit: the switchover's change event on dr1 says who and from where
     [change] = [c for c in db["changes"] if c.get("ref") == over["id"]]
